@@ -47,6 +47,33 @@ def _compile(arguments: argparse.Namespace, log: Log) -> int:
     return 0
 
 
+def _check(arguments: argparse.Namespace, log: Log) -> int:
+    cache_dir = Path(
+        os.environ.get("SMTP_CA_CACHE_DIR")
+        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        / "heroku-buildpack-smtp-ca"
+    )
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    dependencies = ensure_dependencies(
+        cache_dir,
+        stack=os.environ.get("STACK") or "local",
+        env_dir=None,
+        lock_file=LOCK_FILE,
+        log=log,
+    )
+    sys.path.insert(0, str(dependencies))
+    from smtp_ca import check_command  # needs the dependencies on sys.path
+
+    return check_command.run(arguments, cache_dir, log)
+
+
+def _timeout(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 120:
+        raise argparse.ArgumentTypeError("must be above 0 and at most 120 seconds")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smtp_ca")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -55,6 +82,14 @@ def _parser() -> argparse.ArgumentParser:
     compile_command.add_argument("cache_dir")
     compile_command.add_argument("env_dir", nargs="?")
     compile_command.set_defaults(run=_compile)
+    check_command = commands.add_parser(
+        "check", help="handshake with an SMTP server and say why it does or does not verify"
+    )
+    check_command.add_argument("address", metavar="HOST[:PORT]")
+    check_command.add_argument("--ca-file", type=Path, help="trust this bundle (default: build's)")
+    check_command.add_argument("--tls", action="store_true", help="TLS from the first byte")
+    check_command.add_argument("--timeout", type=_timeout, default=10.0, metavar="SECONDS")
+    check_command.set_defaults(run=_check)
     return parser
 
 

@@ -1,0 +1,184 @@
+"""A minimal Mastodon-shaped Rails 6.1 app, and running its mail delivery the way a dyno starts.
+
+The app lives in ``tests/fixtures/rails``: ``common/`` (application, environment, the
+``bin/send-test-mail`` script, an empty ``config/initializers/``) plus one
+``shapes/<shape>/config/environments/production.rb`` per Mastodon generation:
+
+* ``"mastodon-1.3"``: smtp_settings has no ``ca_file`` key at all;
+* ``"mastodon-1.4"``: ``ca_file: ENV['SMTP_CA_FILE'].presence``;
+* ``"mastodon-3.5"``: ``ca_file: ENV['SMTP_CA_FILE'].presence ||
+  '/etc/ssl/certs/ca-certificates.crt'``.
+
+It runs on Debian's ruby + ruby-actionmailer + ruby-railties (no Bundler, no Gemfile).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import pytest
+
+Shape = Literal["mastodon-1.3", "mastodon-1.4", "mastodon-3.5"]
+SHAPES: tuple[Shape, ...] = get_args(Shape)
+
+FIXTURE_ROOT = Path(__file__).resolve().parent.parent / "fixtures" / "rails"
+SEND_SCRIPT = "bin/send-test-mail"
+APT_INSTALL_COMMAND = "apt-get install -y ruby ruby-actionmailer ruby-railties"
+
+#: What a dyno runs before the app's command: every readable .profile.d/*.sh, sourced in order.
+DYNO_COMMAND = (
+    'for f in .profile.d/*.sh; do [ -r "$f" ] && . "$f"; done; exec ruby bin/send-test-mail'
+)
+
+_BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+def make_rails_app(dest: Path, shape: Shape) -> Path:
+    """Materialise the fixture app of ``shape`` into ``dest`` (created; may exist empty).
+
+    Returns ``dest``. Files already in ``dest`` are kept unless the fixture overwrites them.
+    """
+    if shape not in SHAPES:
+        raise ValueError(f"unknown shape {shape!r}; expected one of {SHAPES}")
+    shutil.copytree(FIXTURE_ROOT / "common", dest, dirs_exist_ok=True)
+    shutil.copytree(FIXTURE_ROOT / "shapes" / shape, dest, dirs_exist_ok=True)
+    (dest / SEND_SCRIPT).chmod(0o755)
+    return dest
+
+
+def write_initializer(app_dir: Path, name: str, ruby_code: str) -> Path:
+    """Write ``config/initializers/<name>`` (``.rb`` appended if missing) in ``app_dir``."""
+    filename = name if name.endswith(".rb") else f"{name}.rb"
+    path = app_dir / "config" / "initializers" / filename
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(ruby_code, encoding="utf-8")
+    return path
+
+
+def smtp_config_vars(
+    host: str,
+    port: int,
+    *,
+    verify_mode: str | None = "peer",
+    login: str | None = None,
+    password: str | None = None,
+    auth_method: str | None = None,
+    **extra: str,
+) -> dict[str, str]:
+    """Mastodon's SMTP config vars for a server at ``host:port``.
+
+    No login means ``SMTP_AUTH_METHOD=none`` (Mastodon would otherwise default to ``plain``).
+    ``extra`` adds or overrides variables verbatim, e.g. ``SMTP_CA_FILE=...``, ``SMTP_TLS="true"``.
+    """
+    env: dict[str, str] = {
+        "SMTP_SERVER": host,
+        "SMTP_PORT": str(port),
+        "SMTP_FROM_ADDRESS": "notifications@localhost",
+        "LOCAL_DOMAIN": "localhost",
+    }
+    if verify_mode is not None:
+        env["SMTP_OPENSSL_VERIFY_MODE"] = verify_mode
+    if login is not None:
+        env["SMTP_LOGIN"] = login
+        if password is not None:
+            env["SMTP_PASSWORD"] = password
+        if auth_method is not None:
+            env["SMTP_AUTH_METHOD"] = auth_method
+    else:
+        env["SMTP_AUTH_METHOD"] = auth_method or "none"
+    env.update(extra)
+    return env
+
+
+def dyno_environment(app_dir: Path, config_vars: Mapping[str, str]) -> dict[str, str]:
+    """The whole environment of the delivery process: config vars plus a minimal base.
+
+    Nothing is inherited from the test process (no SSL_CERT_FILE and friends). HOME is the app
+    directory, as ``/app`` is on a dyno; PATH is a fixed system path with ruby's directory
+    first, unless the config vars set PATH themselves.
+    """
+    ruby = shutil.which("ruby")
+    path = f"{Path(ruby).parent}:{_BASE_PATH}" if ruby else _BASE_PATH
+    env = {"PATH": path, "LANG": "C.UTF-8", "RAILS_ENV": "production"}
+    env.update(config_vars)
+    env["HOME"] = str(app_dir)
+    return env
+
+
+def run_delivery(
+    app_dir: Path, env: Mapping[str, str], timeout: float = 60.0
+) -> subprocess.CompletedProcess[str]:
+    """Run ``bin/send-test-mail`` as a dyno would start it, in ``app_dir`` with HOME=app_dir.
+
+    ``env`` are the app's config vars; see :func:`dyno_environment` for what is added. Never
+    raises on a failed delivery: check ``returncode`` and :func:`delivery_output`.
+    """
+    return subprocess.run(
+        ["bash", "-c", DYNO_COMMAND],
+        cwd=app_dir,
+        env=dyno_environment(app_dir, env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def delivery_output(proc: subprocess.CompletedProcess[str]) -> str:
+    """stdout and stderr of a delivery run, for assertions and failure messages."""
+    return f"--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr}"
+
+
+def effective_smtp_settings(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    """The ``ActionMailer::Base.smtp_settings`` the run used (string keys, password redacted)."""
+    for line in proc.stdout.splitlines():
+        if line.startswith("SMTP-SETTINGS "):
+            settings: dict[str, Any] = json.loads(line.removeprefix("SMTP-SETTINGS "))
+            return settings
+    raise AssertionError(f"no SMTP-SETTINGS line in the output\n{delivery_output(proc)}")
+
+
+@functools.cache
+def ruby_rails_problem() -> str | None:
+    """Why the Ruby end-to-end tests cannot run here, or None when ruby + Rails are usable."""
+    ruby = shutil.which("ruby")
+    if ruby is None:
+        return "ruby is not installed"
+    probe = (
+        'require "rails"; require "action_mailer/railtie"; require "mail"; require "net/smtp"; '
+        'print "rails=#{Rails.version} mail=#{Mail::VERSION.version} "; '
+        'print "net-smtp=#{Net::SMTP::VERSION}"'
+    )
+    try:
+        proc = subprocess.run(
+            [ruby, "-e", probe],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={"PATH": os.environ.get("PATH", _BASE_PATH), "LANG": "C.UTF-8"},
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"ruby could not load Rails/ActionMailer: {exc}"
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        return f"ruby could not load Rails/ActionMailer: {last}"
+    return None
+
+
+def require_ruby_rails() -> None:
+    """Skip the calling test when ruby/Rails are missing; on CI (CI=true) fail instead."""
+    problem = ruby_rails_problem()
+    if problem is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{problem}; CI must install them: {APT_INSTALL_COMMAND}", pytrace=False)
+    pytest.skip(f"{problem} (install with: {APT_INSTALL_COMMAND})")
