@@ -1,0 +1,275 @@
+"""app.json: the shapes Heroku's app.json schema requires, and agreement with the README.
+
+The README's config var table is the list of variables users are told about. app.json must
+offer exactly those, and every variable name that settings.py reads must be in the table.
+The table must also state the defaults and accepted values that settings.py enforces.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from smtp_ca import settings as settings_module
+from smtp_ca.errors import BuildError
+from smtp_ca.settings import load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+APP_JSON = ROOT / "app.json"
+README = ROOT / "README.md"
+SETTINGS_PY = ROOT / "src" / "smtp_ca" / "settings.py"
+TEMPLATES = ROOT / "templates"
+
+BUILDPACK_NAME = "heroku-buildpack-smtp-ca"
+VARIABLE_NAME = re.compile(r"(?:BULK_)?SMTP_[A-Z0-9_]+")
+TABLE_ROW = re.compile(r"^\|\s*`(?P<name>[A-Z0-9_]+)`\s*\|(?P<rest>.*)\|\s*$")
+# Never registry hosts here: the placeholder form only.
+PLACEHOLDER = "<you>"
+
+
+def _app() -> dict[str, Any]:
+    data = json.loads(APP_JSON.read_text(encoding="utf-8"))
+    assert isinstance(data, dict), "app.json must be a JSON object"
+    return data
+
+
+def _readme_section(title: str) -> str:
+    text = README.read_text(encoding="utf-8")
+    match = re.search(rf"^## {re.escape(title)}\s*$(?P<body>.*?)(?=^## |\Z)", text, re.M | re.S)
+    assert match, f"README.md has no '## {title}' section"
+    return match.group("body")
+
+
+def readme_table() -> dict[str, str]:
+    """The config var table: variable name -> the rest of its row."""
+    rows: dict[str, str] = {}
+    for line in _readme_section("Config vars").splitlines():
+        match = TABLE_ROW.match(line.strip())
+        if match:
+            name = match.group("name")
+            assert name not in rows, f"{name} appears twice in the README table"
+            rows[name] = match.group("rest")
+    assert rows, "the README's Config vars section has no table rows"
+    return rows
+
+
+def settings_variable_names() -> set[str]:
+    """String literals in settings.py that are whole variable names (SMTP_*, BULK_SMTP_*)."""
+    tree = ast.parse(SETTINGS_PY.read_text(encoding="utf-8"))
+    return {
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and VARIABLE_NAME.fullmatch(node.value)
+    }
+
+
+def template_variable_names() -> set[str]:
+    """Variables the runtime files read or set (shell ${VAR} and Ruby ENV["VAR"])."""
+    names: set[str] = set()
+    for template in TEMPLATES.glob("*.j2"):
+        text = template.read_text(encoding="utf-8")
+        names.update(re.findall(r"\$\{?((?:BULK_)?SMTP_[A-Z0-9_]+)", text))
+        names.update(re.findall(r"ENV\[[\"']((?:BULK_)?SMTP_[A-Z0-9_]+)[\"']\]", text))
+    return names
+
+
+# --- app.json shapes ----------------------------------------------------------------------
+
+
+def test_app_json_has_the_required_top_level_shapes() -> None:
+    app = _app()
+    assert isinstance(app.get("name"), str) and app["name"].strip()
+    assert len(app["name"]) <= 30, "Heroku limits an app.json name to 30 characters"
+    assert isinstance(app.get("description"), str) and app["description"].strip()
+    assert isinstance(app.get("repository"), str)
+    assert BUILDPACK_NAME in app["repository"]
+    keywords = app.get("keywords", [])
+    assert isinstance(keywords, list) and all(isinstance(k, str) for k in keywords)
+
+
+def test_buildpacks_put_this_one_first_then_ruby() -> None:
+    buildpacks = _app()["buildpacks"]
+    assert isinstance(buildpacks, list) and buildpacks
+    for buildpack in buildpacks:
+        assert isinstance(buildpack, dict), "each buildpack must be an object"
+        assert isinstance(buildpack.get("url"), str) and buildpack["url"]
+    urls = [b["url"] for b in buildpacks]
+    assert BUILDPACK_NAME in urls[0], f"this buildpack must come first, got {urls}"
+    assert "heroku/ruby" in urls
+    assert urls.index("heroku/ruby") > 0
+
+
+def test_urls_are_marked_placeholders() -> None:
+    """No invented address for this project: every URL naming it carries the placeholder."""
+    app = _app()
+    urls = [app["repository"], *(b["url"] for b in app["buildpacks"])]
+    for url in urls:
+        if BUILDPACK_NAME in url:
+            assert PLACEHOLDER in url, f"{url} must be a marked placeholder"
+
+
+def test_env_entries_are_objects_with_a_description() -> None:
+    env = _app()["env"]
+    assert isinstance(env, dict) and env
+    for name, entry in env.items():
+        assert isinstance(entry, dict), f"env {name} must be an object"
+        assert isinstance(entry.get("description"), str), f"env {name} needs a description"
+        assert entry["description"].strip(), f"env {name} has an empty description"
+        if "value" in entry:
+            assert isinstance(entry["value"], str), f"env {name}: value must be a string"
+        if "required" in entry:
+            assert isinstance(entry["required"], bool), f"env {name}: required is a boolean"
+        if "generator" in entry:
+            assert entry["generator"] == "secret", f"env {name}: the only generator is secret"
+
+
+@pytest.mark.parametrize("name", ["SMTP_PASSWORD", "BULK_SMTP_PASSWORD"])
+def test_passwords_have_no_value_and_are_optional(name: str) -> None:
+    entry = _app()["env"][name]
+    assert "value" not in entry
+    assert entry.get("required") is False
+
+
+@pytest.mark.parametrize("name", ["SMTP_CA_FILE", "BULK_SMTP_CA_FILE"])
+def test_ca_file_variables_are_left_unset(name: str) -> None:
+    """A value here would win over the bundle the buildpack wires in."""
+    entry = _app()["env"][name]
+    assert "value" not in entry
+    assert entry.get("required") is False
+
+
+def test_optional_entries_without_a_value_say_so() -> None:
+    """Heroku treats a variable as required unless told otherwise."""
+    for name, entry in _app()["env"].items():
+        if "value" not in entry:
+            assert entry.get("required") is False, f"env {name} has no value: required false"
+
+
+def test_test_environment_turns_the_check_off() -> None:
+    environments = _app()["environments"]
+    test = environments["test"]
+    assert isinstance(test, dict)
+    env = test.get("env", {})
+    assert isinstance(env, dict) and all(isinstance(v, str) for v in env.values())
+    assert env.get("SMTP_CA_CHECK") == "off"
+    scripts = test.get("scripts", {})
+    assert isinstance(scripts, dict) and all(isinstance(v, str) for v in scripts.values())
+
+
+def _config(env: dict[str, Any]) -> dict[str, str]:
+    return {name: entry["value"] for name, entry in env.items() if "value" in entry}
+
+
+def test_example_values_pass_the_buildpacks_own_validation() -> None:
+    app = _app()
+    variables = _config(app["env"])
+    settings = load_settings(variables, "heroku-24")
+    assert settings.notices == (), "the example must not trigger warnings"
+    assert settings.verify_mode == "peer"
+    test_variables = {**variables, **app["environments"]["test"].get("env", {})}
+    assert load_settings(test_variables, "heroku-24").check_mode == "off"
+
+
+def test_validation_does_reject_a_bad_example_value() -> None:
+    """Guards the test above: load_settings is really validating what it gets."""
+    variables = {**_config(_app()["env"]), "SMTP_CA_CHECK": "sometimes"}
+    with pytest.raises(BuildError):
+        load_settings(variables, "heroku-24")
+
+
+# --- app.json against the README ----------------------------------------------------------
+
+
+def test_every_readme_variable_is_in_app_json() -> None:
+    missing = sorted(set(readme_table()) - set(_app()["env"]))
+    assert not missing, f"in the README table but not in app.json env: {missing}"
+
+
+def test_every_smtp_variable_in_app_json_is_in_the_readme() -> None:
+    smtp_keys = {name for name in _app()["env"] if VARIABLE_NAME.fullmatch(name)}
+    missing = sorted(smtp_keys - set(readme_table()))
+    assert not missing, f"in app.json env but not in the README table: {missing}"
+
+
+def test_readme_table_only_lists_smtp_variables() -> None:
+    odd = sorted(name for name in readme_table() if not VARIABLE_NAME.fullmatch(name))
+    assert not odd, f"README table rows that are not SMTP variables: {odd}"
+
+
+def test_every_variable_settings_reads_is_in_the_readme() -> None:
+    names = settings_variable_names()
+    # Sanity: the scan finds what settings.py is known to read.
+    assert {"SMTP_CA_CHECK", "SMTP_SERVER", "SMTP_PASSWORD", "SMTP_CA_FILE"} <= names
+    missing = sorted(names - set(readme_table()))
+    assert not missing, f"settings.py reads these, the README table lacks them: {missing}"
+
+
+def test_every_variable_the_runtime_files_use_is_in_the_readme() -> None:
+    names = template_variable_names()
+    assert "SMTP_CA_FILE" in names
+    missing = sorted(names - set(readme_table()))
+    assert not missing, f"templates/ use these, the README table lacks them: {missing}"
+
+
+# --- the README table against settings.py -------------------------------------------------
+
+
+def _row(name: str) -> str:
+    return readme_table()[name]
+
+
+def _quoted(value: str) -> str:
+    return f"`{value}`"
+
+
+def test_readme_states_the_bundle_defaults() -> None:
+    assert _quoted(settings_module.DEFAULT_BUNDLE_URL) in _row("SMTP_CA_BUNDLE_URL")
+    assert _quoted(settings_module.DEFAULT_BUNDLE_SHA256) in _row("SMTP_CA_BUNDLE_SHA256")
+
+
+def test_readme_states_check_modes_and_default() -> None:
+    row = _row("SMTP_CA_CHECK")
+    for mode in settings_module.CHECK_MODES:
+        assert _quoted(mode) in row
+    assert load_settings({}, "heroku-24").check_mode == "warn"
+    assert row.split("|")[0].strip() == "`warn`"
+
+
+def test_readme_states_the_timeout_default_and_bound() -> None:
+    row = _row("SMTP_CA_CHECK_TIMEOUT")
+    assert row.split("|")[0].strip() == _quoted(f"{settings_module.DEFAULT_CHECK_TIMEOUT:g}")
+    assert _quoted(f"{settings_module.MAX_CHECK_TIMEOUT:g}") in row
+
+
+def test_readme_states_the_public_roots_default() -> None:
+    assert load_settings({}, "heroku-24").public_roots is True
+    assert _row("SMTP_CA_PUBLIC_ROOTS").split("|")[0].strip() == "`true`"
+
+
+def test_readme_states_the_port_default() -> None:
+    default = _quoted(str(settings_module.DEFAULT_SMTP_PORT))
+    assert _row("SMTP_PORT").split("|")[0].strip().startswith(default)
+
+
+def test_readme_states_the_verify_modes() -> None:
+    row = _row("SMTP_OPENSSL_VERIFY_MODE")
+    for mode in settings_module.VERIFY_MODES:
+        assert _quoted(mode) in row
+
+
+def test_readme_states_the_starttls_modes() -> None:
+    row = _row("SMTP_ENABLE_STARTTLS")
+    for mode in settings_module.STARTTLS_MODES:
+        assert _quoted(mode) in row
+
+
+def test_readme_says_secrets_are_redacted() -> None:
+    for name in settings_module.SECRET_VARIABLES:
+        assert "redacted" in _row(name).lower(), f"README must say {name} is redacted"

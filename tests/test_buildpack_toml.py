@@ -1,0 +1,143 @@
+"""buildpack.toml: the registry name, and a publish.Ignore that keeps everything a build needs.
+
+Heroku's buildpack registry prunes the paths in ``[publish.Ignore] files`` when it packages the
+buildpack. An entry ending in ``/`` is a directory; any other entry is a file path. The matcher
+below also accepts glob characters, so a pattern that would catch a needed file is caught too.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import sys
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pytest
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    tomllib = pytest.importorskip("tomli")
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILDPACK_TOML = ROOT / "buildpack.toml"
+
+# What a build runs or reads, as paths relative to the buildpack's root.
+NEEDED = [
+    "bin/compile",
+    "bin/detect",
+    "bin/release",
+    "bin/check",
+    "bin/support/python.sh",
+    "src/smtp_ca/__init__.py",
+    "src/smtp_ca/__main__.py",
+    "src/smtp_ca/settings.py",
+    "templates/initializer.rb.j2",
+    "templates/profile.sh.j2",
+    "templates/export.sh.j2",
+    "requirements.lock",
+    "buildpack.toml",
+]
+NEEDED_DIRECTORIES = ["bin", "src", "templates"]
+NOT_SHIPPED = [
+    "tests/test_buildpack_toml.py",
+    "tests/support/smtp_server.py",
+    "benchmarks/build_time.py",
+    "scripts/test",
+    "scripts/demo",
+    ".ci/run",
+    "pyproject.toml",
+    "CHANGELOG.md",
+    "app.json",
+    ".gitignore",
+]
+
+
+def _toml() -> dict[str, Any]:
+    with BUILDPACK_TOML.open("rb") as handle:
+        data: dict[str, Any] = tomllib.load(handle)
+    return data
+
+
+def ignore_entries() -> list[str]:
+    files = _toml()["publish"]["Ignore"]["files"]
+    assert isinstance(files, list) and all(isinstance(f, str) and f for f in files)
+    return list(files)
+
+
+def is_ignored(path: str, entries: list[str]) -> bool:
+    """Whether ``path`` (a file, relative to the root) is pruned by any entry."""
+    pure = PurePosixPath(path)
+    candidates = [str(pure), *(str(parent) for parent in pure.parents if str(parent) != ".")]
+    for entry in entries:
+        pattern = entry.strip().lstrip("/").rstrip("/")
+        if not pattern:
+            return True  # an empty or "/" entry would prune everything
+        for candidate in candidates:
+            if candidate == pattern or fnmatch.fnmatchcase(candidate, pattern):
+                return True
+        # An entry without a slash may be matched against any file name, as gitignore does.
+        if "/" not in pattern and any(fnmatch.fnmatchcase(part, pattern) for part in pure.parts):
+            return True
+    return False
+
+
+def test_matcher_understands_directories_files_and_globs() -> None:
+    assert is_ignored("tests/x/y.py", ["tests/"])
+    assert is_ignored("requirements-dev.lock", ["requirements-dev*"])
+    assert is_ignored("CHANGELOG.md", ["/CHANGELOG.md"])
+    assert not is_ignored("src/tests.py", ["tests/"])
+    assert not is_ignored("requirements.lock", ["requirements-dev.lock"])
+    assert is_ignored("bin/compile", ["bin"])
+    assert is_ignored("anything", ["/"])
+
+
+def test_name() -> None:
+    buildpack = _toml()["buildpack"]
+    assert buildpack["name"] == "SMTP CA"
+
+
+def test_optional_metadata_has_the_right_types() -> None:
+    buildpack = _toml()["buildpack"]
+    for key in ("homepage", "description"):
+        if key in buildpack:
+            assert isinstance(buildpack[key], str) and buildpack[key]
+    if "homepage" in buildpack and "heroku-buildpack-smtp-ca" in buildpack["homepage"]:
+        assert "<you>" in buildpack["homepage"], "the homepage must be a marked placeholder"
+    keywords = buildpack.get("keywords", [])
+    assert isinstance(keywords, list) and all(isinstance(k, str) for k in keywords)
+
+
+def test_entries_are_relative_paths() -> None:
+    for entry in ignore_entries():
+        assert entry == entry.strip(), f"{entry!r} has surrounding spaces"
+        assert not entry.startswith(("/", "./", "../")), f"{entry!r} must be relative"
+        assert ".." not in PurePosixPath(entry).parts
+
+
+@pytest.mark.parametrize("path", NEEDED)
+def test_files_a_build_needs_are_kept(path: str) -> None:
+    assert not is_ignored(path, ignore_entries()), f"{path} is needed by a build"
+
+
+@pytest.mark.parametrize("directory", NEEDED_DIRECTORIES)
+def test_every_file_in_the_build_directories_is_kept(directory: str) -> None:
+    entries = ignore_entries()
+    files = [p for p in (ROOT / directory).rglob("*") if p.is_file()]
+    assert files, f"{directory}/ has no files"
+    for path in files:
+        relative = path.relative_to(ROOT).as_posix()
+        if "__pycache__" in relative:
+            continue
+        assert not is_ignored(relative, entries), f"{relative} is needed by a build"
+
+
+@pytest.mark.parametrize("path", NOT_SHIPPED)
+def test_development_files_are_ignored(path: str) -> None:
+    assert is_ignored(path, ignore_entries()), f"{path} should not be published"
+
+
+def test_tests_and_benchmarks_directories_are_ignored() -> None:
+    entries = ignore_entries()
+    assert "tests/" in entries
+    assert "benchmarks/" in entries
