@@ -1,0 +1,42 @@
+"""What builds under test install from instead of the internet: made by .ci/prepare-test-inputs.
+
+A wheelhouse with the locked wheels (for pip's --find-links) and the python3-pip .deb (served by
+a local apt repository). Found through SMTP_CA_TEST_INPUTS, default ``<repo>/.test-inputs``.
+Missing inputs skip the tests that need them, or fail them when CI=true.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Inputs:
+    wheelhouse: Path
+    debs: list[Path]
+
+
+def load_inputs() -> Inputs:
+    root = Path(os.environ.get("SMTP_CA_TEST_INPUTS") or REPO / ".test-inputs")
+    wheelhouse = root / "wheelhouse"
+    debs = sorted((root / "debs").glob("python3-pip_*.deb"))
+    problems = []
+    if not any(wheelhouse.glob("*.whl")):
+        problems.append(f"no wheels in {wheelhouse}")
+    if not debs:
+        problems.append(f"no python3-pip .deb in {root / 'debs'}")
+    if shutil.which("dpkg-scanpackages") is None:
+        problems.append("dpkg-scanpackages is missing (apt-get install dpkg-dev)")
+    if problems:
+        message = "; ".join(problems) + ": run .ci/prepare-test-inputs"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return Inputs(wheelhouse, debs)
