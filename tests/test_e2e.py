@@ -1,0 +1,335 @@
+"""End to end, as Heroku builds and a dyno runs: the bug first, then the fix, per Mastodon shape.
+
+bin/compile runs from a clean copy of the buildpack with a pip-less python3, STACK, and config
+vars only in ENV_DIR; the bundle comes from a local HTTPS server standing in for the CA's site;
+the app then moves to another path and real ActionMailer sends through a real STARTTLS server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import trustme
+from cryptography import x509
+
+from support.heroku import (
+    BuildResult,
+    build_environment,
+    clean_buildpack_copy,
+    compile_app,
+    move_to_dyno_path,
+    snapshot,
+    write_env_dir,
+)
+from support.http_server import LocalServer
+from support.local_apt import LocalAptRepo
+from support.offline_inputs import REPO, Inputs, load_inputs
+from support.pipless_python import make_pipless_python
+from support.rails_app import (
+    SHAPES,
+    dyno_environment,
+    make_rails_app,
+    require_ruby_rails,
+    run_delivery,
+    smtp_config_vars,
+)
+from support.smtp_server import SMTPTestServer
+
+pytestmark = pytest.mark.e2e
+
+GODADDY_BUNDLE = REPO.parent / "shared" / "data" / "gd_bundle-g2-g1.crt"
+GODADDY_SHA256 = "0aa4014e6a34e2553b6258c671946620a44e03aedf0fde497781fe8a6abfd858"
+PASSWORD = "SG.s3cret-password-never-printed"
+BUNDLE_PATH = ".smtp-ca/ca-bundle.pem"
+
+
+@dataclass(frozen=True)
+class World:
+    """Everything outside the buildpack: the 'internet' stand-ins and a pip-less python3."""
+
+    inputs: Inputs
+    python_bin: Path
+    apt: LocalAptRepo
+    provider_ca: trustme.CA  # the mail provider's CA, missing from every default store
+    bundle_server: LocalServer  # stands in for the CA's website, over HTTPS
+    bundle_host_ca: Path
+    warm_cache: Path
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    inputs = load_inputs()
+    root = tmp_path_factory.mktemp("world")
+    python = make_pipless_python(root / "python")
+    provider_ca = trustme.CA()
+    host_ca = trustme.CA()
+    host_ca_file = root / "bundle-host-ca.pem"
+    host_ca.cert_pem.write_to_path(str(host_ca_file))
+    with (
+        LocalAptRepo(root / "apt", inputs.debs) as apt,
+        LocalServer(tls=host_ca) as bundle_server,
+    ):
+        bundle_server.serve("/provider-bundle.crt", provider_ca.cert_pem.bytes())
+        world = World(inputs, python.parent, apt, provider_ca, bundle_server, host_ca_file, root)
+        # One cold build fills the dependency cache that the other builds start from.
+        cold = _build(world, root / "cold", _godaddy_vars(), cache=root / "warm-cache")
+        assert cold.returncode == 0, cold.output
+        yield World(
+            inputs,
+            python.parent,
+            apt,
+            provider_ca,
+            bundle_server,
+            host_ca_file,
+            root / "warm-cache",
+        )
+
+
+def _build(
+    world: World,
+    where: Path,
+    config_vars: dict[str, str],
+    *,
+    cache: Path | None = None,
+    build_dir: Path | None = None,
+    stack: str = "heroku-24",
+    buildpack: Path | None = None,
+) -> BuildResult:
+    buildpack = buildpack or clean_buildpack_copy(where / "buildpack")
+    build_dir = build_dir or where / "build_0123abcd"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    if cache is None:
+        cache = where / "cache"
+        shutil.copytree(world.warm_cache, cache, symlinks=True)
+    env_dir = write_env_dir(where / "env", config_vars)
+    env = build_environment(
+        world.python_bin,
+        world.inputs,
+        world.apt.apt_config,
+        where / "home",
+        REQUESTS_CA_BUNDLE=str(world.bundle_host_ca),
+    )
+    return compile_app(buildpack, build_dir, cache, env_dir, env, stack=stack)
+
+
+def _godaddy_vars() -> dict[str, str]:
+    """The real GoDaddy bundle, read from disk: tests never reach the internet."""
+    return {
+        "SMTP_CA_BUNDLE_URL": GODADDY_BUNDLE.as_uri(),
+        "SMTP_CA_BUNDLE_SHA256": GODADDY_SHA256,
+    }
+
+
+def _provider_bundle_vars(world: World) -> dict[str, str]:
+    pem = world.provider_ca.cert_pem.bytes()
+    return {
+        "SMTP_CA_BUNDLE_URL": world.bundle_server.url("/provider-bundle.crt"),
+        "SMTP_CA_BUNDLE_SHA256": hashlib.sha256(pem).hexdigest(),
+    }
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_mastodon_mail_fails_without_and_is_delivered_over_verified_tls_with(
+    world: World, tmp_path: Path, shape: str
+) -> None:
+    require_ruby_rails()
+    with SMTPTestServer(
+        mode="starttls", ca=world.provider_ca, credentials=("apikey", PASSWORD)
+    ) as server:
+        config_vars = smtp_config_vars(
+            "localhost", server.port, login="apikey", password=PASSWORD, auth_method="plain"
+        )
+        build_dir = make_rails_app(tmp_path / "build_0123abcd", shape)
+
+        # The bug, as users meet it: peer verification, no CA that anchors the chain.
+        before = run_delivery(build_dir, dyno_environment(build_dir, config_vars))
+        assert before.returncode != 0
+        assert "certificate verify failed" in before.stdout + before.stderr
+        assert server.messages == ()
+
+        build = _build(
+            world,
+            tmp_path,
+            {**config_vars, **_provider_bundle_vars(world), "SMTP_CA_CHECK": "strict"},
+            build_dir=build_dir,
+        )
+        assert build.returncode == 0, build.output
+        assert "-----> Checking localhost:" in build.stdout
+        assert "verified" in build.stdout
+        assert PASSWORD not in build.output
+        assert "Traceback" not in build.output
+
+        dyno_dir = move_to_dyno_path(build_dir, tmp_path / "app")
+        for runtime_file in (".profile.d/smtp-ca.sh", "config/initializers/smtp_ca.rb"):
+            assert str(build_dir) not in (dyno_dir / runtime_file).read_text()
+        after = run_delivery(dyno_dir, dyno_environment(dyno_dir, config_vars))
+        assert after.returncode == 0, after.stdout + after.stderr
+        assert "DELIVERED" in after.stdout
+        (message,) = server.wait_for_messages(1)
+        assert message.tls
+        assert message.authenticated_as == "apikey"
+
+
+def test_real_godaddy_bundle_by_file_url_merged_with_public_roots(
+    world: World, tmp_path: Path
+) -> None:
+    build = _build(world, tmp_path, _godaddy_vars())
+    assert build.returncode == 0, build.output
+    assert "SMTP_SERVER is not set" in build.stdout
+    bundle = x509.load_pem_x509_certificates((build.build_dir / BUNDLE_PATH).read_bytes())
+    subjects = [cert.subject.rfc4514_string() for cert in bundle]
+    godaddy = x509.load_pem_x509_certificates(GODADDY_BUNDLE.read_bytes())
+    for cert in godaddy:
+        assert cert.subject.rfc4514_string() in subjects
+    assert len(bundle) > 100  # the public roots are there: trust is never narrowed
+    fingerprints = [
+        cert.fingerprint(cert.signature_hash_algorithm)
+        for cert in bundle
+        if cert.signature_hash_algorithm
+    ]
+    assert len(fingerprints) == len(set(fingerprints))
+
+
+def test_pin_mismatch_fails_and_changes_nothing(world: World, tmp_path: Path) -> None:
+    build_dir = make_rails_app(tmp_path / "build_0123abcd", "mastodon-1.3")
+    before = snapshot(build_dir)
+    build = _build(
+        world,
+        tmp_path,
+        {"SMTP_CA_BUNDLE_URL": GODADDY_BUNDLE.as_uri(), "SMTP_CA_BUNDLE_SHA256": "0" * 64},
+        build_dir=build_dir,
+    )
+    assert build.returncode == 1
+    assert "0" * 64 in build.stderr and GODADDY_SHA256 in build.stderr
+    assert "Traceback" not in build.output
+    assert snapshot(build_dir) == before
+
+
+def test_strict_check_failure_names_the_cause_and_changes_nothing(
+    world: World, tmp_path: Path
+) -> None:
+    stranger = trustme.CA()  # the server's chain is anchored by a CA no bundle holds
+    with SMTPTestServer(mode="starttls", ca=stranger) as server:
+        build_dir = make_rails_app(tmp_path / "build_0123abcd", "mastodon-1.4")
+        before = snapshot(build_dir)
+        build = _build(
+            world,
+            tmp_path,
+            {
+                **smtp_config_vars("localhost", server.port),
+                **_provider_bundle_vars(world),
+                "SMTP_CA_CHECK": "strict",
+            },
+            build_dir=build_dir,
+        )
+    assert build.returncode == 1, build.output
+    assert " !     " in build.stderr
+    assert "certificate verify failed" in build.stderr
+    assert "Traceback" not in build.output
+    assert snapshot(build_dir) == before
+
+
+def test_warn_check_failure_builds_with_a_warning(world: World, tmp_path: Path) -> None:
+    with SMTPTestServer(mode="starttls", ca=trustme.CA()) as server:
+        build = _build(
+            world,
+            tmp_path,
+            {**smtp_config_vars("localhost", server.port), **_provider_bundle_vars(world)},
+        )
+    assert build.returncode == 0, build.output
+    assert " !     Warning: localhost:" in build.stderr
+    assert (build.build_dir / BUNDLE_PATH).is_file()
+
+
+def test_warm_build_reuses_the_cache_and_writes_identical_files(
+    world: World, tmp_path: Path
+) -> None:
+    config_vars = _provider_bundle_vars(world)
+    first = _build(
+        world,
+        tmp_path / "one",
+        config_vars,
+        cache=tmp_path / "cache",
+        build_dir=tmp_path / "app-one",
+    )
+    apt_requests = len(world.apt.requests)
+    second = _build(
+        world,
+        tmp_path / "two",
+        config_vars,
+        cache=tmp_path / "cache",
+        build_dir=tmp_path / "app-two",
+    )
+    assert first.returncode == 0 and second.returncode == 0, first.output + second.output
+    assert "Using cached dependencies" in second.stdout
+    assert len(world.apt.requests) == apt_requests
+    assert snapshot(first.build_dir) == snapshot(second.build_dir)
+
+
+def test_export_gives_later_buildpacks_the_build_path(world: World, tmp_path: Path) -> None:
+    buildpack = clean_buildpack_copy(tmp_path / "buildpack")
+    build = _build(world, tmp_path, _provider_bundle_vars(world), buildpack=buildpack)
+    assert build.returncode == 0, build.output
+    shown = subprocess.run(
+        ["bash", "-c", f'set -euo pipefail; . "{buildpack}/export"; printf %s "$SMTP_CA_FILE"'],
+        env={"PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert shown.stdout == str(build.build_dir / BUNDLE_PATH)
+    assert Path(shown.stdout).is_file()
+
+
+@pytest.mark.parametrize(
+    ("stack", "message"),
+    [
+        ("heroku-20", "heroku-20 is end of life"),
+        ("cedar-14", "cedar-14 is end of life"),
+        ("scratch", "Unknown stack 'scratch'"),
+    ],
+)
+def test_unsupported_stack_is_refused_by_name(
+    world: World, tmp_path: Path, stack: str, message: str
+) -> None:
+    build = _build(world, tmp_path, _godaddy_vars(), stack=stack)
+    assert build.returncode == 1
+    assert message in build.stderr
+    assert "Traceback" not in build.output
+
+
+def test_no_python3_is_a_clear_message(tmp_path: Path) -> None:
+    buildpack = clean_buildpack_copy(tmp_path / "buildpack")
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    for tool in ("bash", "dirname"):
+        (tools / tool).symlink_to(shutil.which(tool) or tool)
+    completed = subprocess.run(
+        [str(tools / "bash"), str(buildpack / "bin" / "compile"), str(tmp_path), str(tmp_path)],
+        env={"PATH": str(tools), "STACK": "heroku-24"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completed.returncode == 1
+    assert "No python3 found on PATH" in completed.stderr
+
+
+def test_detect_and_release(tmp_path: Path) -> None:
+    buildpack = clean_buildpack_copy(tmp_path / "buildpack")
+    detect = subprocess.run(
+        [buildpack / "bin" / "detect", tmp_path], capture_output=True, text=True, check=False
+    )
+    assert (detect.returncode, detect.stdout) == (0, "SMTP CA\n")
+    release = subprocess.run(
+        [buildpack / "bin" / "release", tmp_path], capture_output=True, text=True, check=False
+    )
+    assert release.returncode == 0
+    assert release.stdout.startswith("---")
