@@ -1,0 +1,1057 @@
+"""The bundle stage: fetch the CA bundle, check its pin, keep its CA certificates, add public roots.
+
+In: ``BundleSettings`` (from config vars), a cache directory, the build log. Out: a
+``PreparedBundle`` whose ``pem`` is the exact file to write. Same inputs, same bytes.
+
+The cache under ``cache_dir/bundle`` holds two things, each with its own SHA-256 so a damaged
+file is thrown away instead of trusted:
+
+* ``source.pem`` + ``source.json``: the last good download of an https:// source, with its
+  ETag/Last-Modified. It makes the next build's request conditional (a 304 costs no body), and it
+  stands in for the source when the source cannot be read. Its pin is checked like a download's.
+* ``merged.pem`` + ``merged.json``: the output and its certificate summaries, keyed by a hash of
+  everything the output depends on. A warm build reads it and never loads ``cryptography``.
+
+``requests`` and ``cryptography`` are imported where they are used, so a warm build from a
+file:// source, or from the merged cache, does not pay for them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl, unquote, urljoin, urlsplit
+
+from smtp_ca.certificates import (
+    CertificateError,
+    CertificateSummary,
+    PemBlock,
+    basic_constraints_ca,
+    guess_format,
+    load_certificate,
+    printable,
+    split_pem,
+    summarize,
+    to_pem,
+)
+from smtp_ca.errors import BuildError
+from smtp_ca.output import Log
+from smtp_ca.settings import DEFAULT_BUNDLE_URL
+
+if TYPE_CHECKING:
+    import requests
+
+
+URL_VARIABLE = "SMTP_CA_BUNDLE_URL"
+PIN_VARIABLE = "SMTP_CA_BUNDLE_SHA256"
+PUBLIC_ROOTS_VARIABLE = "SMTP_CA_PUBLIC_ROOTS"
+
+# Bump when the output or the cache layout changes: old cache entries then stop matching.
+FORMAT_VERSION = 1
+# A CA bundle is a few KiB (Go Daddy's: 4.6 KiB; all of Mozilla's roots: 230 KiB).
+MAX_BUNDLE_BYTES = 2 * 1024 * 1024
+MAX_REDIRECTS = 3
+EXPIRY_WARNING_DAYS = 90
+# urllib3 sleeps 0, 2*f, 4*f... between retries: 0 s, 1 s, 2 s for three retries.
+BACKOFF_FACTOR = 0.5
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# The body must arrive within this many read timeouts: a server that drips one byte per
+# second never trips the read timeout, and must not hold the build for an hour.
+BODY_DEADLINE_FACTOR = 3
+CACHE_SUBDIR = "bundle"
+USER_AGENT = "heroku-buildpack-smtp-ca"
+# Shorter URL user names or query values are not treated as secrets: redacting "raw" or "true"
+# everywhere in the log would hide more than it protects.
+_MIN_SECRET_QUERY_VALUE = 8
+
+
+@dataclass(frozen=True)
+class BundleSettings:
+    url: str  # https:// or file://
+    sha256: str | None  # lower-case hex pin, or None: unpinned
+    public_roots: bool  # add certifi's roots after the source's certificates
+    timeout: float  # seconds, for the connect and for each read
+    retries: int = 3  # for connection errors, timeouts and 429/5xx answers
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """A certificate of the source that is not in the output, and why."""
+
+    certificate: CertificateSummary
+    reason: str
+
+
+@dataclass(frozen=True)
+class PreparedBundle:
+    pem: bytes  # exact bytes to write to .smtp-ca/ca-bundle.pem
+    source_certificates: tuple[CertificateSummary, ...]  # the CA certs kept from the source
+    public_root_count: int  # certifi roots added (those not already in the source)
+    source_sha256: str
+    used_cached_copy: bool  # the source bytes came from the cache (304, or source unreachable)
+    left_out: tuple[LeftOut, ...] = ()
+    certifi_version: str | None = None  # None when public roots were not added
+    fallback_reason: str | None = None  # why the cached copy stood in for an unreachable source
+
+    @property
+    def certificate_count(self) -> int:
+        return len(self.source_certificates) + self.public_root_count
+
+
+def prepare_bundle(
+    settings: BundleSettings,
+    cache_dir: Path,
+    log: Log,
+    *,
+    now: datetime | None = None,
+) -> PreparedBundle:
+    """Reads the source, checks its pin, keeps its CA certificates, adds certifi's roots.
+
+    Raises ``BuildError`` for anything the user must fix. ``now`` is for tests.
+    """
+    now = now or datetime.now(timezone.utc)
+    _register_url_secrets(settings.url, log)
+    directory = cache_dir / CACHE_SUBDIR
+    source = _read_source(settings, directory, log)
+    _check_pin(settings, source)
+
+    public = _read_certifi() if settings.public_roots else None
+    key = _merge_key(source.sha256, public)
+    merged_cache = _MergedCache(directory, log)
+    merged = merged_cache.load(key, now)
+    if merged is None:
+        merged = _merge(_keep_source_certificates(source, now), public, now)
+        merged_cache.store(key, merged)
+    if source.origin == "network":
+        _SourceCache(directory, settings.url, log).store(source)
+
+    _report(settings, source, merged, log, now)
+    return PreparedBundle(
+        pem=merged.pem,
+        source_certificates=merged.source,
+        public_root_count=merged.public_root_count,
+        source_sha256=source.sha256,
+        used_cached_copy=source.origin in ("not-modified", "cache"),
+        left_out=merged.left_out,
+        certifi_version=merged.certifi_version,
+        fallback_reason=source.fallback_reason,
+    )
+
+
+# --- reading the source -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Source:
+    data: bytes
+    sha256: str
+    origin: str  # "network", "not-modified", "cache" or "file"
+    display: str  # the URL or path, safe to print
+    etag: str | None = None
+    last_modified: str | None = None
+    fetched_at: str | None = None
+    fallback_reason: str | None = None
+
+
+class _Unavailable(Exception):
+    """The source could not be read this time; a cached copy may stand in."""
+
+    def __init__(self, reason: str, hint: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.hint = hint
+
+
+def _read_source(settings: BundleSettings, directory: Path, log: Log) -> _Source:
+    scheme = urlsplit(settings.url).scheme.lower()
+    if scheme == "file":
+        return _read_file(settings.url)
+    display = display_url(settings.url)
+    if scheme == "http":
+        raise BuildError(
+            f"{URL_VARIABLE} ({display}) uses http://, which anyone on the network path can "
+            "rewrite: a CA bundle decides whom the app trusts.",
+            hint="Use the https:// address of the bundle, or a file:// path.",
+        )
+    if scheme != "https":
+        raise BuildError(
+            f"{URL_VARIABLE} ({display}) must be an https:// URL or a file:// path.",
+            hint=f"Unset it to use the default, {DEFAULT_BUNDLE_URL}",
+        )
+
+    cache = _SourceCache(directory, settings.url, log)
+    cached = cache.load()
+    # A copy that fails the pin is no base for a 304, nor a stand-in: the pin changed since.
+    usable = cached if cached and settings.sha256 in (None, cached.sha256) else None
+    try:
+        download = _download(settings, usable, log)
+    except _Unavailable as problem:
+        if usable is None:
+            note = ""
+            if cached is not None:
+                note = (
+                    f" The copy an earlier build cached does not match {PIN_VARIABLE}, "
+                    "so it cannot stand in."
+                )
+            raise BuildError(
+                f"Could not download the CA bundle from {URL_VARIABLE} ({display}): "
+                f"{problem.reason}.{note}",
+                hint=problem.hint
+                or f"Check {URL_VARIABLE}, and retry the build if the server was down.",
+            ) from None
+        log.warn(f"Could not download the CA bundle from {display}: {problem.reason}.")
+        log.alert(
+            f"Using the copy an earlier build downloaded{_on_date(usable.fetched_at)}; "
+            "its SHA-256 is checked as a download's would be."
+        )
+        return _Source(
+            usable.data,
+            usable.sha256,
+            "cache",
+            display,
+            usable.etag,
+            usable.last_modified,
+            usable.fetched_at,
+            fallback_reason=problem.reason,
+        )
+    if download.not_modified:
+        assert usable is not None  # no conditional request was sent without it
+        return _Source(
+            usable.data,
+            usable.sha256,
+            "not-modified",
+            display,
+            download.etag or usable.etag,
+            download.last_modified or usable.last_modified,
+            usable.fetched_at,
+        )
+    return _Source(
+        download.data,
+        hashlib.sha256(download.data).hexdigest(),
+        "network",
+        display,
+        download.etag,
+        download.last_modified,
+        datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def _read_file(url: str) -> _Source:
+    parts = urlsplit(url)
+    if parts.netloc not in ("", "localhost"):
+        raise BuildError(
+            f"{URL_VARIABLE} ({display_url(url)}) names a file on another host "
+            f"({parts.netloc}); a file:// URL can only name a file on the build machine.",
+            hint="Use file:///absolute/path/to/bundle.pem, or an https:// URL.",
+        )
+    path = Path(unquote(parts.path))
+    if not path.is_absolute():
+        raise BuildError(
+            f"{URL_VARIABLE} ({url}) is not an absolute file:// path.",
+            hint="Use file:///absolute/path/to/bundle.pem (three slashes).",
+        )
+    try:
+        with path.open("rb") as stream:
+            data = stream.read(MAX_BUNDLE_BYTES + 1)
+    except FileNotFoundError:
+        raise BuildError(
+            f"{URL_VARIABLE} names {path}, which does not exist.",
+            hint="Check the path; files of the app are under the build directory during a build.",
+        ) from None
+    except OSError as error:
+        raise BuildError(
+            f"Could not read {path}, named by {URL_VARIABLE}: {error.strerror or error}.",
+            hint="It must be a readable file of PEM certificates.",
+        ) from None
+    if len(data) > MAX_BUNDLE_BYTES:
+        raise _too_large(str(path))
+    return _Source(data, hashlib.sha256(data).hexdigest(), "file", str(path))
+
+
+@dataclass(frozen=True)
+class _Download:
+    data: bytes
+    not_modified: bool
+    etag: str | None
+    last_modified: str | None
+
+
+def _download(settings: BundleSettings, cached: _CachedSource | None, log: Log) -> _Download:
+    import requests
+    from requests.adapters import HTTPAdapter
+    from urllib3.util.retry import Retry
+
+    retry = Retry(
+        total=settings.retries,
+        connect=settings.retries,
+        read=settings.retries,
+        status=settings.retries,
+        other=0,
+        allowed_methods=frozenset({"GET"}),
+        status_forcelist=RETRY_STATUSES,
+        backoff_factor=BACKOFF_FACTOR,
+        # A Retry-After of an hour would stall the build: back off on our own schedule.
+        respect_retry_after_header=False,
+        # After the last retry, hand back the 5xx answer so the message can show its status.
+        raise_on_status=False,
+    )
+    headers = {"User-Agent": USER_AGENT, "Accept": "*/*"}
+    if cached is not None:
+        if cached.etag:
+            headers["If-None-Match"] = cached.etag
+        if cached.last_modified:
+            headers["If-Modified-Since"] = cached.last_modified
+    conditional = "If-None-Match" in headers or "If-Modified-Since" in headers
+
+    url = settings.url
+    with requests.Session() as session:
+        # Trust comes from requests' own default: REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE when the
+        # build environment sets one (a TLS-intercepting proxy's CA), else certifi. No verify=
+        # here, which would override that.
+        session.mount("https://", HTTPAdapter(max_retries=retry))
+        for _hop in range(MAX_REDIRECTS + 1):
+            try:
+                response = session.get(
+                    url,
+                    headers=headers,
+                    timeout=(settings.timeout, settings.timeout),
+                    stream=True,
+                    # Redirects are followed below, so that each target's scheme is checked.
+                    allow_redirects=False,
+                )
+            except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema) as error:
+                raise BuildError(
+                    f"{URL_VARIABLE} ({display_url(url)}) is not a valid URL: "
+                    f"{log.redact(str(error))}",
+                    hint="Use the https:// address of the bundle.",
+                ) from None
+            except requests.RequestException as error:
+                raise _Unavailable(*describe_network_error(error, settings.timeout)) from None
+            with response:
+                if response.is_redirect:
+                    url = _redirect_target(url, response, log)
+                    continue
+                return _read_response(response, conditional, settings.timeout)
+    raise _Unavailable(f"more than {MAX_REDIRECTS} redirects")
+
+
+def _redirect_target(url: str, response: requests.Response, log: Log) -> str:
+    target = urljoin(url, response.headers["location"])
+    # Signed download links (S3, GitHub releases) carry their token in the query.
+    _register_url_secrets(target, log)
+    if urlsplit(target).scheme.lower() != "https":
+        raise BuildError(
+            f"{URL_VARIABLE} ({display_url(url)}) redirects to {display_url(target)}, which is "
+            "not https://: the bundle would travel where anyone on the path can rewrite it.",
+            hint="Point SMTP_CA_BUNDLE_URL at an address that stays on https://.",
+        )
+    return target
+
+
+def _read_response(response: requests.Response, conditional: bool, timeout: float) -> _Download:
+    import requests
+    import urllib3
+
+    status = response.status_code
+    etag = response.headers.get("ETag")
+    last_modified = response.headers.get("Last-Modified")
+    if status == 304 and conditional:
+        return _Download(b"", True, etag, last_modified)
+    if status != 200:
+        reason = printable(response.reason or "").strip()
+        raise _Unavailable(
+            f"the server answered HTTP {status}{' ' + reason if reason else ''}",
+            None if status >= 500 else f"Check {URL_VARIABLE}: the server refused that address.",
+        )
+    length = response.headers.get("Content-Length", "")
+    if length.isdigit() and int(length) > MAX_BUNDLE_BYTES:
+        raise _too_large(display_url(response.url))
+    deadline = time.monotonic() + BODY_DEADLINE_FACTOR * timeout
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        # Content-Length can lie or be absent: the cap is enforced on what arrives.
+        for chunk in _body_chunks(response):
+            size += len(chunk)
+            if size > MAX_BUNDLE_BYTES:
+                raise _too_large(display_url(response.url))
+            if time.monotonic() > deadline:
+                raise _Unavailable(
+                    f"the download took more than {BODY_DEADLINE_FACTOR * timeout:g} s"
+                )
+            chunks.append(chunk)
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as error:
+        raise _Unavailable(*describe_network_error(error, timeout)) from None
+    return _Download(b"".join(chunks), False, etag, last_modified)
+
+
+def _body_chunks(response: requests.Response) -> Iterator[bytes]:
+    """The body as it arrives, decoded.
+
+    ``iter_content`` waits until a whole chunk has arrived, so a server dripping bytes would
+    never reach the deadline check; urllib3's ``read1`` (2.3 and later) returns after one read.
+    """
+    raw = response.raw
+    if not hasattr(raw, "read1"):
+        yield from response.iter_content(4 * 1024)
+        return
+    while chunk := raw.read1(64 * 1024, decode_content=True):
+        yield chunk
+
+
+def _too_large(where: str) -> BuildError:
+    return BuildError(
+        f"The CA bundle at {where} ({URL_VARIABLE}) is larger than "
+        f"{MAX_BUNDLE_BYTES // (1024 * 1024)} MiB; a CA bundle is a few KiB.",
+        hint=f"Check that {URL_VARIABLE} points at the PEM file itself, not at an archive or page.",
+    )
+
+
+def describe_network_error(error: BaseException, timeout: float) -> tuple[str, str | None]:
+    """A short reason for a failed request, and a hint; no URL, so nothing secret.
+
+    requests wraps urllib3 wraps socket errors; the useful words are at the bottom of the
+    chain ("Connection refused", "certificate verify failed: unable to get local issuer").
+    """
+    import ssl
+
+    chain = _exception_chain(error)
+    names = {type(e).__name__ for e in chain}
+    for item in chain:
+        if isinstance(item, ssl.SSLCertVerificationError):
+            return (
+                f"its TLS certificate could not be verified ({item.verify_message})",
+                "If the build reaches the internet through a TLS-intercepting proxy, set "
+                "REQUESTS_CA_BUNDLE to a file with that proxy's CA certificate.",
+            )
+    if "ConnectTimeoutError" in names or "ConnectTimeout" in names:
+        return f"could not connect within {timeout:g} s", None
+    if "ReadTimeoutError" in names or any(isinstance(e, TimeoutError) for e in chain):
+        return f"no answer within {timeout:g} s", None
+    for item in reversed(chain):
+        if isinstance(item, ssl.SSLError):
+            return f"the TLS handshake failed ({item.reason or item})", None
+    for item in reversed(chain):
+        if isinstance(item, OSError) and item.strerror:
+            return item.strerror, None
+    innermost = chain[-1]
+    return printable(str(innermost) or type(innermost).__name__), None
+
+
+def _exception_chain(error: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    queue: list[BaseException] = [error]
+    while queue:
+        item = queue.pop(0)
+        if any(item is seen for seen in chain):
+            continue
+        chain.append(item)
+        # urllib3's MaxRetryError keeps its cause in .reason, ProtocolError in its args.
+        queue.extend(
+            e
+            for e in (getattr(item, "reason", None), item.__cause__, item.__context__, *item.args)
+            if isinstance(e, BaseException)
+        )
+    return chain
+
+
+# --- the pin --------------------------------------------------------------------------------
+
+
+def _check_pin(settings: BundleSettings, source: _Source) -> None:
+    if settings.sha256 is None or settings.sha256 == source.sha256:
+        return
+    where = "The cached copy of the" if source.origin == "cache" else "The"
+    raise BuildError(
+        f"{where} CA bundle at {URL_VARIABLE} ({source.display}) does not match "
+        f"{PIN_VARIABLE}.\n"
+        f"  expected (SMTP_CA_BUNDLE_SHA256): {settings.sha256}\n"
+        f"  actual (the file's SHA-256):     {source.sha256}",
+        hint=(
+            "If the provider changed the file on purpose, check the new file (its certificates "
+            "should be the ones your SMTP provider documents), then update the pin: "
+            f"heroku config:set {PIN_VARIABLE}={source.sha256}\n"
+            "If nobody changed it, something between the build and the server did: "
+            "do not update the pin."
+        ),
+    )
+
+
+# --- parsing and merging --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Kept:
+    summary: CertificateSummary
+    pem: bytes
+
+
+@dataclass(frozen=True)
+class _SourceContent:
+    kept: tuple[_Kept, ...]
+    left_out: tuple[LeftOut, ...]
+    certificate_count: int  # certificate blocks in the source, left out ones included
+    sha256: str
+    notices: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+
+def _keep_source_certificates(source: _Source, now: datetime) -> _SourceContent:
+    what = f"The CA bundle at {URL_VARIABLE} ({source.display})"
+    blocks = _pem_blocks(source.data, what)
+    kept: list[_Kept] = []
+    left_out: list[LeftOut] = []
+    notices: list[str] = []
+    warnings: list[str] = []
+    seen: set[str] = set()
+    certificate_blocks = [block for block in blocks if block.is_certificate]
+    for block in blocks:
+        if not block.is_certificate:
+            warning = (
+                f"Left out {block.where} of the bundle: it is a {block.label}, not a certificate."
+            )
+            if "PRIVATE KEY" in block.label:
+                warning += " A private key has no place in a CA bundle; if it is real, it leaked."
+            warnings.append(warning)
+            continue
+        try:
+            cert = load_certificate(block)
+        except CertificateError as error:
+            raise BuildError(f"{what}: {error}.", hint=_BAD_FILE_HINT) from None
+        summary = summarize(cert)
+        if summary.sha256 in seen:
+            notices.append(f"Left out a second copy of {summary.describe()}.")
+            continue
+        seen.add(summary.sha256)
+        if not summary.is_ca:
+            flag = basic_constraints_ca(cert)
+            why = (
+                "its basicConstraints say CA:FALSE"
+                if flag is False
+                else "it has no basicConstraints"
+            )
+            left_out.append(
+                LeftOut(
+                    summary,
+                    f"it is not a CA certificate ({why}): a CA bundle holds roots and "
+                    "intermediates, not servers' certificates",
+                )
+            )
+        elif summary.is_expired(now):
+            left_out.append(LeftOut(summary, "it has expired"))
+        else:
+            kept.append(_Kept(summary, to_pem(cert)))
+    if not certificate_blocks:
+        labels = ", ".join(sorted({block.label for block in blocks}))
+        raise BuildError(f"{what} has no certificate, only {labels}.", hint=_BAD_FILE_HINT)
+    if not kept:
+        lines = "".join(f"\n  {item.certificate.describe()}: {item.reason}" for item in left_out)
+        raise BuildError(
+            f"{what} has no CA certificate that can be used:{lines}",
+            hint=(
+                "Use the bundle of the CA that issued your SMTP server's certificate (its "
+                "intermediate and root certificates), not the server's own certificate."
+            ),
+        )
+    return _SourceContent(
+        tuple(kept),
+        tuple(left_out),
+        len(certificate_blocks),
+        source.sha256,
+        tuple(notices),
+        tuple(warnings),
+    )
+
+
+_BAD_FILE_HINT = (
+    f"Check that {URL_VARIABLE} points at a PEM file of CA certificates "
+    "(-----BEGIN CERTIFICATE----- blocks), and that the file is complete."
+)
+
+
+def _pem_blocks(data: bytes, what: str) -> list[PemBlock]:
+    kind = guess_format(data)
+    if kind == "empty":
+        raise BuildError(f"{what} is empty.", hint=_BAD_FILE_HINT)
+    if kind == "html":
+        raise BuildError(
+            f"{what} looks like an HTML page, not PEM certificates: the server sent a web page "
+            "(an error, login or download page) instead of the file.",
+            hint=_BAD_FILE_HINT,
+        )
+    if kind == "der":
+        raise BuildError(
+            f"{what} looks like a binary (DER) certificate; the bundle must be PEM.",
+            hint="Convert it with: openssl x509 -inform der -in cert.der -out cert.pem",
+        )
+    if kind != "pem":
+        raise BuildError(
+            f"{what} is not PEM: it has no -----BEGIN CERTIFICATE----- line.",
+            hint=_BAD_FILE_HINT,
+        )
+    try:
+        return split_pem(data)
+    except CertificateError as error:
+        raise BuildError(f"{what}: {error}.", hint=_BAD_FILE_HINT) from None
+
+
+_CERTIFI_HINT = (
+    f"Reinstall the buildpack's dependencies, or set {PUBLIC_ROOTS_VARIABLE}=false to go without."
+)
+
+
+@dataclass(frozen=True)
+class _PublicRoots:
+    data: bytes
+    sha256: str
+    version: str
+
+
+def _read_certifi() -> _PublicRoots:
+    import certifi
+
+    path = Path(certifi.where())
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise BuildError(
+            f"Could not read certifi's roots ({path}): {error.strerror or error}.",
+            hint=_CERTIFI_HINT,
+        ) from None
+    return _PublicRoots(data, hashlib.sha256(data).hexdigest(), str(certifi.__version__))
+
+
+def _merge_key(source_sha256: str, public: _PublicRoots | None) -> str:
+    parts = [FORMAT_VERSION, source_sha256, None, None]
+    if public is not None:
+        parts[2:] = [public.sha256, public.version]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class _Merged:
+    pem: bytes
+    source: tuple[CertificateSummary, ...]
+    left_out: tuple[LeftOut, ...]
+    source_certificate_count: int
+    public_root_count: int
+    public_duplicates: int  # certifi roots that the source already had
+    certifi_version: str | None
+    # The first not-after of any certificate written: past it, the output must be made again.
+    expires: datetime
+    notices: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+
+def _merge(content: _SourceContent, public: _PublicRoots | None, now: datetime) -> _Merged:
+    """Source certificates first, in source order, then certifi's roots in certifi's order.
+
+    Both orders are already stable, and keeping them makes the output easy to diff against the
+    source and keeps a certifi upgrade to a small diff; sorting by fingerprint would do neither.
+    A root that is in both stays in the source's place.
+    """
+    seen = {item.summary.sha256 for item in content.kept}
+    added: list[_Kept] = []
+    duplicates = 0
+    notices = list(content.notices)
+    if public is not None:
+        expired = 0
+        try:
+            blocks = [block for block in split_pem(public.data) if block.is_certificate]
+            certificates = [load_certificate(block) for block in blocks]
+        except CertificateError as error:
+            raise BuildError(
+                f"certifi's roots are damaged: {error}.",
+                hint=_CERTIFI_HINT,
+            ) from None
+        for cert in certificates:
+            summary = summarize(cert)
+            if summary.sha256 in seen:
+                duplicates += 1
+                continue
+            seen.add(summary.sha256)
+            if summary.is_expired(now):
+                expired += 1
+                continue
+            added.append(_Kept(summary, to_pem(cert)))
+        if expired:
+            notices.append(f"Left out {_plural(expired, 'expired public root')} of certifi.")
+    pem = _render(content, added, public)
+    written = [item.summary.not_after for item in (*content.kept, *added)]
+    return _Merged(
+        pem=pem,
+        source=tuple(item.summary for item in content.kept),
+        left_out=content.left_out,
+        source_certificate_count=content.certificate_count,
+        public_root_count=len(added),
+        public_duplicates=duplicates,
+        certifi_version=public.version if public else None,
+        expires=min(written),
+        notices=tuple(notices),
+        warnings=content.warnings,
+    )
+
+
+def _render(content: _SourceContent, added: list[_Kept], public: _PublicRoots | None) -> bytes:
+    # No dates, paths or URLs: the same inputs must give the same bytes on every build.
+    lines = [
+        "# CA certificates for SMTP clients, written by heroku-buildpack-smtp-ca on every build.",
+        f"# Edits are overwritten: change {URL_VARIABLE} and {PIN_VARIABLE} instead.",
+        f"# {_plural(len(content.kept), 'certificate')} from the bundle at {URL_VARIABLE},",
+        f"#   whose SHA-256 is {content.sha256},",
+    ]
+    if public is not None:
+        lines.append(
+            f"# then {_plural(len(added), 'public root')} from certifi {public.version} "
+            "(Mozilla's CA certificates)."
+        )
+    else:
+        lines.append(f"# and no public roots ({PUBLIC_ROOTS_VARIABLE}=false).")
+    out = ["\n".join(lines) + "\n"]
+    for origin, items in ((URL_VARIABLE, content.kept), ("certifi", added)):
+        for item in items:
+            s = item.summary
+            out.append(
+                f"\n# {s.display_name}\n"
+                f"# Subject: {s.subject}\n"
+                f"# Issuer: {s.issuer}\n"
+                f"# Valid: {s.not_before:%Y-%m-%d} to {s.not_after:%Y-%m-%d}\n"
+                f"# SHA-256: {s.sha256}\n"
+                f"# From: {origin}\n" + item.pem.decode("ascii")
+            )
+    return "".join(out).encode("utf-8")
+
+
+# --- messages -------------------------------------------------------------------------------
+
+
+def _report(
+    settings: BundleSettings, source: _Source, merged: _Merged, log: Log, now: datetime
+) -> None:
+    kept = len(merged.source)
+    if kept == merged.source_certificate_count:
+        count = _plural(kept, "certificate")
+    else:
+        count = f"{kept} of {_plural(merged.source_certificate_count, 'certificate')} kept"
+    pin = (
+        f"SHA-256 {_short(source.sha256)} matches the pin"
+        if settings.sha256
+        else f"SHA-256 {_short(source.sha256)}, not pinned"
+    )
+    details = f"({count}, {pin})"
+    if source.origin == "network":
+        log.info(f"Fetched {source.display} {details}")
+    elif source.origin == "not-modified":
+        log.info(f"{source.display} has not changed since the last build {details}")
+    elif source.origin == "cache":
+        log.info(f"Used the cached copy of {source.display} {details}")
+    else:
+        log.info(f"Read {source.display} {details}")
+
+    for notice in merged.notices:
+        log.info(notice)
+    for warning in merged.warnings:
+        log.warn(warning)
+    for item in merged.left_out:
+        log.warn(f"Left out {item.certificate.describe()}: {item.reason}.")
+    for summary in merged.source:
+        if summary.not_before > now:
+            log.warn(
+                f"{summary.describe()} is not valid until {summary.not_before:%Y-%m-%d}: "
+                "chains that need it fail until then."
+            )
+        elif summary.days_left(now) < EXPIRY_WARNING_DAYS:
+            days = summary.days_left(now)
+            when = _plural(days, "day") if days else "less than a day"
+            log.warn(
+                f"{summary.describe()} expires in {when}. "
+                f"Get the provider's new bundle before then and update {URL_VARIABLE} "
+                f"and {PIN_VARIABLE}."
+            )
+    if settings.sha256 is None:
+        log.warn(
+            f"{PIN_VARIABLE} is not set, so nothing checks that the bundle at {URL_VARIABLE} "
+            "is the one you meant: whoever can change that file decides whom your mail trusts."
+        )
+        log.alert(f"Its SHA-256 is {source.sha256}. To pin it:")
+        log.alert(f"heroku config:set {PIN_VARIABLE}={source.sha256}")
+
+    total = kept + merged.public_root_count
+    if merged.certifi_version is None:
+        log.info(
+            f"No public roots added ({PUBLIC_ROOTS_VARIABLE}=false): "
+            f"{_plural(total, 'certificate')}, all from the bundle"
+        )
+    else:
+        already = (
+            f" ({merged.public_duplicates} already in the bundle)"
+            if merged.public_duplicates
+            else ""
+        )
+        log.info(
+            f"Merged with {_plural(merged.public_root_count, 'public root')} from certifi "
+            f"{merged.certifi_version}{already}: {_plural(total, 'certificate')}"
+        )
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def _short(digest: str) -> str:
+    return f"{digest[:4]}…{digest[-4:]}"
+
+
+def _on_date(timestamp: str | None) -> str:
+    return f" on {timestamp[:10]}" if timestamp else ""
+
+
+def display_url(url: str) -> str:
+    """``url`` without its user info and query, which may hold credentials or tokens."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    userinfo = "[REDACTED]@" if "@" in parts.netloc else ""
+    query = "?[REDACTED]" if parts.query else ""
+    return f"{parts.scheme}://{userinfo}{host}{parts.path}{query}"
+
+
+def _register_url_secrets(url: str, log: Log) -> None:
+    """Teaches the log's redactor the URL's secrets, which library errors may quote."""
+    parts = urlsplit(url)
+    secrets = [parts.password or ""]
+    if parts.password is None:
+        # https://TOKEN@host/: a user name alone is how some services take a token.
+        secrets.append(parts.username or "")
+    secrets.extend(value for _, value in parse_qsl(parts.query, keep_blank_values=False))
+    for secret in secrets:
+        if len(secret) >= _MIN_SECRET_QUERY_VALUE or secret == parts.password:
+            for form in {secret, unquote(secret)}:
+                if form:
+                    log.redact.add(form)
+
+
+# --- the cache ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _CachedSource:
+    data: bytes
+    sha256: str
+    etag: str | None
+    last_modified: str | None
+    fetched_at: str | None
+
+
+class _CorruptCache(Exception):
+    pass
+
+
+class _SourceCache:
+    """The last good download of one https:// URL, with its validators."""
+
+    def __init__(self, directory: Path, url: str, log: Log) -> None:
+        self._data_path = directory / "source.pem"
+        self._meta_path = directory / "source.json"
+        # Only a hash of the URL is stored: the URL may hold credentials.
+        self._url_sha256 = hashlib.sha256(url.encode()).hexdigest()
+        self._log = log
+
+    def load(self) -> _CachedSource | None:
+        if not self._meta_path.exists() and not self._data_path.exists():
+            return None
+        try:
+            meta = _read_json(self._meta_path)
+            if meta.get("format") != FORMAT_VERSION or meta.get("url_sha256") != self._url_sha256:
+                return None  # another URL's or another version's copy: not damaged, not ours
+            data = self._data_path.read_bytes()
+            digest = _text(meta, "sha256")
+            if len(data) != meta.get("size") or hashlib.sha256(data).hexdigest() != digest:
+                raise _CorruptCache("its SHA-256 does not match the one stored with it")
+            return _CachedSource(
+                data,
+                digest,
+                _optional_text(meta, "etag"),
+                _optional_text(meta, "last_modified"),
+                _optional_text(meta, "fetched_at"),
+            )
+        except (_CorruptCache, OSError, ValueError) as error:
+            _discard(self._log, "the cached download of the CA bundle", error, self._files())
+            return None
+
+    def store(self, source: _Source) -> None:
+        meta = {
+            "format": FORMAT_VERSION,
+            "url_sha256": self._url_sha256,
+            "sha256": source.sha256,
+            "size": len(source.data),
+            "etag": source.etag,
+            "last_modified": source.last_modified,
+            "fetched_at": source.fetched_at,
+        }
+        # Data first: if the build dies between the two, the old metadata's hash no longer
+        # matches and the pair is thrown away, never trusted.
+        _store_files(
+            self._log, [(self._data_path, source.data), (self._meta_path, _dump_json(meta))]
+        )
+
+    def _files(self) -> list[Path]:
+        return [self._meta_path, self._data_path]
+
+
+class _MergedCache:
+    """The last output, with the summaries the report needs, under the hash of its inputs."""
+
+    def __init__(self, directory: Path, log: Log) -> None:
+        self._pem_path = directory / "merged.pem"
+        self._meta_path = directory / "merged.json"
+        self._log = log
+
+    def load(self, key: str, now: datetime) -> _Merged | None:
+        if not self._meta_path.exists() and not self._pem_path.exists():
+            return None
+        try:
+            meta = _read_json(self._meta_path)
+            if meta.get("format") != FORMAT_VERSION or meta.get("key") != key:
+                return None
+            expires = datetime.fromisoformat(_text(meta, "expires"))
+            if expires < now:
+                return None  # a certificate in it has expired since: it must be left out now
+            pem = self._pem_path.read_bytes()
+            if hashlib.sha256(pem).hexdigest() != _text(meta, "pem_sha256"):
+                raise _CorruptCache("its SHA-256 does not match the one stored with it")
+            return _Merged(
+                pem=pem,
+                source=tuple(CertificateSummary.from_json(s) for s in _list(meta, "source")),
+                left_out=tuple(
+                    LeftOut(
+                        CertificateSummary.from_json(_mapping(item, "certificate")),
+                        _text(item, "reason"),
+                    )
+                    for item in _list(meta, "left_out")
+                ),
+                source_certificate_count=_int(meta, "source_certificate_count"),
+                public_root_count=_int(meta, "public_root_count"),
+                public_duplicates=_int(meta, "public_duplicates"),
+                certifi_version=_optional_text(meta, "certifi_version"),
+                expires=expires,
+                notices=tuple(_text_list(meta, "notices")),
+                warnings=tuple(_text_list(meta, "warnings")),
+            )
+        except (_CorruptCache, OSError, ValueError) as error:
+            _discard(self._log, "the cached CA bundle", error, [self._meta_path, self._pem_path])
+            return None
+
+    def store(self, key: str, merged: _Merged) -> None:
+        meta = {
+            "format": FORMAT_VERSION,
+            "key": key,
+            "pem_sha256": hashlib.sha256(merged.pem).hexdigest(),
+            "expires": merged.expires.isoformat(),
+            "source": [s.to_json() for s in merged.source],
+            "left_out": [
+                {"certificate": item.certificate.to_json(), "reason": item.reason}
+                for item in merged.left_out
+            ],
+            "source_certificate_count": merged.source_certificate_count,
+            "public_root_count": merged.public_root_count,
+            "public_duplicates": merged.public_duplicates,
+            "certifi_version": merged.certifi_version,
+            "notices": list(merged.notices),
+            "warnings": list(merged.warnings),
+        }
+        _store_files(self._log, [(self._pem_path, merged.pem), (self._meta_path, _dump_json(meta))])
+
+
+def _discard(log: Log, what: str, error: BaseException, paths: list[Path]) -> None:
+    reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    log.info(f"Threw away {what}: it is damaged ({printable(reason)}); making it again.")
+    for path in paths:
+        with suppress(OSError):
+            path.unlink()
+
+
+def _store_files(log: Log, files: list[tuple[Path, bytes]]) -> None:
+    # A cache that cannot be written costs the next build time, not this build its success.
+    try:
+        for path, data in files:
+            write_atomically(path, data)
+    except OSError as error:
+        log.info(f"Could not update the bundle cache ({error.strerror or error}); continuing.")
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Readers see the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        Path(temporary).replace(path)
+    except BaseException:
+        with suppress(OSError):
+            Path(temporary).unlink()
+        raise
+
+
+def _dump_json(value: object) -> bytes:
+    return (json.dumps(value, indent=1, sort_keys=True) + "\n").encode()
+
+
+def _read_json(path: Path) -> dict[str, object]:
+    value = json.loads(path.read_bytes())
+    if not isinstance(value, dict):
+        raise ValueError(f"{path.name} is not a JSON object")
+    return value
+
+
+def _text(data: Mapping[str, object], key: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str):
+        raise ValueError(f"{key}: expected a string")
+    return value
+
+
+def _optional_text(data: Mapping[str, object], key: str) -> str | None:
+    value = data.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{key}: expected a string or null")
+    return value
+
+
+def _int(data: Mapping[str, object], key: str) -> int:
+    value = data.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{key}: expected a count")
+    return value
+
+
+def _list(data: Mapping[str, object], key: str) -> list[Mapping[str, object]]:
+    value = data.get(key)
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise ValueError(f"{key}: expected a list of objects")
+    return value
+
+
+def _mapping(data: Mapping[str, object], key: str) -> Mapping[str, object]:
+    value = data.get(key)
+    if not isinstance(value, dict):
+        raise ValueError(f"{key}: expected an object")
+    return value
+
+
+def _text_list(data: Mapping[str, object], key: str) -> list[str]:
+    value = data.get(key)
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError(f"{key}: expected a list of strings")
+    return value
