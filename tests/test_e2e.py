@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 import trustme
-from cryptography import x509
 
+from smtp_ca.certificates import load_pem_certificates
 from support.heroku import (
     BuildResult,
     build_environment,
@@ -183,9 +183,9 @@ def test_real_godaddy_bundle_by_file_url_merged_with_public_roots(
     build = _build(world, tmp_path, _godaddy_vars())
     assert build.returncode == 0, build.output
     assert "SMTP_SERVER is not set" in build.stdout
-    bundle = x509.load_pem_x509_certificates((build.build_dir / BUNDLE_PATH).read_bytes())
+    bundle = load_pem_certificates((build.build_dir / BUNDLE_PATH).read_bytes())
     subjects = [cert.subject.rfc4514_string() for cert in bundle]
-    godaddy = x509.load_pem_x509_certificates(GODADDY_BUNDLE.read_bytes())
+    godaddy = load_pem_certificates(GODADDY_BUNDLE.read_bytes())
     for cert in godaddy:
         assert cert.subject.rfc4514_string() in subjects
     assert len(bundle) > 100  # the public roots are there: trust is never narrowed
