@@ -188,6 +188,12 @@ def _remove_a_package(deps: Path) -> None:
     shutil.rmtree(deps / "cryptography")
 
 
+def _cut_a_file_short(deps: Path) -> None:
+    """A partial cache restore: the file is there, but not all of it."""
+    path = deps / "cryptography" / "__init__.py"
+    path.write_bytes(path.read_bytes()[:10])
+
+
 def _leave_staging_behind(deps: Path) -> None:
     """As if the build was killed after pip finished but before the rename."""
     (deps / MARKER_NAME).unlink()
@@ -195,7 +201,8 @@ def _leave_staging_behind(deps: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "damage", [_remove_marker, _garble_marker, _remove_a_package, _leave_staging_behind]
+    "damage",
+    [_remove_marker, _garble_marker, _remove_a_package, _cut_a_file_short, _leave_staging_behind],
 )
 def test_incomplete_cache_is_removed_and_rebuilt(
     damage: Callable[[Path], None],
@@ -435,6 +442,7 @@ def test_passwords_in_pip_urls_are_found_for_redaction() -> None:
 def _fake_install(cache_dir: Path, stack: str) -> Path:
     target = cache_dir / "smtp-ca" / "python-deps" / dependency_key(stack, LOCK.read_bytes())
     (target / "requests").mkdir(parents=True)
+    (target / "requests" / "__init__.py").write_text("# installed\n")
     bootstrap._write_marker(target, target.name)
     (cache_dir / "smtp-ca" / "stack").write_text(stack + "\n")
     return target
@@ -467,3 +475,14 @@ def test_unreadable_lock_file_is_a_build_error(tmp_path: Path) -> None:
         )
     assert "Cannot read the buildpack's dependency lock file" in raised.value.message
     assert raised.value.hint
+
+
+def test_a_file_cut_short_after_the_install_invalidates_the_marker(tmp_path: Path) -> None:
+    target = _fake_install(tmp_path, STACK)
+    key = target.name
+    assert bootstrap._marker_is_valid(target, key)
+    (target / "requests" / "__pycache__").mkdir()
+    (target / "requests" / "__pycache__" / "x.pyc").write_bytes(b"written by Python later")
+    assert bootstrap._marker_is_valid(target, key)  # bytecode is not part of the install
+    (target / "requests" / "__init__.py").write_text("")
+    assert not bootstrap._marker_is_valid(target, key)

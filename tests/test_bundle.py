@@ -19,16 +19,16 @@ import certifi
 import pytest
 import trustme
 
-from smtp_ca import bundle
+from smtp_ca import bundle, fetch
 from smtp_ca.bundle import (
     MAX_BUNDLE_BYTES,
     BundleSettings,
     PreparedBundle,
-    display_url,
     prepare_bundle,
 )
 from smtp_ca.certificates import load_pem_certificates, split_pem, summarize, to_pem
 from smtp_ca.errors import BuildError
+from smtp_ca.fetch import display_url
 from smtp_ca.output import Log
 from smtp_ca.settings import DEFAULT_BUNDLE_SHA256
 from support.certs import Issued, make_cert, make_intermediate, make_leaf, make_root, pem_bundle
@@ -102,7 +102,7 @@ def file_url(path: Path) -> str:
 
 @pytest.fixture(autouse=True)
 def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bundle, "BACKOFF_FACTOR", 0.01)
+    monkeypatch.setattr(fetch, "BACKOFF_FACTOR", 0.01)
 
 
 @pytest.fixture
@@ -261,7 +261,7 @@ def test_redirect_loop_stops(https: LocalServer, cache: Path) -> None:
     error, _ = fails(settings_for(https.url("/a")), cache)
 
     assert "more than 3 redirects" in error.message
-    assert https.count("/a") + https.count("/b") == bundle.MAX_REDIRECTS + 1
+    assert https.count("/a") + https.count("/b") == fetch.MAX_REDIRECTS + 1
 
 
 def test_http_url_is_refused_without_a_request(http: LocalServer, cache: Path) -> None:
@@ -912,3 +912,30 @@ def test_unwritable_cache_does_not_fail_the_build(tmp_path: Path) -> None:
 
     assert len(prepared.source_certificates) == 3
     assert "Could not update the bundle cache" in captured.stdout
+
+
+def test_temporaries_of_a_killed_write_are_removed_by_the_next(cache: Path) -> None:
+    settings = settings_for(file_url(GODADDY_PATH), DEFAULT_BUNDLE_SHA256)
+    directory = cache / "bundle"
+    directory.mkdir(parents=True)
+    (directory / ".merged.pem.abc123.tmp").write_bytes(b"half of a bundle")
+    (directory / ".merged.json.def456.tmp").write_bytes(b'{"half":')
+
+    run(settings, cache)
+
+    assert sorted(p.name for p in directory.iterdir()) == ["merged.json", "merged.pem"]
+
+
+def test_an_entry_of_another_format_is_replaced_without_a_word(cache: Path) -> None:
+    """Not damaged, only older: no "Threw away" line, and it is rebuilt."""
+    settings = settings_for(file_url(GODADDY_PATH), DEFAULT_BUNDLE_SHA256)
+    first, _ = run(settings, cache)
+    meta_path = cache / "bundle" / "merged.json"
+    meta = json.loads(meta_path.read_bytes())
+    meta_path.write_text(json.dumps({**meta, "format": 1, "pem_sha256": meta["sha256"]}))
+
+    second, captured = run(settings, cache)
+
+    assert "Threw away" not in captured.stdout
+    assert second.pem == first.pem
+    assert json.loads(meta_path.read_bytes())["format"] == bundle.FORMAT_VERSION

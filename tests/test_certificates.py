@@ -183,6 +183,20 @@ def test_load_refuses_der_that_is_not_a_certificate() -> None:
         load_certificate(block)
 
 
+def test_load_refuses_what_cryptography_raises_beyond_value_error() -> None:
+    """DuplicateExtension and InvalidVersion are not ValueErrors; a name that does not parse
+    only fails when it is read. Each must be a CertificateError naming the block, not an
+    internal error later."""
+    from test_properties import duplicate_extension_der
+
+    godaddy_der = split_pem(godaddy())[0].der
+    bad_version = godaddy_der[:12] + b"\x01" + godaddy_der[13:]  # v3 (2) becomes 1
+    assert bad_version != godaddy_der
+    for der in (duplicate_extension_der(), bad_version):
+        with pytest.raises(CertificateError, match=r"block 1 \(line 1\) is not a valid X.509"):
+            load_certificate(PemBlock(1, 1, "CERTIFICATE", der))
+
+
 def test_load_refuses_other_block_types(root) -> None:
     (key_block,) = split_pem(root.key_pem)
     with pytest.raises(CertificateError, match="is a PRIVATE KEY, not a certificate"):

@@ -33,3 +33,72 @@ def test_added_secret_is_redacted_in_every_line() -> None:
     log.info("login apikey-123")
     log.error("again apikey-123")
     assert "apikey-123" not in out.getvalue() + err.getvalue()
+
+
+# --- the redaction rule (smtp_ca.output's docstring) -----------------------------------------
+
+
+def test_long_secrets_go_even_inside_words_and_short_ones_only_as_words() -> None:
+    redact = Redactor(["hunter2-password", "apikey"])
+    assert redact("x\\x00hunter2-passwordy") == "x\\x00[REDACTED]y"
+    assert redact("login apikey, SMTP_LOGIN=apikey.") == (
+        "login [REDACTED], SMTP_LOGIN=[REDACTED]."
+    )
+    assert redact("apikeys") == "apikeys"
+
+
+def test_short_secret_that_is_an_ordinary_word_leaves_our_file_names_alone() -> None:
+    redact = Redactor(["smtp"])
+    assert redact("Wrote config/initializers/smtp_ca.rb") == "Wrote config/initializers/smtp_ca.rb"
+    assert redact("login smtp failed") == "login [REDACTED] failed"
+
+
+def test_very_short_secrets_are_redacted_as_words() -> None:
+    """Two characters are still redacted where they stand alone; before, anything under three
+    characters was skipped."""
+    assert Redactor(["ab"])("password ab rejected; abc kept") == (
+        "password [REDACTED] rejected; abc kept"
+    )
+
+
+def test_punctuation_only_short_secret_is_not_redacted() -> None:
+    assert Redactor(["--"])("-----> Step -- done") == "-----> Step -- done"
+
+
+def test_secrets_are_found_in_the_forms_python_prints_them() -> None:
+    secret = "it's\\a-long-secret"
+    redact = Redactor([secret])
+    for shown in (repr(secret), '{"password": "it\'s\\\\a-long-secret"}', "it%27s%5Ca-long-secret"):
+        assert "long-secret" not in redact(f"error: {shown}"), shown
+
+
+def test_overlapping_secrets_are_both_removed_whole() -> None:
+    assert Redactor(["xxxxxxxxab", "abcdefghij"])("xxxxxxxxabcdefghij!") == "[REDACTED]!"
+
+
+def test_library_logging_and_warnings_go_through_the_log() -> None:
+    import logging
+    import warnings
+
+    from smtp_ca.output import LogHandler
+
+    out = io.StringIO()
+    log = Log(Redactor(["tok3n-0123456789"]), out=out, err=io.StringIO())
+    logger = logging.getLogger("test.library")
+    handler = LogHandler(log)
+    logger.addHandler(handler)
+    logging.captureWarnings(True)
+    logging.getLogger("py.warnings").addHandler(handler)
+    try:
+        logger.warning("Retrying after %s: /x?token=%s", "a reset", "tok3n-0123456789")
+        logger.info("not shown: below WARNING")
+        warnings.warn("deprecated tok3n-0123456789", DeprecationWarning, stacklevel=1)
+    finally:
+        logger.removeHandler(handler)
+        logging.getLogger("py.warnings").removeHandler(handler)
+        logging.captureWarnings(False)
+    text = out.getvalue()
+    assert "       test.library: Retrying after a reset: /x?token=[REDACTED]\n" in text
+    assert "not shown" not in text
+    assert "DeprecationWarning: deprecated [REDACTED]" in text
+    assert "tok3n" not in text

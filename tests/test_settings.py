@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,9 @@ from smtp_ca.errors import BuildError
 from smtp_ca.settings import (
     DEFAULT_BUNDLE_SHA256,
     DEFAULT_BUNDLE_URL,
+    ca_file_warnings,
     load_settings,
+    parse_debug,
     read_env_dir,
 )
 
@@ -133,3 +137,128 @@ def test_env_dir_is_one_file_per_variable(tmp_path: Path) -> None:
     }
     assert read_env_dir(tmp_path / "missing") == {}
     assert read_env_dir(None) == {}
+
+
+# --- validation added for issue 4: every value, named, never a crash -------------------------
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        ({"SMTP_PORT": "\u00b2"}, "SMTP_PORT is '\u00b2'"),  # isdigit(), yet int() refuses it
+        ({"SMTP_PORT": "\u0665\u0668\u0667"}, "SMTP_PORT is"),  # int() takes other scripts
+        ({"SMTP_CA_CHECK_TIMEOUT": "1_0"}, "SMTP_CA_CHECK_TIMEOUT is '1_0'"),
+        ({"SMTP_CA_CHECK_TIMEOUT": "inf"}, "SMTP_CA_CHECK_TIMEOUT is 'inf'"),
+        ({"SMTP_CA_CHECK_TIMEOUT": "1e1"}, "SMTP_CA_CHECK_TIMEOUT is '1e1'"),
+        ({"SMTP_CA_BUNDLE_URL": "https://[::1/b.pem"}, "SMTP_CA_BUNDLE_URL is not a valid URL"),
+        ({"SMTP_CA_BUNDLE_URL": "https://x/b\n.pem"}, "SMTP_CA_BUNDLE_URL holds a control"),
+        ({"SMTP_CA_DEBUG": "maybe"}, "SMTP_CA_DEBUG is 'maybe', which is not one of"),
+        ({"SMTP_SERVER": "smtp.bücher.example"}, "SMTP_SERVER must be a host name"),
+        ({"SMTP_PORT": "9" * 300}, "SMTP_PORT is a value of 300 characters"),
+    ],
+)
+def test_more_bad_values_name_the_variable(variables: dict[str, str], expected: str) -> None:
+    with pytest.raises(BuildError) as error:
+        load_settings(variables, STACK)
+    assert expected in error.value.message
+    assert error.value.hint
+
+
+def test_accepted_timeouts_are_plain_decimals() -> None:
+    assert load_settings({"SMTP_CA_CHECK_TIMEOUT": "2.5"}, STACK).check_timeout == 2.5
+    assert load_settings({"SMTP_CA_CHECK_TIMEOUT": ".5"}, STACK).check_timeout == 0.5
+    assert load_settings({"SMTP_CA_CHECK_TIMEOUT": "120"}, STACK).check_timeout == 120
+
+
+@pytest.mark.parametrize(
+    ("value", "debug"),
+    [("", False), ("0", False), ("no", False), ("FALSE", False), ("1", True), ("Yes", True)],
+)
+def test_debug_is_validated_like_the_other_flags(value: str, debug: bool) -> None:
+    assert load_settings({"SMTP_CA_DEBUG": value}, STACK).debug is debug
+    assert parse_debug(value) is debug
+
+
+def test_unset_verify_mode_gets_a_one_line_notice() -> None:
+    (notice,) = load_settings({}, STACK).notices
+    assert notice.startswith("SMTP_OPENSSL_VERIFY_MODE is not set")
+    assert "\n" not in notice
+    assert load_settings({"SMTP_OPENSSL_VERIFY_MODE": "peer"}, STACK).notices == ()
+
+
+def test_tls_set_to_false_warns_about_older_mastodon() -> None:
+    settings = load_settings({"SMTP_TLS": "false", "SMTP_OPENSSL_VERIFY_MODE": "peer"}, STACK)
+    assert settings.implicit_tls is False  # Mastodon 3.5+: only 'true'
+    (notice,) = settings.notices
+    assert "Mastodon 1.4 to 3.4 turn TLS on for any value that is set" in notice
+
+
+def test_a_typo_in_the_buildpacks_own_namespace_is_pointed_out() -> None:
+    variables = {"SMTP_CA_CHEK": "strict", "SMTP_OPENSSL_VERIFY_MODE": "peer"}
+    (notice,) = load_settings(variables, STACK).notices
+    assert notice == (
+        "SMTP_CA_CHEK is not a config var this buildpack reads; did you mean SMTP_CA_CHECK?"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "stack", "expected"),
+    [
+        ("SMTP_CA_FILE", "/tmp/build_ab12/.smtp-ca/ca-bundle.pem", STACK, "exists only during"),
+        ("SMTP_CA_FILE", "/work/app/.smtp-ca/ca-bundle.pem", STACK, "exists only during"),
+        ("BULK_SMTP_CA_FILE", "/usr/lib/ssl/cert.pem", "heroku-26", "heroku-26 no longer has"),
+        ("SMTP_CA_FILE", "$HOME/.smtp-ca/ca-bundle.pem", STACK, "not expanded by a shell"),
+        ("SMTP_CA_FILE", "/usr/lib/ssl/cert.pem", "heroku-22", None),
+        ("SMTP_CA_FILE", "/app/.smtp-ca/ca-bundle.pem", STACK, None),
+    ],
+)
+def test_ca_file_that_the_dyno_cannot_open_is_named(
+    name: str, value: str, stack: str, expected: str | None
+) -> None:
+    settings = load_settings({name: value}, stack)
+    warnings = ca_file_warnings(settings, Path("/work/app"))
+    if expected is None:
+        assert warnings == []
+    else:
+        (warning,) = warnings
+        assert warning.startswith(f"{name} is set to {value}") and expected in warning
+
+
+# --- ENV_DIR ------------------------------------------------------------------------------------
+
+
+def test_env_dir_reads_only_the_buildpacks_variables(tmp_path: Path) -> None:
+    (tmp_path / "SMTP_PORT").write_text("587")
+    (tmp_path / "DATABASE_URL").write_text("postgres://u:p@h/db")
+    (tmp_path / "RAILS_MASTER_KEY").write_bytes(b"\xff\x00" * 100_000)  # never opened
+    (tmp_path / "SMTP_CA_CHEK").write_text("strict")
+    assert read_env_dir(tmp_path) == {"SMTP_PORT": "587", "SMTP_CA_CHEK": "strict"}
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda path: path.mkdir(), "The config var SMTP_SERVER in ENV_DIR is a directory"),
+        (lambda path: path.write_bytes(b"\xc3("), "is not text: byte 1 of its value is not UTF-8"),
+        (lambda path: path.write_bytes(b"a\0b"), "holds a NUL byte"),
+        (lambda path: path.write_bytes(b"x" * 70_000), "is 70000 bytes; Heroku allows 32 KB"),
+        (lambda path: path.symlink_to(path.parent / "gone"), "symbolic link to a file that"),
+        (lambda path: os.mkfifo(path), "is not a regular file"),
+    ],
+    ids=["directory", "binary", "nul", "huge", "dangling-link", "fifo"],
+)
+def test_env_dir_entries_that_are_not_values_are_named(
+    tmp_path: Path, make: Callable[[Path], None], expected: str
+) -> None:
+    make(tmp_path / "SMTP_SERVER")
+    with pytest.raises(BuildError) as error:
+        read_env_dir(tmp_path)
+    assert expected in error.value.message
+    assert "SMTP_SERVER" in error.value.message
+
+
+def test_env_dir_errors_never_show_the_value(tmp_path: Path) -> None:
+    (tmp_path / "SMTP_PASSWORD").write_bytes(b"s3cret-value\xff")
+    with pytest.raises(BuildError) as error:
+        read_env_dir(tmp_path)
+    assert "s3cret" not in f"{error.value.message} {error.value.hint}"

@@ -1,10 +1,12 @@
-"""The bundle stage: fetch the CA bundle, check its pin, keep its CA certificates, add public roots.
+"""The bundle stage: read the CA bundle, check its pin, keep its CA certificates, add public roots.
 
 In: ``BundleSettings`` (from config vars), a cache directory, the build log. Out: a
 ``PreparedBundle`` whose ``pem`` is the exact file to write. Same inputs, same bytes.
 
-The cache under ``cache_dir/bundle`` holds two things, each with its own SHA-256 so a damaged
-file is thrown away instead of trusted:
+This module is the pipeline and its messages; getting bytes from a URL is ``fetch``, and the
+cache files (atomic writes, integrity checks) are ``bundle_cache``. The cache under
+``cache_dir/bundle`` holds two entries, each with its own SHA-256 so a damaged file is thrown
+away instead of trusted:
 
 * ``source.pem`` + ``source.json``: the last good download of an https:// source, with its
   ETag/Last-Modified. It makes the next build's request conditional (a 304 costs no body), and it
@@ -12,25 +14,30 @@ file is thrown away instead of trusted:
 * ``merged.pem`` + ``merged.json``: the output and its certificate summaries, keyed by a hash of
   everything the output depends on. A warm build reads it and never loads ``cryptography``.
 
-``requests`` and ``cryptography`` are imported where they are used, so a warm build from a
-file:// source, or from the merged cache, does not pay for them.
+``requests`` and ``cryptography`` are imported where they are used (``fetch``,
+``certificates``), so a warm build from a file:// source, or from the merged cache, does not pay
+for them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
-import time
-from collections.abc import Iterator, Mapping
-from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
-from urllib.parse import parse_qsl, unquote, urljoin, urlsplit
+from urllib.parse import urlsplit
 
+from smtp_ca import fetch
+from smtp_ca.bundle_cache import (
+    CacheEntry,
+    meta_count,
+    meta_object,
+    meta_objects,
+    meta_optional_text,
+    meta_text,
+    meta_text_list,
+)
 from smtp_ca.certificates import (
     CertificateError,
     CertificateSummary,
@@ -38,7 +45,6 @@ from smtp_ca.certificates import (
     basic_constraints_ca,
     guess_format,
     load_certificate,
-    printable,
     split_pem,
     summarize,
     to_pem,
@@ -47,31 +53,16 @@ from smtp_ca.errors import BuildError
 from smtp_ca.output import Log
 from smtp_ca.settings import DEFAULT_BUNDLE_URL
 
-if TYPE_CHECKING:
-    import requests
-
-
 URL_VARIABLE = "SMTP_CA_BUNDLE_URL"
 PIN_VARIABLE = "SMTP_CA_BUNDLE_SHA256"
 PUBLIC_ROOTS_VARIABLE = "SMTP_CA_PUBLIC_ROOTS"
 
 # Bump when the output or the cache layout changes: old cache entries then stop matching.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 # A CA bundle is a few KiB (Go Daddy's: 4.6 KiB; all of Mozilla's roots: 230 KiB).
 MAX_BUNDLE_BYTES = 2 * 1024 * 1024
-MAX_REDIRECTS = 3
 EXPIRY_WARNING_DAYS = 90
-# urllib3 sleeps 0, 2*f, 4*f... between retries: 0 s, 1 s, 2 s for three retries.
-BACKOFF_FACTOR = 0.5
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-# The body must arrive within this many read timeouts: a server that drips one byte per
-# second never trips the read timeout, and must not hold the build for an hour.
-BODY_DEADLINE_FACTOR = 3
 CACHE_SUBDIR = "bundle"
-USER_AGENT = "heroku-buildpack-smtp-ca"
-# Shorter URL user names or query values are not treated as secrets: redacting "raw" or "true"
-# everywhere in the log would hide more than it protects.
-_MIN_SECRET_QUERY_VALUE = 8
 
 
 @dataclass(frozen=True)
@@ -119,7 +110,7 @@ def prepare_bundle(
     Raises ``BuildError`` for anything the user must fix. ``now`` is for tests.
     """
     now = now or datetime.now(timezone.utc)
-    _register_url_secrets(settings.url, log)
+    fetch.register_url_secrets(settings.url, log.redact)
     directory = cache_dir / CACHE_SUBDIR
     source = _read_source(settings, directory, log)
     _check_pin(settings, source)
@@ -162,20 +153,11 @@ class _Source:
     fallback_reason: str | None = None
 
 
-class _Unavailable(Exception):
-    """The source could not be read this time; a cached copy may stand in."""
-
-    def __init__(self, reason: str, hint: str | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.hint = hint
-
-
 def _read_source(settings: BundleSettings, directory: Path, log: Log) -> _Source:
     scheme = urlsplit(settings.url).scheme.lower()
     if scheme == "file":
         return _read_file(settings.url)
-    display = display_url(settings.url)
+    display = fetch.display_url(settings.url)
     if scheme == "http":
         raise BuildError(
             f"{URL_VARIABLE} ({display}) uses http://, which anyone on the network path can "
@@ -194,7 +176,7 @@ def _read_source(settings: BundleSettings, directory: Path, log: Log) -> _Source
     usable = cached if cached and settings.sha256 in (None, cached.sha256) else None
     try:
         download = _download(settings, usable, log)
-    except _Unavailable as problem:
+    except fetch.Unavailable as problem:
         if usable is None:
             note = ""
             if cached is not None:
@@ -205,8 +187,7 @@ def _read_source(settings: BundleSettings, directory: Path, log: Log) -> _Source
             raise BuildError(
                 f"Could not download the CA bundle from {URL_VARIABLE} ({display}): "
                 f"{problem.reason}.{note}",
-                hint=problem.hint
-                or f"Check {URL_VARIABLE}, and retry the build if the server was down.",
+                hint=problem.hint or _unavailable_hint(problem),
             ) from None
         log.warn(f"Could not download the CA bundle from {display}: {problem.reason}.")
         log.alert(
@@ -245,167 +226,65 @@ def _read_source(settings: BundleSettings, directory: Path, log: Log) -> _Source
     )
 
 
+def _unavailable_hint(problem: fetch.Unavailable) -> str:
+    if problem.status is not None and problem.status < 500:
+        return f"Check {URL_VARIABLE}: the server refused that address."
+    return f"Check {URL_VARIABLE}, and retry the build if the server was down."
+
+
 def _read_file(url: str) -> _Source:
-    parts = urlsplit(url)
-    if parts.netloc not in ("", "localhost"):
+    try:
+        data, path = fetch.read_file_url(url, MAX_BUNDLE_BYTES)
+    except fetch.NotLocal as error:
         raise BuildError(
-            f"{URL_VARIABLE} ({display_url(url)}) names a file on another host "
-            f"({parts.netloc}); a file:// URL can only name a file on the build machine.",
+            f"{URL_VARIABLE} ({fetch.display_url(url)}) names a file on another host "
+            f"({error.host}); a file:// URL can only name a file on the build machine.",
             hint="Use file:///absolute/path/to/bundle.pem, or an https:// URL.",
-        )
-    path = Path(unquote(parts.path))
-    if not path.is_absolute():
+        ) from None
+    except fetch.NotAbsolute:
         raise BuildError(
             f"{URL_VARIABLE} ({url}) is not an absolute file:// path.",
             hint="Use file:///absolute/path/to/bundle.pem (three slashes).",
-        )
-    try:
-        with path.open("rb") as stream:
-            data = stream.read(MAX_BUNDLE_BYTES + 1)
-    except FileNotFoundError:
+        ) from None
+    except fetch.FileMissing as error:
         raise BuildError(
-            f"{URL_VARIABLE} names {path}, which does not exist.",
+            f"{URL_VARIABLE} names {error.path}, which does not exist.",
             hint="Check the path; files of the app are under the build directory during a build.",
         ) from None
-    except OSError as error:
+    except fetch.FileUnreadable as error:
         raise BuildError(
-            f"Could not read {path}, named by {URL_VARIABLE}: {error.strerror or error}.",
+            f"Could not read {error.path}, named by {URL_VARIABLE}: {error.detail}.",
             hint="It must be a readable file of PEM certificates.",
         ) from None
-    if len(data) > MAX_BUNDLE_BYTES:
-        raise _too_large(str(path))
+    except fetch.TooLarge as error:
+        raise _too_large(error.where) from None
     return _Source(data, hashlib.sha256(data).hexdigest(), "file", str(path))
 
 
-@dataclass(frozen=True)
-class _Download:
-    data: bytes
-    not_modified: bool
-    etag: str | None
-    last_modified: str | None
-
-
-def _download(settings: BundleSettings, cached: _CachedSource | None, log: Log) -> _Download:
-    import requests
-    from requests.adapters import HTTPAdapter
-    from urllib3.util.retry import Retry
-
-    retry = Retry(
-        total=settings.retries,
-        connect=settings.retries,
-        read=settings.retries,
-        status=settings.retries,
-        other=0,
-        allowed_methods=frozenset({"GET"}),
-        status_forcelist=RETRY_STATUSES,
-        backoff_factor=BACKOFF_FACTOR,
-        # A Retry-After of an hour would stall the build: back off on our own schedule.
-        respect_retry_after_header=False,
-        # After the last retry, hand back the 5xx answer so the message can show its status.
-        raise_on_status=False,
-    )
-    headers = {"User-Agent": USER_AGENT, "Accept": "*/*"}
+def _download(settings: BundleSettings, cached: _CachedSource | None, log: Log) -> fetch.Fetched:
+    """The https:// download; ``fetch.Unavailable`` when a cached copy may stand in."""
+    validators = None
     if cached is not None:
-        if cached.etag:
-            headers["If-None-Match"] = cached.etag
-        if cached.last_modified:
-            headers["If-Modified-Since"] = cached.last_modified
-    conditional = "If-None-Match" in headers or "If-Modified-Since" in headers
-
-    url = settings.url
-    with requests.Session() as session:
-        # Trust comes from requests' own default: REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE when the
-        # build environment sets one (a TLS-intercepting proxy's CA), else certifi. No verify=
-        # here, which would override that.
-        session.mount("https://", HTTPAdapter(max_retries=retry))
-        for _hop in range(MAX_REDIRECTS + 1):
-            try:
-                response = session.get(
-                    url,
-                    headers=headers,
-                    timeout=(settings.timeout, settings.timeout),
-                    stream=True,
-                    # Redirects are followed below, so that each target's scheme is checked.
-                    allow_redirects=False,
-                )
-            except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema) as error:
-                raise BuildError(
-                    f"{URL_VARIABLE} ({display_url(url)}) is not a valid URL: "
-                    f"{log.redact(str(error))}",
-                    hint="Use the https:// address of the bundle.",
-                ) from None
-            except requests.RequestException as error:
-                raise _Unavailable(*describe_network_error(error, settings.timeout)) from None
-            with response:
-                if response.is_redirect:
-                    url = _redirect_target(url, response, log)
-                    continue
-                return _read_response(response, conditional, settings.timeout)
-    raise _Unavailable(f"more than {MAX_REDIRECTS} redirects")
-
-
-def _redirect_target(url: str, response: requests.Response, log: Log) -> str:
-    target = urljoin(url, response.headers["location"])
-    # Signed download links (S3, GitHub releases) carry their token in the query.
-    _register_url_secrets(target, log)
-    if urlsplit(target).scheme.lower() != "https":
+        validators = fetch.Validators(cached.etag, cached.last_modified)
+    limits = fetch.Limits(
+        max_bytes=MAX_BUNDLE_BYTES, timeout=settings.timeout, retries=settings.retries
+    )
+    try:
+        return fetch.fetch_url(settings.url, limits, log.redact, validators=validators)
+    except fetch.InvalidUrl as error:
         raise BuildError(
-            f"{URL_VARIABLE} ({display_url(url)}) redirects to {display_url(target)}, which is "
+            f"{URL_VARIABLE} ({fetch.display_url(settings.url)}) is not a valid URL: "
+            f"{error.reason}",
+            hint="Use the https:// address of the bundle.",
+        ) from None
+    except fetch.SchemeRefused as error:
+        raise BuildError(
+            f"{URL_VARIABLE} ({error.source}) redirects to {error.target}, which is "
             "not https://: the bundle would travel where anyone on the path can rewrite it.",
             hint="Point SMTP_CA_BUNDLE_URL at an address that stays on https://.",
-        )
-    return target
-
-
-def _read_response(response: requests.Response, conditional: bool, timeout: float) -> _Download:
-    import requests
-    import urllib3
-
-    status = response.status_code
-    etag = response.headers.get("ETag")
-    last_modified = response.headers.get("Last-Modified")
-    if status == 304 and conditional:
-        return _Download(b"", True, etag, last_modified)
-    if status != 200:
-        reason = printable(response.reason or "").strip()
-        raise _Unavailable(
-            f"the server answered HTTP {status}{' ' + reason if reason else ''}",
-            None if status >= 500 else f"Check {URL_VARIABLE}: the server refused that address.",
-        )
-    length = response.headers.get("Content-Length", "")
-    if length.isdigit() and int(length) > MAX_BUNDLE_BYTES:
-        raise _too_large(display_url(response.url))
-    deadline = time.monotonic() + BODY_DEADLINE_FACTOR * timeout
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        # Content-Length can lie or be absent: the cap is enforced on what arrives.
-        for chunk in _body_chunks(response):
-            size += len(chunk)
-            if size > MAX_BUNDLE_BYTES:
-                raise _too_large(display_url(response.url))
-            if time.monotonic() > deadline:
-                raise _Unavailable(
-                    f"the download took more than {BODY_DEADLINE_FACTOR * timeout:g} s"
-                )
-            chunks.append(chunk)
-    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as error:
-        raise _Unavailable(*describe_network_error(error, timeout)) from None
-    return _Download(b"".join(chunks), False, etag, last_modified)
-
-
-def _body_chunks(response: requests.Response) -> Iterator[bytes]:
-    """The body as it arrives, decoded.
-
-    ``iter_content`` waits until a whole chunk has arrived, so a server dripping bytes would
-    never reach the deadline check; urllib3's ``read1`` (2.3 and later) returns after one read.
-    """
-    raw = response.raw
-    if not hasattr(raw, "read1"):
-        yield from response.iter_content(4 * 1024)
-        return
-    while chunk := raw.read1(64 * 1024, decode_content=True):
-        yield chunk
+        ) from None
+    except fetch.TooLarge as error:
+        raise _too_large(error.where) from None
 
 
 def _too_large(where: str) -> BuildError:
@@ -414,54 +293,6 @@ def _too_large(where: str) -> BuildError:
         f"{MAX_BUNDLE_BYTES // (1024 * 1024)} MiB; a CA bundle is a few KiB.",
         hint=f"Check that {URL_VARIABLE} points at the PEM file itself, not at an archive or page.",
     )
-
-
-def describe_network_error(error: BaseException, timeout: float) -> tuple[str, str | None]:
-    """A short reason for a failed request, and a hint; no URL, so nothing secret.
-
-    requests wraps urllib3 wraps socket errors; the useful words are at the bottom of the
-    chain ("Connection refused", "certificate verify failed: unable to get local issuer").
-    """
-    import ssl
-
-    chain = _exception_chain(error)
-    names = {type(e).__name__ for e in chain}
-    for item in chain:
-        if isinstance(item, ssl.SSLCertVerificationError):
-            return (
-                f"its TLS certificate could not be verified ({item.verify_message})",
-                "If the build reaches the internet through a TLS-intercepting proxy, set "
-                "REQUESTS_CA_BUNDLE to a file with that proxy's CA certificate.",
-            )
-    if "ConnectTimeoutError" in names or "ConnectTimeout" in names:
-        return f"could not connect within {timeout:g} s", None
-    if "ReadTimeoutError" in names or any(isinstance(e, TimeoutError) for e in chain):
-        return f"no answer within {timeout:g} s", None
-    for item in reversed(chain):
-        if isinstance(item, ssl.SSLError):
-            return f"the TLS handshake failed ({item.reason or item})", None
-    for item in reversed(chain):
-        if isinstance(item, OSError) and item.strerror:
-            return item.strerror, None
-    innermost = chain[-1]
-    return printable(str(innermost) or type(innermost).__name__), None
-
-
-def _exception_chain(error: BaseException) -> list[BaseException]:
-    chain: list[BaseException] = []
-    queue: list[BaseException] = [error]
-    while queue:
-        item = queue.pop(0)
-        if any(item is seen for seen in chain):
-            continue
-        chain.append(item)
-        # urllib3's MaxRetryError keeps its cause in .reason, ProtocolError in its args.
-        queue.extend(
-            e
-            for e in (getattr(item, "reason", None), item.__cause__, item.__context__, *item.args)
-            if isinstance(e, BaseException)
-        )
-    return chain
 
 
 # --- the pin --------------------------------------------------------------------------------
@@ -815,30 +646,6 @@ def _on_date(timestamp: str | None) -> str:
     return f" on {timestamp[:10]}" if timestamp else ""
 
 
-def display_url(url: str) -> str:
-    """``url`` without its user info and query, which may hold credentials or tokens."""
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    userinfo = "[REDACTED]@" if "@" in parts.netloc else ""
-    query = "?[REDACTED]" if parts.query else ""
-    return f"{parts.scheme}://{userinfo}{host}{parts.path}{query}"
-
-
-def _register_url_secrets(url: str, log: Log) -> None:
-    """Teaches the log's redactor the URL's secrets, which library errors may quote."""
-    parts = urlsplit(url)
-    secrets = [parts.password or ""]
-    if parts.password is None:
-        # https://TOKEN@host/: a user name alone is how some services take a token.
-        secrets.append(parts.username or "")
-    secrets.extend(value for _, value in parse_qsl(parts.query, keep_blank_values=False))
-    for secret in secrets:
-        if len(secret) >= _MIN_SECRET_QUERY_VALUE or secret == parts.password:
-            for form in {secret, unquote(secret)}:
-                if form:
-                    log.redact.add(form)
-
-
 # --- the cache ------------------------------------------------------------------------------
 
 
@@ -851,110 +658,84 @@ class _CachedSource:
     fetched_at: str | None
 
 
-class _CorruptCache(Exception):
-    pass
-
-
 class _SourceCache:
     """The last good download of one https:// URL, with its validators."""
 
     def __init__(self, directory: Path, url: str, log: Log) -> None:
-        self._data_path = directory / "source.pem"
-        self._meta_path = directory / "source.json"
+        self._entry = CacheEntry(directory, "source", "the cached download of the CA bundle", log)
         # Only a hash of the URL is stored: the URL may hold credentials.
-        self._url_sha256 = hashlib.sha256(url.encode()).hexdigest()
-        self._log = log
+        self._identity = {
+            "format": FORMAT_VERSION,
+            "url_sha256": hashlib.sha256(url.encode()).hexdigest(),
+        }
 
     def load(self) -> _CachedSource | None:
-        if not self._meta_path.exists() and not self._data_path.exists():
+        loaded = self._entry.load(self._identity)
+        if loaded is None:
             return None
+        data, meta = loaded
         try:
-            meta = _read_json(self._meta_path)
-            if meta.get("format") != FORMAT_VERSION or meta.get("url_sha256") != self._url_sha256:
-                return None  # another URL's or another version's copy: not damaged, not ours
-            data = self._data_path.read_bytes()
-            digest = _text(meta, "sha256")
-            if len(data) != meta.get("size") or hashlib.sha256(data).hexdigest() != digest:
-                raise _CorruptCache("its SHA-256 does not match the one stored with it")
             return _CachedSource(
                 data,
-                digest,
-                _optional_text(meta, "etag"),
-                _optional_text(meta, "last_modified"),
-                _optional_text(meta, "fetched_at"),
+                meta_text(meta, "sha256"),
+                meta_optional_text(meta, "etag"),
+                meta_optional_text(meta, "last_modified"),
+                meta_optional_text(meta, "fetched_at"),
             )
-        except (_CorruptCache, OSError, ValueError) as error:
-            _discard(self._log, "the cached download of the CA bundle", error, self._files())
+        except ValueError as error:
+            self._entry.discard(error)
             return None
 
     def store(self, source: _Source) -> None:
         meta = {
-            "format": FORMAT_VERSION,
-            "url_sha256": self._url_sha256,
-            "sha256": source.sha256,
-            "size": len(source.data),
             "etag": source.etag,
             "last_modified": source.last_modified,
             "fetched_at": source.fetched_at,
         }
-        # Data first: if the build dies between the two, the old metadata's hash no longer
-        # matches and the pair is thrown away, never trusted.
-        _store_files(
-            self._log, [(self._data_path, source.data), (self._meta_path, _dump_json(meta))]
-        )
-
-    def _files(self) -> list[Path]:
-        return [self._meta_path, self._data_path]
+        self._entry.store(source.data, self._identity, meta)
 
 
 class _MergedCache:
     """The last output, with the summaries the report needs, under the hash of its inputs."""
 
     def __init__(self, directory: Path, log: Log) -> None:
-        self._pem_path = directory / "merged.pem"
-        self._meta_path = directory / "merged.json"
-        self._log = log
+        self._entry = CacheEntry(directory, "merged", "the cached CA bundle", log)
 
     def load(self, key: str, now: datetime) -> _Merged | None:
-        if not self._meta_path.exists() and not self._pem_path.exists():
+        loaded = self._entry.load({"format": FORMAT_VERSION, "key": key})
+        if loaded is None:
             return None
+        pem, meta = loaded
         try:
-            meta = _read_json(self._meta_path)
-            if meta.get("format") != FORMAT_VERSION or meta.get("key") != key:
-                return None
-            expires = datetime.fromisoformat(_text(meta, "expires"))
+            expires = datetime.fromisoformat(meta_text(meta, "expires"))
+            if expires.tzinfo is None:
+                raise ValueError("expires: expected a time zone")
             if expires < now:
                 return None  # a certificate in it has expired since: it must be left out now
-            pem = self._pem_path.read_bytes()
-            if hashlib.sha256(pem).hexdigest() != _text(meta, "pem_sha256"):
-                raise _CorruptCache("its SHA-256 does not match the one stored with it")
             return _Merged(
                 pem=pem,
-                source=tuple(CertificateSummary.from_json(s) for s in _list(meta, "source")),
+                source=tuple(CertificateSummary.from_json(s) for s in meta_objects(meta, "source")),
                 left_out=tuple(
                     LeftOut(
-                        CertificateSummary.from_json(_mapping(item, "certificate")),
-                        _text(item, "reason"),
+                        CertificateSummary.from_json(meta_object(item, "certificate")),
+                        meta_text(item, "reason"),
                     )
-                    for item in _list(meta, "left_out")
+                    for item in meta_objects(meta, "left_out")
                 ),
-                source_certificate_count=_int(meta, "source_certificate_count"),
-                public_root_count=_int(meta, "public_root_count"),
-                public_duplicates=_int(meta, "public_duplicates"),
-                certifi_version=_optional_text(meta, "certifi_version"),
+                source_certificate_count=meta_count(meta, "source_certificate_count"),
+                public_root_count=meta_count(meta, "public_root_count"),
+                public_duplicates=meta_count(meta, "public_duplicates"),
+                certifi_version=meta_optional_text(meta, "certifi_version"),
                 expires=expires,
-                notices=tuple(_text_list(meta, "notices")),
-                warnings=tuple(_text_list(meta, "warnings")),
+                notices=tuple(meta_text_list(meta, "notices")),
+                warnings=tuple(meta_text_list(meta, "warnings")),
             )
-        except (_CorruptCache, OSError, ValueError) as error:
-            _discard(self._log, "the cached CA bundle", error, [self._meta_path, self._pem_path])
+        except ValueError as error:
+            self._entry.discard(error)
             return None
 
     def store(self, key: str, merged: _Merged) -> None:
         meta = {
-            "format": FORMAT_VERSION,
-            "key": key,
-            "pem_sha256": hashlib.sha256(merged.pem).hexdigest(),
             "expires": merged.expires.isoformat(),
             "source": [s.to_json() for s in merged.source],
             "left_out": [
@@ -968,90 +749,4 @@ class _MergedCache:
             "notices": list(merged.notices),
             "warnings": list(merged.warnings),
         }
-        _store_files(self._log, [(self._pem_path, merged.pem), (self._meta_path, _dump_json(meta))])
-
-
-def _discard(log: Log, what: str, error: BaseException, paths: list[Path]) -> None:
-    reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
-    log.info(f"Threw away {what}: it is damaged ({printable(reason)}); making it again.")
-    for path in paths:
-        with suppress(OSError):
-            path.unlink()
-
-
-def _store_files(log: Log, files: list[tuple[Path, bytes]]) -> None:
-    # A cache that cannot be written costs the next build time, not this build its success.
-    try:
-        for path, data in files:
-            write_atomically(path, data)
-    except OSError as error:
-        log.info(f"Could not update the bundle cache ({error.strerror or error}); continuing.")
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Readers see the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        Path(temporary).replace(path)
-    except BaseException:
-        with suppress(OSError):
-            Path(temporary).unlink()
-        raise
-
-
-def _dump_json(value: object) -> bytes:
-    return (json.dumps(value, indent=1, sort_keys=True) + "\n").encode()
-
-
-def _read_json(path: Path) -> dict[str, object]:
-    value = json.loads(path.read_bytes())
-    if not isinstance(value, dict):
-        raise ValueError(f"{path.name} is not a JSON object")
-    return value
-
-
-def _text(data: Mapping[str, object], key: str) -> str:
-    value = data.get(key)
-    if not isinstance(value, str):
-        raise ValueError(f"{key}: expected a string")
-    return value
-
-
-def _optional_text(data: Mapping[str, object], key: str) -> str | None:
-    value = data.get(key)
-    if value is not None and not isinstance(value, str):
-        raise ValueError(f"{key}: expected a string or null")
-    return value
-
-
-def _int(data: Mapping[str, object], key: str) -> int:
-    value = data.get(key)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ValueError(f"{key}: expected a count")
-    return value
-
-
-def _list(data: Mapping[str, object], key: str) -> list[Mapping[str, object]]:
-    value = data.get(key)
-    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
-        raise ValueError(f"{key}: expected a list of objects")
-    return value
-
-
-def _mapping(data: Mapping[str, object], key: str) -> Mapping[str, object]:
-    value = data.get(key)
-    if not isinstance(value, dict):
-        raise ValueError(f"{key}: expected an object")
-    return value
-
-
-def _text_list(data: Mapping[str, object], key: str) -> list[str]:
-    value = data.get(key)
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise ValueError(f"{key}: expected a list of strings")
-    return value
+        self._entry.store(merged.pem, {"format": FORMAT_VERSION, "key": key}, meta)

@@ -233,9 +233,17 @@ def load_certificate(block: PemBlock) -> x509.Certificate:
             # warns on stderr, where it would look like a build problem. It is a valid root.
             warnings.simplefilter("ignore", CryptographyDeprecationWarning)
             cert = x509.load_der_x509_certificate(block.der)
-            # Extensions are parsed lazily; a malformed one should fail here, naming the block.
-            _ = cert.extensions
-    except ValueError as error:
+            # Names, dates and extensions are parsed lazily: a malformed one must fail here,
+            # naming the block, not later in summarize() as an internal error.
+            _ = (
+                cert.subject.rfc4514_string(),
+                cert.issuer.rfc4514_string(),
+                cert.not_valid_before_utc,
+                cert.not_valid_after_utc,
+                cert.extensions,
+            )
+    except (ValueError, x509.DuplicateExtension, x509.InvalidVersion) as error:
+        # DuplicateExtension and InvalidVersion are not ValueErrors.
         raise CertificateError(
             f"{block.where} is not a valid X.509 certificate ({error}): the file is damaged"
         ) from None
@@ -270,8 +278,13 @@ def is_self_signed(cert: x509.Certificate) -> bool:
         # for their self-signature. That signature protects nothing (trust in a root comes from
         # being in the store), but it still tells a real root from a look-alike name.
         pass
-    key = cert.public_key()
-    digest = cert.signature_hash_algorithm
+    try:
+        key = cert.public_key()
+        digest = cert.signature_hash_algorithm
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        # A key or signature algorithm cryptography does not know: judge by the names, as
+        # OpenSSL's "self-issued" test does.
+        return True
     try:
         if isinstance(key, rsa.RSAPublicKey) and digest is not None:
             params = cert.signature_algorithm_parameters

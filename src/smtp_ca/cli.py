@@ -2,27 +2,45 @@
 
 Stdlib only at import time: the third-party dependencies are installed by ``bootstrap`` and
 imported by ``build`` after that. Users never see a Python traceback: a ``BuildError`` is
-printed as an error with its hint, anything else as an internal error whose trace is shown
-only with SMTP_CA_DEBUG=1.
+printed as an error with its hint, a usage mistake as the usage, anything else as an internal
+error that says where to report it, whose trace is shown only with SMTP_CA_DEBUG=1.
+
+Everything the buildpack prints goes through one ``Log``, which redacts secrets; while a command
+runs, what libraries write with ``logging`` or ``warnings`` is sent there too, instead of to
+stderr as it is.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
+import logging
 import os
+import signal
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from types import FrameType
+from typing import NoReturn
 
 from smtp_ca.bootstrap import ensure_dependencies
 from smtp_ca.errors import BuildError
-from smtp_ca.output import Log, Redactor
-from smtp_ca.settings import SECRET_VARIABLES, load_settings, read_env_dir
+from smtp_ca.output import Log, LogHandler, Redactor
+from smtp_ca.settings import (
+    SECRET_VARIABLES,
+    load_settings,
+    parse_debug,
+    read_env_dir,
+    read_env_var,
+)
 
 BUILDPACK_DIR = Path(__file__).resolve().parents[2]
 LOCK_FILE = BUILDPACK_DIR / "requirements.lock"
 REPORT_TO = "the issue tracker of heroku-buildpack-smtp-ca, with this build log"
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 
 def _compile(arguments: argparse.Namespace, log: Log) -> int:
@@ -31,12 +49,24 @@ def _compile(arguments: argparse.Namespace, log: Log) -> int:
     env_dir = Path(arguments.env_dir) if arguments.env_dir else None
     if not build_dir.is_dir():
         raise BuildError(f"BUILD_DIR {build_dir} is not a directory.")
+    if env_dir is not None and env_dir.exists() and not env_dir.is_dir():
+        raise BuildError(
+            f"ENV_DIR {env_dir} is not a directory.",
+            hint="ENV_DIR must be a directory with one file per config var.",
+        )
     variables = read_env_dir(env_dir)
+    # Before anything can echo a value: a password pasted into SMTP_PORT is redacted too.
     for name in SECRET_VARIABLES:
         if variables.get(name):
             log.redact.add(variables[name])
     settings = load_settings(variables, os.environ.get("STACK"))
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise BuildError(
+            f"CACHE_DIR {cache_dir} cannot be created: {error.strerror or error}.",
+            hint="Clear the build cache (heroku builds:cache:purge) and build again.",
+        ) from None
     dependencies = ensure_dependencies(
         cache_dir, stack=settings.stack, env_dir=env_dir, lock_file=LOCK_FILE, log=log
     )
@@ -53,7 +83,13 @@ def _check(arguments: argparse.Namespace, log: Log) -> int:
         or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
         / "heroku-buildpack-smtp-ca"
     )
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise BuildError(
+            f"The cache directory {cache_dir} cannot be created: {error.strerror or error}.",
+            hint="Set SMTP_CA_CACHE_DIR to a writable directory.",
+        ) from None
     dependencies = ensure_dependencies(
         cache_dir,
         stack=os.environ.get("STACK") or "local",
@@ -68,15 +104,32 @@ def _check(arguments: argparse.Namespace, log: Log) -> int:
 
 
 def _timeout(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
     if not 0 < value <= 120:
         raise argparse.ArgumentTypeError("must be above 0 and at most 120 seconds")
     return value
 
 
+class _UsageError(Exception):
+    def __init__(self, message: str, usage: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.usage = usage
+
+
+class _Parser(argparse.ArgumentParser):
+    """Reports a usage mistake through the log (redacted, Heroku's prefix), not print()."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(message, self.format_usage().strip())
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="smtp_ca")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="smtp_ca")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     compile_command = commands.add_parser("compile", help="Heroku's bin/compile")
     compile_command.add_argument("build_dir")
     compile_command.add_argument("cache_dir")
@@ -93,39 +146,96 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _debug_enabled(arguments: argparse.Namespace) -> bool:
-    if os.environ.get("SMTP_CA_DEBUG", "").lower() in ("1", "true", "yes"):
-        return True
+def _debug_enabled(arguments: argparse.Namespace | None) -> bool:
+    """SMTP_CA_DEBUG from the environment or ENV_DIR, read again after an internal error.
+
+    An invalid value already failed the build before it could get here; if it did not (the
+    internal error came first), it counts as off.
+    """
+    values = [os.environ.get("SMTP_CA_DEBUG")]
     env_dir = getattr(arguments, "env_dir", None)
-    flag = Path(env_dir) / "SMTP_CA_DEBUG" if env_dir else None
+    if env_dir:
+        with suppress(BuildError):
+            values.append(read_env_var(Path(env_dir), "SMTP_CA_DEBUG"))
+    for value in values:
+        try:
+            if parse_debug(value):
+                return True
+        except BuildError:
+            continue
+    return False
+
+
+@contextmanager
+def _everything_through(log: Log) -> Iterator[None]:
+    """While a command runs: library logging and warnings go through ``log``, and SIGTERM (a
+    cancelled build) unwinds like Ctrl-C, so staged files are removed and undone."""
+    root = logging.getLogger()
+    handler = LogHandler(log)
+    root.addHandler(handler)
+    logging.captureWarnings(True)
+    previous_sigterm: Callable[[int, FrameType | None], object] | int | None = None
+    installed = False
     try:
-        return bool(flag and flag.read_text().strip().lower() in ("1", "true", "yes"))
-    except OSError:
-        return False
+        previous_sigterm = signal.signal(signal.SIGTERM, _interrupt)
+        installed = True
+    except ValueError:  # not the main thread: leave signals alone
+        pass
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        logging.captureWarnings(False)
+        if installed:
+            signal.signal(signal.SIGTERM, previous_sigterm or signal.SIG_DFL)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _lenient_streams() -> None:
+    """A character the terminal's encoding lacks must not turn a message into a crash."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
 
 
 def main(argv: list[str], log: Log | None = None) -> int:
-    log = log or Log(Redactor())
-    arguments = _parser().parse_args(argv)
-    run: Callable[[argparse.Namespace, Log], int] = arguments.run
-    try:
-        return run(arguments, log)
-    except BuildError as error:
-        log.error(error.message)
-        if error.hint:
-            log.alert(error.hint)
-        return 1
-    except KeyboardInterrupt:
-        log.error("Interrupted.")
-        return 130
-    except Exception as error:
-        log.error(
-            f"Internal error in the SMTP CA buildpack ({error.__class__.__name__}). "
-            "This is a bug, not a problem with your app."
-        )
-        log.alert(f"Please report it to {REPORT_TO}.")
-        if _debug_enabled(arguments):
-            log.alert("".join(traceback.format_exception(error)))
-        else:
-            log.alert("Set SMTP_CA_DEBUG=1 to see the details.")
-        return 1
+    if log is None:
+        _lenient_streams()
+        log = Log(Redactor())
+    # On a dyno or a laptop the environment may hold the app's config vars.
+    for name in SECRET_VARIABLES:
+        if os.environ.get(name):
+            log.redact.add(os.environ[name])
+    arguments: argparse.Namespace | None = None
+    with _everything_through(log):
+        try:
+            arguments = _parser().parse_args(argv)
+            parse_debug(os.environ.get("SMTP_CA_DEBUG"))  # a typo fails here, named
+            run: Callable[[argparse.Namespace, Log], int] = arguments.run
+            return run(arguments, log)
+        except _UsageError as error:
+            log.error(error.message)
+            log.alert(error.usage)
+            return EXIT_USAGE
+        except BuildError as error:
+            log.error(error.message)
+            if error.hint:
+                log.alert(error.hint)
+            return 1
+        except KeyboardInterrupt:
+            log.error("Interrupted.")
+            return EXIT_INTERRUPTED
+        except Exception as error:
+            log.error(
+                f"Internal error in the SMTP CA buildpack ({error.__class__.__name__}). "
+                "This is a bug, not a problem with your app."
+            )
+            log.alert(f"Please report it to {REPORT_TO}.")
+            if _debug_enabled(arguments):
+                log.alert("".join(traceback.format_exception(error)))
+            else:
+                log.alert("Set SMTP_CA_DEBUG=1 to see the details.")
+            return 1

@@ -2,38 +2,123 @@
 
 Steps go to stdout as ``-----> step``, details indented seven spaces; warnings and errors go
 to stderr with the `` !     `` prefix, which Heroku's build UI highlights.
+
+Everything the buildpack shows goes through ``Log``, and ``Log`` redacts every line: our own
+messages, the text of exceptions raised by libraries, the output of pip and apt-get, a traceback
+shown with SMTP_CA_DEBUG=1, and (through ``LogHandler``) what libraries write with ``logging`` or
+``warnings``, such as urllib3's "Retrying ... /path?token=..." lines.
+
+The redaction rule, for each secret value (SMTP_PASSWORD, SMTP_LOGIN, their BULK_ twins, the
+password or token of a URL):
+
+* a value of 8 characters or more is replaced wherever it occurs, even inside a longer word: at
+  that length an accidental match in ordinary text does not happen, and libraries glue values
+  to other text (``\\x00password`` in the repr of an SMTP AUTH string);
+* a shorter value is replaced where it stands as a word of its own, not glued to a letter, digit
+  or underscore. Replacing it inside other words would hit ordinary text (a login ``smtp`` would
+  turn ``smtp_ca.rb`` into ``[REDACTED]_ca.rb``), and a secret that short protects little. A
+  short value with no letter, digit or underscore at all (``--``) is not redacted: it cannot be
+  told apart from punctuation;
+* each value is also looked for in the forms Python and libraries print it in: repr() and JSON
+  escapes, percent-encoding;
+* ``scheme://user:password@`` in any URL is replaced whatever the scheme.
+
+The rule looks at the text, not at who wrote it: the buildpack's own wording gets no exemption,
+because telling our text from a value pasted into it is exactly where a leak would hide. So a
+short login that is also an ordinary word (SendGrid's ``apikey``) is replaced where it stands
+alone, even in our own sentences; our messages therefore never spell out example logins.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 import sys
 from collections.abc import Iterable
 from typing import TextIO
+from urllib.parse import quote, quote_plus
 
 STEP_PREFIX = "-----> "
 DETAIL_PREFIX = "       "
 ALERT_PREFIX = " !     "
 REDACTED = "[REDACTED]"
+# Values this long are redacted even inside longer words; shorter ones only as words of their own.
+MIN_REDACTED_ANYWHERE = 8
 
 # user:password@ in any URL, whatever the scheme: requests and urllib put whole URLs in errors.
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+_WORD_CHARACTER = re.compile(r"\w")
+
+
+def printed_forms(secret: str) -> list[str]:
+    """``secret`` as written, and as Python and libraries print it: repr() and JSON escapes
+    (a quote, a backslash, a control character), percent-encoding (in URLs)."""
+    forms = [
+        secret,
+        repr(secret)[1:-1],
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        secret.encode("unicode_escape").decode("ascii"),
+        repr(secret.encode("utf-8", "surrogatepass"))[2:-1],
+        quote(secret, safe=""),
+        quote_plus(secret, safe=""),
+    ]
+    return [form for form in dict.fromkeys(forms) if form]
+
+
+def _pattern(form: str) -> str | None:
+    """The regular expression that finds ``form`` under the rule above, or None."""
+    escaped = re.escape(form)
+    if len(form) >= MIN_REDACTED_ANYWHERE:
+        return escaped
+    if not _WORD_CHARACTER.search(form):
+        return None
+    before = r"(?<!\w)" if _WORD_CHARACTER.match(form[0]) else ""
+    after = r"(?!\w)" if _WORD_CHARACTER.match(form[-1]) else ""
+    return f"{before}{escaped}{after}"
 
 
 class Redactor:
-    """Replaces known secret values and URL credentials with ``[REDACTED]``."""
+    """Replaces known secret values and URL credentials with ``[REDACTED]`` (rule above)."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        # Longest first, so a secret that contains another is removed whole.
-        self._secrets = sorted({s for s in secrets if len(s) >= 3}, key=len, reverse=True)
+        self._secrets: set[str] = set()
+        self._patterns: list[re.Pattern[str]] = []
+        for secret in secrets:
+            self.add(secret)
 
     def add(self, secret: str) -> None:
-        self._secrets = sorted({*self._secrets, secret} - {""}, key=len, reverse=True)
-        self._secrets = [s for s in self._secrets if len(s) >= 3]
+        if not secret or secret in self._secrets:
+            return
+        self._secrets.add(secret)
+        forms = sorted({form for value in self._secrets for form in printed_forms(value)})
+        # A lookahead finds every occurrence, overlapping ones included: two secrets that
+        # overlap in the text are both removed whole, not one of them and half the other.
+        self._patterns = [
+            re.compile(f"(?=({pattern}))")
+            for form in forms
+            if (pattern := _pattern(form)) is not None
+        ]
 
     def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
+        spans = sorted(
+            (match.start(1), match.end(1))
+            for pattern in self._patterns
+            for match in pattern.finditer(text)
+        )
+        if spans:
+            pieces: list[str] = []
+            done = 0
+            start, end = spans[0]
+            for next_start, next_end in spans[1:]:
+                if next_start <= end:
+                    end = max(end, next_end)
+                    continue
+                pieces += [text[done:start], REDACTED]
+                done, (start, end) = end, (next_start, next_end)
+            pieces += [text[done:start], REDACTED, text[end:]]
+            text = "".join(pieces)
         return _URL_CREDENTIALS.sub(rf"\g<scheme>{REDACTED}@", text)
 
 
@@ -70,3 +155,20 @@ class Log:
     def alert(self, message: str) -> None:
         """A continuation line of a warning or error, on stderr with the alert prefix."""
         self._write(self._err, ALERT_PREFIX, message)
+
+
+class LogHandler(logging.Handler):
+    """Sends what libraries log (and, with ``logging.captureWarnings``, Python warnings) through
+    ``Log`` as detail lines, so they are redacted like everything else: Python's fallback
+    handler would print them to stderr as they are."""
+
+    def __init__(self, log: Log, level: int = logging.WARNING) -> None:
+        super().__init__(level)
+        self._log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+        except Exception:  # a library's bad format string must not end the build
+            text = str(record.msg)
+        self._log.info(f"{record.name}: {text}")

@@ -9,7 +9,9 @@ in ENV_DIR whose name is the variable and whose content is the value.
 
 from __future__ import annotations
 
+import difflib
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +37,47 @@ STARTTLS_MODES = ("auto", "always", "never")
 # Values that must never reach a build log, even inside a library's exception text.
 SECRET_VARIABLES = ("SMTP_PASSWORD", "SMTP_LOGIN", "BULK_SMTP_PASSWORD", "BULK_SMTP_LOGIN")
 
+# Every config var the buildpack reads from ENV_DIR. It reads no other file there: the app's
+# other config vars (DATABASE_URL, keys) are none of its business.
+VARIABLES = (
+    "SMTP_CA_BUNDLE_URL",
+    "SMTP_CA_BUNDLE_SHA256",
+    "SMTP_CA_PUBLIC_ROOTS",
+    "SMTP_CA_CHECK",
+    "SMTP_CA_CHECK_TIMEOUT",
+    "SMTP_CA_DEBUG",
+    "SMTP_SERVER",
+    "SMTP_PORT",
+    "SMTP_TLS",
+    "SMTP_SSL",
+    "SMTP_ENABLE_STARTTLS",
+    "SMTP_ENABLE_STARTTLS_AUTO",
+    "SMTP_OPENSSL_VERIFY_MODE",
+    "SMTP_CA_FILE",
+    "BULK_SMTP_CA_FILE",
+    *SECRET_VARIABLES,
+)
+# Names in the buildpack's own namespace that it does not know are typos worth a warning.
+_OWN_NAMESPACE = re.compile(r"SMTP_CA_\w+")
+# Heroku allows 32 KB for all of an app's config vars together: a bigger file in ENV_DIR was
+# not written by Heroku.
+MAX_VARIABLE_BYTES = 64 * 1024
+# Longer values are described, not quoted, in error messages.
+_MAX_QUOTED = 40
+
+# SMTP_CA_DEBUG: the spellings its own documentation and messages use ("SMTP_CA_DEBUG=1").
+DEBUG_ON = ("1", "true", "yes")
+DEBUG_OFF = ("0", "false", "no")
+
+# SMTP_CA_FILE values that exist on no dyno of these stacks.
+_REMOVED_CA_FILES = {"/usr/lib/ssl/cert.pem": ("heroku-24", "heroku-26")}
+# Heroku builds apps in /tmp/build_<hash>; the dyno runs them at /app.
+_BUILD_PATH = re.compile(r"/tmp/build_[^/]*(/|$)")  # noqa: S108 - matched, never written
+
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _HOSTNAME = re.compile(r"[A-Za-z0-9._:\[\]-]+")
+_PORT = re.compile(r"[0-9]{1,5}")
+_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -59,28 +100,102 @@ class Settings:
     secrets: tuple[str, ...]
     notices: tuple[str, ...]
     """Things worth a warning that do not fail the build (values Mastodon would read oddly)."""
+    user_bulk_ca_file: str | None = None
 
 
 def read_env_dir(env_dir: Path | None) -> dict[str, str]:
-    """Reads Heroku's ENV_DIR: one file per config var. A missing directory means no vars."""
-    if env_dir is None or not env_dir.is_dir():
+    """Reads Heroku's ENV_DIR: one file per config var, its content the value.
+
+    Only the variables in ``VARIABLES`` are read, plus any other name in the buildpack's own
+    SMTP_CA_ namespace (so that ``load_settings`` can point out a typo). A missing ENV_DIR means
+    no config vars. A variable whose file is not a regular file, is larger than any config var
+    can be, or is not UTF-8 text fails the build with a message that names it (and never shows
+    its content).
+    """
+    if env_dir is None or not (env_dir.exists() or env_dir.is_symlink()):
         return {}
+    try:
+        names = sorted(entry.name for entry in env_dir.iterdir())
+    except OSError as error:
+        raise BuildError(
+            f"ENV_DIR {env_dir} cannot be read: {error.strerror or error}.",
+            hint="ENV_DIR must be a directory with one file per config var.",
+        ) from None
     variables: dict[str, str] = {}
-    for path in sorted(env_dir.iterdir()):
-        if not path.is_file():
-            continue
-        try:
-            value = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            raise BuildError(
-                f"Could not read the config var {path.name} from {path}: "
-                f"{error.__class__.__name__}.",
-                hint="Config vars must be UTF-8 text. Reset it with: heroku config:set "
-                f"{path.name}=...",
-            ) from None
-        # Heroku writes values without a trailing newline; a hand-made ENV_DIR often has one.
-        variables[path.name] = value.removesuffix("\n").removesuffix("\r")
+    for name in names:
+        if name in VARIABLES or _OWN_NAMESPACE.fullmatch(name):
+            variables[name] = _read_variable(env_dir / name)
     return variables
+
+
+def read_env_var(env_dir: Path, name: str) -> str | None:
+    """One config var from ENV_DIR, checked as ``read_env_dir`` checks it; None when unset."""
+    path = env_dir / name
+    if not (path.exists() or path.is_symlink()):
+        return None
+    return _read_variable(path)
+
+
+def _read_variable(path: Path) -> str:
+    name = path.name
+    fix = f"Set it again with: heroku config:set {name}=..."
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+            raise BuildError(
+                f"The config var {name} in ENV_DIR is {kind}: each config var must be a file "
+                "whose content is its value.",
+                hint=f"Remove {path} and write the value into a file of that name.",
+            )
+        if info.st_size > MAX_VARIABLE_BYTES:
+            raise BuildError(
+                f"The config var {name} is {info.st_size} bytes; Heroku allows 32 KB for all "
+                "config vars together, so this file did not come from a config var.",
+                hint=f"Check {path}. {fix}",
+            )
+        with path.open("rb") as stream:
+            data = stream.read(MAX_VARIABLE_BYTES + 1)
+    except FileNotFoundError:
+        # A dangling symbolic link: stat() follows it to nothing.
+        raise BuildError(
+            f"The config var {name} in ENV_DIR is a symbolic link to a file that does not exist.",
+            hint=f"Remove {path} or make it a file holding the value.",
+        ) from None
+    except OSError as error:
+        raise BuildError(
+            f"Could not read the config var {name} from {path}: {error.strerror or error}.",
+            hint=fix,
+        ) from None
+    if len(data) > MAX_VARIABLE_BYTES:
+        raise BuildError(
+            f"The config var {name} is larger than {MAX_VARIABLE_BYTES} bytes; Heroku allows "
+            "32 KB for all config vars together, so this file did not come from a config var.",
+            hint=f"Check {path}. {fix}",
+        )
+    try:
+        value = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise BuildError(
+            f"The config var {name} is not text: byte {error.start + 1} of its value is not UTF-8.",
+            hint=f"Config vars are UTF-8 text. {fix}",
+        ) from None
+    if "\0" in value:
+        raise BuildError(
+            f"The config var {name} holds a NUL byte: it is binary data, not text.",
+            hint=f"Config vars are UTF-8 text. {fix}",
+        )
+    # Heroku writes values without a trailing newline; a hand-made ENV_DIR often has one.
+    return value.removesuffix("\n").removesuffix("\r")
+
+
+def _shown(raw: str) -> str:
+    """A value as an error message quotes it: escaped, and only when it is short. A long value
+    is described instead, because a secret pasted into the wrong variable must not be printed
+    in part (redaction finds a secret only whole)."""
+    if len(raw) > _MAX_QUOTED:
+        return f"a value of {len(raw)} characters"
+    return repr(raw)
 
 
 def check_stack(stack: str | None) -> str:
@@ -112,7 +227,7 @@ def _choice(variables: Mapping[str, str], name: str, choices: tuple[str, ...], d
     value = raw.lower()
     if value not in choices:
         raise BuildError(
-            f"{name} is {raw!r}, which is not one of: {', '.join(choices)}.",
+            f"{name} is {_shown(raw)}, which is not one of: {', '.join(choices)}.",
             hint=f"Set it with: heroku config:set {name}={default}",
         )
     return value
@@ -123,18 +238,35 @@ def _flag(variables: Mapping[str, str], name: str, default: bool) -> bool:
     return _choice(variables, name, ("true", "false"), "true" if default else "false") == "true"
 
 
+def parse_debug(raw: str | None) -> bool:
+    """SMTP_CA_DEBUG, from ENV_DIR or the environment: validated like the other flags.
+
+    ``1``, ``true``, ``yes`` turn it on, ``0``, ``false``, ``no`` or unset leave it off (any
+    case); anything else fails the build, so a typo does not silently hide the details asked for.
+    """
+    value = (raw or "").strip().lower()
+    if not value or value in DEBUG_OFF:
+        return False
+    if value in DEBUG_ON:
+        return True
+    raise BuildError(
+        f"SMTP_CA_DEBUG is {_shown((raw or '').strip())}, which is not one of: "
+        f"{', '.join(DEBUG_ON + DEBUG_OFF)}.",
+        hint="Set it with: heroku config:set SMTP_CA_DEBUG=1 (or unset it).",
+    )
+
+
 def _timeout(variables: Mapping[str, str]) -> float:
     name = "SMTP_CA_CHECK_TIMEOUT"
     raw = variables.get(name, "").strip()
     if not raw:
         return DEFAULT_CHECK_TIMEOUT
-    try:
-        value = float(raw)
-    except ValueError:
-        value = float("nan")
+    # Plain decimal digits only: float() would also take "1_0", "1e1", "inf" and other scripts'
+    # digits.
+    value = float(raw) if _SECONDS.fullmatch(raw) else float("nan")
     if not (0 < value <= MAX_CHECK_TIMEOUT):
         raise BuildError(
-            f"{name} is {raw!r}; it must be a number of seconds above 0 and at most "
+            f"{name} is {_shown(raw)}; it must be a number of seconds above 0 and at most "
             f"{MAX_CHECK_TIMEOUT:g}.",
             hint=f"Set it with: heroku config:set {name}={DEFAULT_CHECK_TIMEOUT:g}",
         )
@@ -145,9 +277,9 @@ def _port(variables: Mapping[str, str]) -> int:
     raw = variables.get("SMTP_PORT", "").strip()
     if not raw:
         return DEFAULT_SMTP_PORT
-    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+    if not _PORT.fullmatch(raw) or not 1 <= int(raw) <= 65535:
         raise BuildError(
-            f"SMTP_PORT is {raw!r}; it must be a whole number from 1 to 65535.",
+            f"SMTP_PORT is {_shown(raw)}; it must be a whole number from 1 to 65535.",
             hint="Most providers use 587 (STARTTLS) or 465 (TLS): heroku config:set SMTP_PORT=587",
         )
     return int(raw)
@@ -155,7 +287,21 @@ def _port(variables: Mapping[str, str]) -> int:
 
 def _bundle_source(variables: Mapping[str, str]) -> tuple[str, str | None]:
     url = variables.get("SMTP_CA_BUNDLE_URL", "").strip() or DEFAULT_BUNDLE_URL
-    scheme = urlsplit(url).scheme.lower()
+    try:
+        parts = urlsplit(url)
+        scheme, hostname = parts.scheme.lower(), parts.hostname
+    except ValueError:
+        # An unbalanced [ in the host, for example: no URL library can read it.
+        raise BuildError(
+            "SMTP_CA_BUNDLE_URL is not a valid URL (its host part cannot be read).",
+            hint=f"Use an https:// URL or a file:// path; unset it to use {DEFAULT_BUNDLE_URL}",
+        ) from None
+    if any(not character.isprintable() for character in url):
+        raise BuildError(
+            "SMTP_CA_BUNDLE_URL holds a control character (a line break or a tab, perhaps from "
+            "a copy and paste).",
+            hint="Set it again, as one line: heroku config:set SMTP_CA_BUNDLE_URL=https://...",
+        )
     if scheme == "http":
         raise BuildError(
             "SMTP_CA_BUNDLE_URL uses http://, which anyone on the network path can rewrite: "
@@ -163,7 +309,7 @@ def _bundle_source(variables: Mapping[str, str]) -> tuple[str, str | None]:
             "file:// path.",
             hint="Use the https:// address of the bundle.",
         )
-    if scheme not in ("https", "file") or (scheme == "https" and not urlsplit(url).hostname):
+    if scheme not in ("https", "file") or (scheme == "https" and not hostname):
         raise BuildError(
             "SMTP_CA_BUNDLE_URL must be an https:// URL or a file:// path.",
             hint=f"Unset it to use the default, {DEFAULT_BUNDLE_URL}",
@@ -196,19 +342,27 @@ def _smtp_server(variables: Mapping[str, str]) -> str | None:
 def _mastodon_transport(variables: Mapping[str, str]) -> tuple[bool, str, list[str]]:
     """Reads the TLS variables the way Mastodon's production.rb does: exact strings.
 
-    Mastodon treats only the exact string 'true' as true for SMTP_TLS and SMTP_SSL, and only
-    the exact string 'false' as false for SMTP_ENABLE_STARTTLS_AUTO. A 'TRUE' or 'yes' is
-    therefore not an error here (the app accepts it) but a notice, because the app will not do
-    what the user probably meant.
+    Mastodon 3.5 and later treat only the exact string 'true' as true for SMTP_TLS and SMTP_SSL
+    (``ENV['SMTP_TLS'].presence && ENV['SMTP_TLS'] == 'true'``), and that is what the check does.
+    Mastodon 1.4 to 3.4 pass ``ENV['SMTP_TLS'].presence``: any value that is set, 'false'
+    included, turns TLS on. Only the exact string 'false' turns SMTP_ENABLE_STARTTLS_AUTO off.
+    So a 'TRUE', 'yes' or 'false' is not an error here (the app accepts it) but a notice,
+    because the app may not do what the user meant.
     """
     notices: list[str] = []
-    for name, meaning in (("SMTP_TLS", "true"), ("SMTP_SSL", "true")):
+    for name in ("SMTP_TLS", "SMTP_SSL"):
         raw = variables.get(name)
-        if raw and raw != meaning and raw.strip().lower() in ("true", "yes", "1", "on"):
-            notices.append(
-                f"{name} is {raw!r}; Mastodon only takes the exact value 'true', so the app "
-                "will not use TLS from the first byte."
-            )
+        if not raw or not raw.strip() or raw == "true":
+            continue  # unset, blank (Ruby's .presence is nil) or the one value that means TLS
+        older = (
+            " Mastodon 1.4 to 3.4 turn TLS on for any value that is set, even this one."
+            if name == "SMTP_TLS"
+            else ""
+        )
+        notices.append(
+            f"{name} is {_shown(raw)}; Mastodon 3.5 and later only take the exact value 'true', "
+            f"so the app will not use TLS from the first byte.{older} Set it to true or unset it."
+        )
     implicit_tls = variables.get("SMTP_TLS") == "true" or variables.get("SMTP_SSL") == "true"
 
     starttls_raw = variables.get("SMTP_ENABLE_STARTTLS", "")
@@ -217,15 +371,16 @@ def _mastodon_transport(variables: Mapping[str, str]) -> tuple[bool, str, list[s
     else:
         if starttls_raw:
             notices.append(
-                f"SMTP_ENABLE_STARTTLS is {starttls_raw!r}; Mastodon knows 'auto', 'always' and "
-                "'never' and falls back to SMTP_ENABLE_STARTTLS_AUTO for anything else."
+                f"SMTP_ENABLE_STARTTLS is {_shown(starttls_raw)}; Mastodon knows 'auto', "
+                "'always' and 'never' and falls back to SMTP_ENABLE_STARTTLS_AUTO for anything "
+                "else."
             )
         auto_raw = variables.get("SMTP_ENABLE_STARTTLS_AUTO")
         starttls = "never" if auto_raw == "false" else "auto"
         if auto_raw and auto_raw not in ("true", "false"):
             notices.append(
-                f"SMTP_ENABLE_STARTTLS_AUTO is {auto_raw!r}; Mastodon only turns STARTTLS off "
-                "for the exact value 'false', so the app will use it."
+                f"SMTP_ENABLE_STARTTLS_AUTO is {_shown(auto_raw)}; Mastodon only turns "
+                "STARTTLS off for the exact value 'false', so the app will use it."
             )
     return implicit_tls, starttls, notices
 
@@ -238,17 +393,69 @@ def _verify_mode(variables: Mapping[str, str]) -> str | None:
     value = raw.lower()
     if value not in VERIFY_MODES:
         raise BuildError(
-            f"SMTP_OPENSSL_VERIFY_MODE is {raw!r}; the mail gem accepts "
+            f"SMTP_OPENSSL_VERIFY_MODE is {_shown(raw)}; the mail gem accepts "
             f"{', '.join(VERIFY_MODES)}, and the app would fail to send mail.",
             hint="Use peer: heroku config:set SMTP_OPENSSL_VERIFY_MODE=peer",
         )
     return value
 
 
+def _unknown_own_variables(variables: Mapping[str, str]) -> list[str]:
+    """A notice for each SMTP_CA_* name the buildpack does not read: most are typos."""
+    notices = []
+    for name in sorted(variables):
+        if name in VARIABLES or not _OWN_NAMESPACE.fullmatch(name):
+            continue
+        close = difflib.get_close_matches(name, VARIABLES, n=1, cutoff=0.75)
+        guess = f"; did you mean {close[0]}?" if close else "."
+        notices.append(f"{name} is not a config var this buildpack reads{guess}")
+    return notices
+
+
+def _verify_mode_notice(verify_mode: str | None) -> list[str]:
+    if verify_mode is not None:
+        return []
+    return [
+        "SMTP_OPENSSL_VERIFY_MODE is not set: Ruby 2.7 and older then verify no certificate. "
+        "Set it: heroku config:set SMTP_OPENSSL_VERIFY_MODE=peer"
+    ]
+
+
+def ca_file_warnings(settings: Settings, build_dir: Path) -> list[str]:
+    """Warnings about a user-set SMTP_CA_FILE / BULK_SMTP_CA_FILE that the dyno cannot open."""
+    warnings: list[str] = []
+    for name, value in (
+        ("SMTP_CA_FILE", settings.user_ca_file),
+        ("BULK_SMTP_CA_FILE", settings.user_bulk_ca_file),
+    ):
+        if not value:
+            continue
+        if value.startswith(f"{build_dir}/") or _BUILD_PATH.match(value):
+            warnings.append(
+                f"{name} is set to {value}, a path that exists only during the build: the app "
+                "runs at /app, where Ruby fails with SSL_CTX_load_verify_file. Unset it: "
+                f"heroku config:unset {name}"
+            )
+        elif settings.stack in _REMOVED_CA_FILES.get(value, ()):
+            warnings.append(
+                f"{name} is set to {value}, which {settings.stack} no longer has: use "
+                f"/etc/ssl/certs/ca-certificates.crt, or unset it: heroku config:unset {name}"
+            )
+        elif "$" in value:
+            warnings.append(
+                f"{name} is set to {value}: config vars are not expanded by a shell, so the app "
+                f"gets that text as it is. Unset it: heroku config:unset {name}"
+            )
+    return warnings
+
+
 def load_settings(variables: Mapping[str, str], stack: str | None) -> Settings:
     """Validates every variable the buildpack reads; the first bad one raises BuildError."""
     url, pin = _bundle_source(variables)
     implicit_tls, starttls, notices = _mastodon_transport(variables)
+    verify_mode = _verify_mode(variables)
+    notices += _verify_mode_notice(verify_mode)
+    notices += _unknown_own_variables(variables)
     return Settings(
         stack=check_stack(stack),
         bundle_url=url,
@@ -260,9 +467,10 @@ def load_settings(variables: Mapping[str, str], stack: str | None) -> Settings:
         smtp_port=_port(variables),
         implicit_tls=implicit_tls,
         starttls=starttls,
-        verify_mode=_verify_mode(variables),
+        verify_mode=verify_mode,
         user_ca_file=variables.get("SMTP_CA_FILE", "").strip() or None,
-        debug=variables.get("SMTP_CA_DEBUG", "").strip().lower() in ("1", "true", "yes"),
+        debug=parse_debug(variables.get("SMTP_CA_DEBUG")),
         secrets=tuple(variables[name] for name in SECRET_VARIABLES if variables.get(name)),
         notices=tuple(notices),
+        user_bulk_ca_file=variables.get("BULK_SMTP_CA_FILE", "").strip() or None,
     )
