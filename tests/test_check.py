@@ -1,8 +1,13 @@
-"""The build-time handshake against real local servers, one test per named cause."""
+"""The build-time handshake against real local servers, one test per named cause.
+
+Missing intermediates (AIA) are in test_check_aia.py, revocation (OCSP) in test_check_ocsp.py.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -11,8 +16,30 @@ from pathlib import Path
 import pytest
 import trustme
 
-from smtp_ca.check import CheckTarget, run_check
+from smtp_ca.check import CheckOutcome, CheckTarget, TrustStores, run_check
+from support.certs import Issued, make_root, utcnow
+from support.pki import bundle_with_origins, issue, server_context
 from support.smtp_server import LOOPBACK, SMTPTestServer, free_port
+
+# The diagnosis compares the bundle with certifi's roots and the system store; tests say
+# exactly which stores exist, so the machine's own stores never change an answer.
+NO_STORES = TrustStores(public_roots=Path("/nonexistent/certifi.pem"), system=None)
+
+
+def check(
+    port: int,
+    ca_file: Path,
+    *,
+    host: str = "localhost",
+    implicit_tls: bool = False,
+    stores: TrustStores = NO_STORES,
+) -> CheckOutcome:
+    target = CheckTarget(host, port, implicit_tls=implicit_tls, timeout=5)
+    return run_check(target, ca_file, stores=stores)
+
+
+def text(outcome: CheckOutcome) -> str:
+    return "\n".join([outcome.summary, *outcome.details, outcome.hint or "", *outcome.notices])
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +61,33 @@ def other_ca_file(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def root() -> Issued:
+    return make_root("smtp-ca Check Root CA")
+
+
+@pytest.fixture(scope="module")
+def intermediate(root: Issued) -> Issued:
+    return issue("smtp-ca Check Issuing CA", root, ca=True)
+
+
+@pytest.fixture
+def root_file(root: Issued, tmp_path: Path) -> Path:
+    path = tmp_path / "root.pem"
+    path.write_bytes(bundle_with_origins((root, "SMTP_CA_BUNDLE_URL")))
+    return path
+
+
+def serve(leaf: Issued, *chain: Issued) -> SMTPTestServer:
+    return SMTPTestServer(mode="starttls", ssl_context=server_context(leaf, *chain))
+
+
+# --- verified ---------------------------------------------------------------------------------
+
+
 def test_starttls_verified(ca: trustme.CA, ca_file: Path) -> None:
     with SMTPTestServer(mode="starttls", ca=ca) as server:
-        outcome = run_check(CheckTarget("localhost", server.port, timeout=5), ca_file)
+        outcome = check(server.port, ca_file)
     assert outcome.verified, outcome.summary
     assert outcome.cause == "verified"
     assert outcome.tls_version in ("TLSv1.2", "TLSv1.3")
@@ -44,43 +95,319 @@ def test_starttls_verified(ca: trustme.CA, ca_file: Path) -> None:
 
 def test_implicit_tls_verified_by_ip_address(ca: trustme.CA, ca_file: Path) -> None:
     with SMTPTestServer(mode="implicit-tls", ca=ca) as server:
-        target = CheckTarget("127.0.0.1", server.port, implicit_tls=True, timeout=5)
-        outcome = run_check(target, ca_file)
+        outcome = check(server.port, ca_file, host="127.0.0.1", implicit_tls=True)
     assert outcome.verified, outcome.summary
+
+
+def test_success_reports_the_chain_the_version_and_the_anchor(
+    root: Issued, intermediate: Issued, root_file: Path
+) -> None:
+    leaf = issue("localhost", intermediate, hostnames=("localhost",))
+    with serve(leaf, intermediate) as server:
+        outcome = check(server.port, root_file)
+    assert outcome.cause == "verified", text(outcome)
+    assert (
+        outcome.summary == f"localhost:{server.port} (STARTTLS): verified, {outcome.tls_version}."
+    )
+    # Subject, issuer and not-after of each certificate the server presented, in order.
+    assert outcome.chain == (
+        "  1. localhost, issued by smtp-ca Check Issuing CA, valid until "
+        f"{leaf.cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC",
+        "  2. smtp-ca Check Issuing CA, issued by smtp-ca Check Root CA, valid until "
+        f"{intermediate.cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC",
+    )
+    assert outcome.anchor == "smtp-ca Check Root CA"
+    anchored = [line for line in outcome.details if line.startswith("Anchored by")]
+    assert anchored == [
+        f"Anchored by smtp-ca Check Root CA, from SMTP_CA_BUNDLE_URL "
+        f"(SHA-256 {root.sha256[:8]}…{root.sha256[-8:]})."
+    ]
+    assert "Revocation: not checked, the certificate names no OCSP responder." in outcome.details
+
+
+# --- unknown issuer ---------------------------------------------------------------------------
 
 
 def test_unknown_issuer(ca: trustme.CA, other_ca_file: Path) -> None:
     with SMTPTestServer(mode="starttls", ca=ca) as server:
-        outcome = run_check(CheckTarget("localhost", server.port, timeout=5), other_ca_file)
+        outcome = check(server.port, other_ca_file)
     assert not outcome.verified
     assert outcome.cause == "unknown-issuer"
     assert "SMTP_CA_BUNDLE_URL" in (outcome.hint or "")
+    assert "Neither certifi's public roots nor the system store" in text(outcome)
+
+
+def test_unknown_issuer_names_the_issuer_and_says_public_roots_would_verify(
+    root: Issued, intermediate: Issued, other_ca_file: Path, tmp_path: Path
+) -> None:
+    public = tmp_path / "cacert.pem"
+    public.write_bytes(root.pem)
+    leaf = issue("localhost", intermediate, hostnames=("localhost",))
+    stores = TrustStores(public_roots=public, system=None)
+    with serve(leaf, intermediate) as server:
+        outcome = check(server.port, other_ca_file, stores=stores)
+    assert outcome.cause == "unknown-issuer"
+    report = text(outcome)
+    assert "ends at smtp-ca Check Issuing CA, issued by smtp-ca Check Root CA" in report
+    assert "certifi's public roots would verify it: they hold smtp-ca Check Root CA." in report
+    assert "SMTP_CA_PUBLIC_ROOTS=true" in (outcome.hint or "")
+
+
+def test_unknown_issuer_only_the_system_store_knows(
+    root: Issued, intermediate: Issued, other_ca_file: Path, tmp_path: Path
+) -> None:
+    system = tmp_path / "ca-certificates.crt"
+    system.write_bytes(root.pem)
+    leaf = issue("localhost", intermediate, hostnames=("localhost",))
+    stores = TrustStores(public_roots=Path("/nonexistent"), system=system)
+    with serve(leaf, intermediate) as server:
+        outcome = check(server.port, other_ca_file, stores=stores)
+    assert outcome.cause == "unknown-issuer"
+    assert f"The system store ({system}) would verify it" in text(outcome)
+    assert "certifi's" not in "\n".join(outcome.details)
+    assert "SMTP_CA_BUNDLE_URL" in (outcome.hint or "")
+    assert "system store" in (outcome.hint or "")
+
+
+def test_a_root_sent_by_the_server_is_still_an_unknown_issuer(
+    root: Issued, intermediate: Issued, other_ca_file: Path
+) -> None:
+    leaf = issue("localhost", intermediate, hostnames=("localhost",))
+    with serve(leaf, intermediate, root) as server:  # OpenSSL: "self-signed certificate in chain"
+        outcome = check(server.port, other_ca_file)
+    assert outcome.cause == "unknown-issuer"
+    assert "ends at the root smtp-ca Check Root CA, which the bundle does not hold" in text(outcome)
+
+
+def test_leaf_alone_without_aia_says_the_intermediate_may_be_missing(
+    intermediate: Issued, root_file: Path
+) -> None:
+    leaf = issue("localhost", intermediate, hostnames=("localhost",))
+    with serve(leaf) as server:
+        outcome = check(server.port, root_file)
+    assert outcome.cause == "unknown-issuer"
+    report = text(outcome)
+    assert "sent only its own certificate" in report
+    assert "names no http:// caIssuers URL" in report
+    assert "send its intermediate" in (outcome.hint or "")
+
+
+# --- dates, names, self-signed ----------------------------------------------------------------
+
+
+def test_expired_leaf_names_the_date(intermediate: Issued, root_file: Path) -> None:
+    ended = utcnow() - dt.timedelta(days=3)
+    leaf = issue(
+        "localhost",
+        intermediate,
+        hostnames=("localhost",),
+        not_before=ended - dt.timedelta(days=90),
+        not_after=ended,
+    )
+    with serve(leaf, intermediate) as server:
+        outcome = check(server.port, root_file)
+    assert outcome.cause == "expired"
+    assert "the server's certificate, localhost, expired on " in outcome.summary
+    assert f"{ended:%Y-%m-%d %H:%M} UTC" in outcome.summary
+    assert "Only the mail provider" in (outcome.hint or "")
+    assert "The server presented:" in outcome.details
+
+
+def test_expired_intermediate_is_named_as_such(root: Issued, root_file: Path) -> None:
+    ended = utcnow() - dt.timedelta(days=1)
+    old = issue(
+        "smtp-ca Old Issuing CA",
+        root,
+        ca=True,
+        not_before=ended - dt.timedelta(days=900),
+        not_after=ended,
+    )
+    leaf = issue("localhost", old, hostnames=("localhost",), not_before=ended - dt.timedelta(10))
+    with serve(leaf, old) as server:
+        outcome = check(server.port, root_file)
+    assert outcome.cause == "expired"
+    assert "the intermediate, smtp-ca Old Issuing CA, expired on" in outcome.summary
+
+
+def test_not_yet_valid(intermediate: Issued, root_file: Path) -> None:
+    starts = utcnow() + dt.timedelta(days=2)
+    leaf = issue(
+        "localhost",
+        intermediate,
+        hostnames=("localhost",),
+        not_before=starts,
+        not_after=starts + dt.timedelta(days=90),
+    )
+    with serve(leaf, intermediate) as server:
+        outcome = check(server.port, root_file)
+    assert outcome.cause == "not-yet-valid"
+    assert f"is not valid until {starts:%Y-%m-%d %H:%M} UTC" in outcome.summary
+    assert "clock" in (outcome.hint or "")
 
 
 def test_hostname_mismatch(ca: trustme.CA, ca_file: Path) -> None:
     with SMTPTestServer(mode="starttls", ca=ca, cert_names=("mail.example.org",)) as server:
-        outcome = run_check(CheckTarget("localhost", server.port, timeout=5), ca_file)
+        outcome = check(server.port, ca_file)
     assert outcome.cause == "hostname-mismatch"
     assert "SMTP_SERVER=localhost" in outcome.summary
+    assert "The certificate holds: mail.example.org." in outcome.details
+    assert "heroku config:set SMTP_SERVER=mail.example.org" in (outcome.hint or "")
+
+
+def test_hostname_mismatch_by_ip_address_explains_ip_entries(
+    intermediate: Issued, root_file: Path
+) -> None:
+    leaf = issue(
+        "smtp.example.test", intermediate, hostnames=("smtp.example.test", "*.example.test")
+    )
+    with serve(leaf, intermediate) as server:
+        outcome = check(server.port, root_file, host="127.0.0.1")
+    assert outcome.cause == "hostname-mismatch"
+    assert "The certificate holds: smtp.example.test, *.example.test." in outcome.details
+    assert any("IP address" in line for line in outcome.details)
+    assert "SMTP_SERVER=smtp.example.test" in (outcome.hint or "")
+
+
+def test_self_signed(root_file: Path) -> None:
+    leaf = issue("localhost", None, hostnames=("localhost",))
+    with serve(leaf) as server:
+        outcome = check(server.port, root_file)
+    assert outcome.cause == "self-signed"
+    assert "self-signed certificate, localhost" in outcome.summary
+    assert any(line.startswith("It signed itself: localhost") for line in outcome.details)
+
+
+def test_other_problems_are_named_too(intermediate: Issued, other_ca_file: Path) -> None:
+    ended = utcnow() - dt.timedelta(days=1)
+    leaf = issue(
+        "mail.example.org",
+        intermediate,
+        hostnames=("mail.example.org",),
+        not_before=ended - dt.timedelta(days=30),
+        not_after=ended,
+    )
+    with serve(leaf, intermediate) as server:
+        outcome = check(server.port, other_ca_file)
+    assert outcome.cause == "unknown-issuer"
+    report = text(outcome)
+    assert "Also: the server's certificate expired on" in report
+    assert "Also: the certificate's names (mail.example.org) do not cover" in report
+
+
+# --- TLS and SMTP ---------------------------------------------------------------------------
 
 
 def test_no_starttls_offered(ca: trustme.CA, ca_file: Path) -> None:
     with SMTPTestServer(mode="plain", ca=ca) as server:
-        outcome = run_check(CheckTarget("localhost", server.port, timeout=5), ca_file)
+        outcome = check(server.port, ca_file)
     assert outcome.cause == "no-starttls"
+    assert "unencrypted" in outcome.summary
 
 
-def test_connection_refused(ca_file: Path) -> None:
-    outcome = run_check(CheckTarget(LOOPBACK, free_port(), timeout=5), ca_file)
-    assert outcome.cause == "refused"
+def test_tls_older_than_1_2(intermediate: Issued, root_file: Path) -> None:
+    leaf = issue("localhost", intermediate, hostnames=("localhost",))
+    try:
+        context = server_context(leaf, intermediate, maximum_version=ssl.TLSVersion.TLSv1_1)
+    except ssl.SSLError as error:  # pragma: no cover - an OpenSSL built without TLS 1.1
+        pytest.skip(f"this OpenSSL cannot serve TLS 1.1: {error}")
+    with SMTPTestServer(mode="starttls", ssl_context=context) as server:
+        outcome = check(server.port, root_file)
+    assert outcome.cause == "old-tls", text(outcome)
+    # The probe that accepts old versions learns which one the server speaks.
+    assert outcome.tls_version == "TLSv1.1"
+    assert "speaks only TLSv1.1" in outcome.summary
+
+
+@pytest.fixture
+def smtps_tls_1_1(intermediate: Issued) -> Iterator[int]:
+    """An SMTPS server speaking at most TLS 1.1 on blocking sockets: unlike asyncio (which
+    hangs up), OpenSSL then answers a TLS 1.2+ hello with a protocol_version alert."""
+    leaf = issue("localhost", intermediate, hostnames=("localhost",))
+    try:
+        context = server_context(leaf, intermediate, maximum_version=ssl.TLSVersion.TLSv1_1)
+    except ssl.SSLError as error:  # pragma: no cover - an OpenSSL built without TLS 1.1
+        pytest.skip(f"this OpenSSL cannot serve TLS 1.1: {error}")
+    listener = socket.create_server((LOOPBACK, 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                connection = listener.accept()[0]
+            except TimeoutError:
+                continue
+            with connection:
+                try:
+                    tls = context.wrap_socket(connection, server_side=True)
+                    tls.sendall(b"220 localhost ESMTP\r\n")
+                    tls.settimeout(2)
+                    tls.recv(64)
+                    tls.close()
+                except OSError:
+                    continue
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join()
+    listener.close()
+
+
+def test_tls_older_than_1_2_refused_with_an_alert(smtps_tls_1_1: int, root_file: Path) -> None:
+    outcome = check(smtps_tls_1_1, root_file, implicit_tls=True)
+    assert outcome.cause == "old-tls", text(outcome)
+    assert outcome.tls_version == "TLSv1.1"
+    assert "(TLSV1_ALERT_PROTOCOL_VERSION)" in outcome.summary
 
 
 def test_tls_to_a_starttls_port_is_named(ca: trustme.CA, ca_file: Path) -> None:
     with SMTPTestServer(mode="starttls", ca=ca) as server:
-        target = CheckTarget("localhost", server.port, implicit_tls=True, timeout=5)
-        outcome = run_check(target, ca_file)
+        outcome = check(server.port, ca_file, implicit_tls=True)
     assert not outcome.verified
+    assert outcome.cause == "tls"
+    assert "speaks plain SMTP first" in outcome.summary
     assert "SMTP_TLS" in (outcome.hint or "")
+
+
+def test_connection_refused(ca_file: Path) -> None:
+    outcome = check(free_port(), ca_file, host=LOOPBACK)
+    assert outcome.cause == "refused"
+
+
+def test_dns_failure(ca_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # No lookup leaves the machine: the resolver's answer is made up here.
+    def no_such_host(*args: object, **kwargs: object) -> list[object]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_host)
+    outcome = check(25, ca_file, host="smtp.example.invalid")
+    assert outcome.cause == "dns"
+    assert "does not resolve (Name or service not known)" in outcome.summary
+    assert "SMTP_SERVER" in (outcome.hint or "")
+
+
+def test_a_slow_resolver_is_bounded_by_the_check_timeout(
+    ca_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A socket timeout does not cover name resolution: the check must bound it itself.
+    def slow_resolver(*args: object, **kwargs: object) -> list[object]:
+        time.sleep(3)
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow_resolver)
+    started = time.monotonic()
+    outcome = run_check(CheckTarget("smtp.example.invalid", 25, timeout=0.5), ca_file)
+    assert outcome.cause == "timeout"
+    assert "(resolving the host name)" in outcome.summary
+    assert time.monotonic() - started < 2
+
+
+def test_a_host_name_no_resolver_would_take_is_a_dns_failure(ca_file: Path) -> None:
+    # A label of 64 characters is refused by the IDNA codec before any lookup.
+    outcome = check(25, ca_file, host=f"{'a' * 64}.invalid")
+    assert outcome.cause == "dns"
 
 
 @pytest.fixture
@@ -114,5 +441,17 @@ def test_silent_server_is_a_timeout_bounded_by_the_setting(
     started = time.monotonic()
     outcome = run_check(CheckTarget(LOOPBACK, silent_listener, timeout=0.5), ca_file)
     assert outcome.cause == "timeout"
+    assert "(waiting for the SMTP greeting)" in outcome.summary
+    # A server silent after the connection is often an implicit-TLS port reached with STARTTLS.
+    assert "SMTP_TLS=true" in (outcome.hint or "")
     # Bounded by the deadline, not by the default socket timeout: a generous margin.
     assert time.monotonic() - started < 5
+
+
+def test_silent_server_under_implicit_tls_times_out_in_the_handshake(
+    silent_listener: int, ca_file: Path
+) -> None:
+    target = CheckTarget(LOOPBACK, silent_listener, implicit_tls=True, timeout=0.5)
+    outcome = run_check(target, ca_file)
+    assert outcome.cause == "timeout"
+    assert "during the TLS handshake" in outcome.summary

@@ -13,8 +13,8 @@ from smtp_ca.bundle import BundleSettings, PreparedBundle, prepare_bundle
 from smtp_ca.check import CheckOutcome, CheckTarget, run_check
 from smtp_ca.errors import BuildError
 from smtp_ca.output import Log
-from smtp_ca.settings import Settings
-from smtp_ca.wiring import BUNDLE_PATH, commit, plan_wiring, write_export
+from smtp_ca.settings import Settings, ca_file_warnings
+from smtp_ca.wiring import BUNDLE_PATH, commit, plan_wiring
 
 
 def build(
@@ -34,11 +34,14 @@ def build(
         log,
     )
     plan = plan_wiring(build_dir, prepared.pem)
-    _check_before_commit(settings, prepared, cache_dir, log)
+    # An intermediate the server does not send, fetched through AIA during the check, must be
+    # in the written bundle: the app's client cannot fetch it.
+    extra_pem = _check_before_commit(settings, prepared, cache_dir, log)
+    if extra_pem:
+        plan = plan_wiring(build_dir, prepared.pem + extra_pem)
 
     log.step("Wiring the bundle into the app")
-    commit(build_dir, plan)
-    write_export(buildpack_dir, build_dir)
+    commit(build_dir, plan, buildpack_dir=buildpack_dir)  # and the export file, all or nothing
     for planned in plan.files:
         log.info(f"Wrote {planned.relative_path}")
     for kept in plan.kept_app_files:
@@ -48,29 +51,38 @@ def build(
             f"SMTP_CA_FILE is set to {settings.user_ca_file}: the app uses that file, not "
             f"{BUNDLE_PATH}. Unset it to use the bundle: heroku config:unset SMTP_CA_FILE"
         )
-    else:
+    for warning in ca_file_warnings(settings, build_dir):
+        log.warn(warning)
+    if not settings.user_ca_file:
         log.info(f"SMTP_CA_FILE defaults to $HOME/{BUNDLE_PATH} at runtime")
 
 
 def _check_before_commit(
     settings: Settings, prepared: PreparedBundle, cache_dir: Path, log: Log
-) -> None:
+) -> bytes:
+    """Runs the handshake check; returns PEM to add to the written bundle (usually none)."""
     if settings.check_mode == "off":
         log.step("Skipping the SMTP handshake check (SMTP_CA_CHECK=off)")
-        return
+        return b""
     if not settings.smtp_server:
         log.step("Skipping the SMTP handshake check: SMTP_SERVER is not set")
-        return
+        return b""
     if settings.starttls == "never" and not settings.implicit_tls:
         log.warn(
-            "STARTTLS is turned off and SMTP_TLS is not true: the app sends mail and its SMTP "
-            "password unencrypted, and nothing can be verified."
+            "STARTTLS is turned off (SMTP_ENABLE_STARTTLS=never or "
+            "SMTP_ENABLE_STARTTLS_AUTO=false) and SMTP_TLS is not true: the app sends mail and "
+            "its SMTP password unencrypted, and nothing can be verified."
         )
-        return
+        log.alert(
+            "Unset them to use STARTTLS: heroku config:unset SMTP_ENABLE_STARTTLS "
+            "SMTP_ENABLE_STARTTLS_AUTO"
+        )
+        return b""
     if settings.verify_mode == "none":
         log.warn(
             "SMTP_OPENSSL_VERIFY_MODE=none: the app verifies no certificate, so any server "
-            "that answers for SMTP_SERVER gets the mail and the SMTP password."
+            "that answers for SMTP_SERVER gets the mail and the SMTP password. The check "
+            "below verifies anyway, to tell whether peer would work."
         )
 
     target = CheckTarget(
@@ -80,30 +92,45 @@ def _check_before_commit(
         timeout=settings.check_timeout,
     )
     mode = "TLS" if target.implicit_tls else "STARTTLS"
-    log.step(f"Checking {target.host}:{target.port} ({mode}) against the bundle")
+    host = f"[{target.host}]" if ":" in target.host else target.host
+    log.step(f"Checking {host}:{target.port} ({mode}) against the bundle")
     with tempfile.TemporaryDirectory(dir=cache_dir) as scratch:
         bundle_file = Path(scratch) / "ca-bundle.pem"
         bundle_file.write_bytes(prepared.pem)
-        outcome = run_check(target, bundle_file)
+        outcome = run_check(target, bundle_file, cache_dir=cache_dir / "smtp-ca")
     _report(settings, outcome, log)
+    return b"".join(outcome.extra_certificates)
 
 
 def _report(settings: Settings, outcome: CheckOutcome, log: Log) -> None:
+    for notice in outcome.notices:
+        log.warn(notice)
     if outcome.verified:
         log.info(outcome.summary)
         for line in outcome.details:
             log.info(line)
         if settings.verify_mode == "none":
-            log.warn("With this bundle, SMTP_OPENSSL_VERIFY_MODE=peer works: set it.")
+            log.warn(
+                "With this bundle, SMTP_OPENSSL_VERIFY_MODE=peer works: "
+                "heroku config:set SMTP_OPENSSL_VERIFY_MODE=peer"
+            )
         return
+    # With none the app sends mail anyway; what the user needs to know is that peer would not.
+    peer = (
+        ["SMTP_OPENSSL_VERIFY_MODE=peer would fail with this bundle, for the reason above."]
+        if settings.verify_mode == "none"
+        else []
+    )
     if settings.check_mode == "strict":
         raise BuildError(
-            outcome.summary + "".join(f"\n{line}" for line in outcome.details),
-            hint=(outcome.hint or "") + "\nSMTP_CA_CHECK=strict fails the build on a failed check; "
+            "\n".join([outcome.summary, *outcome.details, *peer]),
+            hint=(f"{outcome.hint}\n" if outcome.hint else "")
+            + "SMTP_CA_CHECK=strict fails the build on a failed check; "
             "SMTP_CA_CHECK=warn only warns.",
         )
     log.warn(outcome.summary)
-    for line in outcome.details:
+    for line in [*outcome.details, *peer]:
         log.alert(line)
     if outcome.hint:
         log.alert(outcome.hint)
+    log.alert("The build goes on (SMTP_CA_CHECK=warn); SMTP_CA_CHECK=strict would fail it.")

@@ -1,30 +1,55 @@
-"""``bin/check HOST[:PORT]``: the build's handshake check, from a laptop or a one-off dyno."""
+"""``bin/check HOST[:PORT]``: the build's handshake check, from a laptop or a one-off dyno.
+
+It runs the same check and diagnosis as the build (``check.run_check``) and exits 0 only when
+the server verifies against the bundle. Without ``--ca-file`` it makes the bundle a build would
+make: from SMTP_CA_BUNDLE_URL, SMTP_CA_BUNDLE_SHA256 and SMTP_CA_PUBLIC_ROOTS when they are in
+the environment (a one-off dyno has the app's config vars there), else from the defaults.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 from pathlib import Path
 
 from smtp_ca.bundle import BundleSettings, prepare_bundle
-from smtp_ca.check import CheckTarget, run_check
+from smtp_ca.check import CheckOutcome, CheckTarget, run_check
 from smtp_ca.errors import BuildError
 from smtp_ca.output import Log
-from smtp_ca.settings import DEFAULT_BUNDLE_SHA256, DEFAULT_BUNDLE_URL, DEFAULT_SMTP_PORT
+from smtp_ca.settings import (
+    DEFAULT_SMTP_PORT,
+    SECRET_VARIABLES,
+    SUPPORTED_STACKS,
+    load_settings,
+)
+
+# The config vars that decide which bundle a build makes; nothing else of the environment is
+# read, so an unrelated variable on a laptop cannot fail the check.
+BUNDLE_VARIABLES = ("SMTP_CA_BUNDLE_URL", "SMTP_CA_BUNDLE_SHA256", "SMTP_CA_PUBLIC_ROOTS")
 
 
 def parse_address(address: str) -> tuple[str, int]:
-    """HOST, HOST:PORT, [IPv6] or [IPv6]:PORT."""
-    host, port_text = address, ""
+    """HOST, HOST:PORT, [IPv6] or [IPv6]:PORT; a bare IPv6 address takes the default port."""
+    port_text: str | None = None  # None: no port given; "" would be "HOST:" with none after
     if address.startswith("["):
-        host, _, rest = address[1:].partition("]")
-        port_text = rest.removeprefix(":")
+        host, closed, rest = address[1:].partition("]")
+        if not closed or (rest and not rest.startswith(":")):
+            raise BuildError(
+                f"{address!r} is not [IPv6] or [IPv6]:PORT.",
+                hint="For example: bin/check [2001:db8::25]:587",
+            )
+        if rest:
+            port_text = rest[1:]
     elif address.count(":") == 1:
         host, port_text = address.split(":")
+    else:
+        host = address
     if not host:
         raise BuildError(f"{address!r} has no host name.", hint="Use HOST[:PORT].")
-    if not port_text:
+    if port_text is None:
         return host, DEFAULT_SMTP_PORT
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+    if not port_text.isascii() or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
         raise BuildError(
             f"The port in {address!r} must be a whole number from 1 to 65535.",
             hint="For example: bin/check smtp.sendgrid.net:587",
@@ -33,35 +58,68 @@ def parse_address(address: str) -> tuple[str, int]:
 
 
 def run(arguments: argparse.Namespace, cache_dir: Path, log: Log) -> int:
+    for name in SECRET_VARIABLES:
+        if os.environ.get(name):
+            log.redact.add(os.environ[name])
     host, port = parse_address(arguments.address)
     ca_file: Path | None = arguments.ca_file
-    if ca_file is None:
-        log.step("Preparing the default CA bundle, as a build would")
-        prepared = prepare_bundle(
-            BundleSettings(
-                url=DEFAULT_BUNDLE_URL,
-                sha256=DEFAULT_BUNDLE_SHA256,
-                public_roots=True,
-                timeout=arguments.timeout,
-            ),
-            cache_dir / "smtp-ca",
-            log,
-        )
-        ca_file = cache_dir / "smtp-ca" / "check-bundle.pem"
-        ca_file.write_bytes(prepared.pem)
-    elif not ca_file.is_file():
-        raise BuildError(f"--ca-file {ca_file} is not a readable file.")
     target = CheckTarget(host, port, implicit_tls=arguments.tls, timeout=arguments.timeout)
-    log.step(f"Checking {host}:{port} ({'TLS' if arguments.tls else 'STARTTLS'}) against {ca_file}")
-    outcome = run_check(target, ca_file)
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    mode = "TLS" if arguments.tls else "STARTTLS"
+    if ca_file is not None:
+        if not ca_file.is_file():
+            raise BuildError(f"--ca-file {ca_file} is not a readable file.")
+        log.step(f"Checking {where} ({mode}) against {ca_file}")
+        return _report(run_check(target, ca_file), log, ca_file=ca_file)
+
+    log.step("Preparing the CA bundle, as a build would")
+    settings = load_settings(
+        {name: os.environ[name] for name in BUNDLE_VARIABLES if name in os.environ},
+        SUPPORTED_STACKS[0],  # the stack does not change the bundle
+    )
+    prepared = prepare_bundle(
+        BundleSettings(
+            url=settings.bundle_url,
+            sha256=settings.bundle_sha256,
+            public_roots=settings.public_roots,
+            timeout=arguments.timeout,
+        ),
+        cache_dir / "smtp-ca",
+        log,
+    )
+    log.step(f"Checking {where} ({mode}) against that bundle")
+    with tempfile.TemporaryDirectory(dir=cache_dir) as scratch:
+        bundle_file = Path(scratch) / "ca-bundle.pem"
+        bundle_file.write_bytes(prepared.pem)
+        outcome = run_check(target, bundle_file)
+    return _report(outcome, log, ca_file=None)
+
+
+def _report(outcome: CheckOutcome, log: Log, *, ca_file: Path | None) -> int:
+    for notice in outcome.notices:
+        log.warn(notice)
     if outcome.verified:
         log.info(outcome.summary)
         for line in outcome.details:
             log.info(line)
-        return 0
+        if not outcome.extra_certificates:
+            return 0
+        if ca_file is None:
+            # A build completes the bundle it writes, so the app verifies: that is a pass.
+            log.info("A build adds the intermediate certificate above to the bundle it writes.")
+            return 0
+        # Nothing adds it to a file of the user's own: a client trusting only it would fail.
+        log.error(
+            f"A client that trusts only {ca_file} fails: it lacks the intermediate certificate "
+            "the server does not send. Append it to the file:"
+        )
+        for pem in outcome.extra_certificates:
+            for line in pem.decode("ascii", "replace").strip("\n").splitlines():
+                log.alert(line)
+        return 1
     log.error(outcome.summary)
     for line in outcome.details:
         log.alert(line)
     if outcome.hint:
-        log.alert(outcome.hint)
+        log.alert(f"Fix: {outcome.hint}")
     return 1

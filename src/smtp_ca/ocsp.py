@@ -1,0 +1,309 @@
+"""Asking the OCSP responder named in the server's certificate whether it was revoked.
+
+OpenSSL's verification (and Ruby's) never asks, so a revoked certificate verifies: this is the
+only place the build can find out. The answer counts only when its signature checks, made by
+the issuer itself or by a responder certificate the issuer signed for OCSP signing (RFC 6960,
+4.2.2.2). A responder that cannot be reached, or an answer that cannot be trusted, leaves the
+question open: that is a note in the report, never a failed build.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from smtp_ca.certificates import printable, readable_name
+from smtp_ca.chain import access_urls, day, signed_by
+from smtp_ca.deadline import Deadline
+from smtp_ca.fetch import FetchError, fetch, is_fetchable, safe_url
+
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509 import ocsp
+
+# An OCSP answer is a few hundred bytes, a few KiB with a delegated responder's certificate.
+MAX_RESPONSE_BYTES = 64 * 1024
+# Clocks differ: an answer dated a little in the future, or just out of date, is still fine.
+CLOCK_SKEW = timedelta(minutes=5)
+
+Status = Literal["good", "revoked", "unknown", "unchecked"]
+
+
+@dataclass(frozen=True)
+class Revocation:
+    status: Status
+    detail: str  # one sentence for the report
+    revoked_at: datetime | None = None
+    reason: str | None = None
+
+
+def ocsp_urls(cert: x509.Certificate) -> list[str]:
+    from cryptography.x509.oid import AuthorityInformationAccessOID
+
+    return access_urls(cert, AuthorityInformationAccessOID.OCSP)
+
+
+def check_revocation(
+    leaf: x509.Certificate,
+    issuer: x509.Certificate,
+    deadline: Deadline,
+    now: datetime,
+    cache_dir: Path | None = None,
+) -> Revocation:
+    """Asks the first http(s) OCSP responder of ``leaf`` about it, within ``deadline``.
+
+    A trusted answer is kept in ``cache_dir`` until its nextUpdate: until then the responder
+    has promised nothing newer, so a warm build reuses it (checked again, signature and dates)
+    instead of asking on every deploy.
+    """
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509 import ocsp
+
+    urls = [url for url in ocsp_urls(leaf) if is_fetchable(url)]
+    if not urls:
+        return Revocation(
+            "unchecked",
+            "Revocation: not checked, the certificate names no OCSP responder.",
+        )
+    shown = printable(safe_url(urls[0]))  # the certificate's words
+    cached = _cache_path(cache_dir, leaf, issuer)
+    if cached is not None and cached.is_file():
+        answer = _interpret(cached.read_bytes(), leaf, issuer, now, shown, cached=True)
+        if answer.revocation.status in ("good", "revoked"):
+            return answer.revocation
+        cached.unlink(missing_ok=True)  # stale or damaged: ask again
+
+    # SHA-1 in the CertID is what every responder understands (RFC 6960 and the CA/Browser
+    # Forum's profile); it names the certificate, it is not a signature.
+    request = ocsp.OCSPRequestBuilder().add_certificate(leaf, issuer, hashes.SHA1()).build()  # noqa: S303
+    try:
+        data = fetch(
+            urls[0],
+            deadline,
+            max_bytes=MAX_RESPONSE_BYTES,
+            accept="application/ocsp-response",
+            body=request.public_bytes(serialization.Encoding.DER),
+            content_type="application/ocsp-request",
+        )
+    except FetchError as error:
+        return _unchecked(f"at {shown} could not be asked: {error.reason}")
+    answer = _interpret(data, leaf, issuer, now, shown, cached=False)
+    if cached is not None and answer.cacheable:
+        with contextlib.suppress(OSError):  # a cache that can't be written costs a request
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            temporary = cached.with_suffix(".tmp")
+            temporary.write_bytes(data)
+            temporary.replace(cached)
+    return answer.revocation
+
+
+@dataclass(frozen=True)
+class _Answer:
+    revocation: Revocation
+    cacheable: bool = False
+
+
+def _unchecked(why: str) -> Revocation:
+    return Revocation("unchecked", f"Revocation: not checked, the OCSP responder {why}.")
+
+
+def _cache_path(
+    cache_dir: Path | None, leaf: x509.Certificate, issuer: x509.Certificate
+) -> Path | None:
+    if cache_dir is None:
+        return None
+    from cryptography.hazmat.primitives import serialization
+
+    der = serialization.Encoding.DER
+    key = hashlib.sha256(leaf.public_bytes(der) + issuer.public_bytes(der)).hexdigest()
+    return cache_dir / "ocsp" / f"{key}.der"
+
+
+def _interpret(
+    data: bytes,
+    leaf: x509.Certificate,
+    issuer: x509.Certificate,
+    now: datetime,
+    shown: str,
+    *,
+    cached: bool,
+) -> _Answer:
+    """Turns a DER OCSP response into a Revocation, trusting it only if it verifies."""
+    from cryptography.x509 import ocsp
+
+    try:
+        response = ocsp.load_der_ocsp_response(data)
+    except ValueError:
+        return _Answer(_unchecked(f"at {shown} answered something that is not an OCSP response"))
+    if response.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
+        status = response.response_status.name.lower().replace("_", " ")
+        return _Answer(_unchecked(f"at {shown} answered '{status}'"))
+    signer, problem = _trusted_signer(response, issuer, now)
+    if signer is None:
+        return _Answer(_unchecked(f"at {shown} gave an answer that cannot be trusted: {problem}"))
+    single = _answer_for(response, leaf, issuer)
+    if single is None:
+        return _Answer(_unchecked(f"at {shown} answered about another certificate"))
+    if single.this_update_utc > now + CLOCK_SKEW:
+        return _Answer(_unchecked(f"at {shown} gave an answer dated in the future"))
+    next_update = single.next_update_utc
+    if next_update is not None and next_update < now - CLOCK_SKEW:
+        return _Answer(
+            _unchecked(f"at {shown} gave an out-of-date answer (until {day(next_update)})")
+        )
+    # Without a nextUpdate the responder may know something newer at any time: never cached.
+    cacheable = next_update is not None and next_update > now
+    kept = (
+        f", kept from an earlier build until {day(next_update)}" if cached and next_update else ""
+    )
+
+    signed_by_whom = readable_name(issuer.subject)
+    if signer is not issuer:
+        signed_by_whom = f"{readable_name(signer.subject)}, which {signed_by_whom} delegated to"
+    status_value = single.certificate_status
+    if status_value == ocsp.OCSPCertStatus.GOOD:
+        return _Answer(
+            Revocation(
+                "good",
+                f"Revocation: not revoked, says the OCSP responder at {shown} (signed answer "
+                f"of {day(single.this_update_utc)}{kept}).",
+            ),
+            cacheable,
+        )
+    if status_value == ocsp.OCSPCertStatus.REVOKED:
+        revoked_at = single.revocation_time_utc
+        reason = single.revocation_reason.value if single.revocation_reason else None
+        when = f" on {day(revoked_at)}" if revoked_at else ""
+        because = f" (reason: {reason})" if reason else ""
+        return _Answer(
+            Revocation(
+                "revoked",
+                f"The OCSP responder at {shown} says the certificate was revoked{when}{because}, "
+                f"in an answer signed by {signed_by_whom}{kept}.",
+                revoked_at=revoked_at,
+                reason=reason,
+            ),
+            cacheable,
+        )
+    return _Answer(
+        Revocation(
+            "unknown",
+            f"Revocation: not checked, the OCSP responder at {shown} does not know this "
+            "certificate.",
+        )
+    )
+
+
+def _answer_for(
+    response: ocsp.OCSPResponse, leaf: x509.Certificate, issuer: x509.Certificate
+) -> ocsp.OCSPSingleResponse | None:
+    for single in response.responses:
+        if single.serial_number != leaf.serial_number:
+            continue
+        algorithm = single.hash_algorithm
+        if single.issuer_key_hash == _key_hash(issuer, algorithm) and (
+            single.issuer_name_hash == _digest(algorithm, leaf.issuer.public_bytes())
+        ):
+            return single
+    return None
+
+
+def _trusted_signer(
+    response: ocsp.OCSPResponse, issuer: x509.Certificate, now: datetime
+) -> tuple[x509.Certificate | None, str]:
+    """The certificate whose signature on the answer counts, or None and why there is none."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    def is_signer(cert: x509.Certificate) -> bool:
+        if response.responder_key_hash is not None:
+            return response.responder_key_hash == _key_hash(cert, hashes.SHA1())  # noqa: S303
+        return response.responder_name == cert.subject
+
+    if is_signer(issuer):
+        signer = issuer
+    else:
+        delegated = next((cert for cert in response.certificates if is_signer(cert)), None)
+        if delegated is None:
+            return None, "its signer is neither the issuer nor a responder certificate sent with it"
+        name = readable_name(delegated.subject)
+        if not signed_by(delegated, issuer):
+            return None, f"its responder {name} was not issued by {readable_name(issuer.subject)}"
+        try:
+            usage = delegated.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        except x509.ExtensionNotFound:
+            usage = None
+        if usage is None or ExtendedKeyUsageOID.OCSP_SIGNING not in usage:
+            return None, f"its responder {name} is not a certificate for OCSP signing"
+        if not delegated.not_valid_before_utc <= now <= delegated.not_valid_after_utc:
+            return None, f"its responder {name} is not valid now"
+        signer = delegated
+    if not _signature_verifies(response, signer):
+        return None, "its signature does not verify"
+    return signer, ""
+
+
+def _signature_verifies(response: ocsp.OCSPResponse, signer: x509.Certificate) -> bool:
+    from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+    from cryptography.x509.oid import SignatureAlgorithmOID
+
+    key = signer.public_key()
+    digest = response.signature_hash_algorithm
+    data = response.tbs_response_bytes
+    try:
+        if isinstance(key, rsa.RSAPublicKey) and digest is not None:
+            if response.signature_algorithm_oid == SignatureAlgorithmOID.RSASSA_PSS:
+                pad: padding.AsymmetricPadding = padding.PSS(
+                    mgf=padding.MGF1(digest), salt_length=padding.PSS.AUTO
+                )
+            else:
+                pad = padding.PKCS1v15()
+            key.verify(response.signature, data, pad, digest)
+        elif isinstance(key, ec.EllipticCurvePublicKey) and digest is not None:
+            key.verify(response.signature, data, ec.ECDSA(digest))
+        elif isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
+            key.verify(response.signature, data)
+        else:
+            return False
+    except (InvalidSignature, UnsupportedAlgorithm, ValueError, TypeError):
+        return False
+    return True
+
+
+def _key_hash(cert: x509.Certificate, algorithm: hashes.HashAlgorithm) -> bytes:
+    """The hash of the subjectPublicKey BIT STRING's value (RFC 6960's issuerKeyHash)."""
+    from cryptography.hazmat.primitives import serialization
+
+    spki = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return _digest(algorithm, _subject_public_key(spki))
+
+
+def _digest(algorithm: hashes.HashAlgorithm, data: bytes) -> bytes:
+    return hashlib.new(algorithm.name, data).digest()
+
+
+def _subject_public_key(spki: bytes) -> bytes:
+    """SubjectPublicKeyInfo ::= SEQUENCE { algorithm SEQUENCE, subjectPublicKey BIT STRING }:
+    the BIT STRING's bytes after its unused-bits count. Just enough DER for this one shape."""
+    _, offset = _header(spki, 0)  # into the outer SEQUENCE
+    length, start = _header(spki, offset)  # the algorithm SEQUENCE
+    length, start = _header(spki, start + length)  # the BIT STRING
+    return spki[start + 1 : start + length]
+
+
+def _header(der: bytes, offset: int) -> tuple[int, int]:
+    """(length, offset of the contents) of the DER element at ``offset``."""
+    first = der[offset + 1]
+    if first < 0x80:
+        return first, offset + 2
+    count = first & 0x7F
+    return int.from_bytes(der[offset + 2 : offset + 2 + count], "big"), offset + 2 + count

@@ -1,0 +1,120 @@
+"""Everything outside the buildpack that an end-to-end build needs, as one reusable fixture.
+
+The same set-up as test_e2e.py's ``world``: a pip-less python3, a local apt repository serving
+python3-pip, the local wheelhouse, and a local HTTPS server standing in for the CA's website.
+One cold build fills a dependency cache; each build then starts from a copy of it::
+
+    with open_world(tmp_path_factory.mktemp("world")) as world:
+        world.publish("/provider-bundle.crt", root.pem)
+        result = world.build(tmp_path, {**world.bundle_vars("/provider-bundle.crt"), ...})
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import trustme
+
+from support.heroku import (
+    BuildResult,
+    build_environment,
+    clean_buildpack_copy,
+    compile_app,
+    write_env_dir,
+)
+from support.http_server import LocalServer
+from support.local_apt import LocalAptRepo
+from support.offline_inputs import REPO, Inputs, load_inputs
+from support.pipless_python import make_pipless_python
+
+GODADDY_BUNDLE = REPO.parent / "shared" / "data" / "gd_bundle-g2-g1.crt"
+GODADDY_SHA256 = "0aa4014e6a34e2553b6258c671946620a44e03aedf0fde497781fe8a6abfd858"
+
+
+@dataclass(frozen=True)
+class World:
+    inputs: Inputs
+    python_bin: Path
+    apt: LocalAptRepo
+    bundle_server: LocalServer  # stands in for the CA's website, over HTTPS
+    bundle_host_ca: Path  # what the build's requests trust for bundle_server
+    warm_cache: Path
+
+    def publish(self, path: str, body: bytes) -> None:
+        self.bundle_server.serve(path, body)
+
+    def bundle_vars(self, path: str, body: bytes) -> dict[str, str]:
+        """Config vars for a bundle published at ``path``, pinned."""
+        self.publish(path, body)
+        return {
+            "SMTP_CA_BUNDLE_URL": self.bundle_server.url(path),
+            "SMTP_CA_BUNDLE_SHA256": hashlib.sha256(body).hexdigest(),
+        }
+
+    def build(
+        self,
+        where: Path,
+        config_vars: dict[str, str],
+        *,
+        build_dir: Path | None = None,
+        stack: str = "heroku-24",
+    ) -> BuildResult:
+        """bin/compile from a clean buildpack copy, with a copy of the warm cache."""
+        return run_build(self, where, config_vars, build_dir=build_dir, stack=stack)
+
+
+def run_build(
+    world: World,
+    where: Path,
+    config_vars: dict[str, str],
+    *,
+    cache: Path | None = None,
+    build_dir: Path | None = None,
+    stack: str = "heroku-24",
+) -> BuildResult:
+    buildpack = clean_buildpack_copy(where / "buildpack")
+    build_dir = build_dir or where / "build_0123abcd"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    if cache is None:
+        cache = where / "cache"
+        shutil.copytree(world.warm_cache, cache, symlinks=True)
+    env_dir = write_env_dir(where / "env", config_vars)
+    env = build_environment(
+        world.python_bin,
+        world.inputs,
+        world.apt.apt_config,
+        where / "home",
+        REQUESTS_CA_BUNDLE=str(world.bundle_host_ca),
+    )
+    return compile_app(buildpack, build_dir, cache, env_dir, env, stack=stack)
+
+
+@contextmanager
+def open_world(root: Path) -> Iterator[World]:
+    inputs = load_inputs()
+    python = make_pipless_python(root / "python")
+    host_ca = trustme.CA()
+    host_ca_file = root / "bundle-host-ca.pem"
+    host_ca.cert_pem.write_to_path(str(host_ca_file))
+    with (
+        LocalAptRepo(root / "apt", inputs.debs) as apt,
+        LocalServer(tls=host_ca) as bundle_server,
+    ):
+        cold_world = World(inputs, python.parent, apt, bundle_server, host_ca_file, root / "none")
+        # One cold build fills the dependency cache that the other builds start from.
+        cold = run_build(
+            cold_world,
+            root / "cold",
+            {
+                "SMTP_CA_BUNDLE_URL": GODADDY_BUNDLE.as_uri(),
+                "SMTP_CA_BUNDLE_SHA256": GODADDY_SHA256,
+            },
+            cache=root / "warm-cache",
+        )
+        assert cold.returncode == 0, cold.output
+        yield World(inputs, python.parent, apt, bundle_server, host_ca_file, root / "warm-cache")

@@ -1,0 +1,288 @@
+"""``bin/check HOST[:PORT] [--ca-file FILE] [--tls] [--timeout SECONDS]`` as a user runs it.
+
+Each test runs the real script in a subprocess: it finds python3, bootstraps the locked
+dependencies into SMTP_CA_CACHE_DIR (from the local wheelhouse, never an index), and runs the
+same check as the build. The dependencies are installed once for the module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import pytest
+
+from smtp_ca.check_command import parse_address
+from smtp_ca.errors import BuildError
+from support.certs import Issued, make_root
+from support.http_server import LocalServer
+from support.offline_inputs import REPO, load_inputs
+from support.pki import issue, server_context
+from support.smtp_server import LOOPBACK, SMTPTestServer, free_port
+
+
+@dataclass(frozen=True)
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+@pytest.fixture(scope="module")
+def environment(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A clean environment whose python3 is this one, with a dependency cache filled once."""
+    inputs = load_inputs()
+    root = tmp_path_factory.mktemp("bin-check")
+    tools = root / "bin"
+    tools.mkdir()
+    (tools / "python3").symlink_to(sys.executable)
+    env = {
+        "PATH": f"{tools}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(root / "home"),
+        "LANG": "C.UTF-8",
+        "SMTP_CA_CACHE_DIR": str(root / "cache"),
+        "PIP_CONFIG_FILE": os.devnull,
+        "PIP_NO_INDEX": "1",
+        "PIP_FIND_LINKS": str(inputs.wheelhouse),
+        "PIP_ROOT_USER_ACTION": "ignore",
+    }
+    any_bundle = make_root("smtp-ca bin/check Any Root").write(root / "any.pem")
+    env["ANY_BUNDLE"] = str(any_bundle)  # for tests that never reach a handshake
+    first = _run(env, f"127.0.0.1:{free_port()}", "--ca-file", str(any_bundle))
+    assert "Installing the buildpack's Python dependencies" in first.stdout, first.output
+    assert first.returncode == 1, first.output
+    assert "connection refused" in first.stderr
+    return env
+
+
+def _run(env: dict[str, str], *arguments: str) -> Result:
+    completed = subprocess.run(
+        [str(REPO / "bin" / "check"), *arguments],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    return Result(completed.returncode, completed.stdout, completed.stderr)
+
+
+class BinCheck(Protocol):
+    def __call__(self, *arguments: str, **extra_env: str) -> Result: ...
+
+
+@pytest.fixture
+def bin_check(environment: dict[str, str]) -> BinCheck:
+    def run(*arguments: str, **extra_env: str) -> Result:
+        result = _run({**environment, **extra_env}, *arguments)
+        assert "Traceback" not in result.output
+        assert "Installing" not in result.stdout  # the module's cache is warm
+        return result
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def root() -> Issued:
+    return make_root("smtp-ca bin/check Root CA")
+
+
+@pytest.fixture(scope="module")
+def intermediate(root: Issued) -> Issued:
+    return issue("smtp-ca bin/check Issuing CA", root, ca=True)
+
+
+@pytest.fixture
+def root_file(root: Issued, tmp_path: Path) -> Path:
+    return root.write(tmp_path / "root.pem")
+
+
+def test_verified_exits_0(bin_check: BinCheck, intermediate: Issued, root_file: Path) -> None:
+    leaf = issue("localhost", intermediate, hostnames=("localhost",))
+    with SMTPTestServer(mode="starttls", ssl_context=server_context(leaf, intermediate)) as server:
+        result = bin_check(f"localhost:{server.port}", "--ca-file", str(root_file))
+    assert result.returncode == 0, result.output
+    assert f"-----> Checking localhost:{server.port} (STARTTLS) against {root_file}" in (
+        result.stdout
+    )
+    assert "verified, TLSv1." in result.stdout
+    assert "Anchored by smtp-ca bin/check Root CA" in result.stdout
+
+
+def test_implicit_tls_with_tls_flag(
+    bin_check: BinCheck, intermediate: Issued, root_file: Path
+) -> None:
+    leaf = issue("localhost", intermediate, hostnames=("localhost", "127.0.0.1"))
+    context = server_context(leaf, intermediate)
+    with SMTPTestServer(mode="implicit-tls", ssl_context=context) as server:
+        result = bin_check(f"127.0.0.1:{server.port}", "--tls", "--ca-file", str(root_file))
+    assert result.returncode == 0, result.output
+    assert f"127.0.0.1:{server.port} (TLS)" in result.stdout
+
+
+def test_a_failure_exits_1_with_the_cause_and_the_fix(
+    bin_check: BinCheck, intermediate: Issued, tmp_path: Path
+) -> None:
+    other = make_root("smtp-ca bin/check Other Root").write(tmp_path / "other.pem")
+    leaf = issue("localhost", intermediate, hostnames=("localhost",))
+    with SMTPTestServer(mode="starttls", ssl_context=server_context(leaf, intermediate)) as server:
+        result = bin_check(f"localhost:{server.port}", "--ca-file", str(other))
+    assert result.returncode == 1
+    assert " !     localhost:" in result.stderr
+    assert "no certificate in the bundle anchors the server's chain" in result.stderr
+    assert " !     Fix: " in result.stderr
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    listener = socket.create_server((LOOPBACK, 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join()
+    for connection in held:
+        connection.close()
+    listener.close()
+
+
+def test_timeout_flag_bounds_the_check(
+    bin_check: BinCheck, silent_port: int, root_file: Path
+) -> None:
+    started = time.monotonic()
+    result = bin_check(f"127.0.0.1:{silent_port}", "--ca-file", str(root_file), "--timeout", "1")
+    assert result.returncode == 1
+    assert "no answer within 1 s" in result.stderr
+    assert time.monotonic() - started < 10  # interpreter start and imports included
+
+
+def test_without_ca_file_makes_the_bundle_a_build_would(
+    bin_check: BinCheck, root: Issued, intermediate: Issued, root_file: Path
+) -> None:
+    leaf = issue("localhost", intermediate, hostnames=("localhost",))
+    pin = hashlib.sha256(root_file.read_bytes()).hexdigest()
+    with SMTPTestServer(mode="starttls", ssl_context=server_context(leaf, intermediate)) as server:
+        result = bin_check(
+            f"localhost:{server.port}",
+            SMTP_CA_BUNDLE_URL=root_file.as_uri(),
+            SMTP_CA_BUNDLE_SHA256=pin,
+        )
+    assert result.returncode == 0, result.output
+    assert "-----> Preparing the CA bundle, as a build would" in result.stdout
+    assert "matches the pin" in result.stdout
+    assert "Merged with" in result.stdout  # certifi's public roots, as a build adds them
+
+
+def test_missing_intermediate_passes_with_the_build_bundle_but_not_with_a_given_file(
+    bin_check: BinCheck, intermediate: Issued, root_file: Path
+) -> None:
+    pin = hashlib.sha256(root_file.read_bytes()).hexdigest()
+    with LocalServer() as http:
+        http.serve("/issuer.crt", intermediate.der)
+        leaf = issue(
+            "localhost", intermediate, hostnames=("localhost",), ca_issuers=http.url("/issuer.crt")
+        )
+        with SMTPTestServer(mode="starttls", ssl_context=server_context(leaf)) as server:
+            address = f"localhost:{server.port}"
+            as_built = bin_check(
+                address, SMTP_CA_BUNDLE_URL=root_file.as_uri(), SMTP_CA_BUNDLE_SHA256=pin
+            )
+            given = bin_check(address, "--ca-file", str(root_file))
+    # A build adds the fetched intermediate to the bundle it writes, so the app verifies.
+    assert as_built.returncode == 0, as_built.output
+    assert "A build adds the intermediate certificate" in as_built.stdout
+    # Nothing adds it to the user's own file: a client trusting only that file fails.
+    assert given.returncode == 1, given.output
+    assert f"A client that trusts only {root_file} fails" in given.stderr
+    assert " !     -----BEGIN CERTIFICATE-----" in given.stderr
+
+
+@pytest.mark.parametrize(
+    ("address", "words"),
+    [
+        ("localhost:0", "must be a whole number from 1 to 65535"),
+        ("localhost:smtp", "must be a whole number from 1 to 65535"),
+        ("[::1", "is not [IPv6] or [IPv6]:PORT"),
+        (":25", "has no host name"),
+    ],
+)
+def test_a_bad_address_is_a_message_not_a_traceback(
+    bin_check: BinCheck, address: str, words: str
+) -> None:
+    result = bin_check(address, "--ca-file", os.devnull)
+    assert result.returncode == 1
+    assert words in result.stderr
+
+
+def test_ipv6_address_with_port(bin_check: BinCheck, root_file: Path) -> None:
+    port = free_port()
+    result = bin_check(f"[::1]:{port}", "--ca-file", str(root_file), "--timeout", "2")
+    assert result.returncode == 1
+    # Refused, or no IPv6 on this machine: either way the address was read as [::1] and port.
+    assert f"[::1]:{port} (STARTTLS)" in result.output
+
+
+def test_missing_ca_file_is_named(bin_check: BinCheck, tmp_path: Path) -> None:
+    result = bin_check("localhost:25", "--ca-file", str(tmp_path / "nope.pem"))
+    assert result.returncode == 1
+    assert "is not a readable file" in result.stderr
+
+
+def test_a_ca_file_without_certificates_is_named(bin_check: BinCheck, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.pem"
+    empty.write_text("not a certificate\n")
+    result = bin_check(f"127.0.0.1:{free_port()}", "--ca-file", str(empty))
+    assert result.returncode == 1
+    assert f"OpenSSL cannot load the bundle {empty}" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        ("smtp.sendgrid.net", ("smtp.sendgrid.net", 25)),
+        ("smtp.sendgrid.net:587", ("smtp.sendgrid.net", 587)),
+        ("127.0.0.1:465", ("127.0.0.1", 465)),
+        ("[2001:db8::25]:587", ("2001:db8::25", 587)),
+        ("[::1]", ("::1", 25)),
+        ("::1", ("::1", 25)),  # more than one colon and no brackets: all of it is the host
+    ],
+)
+def test_parse_address(address: str, expected: tuple[str, int]) -> None:
+    assert parse_address(address) == expected
+
+
+@pytest.mark.parametrize("address", ["host:", "[::1]:", "[::1]x", "[::1]:99999", "h:٣"])
+def test_parse_address_refuses(address: str) -> None:
+    with pytest.raises(BuildError):
+        parse_address(address)
+
+
+def test_bin_check_is_shipped_executable() -> None:
+    assert os.access(REPO / "bin" / "check", os.X_OK)
+    assert shutil.which("bash")

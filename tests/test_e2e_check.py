@@ -1,0 +1,140 @@
+"""End to end, as Heroku builds and a dyno runs: the check's AIA completion and OCSP revocation.
+
+bin/compile runs from a clean copy of the buildpack with a pip-less python3 and config vars in
+ENV_DIR; the provider's CA bundle comes from a local HTTPS server; the SMTP server, the AIA
+issuer URL and the OCSP responder are all local. Real ActionMailer then delivers through the
+bundle the build wrote.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from support.certs import Issued, make_root
+from support.heroku import move_to_dyno_path, snapshot
+from support.http_server import LocalServer
+from support.ocsp_responder import OcspResponder
+from support.pki import issue, server_context
+from support.rails_app import make_rails_app, require_ruby_rails, run_delivery, smtp_config_vars
+from support.smtp_server import SMTPTestServer
+from support.world import World, open_world
+
+pytestmark = pytest.mark.e2e
+
+PASSWORD = "SG.aia-s3cret-never-printed"
+BUNDLE_PATH = ".smtp-ca/ca-bundle.pem"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    with open_world(tmp_path_factory.mktemp("check-world")) as opened:
+        yield opened
+
+
+@pytest.fixture(scope="module")
+def root() -> Issued:
+    return make_root("smtp-ca E2E Provider Root CA")
+
+
+@pytest.fixture(scope="module")
+def intermediate(root: Issued) -> Issued:
+    return issue("smtp-ca E2E Provider Issuing CA", root, ca=True)
+
+
+def test_strict_build_completes_a_missing_intermediate_and_actionmailer_delivers(
+    world: World, root: Issued, intermediate: Issued, tmp_path: Path
+) -> None:
+    require_ruby_rails()
+    with LocalServer() as aia:  # plain http://, as caIssuers URLs are
+        aia.serve("/issuing-ca.crt", intermediate.der)
+        leaf = issue(
+            "localhost",
+            intermediate,
+            hostnames=("localhost", "127.0.0.1"),
+            ca_issuers=aia.url("/issuing-ca.crt"),
+        )
+        # The provider's server forgets its intermediate; its bundle holds only the root.
+        with SMTPTestServer(
+            mode="starttls",
+            ssl_context=server_context(leaf),
+            credentials=("apikey", PASSWORD),
+        ) as server:
+            config_vars = smtp_config_vars(
+                "localhost", server.port, login="apikey", password=PASSWORD, auth_method="plain"
+            )
+            bundle_vars = world.bundle_vars("/provider-root.crt", root.pem)
+
+            # Without the check, the bundle is the root and certifi's roots: Ruby cannot
+            # build the chain, as it fetches no missing intermediate.
+            unchecked_dir = make_rails_app(
+                tmp_path / "unchecked" / "build_0123abcd", "mastodon-1.4"
+            )
+            unchecked = world.build(
+                tmp_path / "unchecked",
+                {**config_vars, **bundle_vars, "SMTP_CA_CHECK": "off"},
+                build_dir=unchecked_dir,
+            )
+            assert unchecked.returncode == 0, unchecked.output
+            failed = run_delivery(unchecked_dir, config_vars)
+            assert failed.returncode != 0
+            assert "certificate verify failed" in failed.stdout + failed.stderr
+
+            build_dir = make_rails_app(tmp_path / "checked" / "build_0123abcd", "mastodon-1.4")
+            build = world.build(
+                tmp_path / "checked",
+                {**config_vars, **bundle_vars, "SMTP_CA_CHECK": "strict"},
+                build_dir=build_dir,
+            )
+            assert build.returncode == 0, build.output
+            assert "does not send the intermediate certificate" in build.stderr
+            assert "smtp-ca E2E Provider Issuing CA" in build.stderr
+            assert "once the bundle holds the intermediate certificate" in build.stdout
+            assert PASSWORD not in build.output
+            assert "Traceback" not in build.output
+            assert intermediate.pem.decode() in (build_dir / BUNDLE_PATH).read_text()
+
+            dyno_dir = move_to_dyno_path(build_dir, tmp_path / "app")
+            delivered = run_delivery(dyno_dir, config_vars)
+            assert delivered.returncode == 0, delivered.stdout + delivered.stderr
+            assert "DELIVERED" in delivered.stdout
+            (message,) = server.wait_for_messages(1)
+            assert message.tls
+            assert message.authenticated_as == "apikey"
+    assert aia.count("/issuing-ca.crt") == 1  # the unchecked build fetched nothing
+
+
+def test_strict_build_fails_on_a_revoked_certificate_and_changes_nothing(
+    world: World, root: Issued, intermediate: Issued, tmp_path: Path
+) -> None:
+    with OcspResponder(intermediate) as responder:
+        leaf = issue("localhost", intermediate, hostnames=("localhost",), ocsp=responder.url)
+        responder.revoke(leaf)
+        with SMTPTestServer(
+            mode="starttls", ssl_context=server_context(leaf, intermediate)
+        ) as server:
+            build_dir = make_rails_app(tmp_path / "build_0123abcd", "mastodon-3.5")
+            before = snapshot(build_dir)
+            build = world.build(
+                tmp_path,
+                {
+                    **smtp_config_vars("localhost", server.port),
+                    **world.bundle_vars("/provider-root.crt", root.pem),
+                    "SMTP_CA_CHECK": "strict",
+                },
+                build_dir=build_dir,
+            )
+    assert build.returncode == 1, build.output
+    assert (
+        f" !     localhost:{server.port} (STARTTLS): the server's certificate has been revoked"
+        in (build.stderr)
+    )
+    assert f"The OCSP responder at {responder.url} says the certificate was revoked" in (
+        build.stderr
+    )
+    assert " !     Only the mail provider can fix this" in build.stderr
+    assert "Traceback" not in build.output
+    assert snapshot(build_dir) == before
+    assert len(responder.requests) == 1
