@@ -1,6 +1,7 @@
 # shellcheck shell=bash
-# Shared by bin/compile and bin/check: find the stack's python3 or explain why there is none.
-# Sourced, not run: the caller has set -euo pipefail.
+# Shared by bin/compile and bin/check: find the stack's python3 or explain why there is none,
+# and (bin/compile) keep its bytecode in CACHE_DIR. Sourced, not run: the caller has set
+# -euo pipefail.
 
 smtp_ca::find_python() {
 	local python
@@ -14,4 +15,42 @@ smtp_ca::find_python() {
 		exit 1
 	fi
 	echo "${python}"
+}
+
+# Where the build keeps Python bytecode: CACHE_DIR/smtp-ca/pycache, as an absolute path (a
+# relative prefix would follow the working directory). CACHE_DIR persists between builds, while
+# the buildpack's own directory is a fresh copy on every build, so .pyc files written next to
+# its sources would be thrown away with it. Python mirrors each source's absolute path under the
+# prefix (the stdlib's and the dependencies' too), and reads .pyc files from there only.
+smtp_ca::pycache_prefix() {
+	local cache_dir=$1
+	if [[ "${cache_dir}" != /* ]]; then
+		cache_dir="${PWD}/${cache_dir}"
+	fi
+	echo "${cache_dir%/}/smtp-ca/pycache"
+}
+
+# Compiles the buildpack's modules into the bytecode cache as checked-hash .pyc files, once per
+# python3, STACK, buildpack path and set of modules. A timestamp .pyc goes stale whenever the
+# buildpack is fetched afresh with new mtimes (a git clone gives every file the time of the
+# clone); a checked-hash one only when its source changes, and Python writes it checked-hash
+# again when it recompiles it. Best effort: a failure costs compile time later, never the build.
+smtp_ca::compile_bytecode() {
+	local python=$1 prefix=$2 src=$3
+	local modules=("${src}"/smtp_ca/*.py)
+	local key="${python} ${STACK:-} ${src} ${modules[*]##*/}"
+	local stamp="${prefix}/.checked-hash" compiled=""
+	if [[ -r "${stamp}" ]]; then
+		IFS= read -r compiled <"${stamp}" || true
+	fi
+	if [[ "${compiled}" == "${key}" ]]; then
+		return 0
+	fi
+	# Something changed: start the bytecode cache afresh, so that .pyc files of sources that are
+	# gone (older buildpack versions, dependencies of an older lock) do not pile up in CACHE_DIR.
+	rm -rf "${prefix}" 2>/dev/null || true
+	if "${python}" -X "pycache_prefix=${prefix}" -m compileall -q -f \
+		--invalidation-mode checked-hash "${src}" >/dev/null 2>&1; then
+		{ printf '%s\n' "${key}" >"${stamp}"; } 2>/dev/null || true
+	fi
 }

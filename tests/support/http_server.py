@@ -153,6 +153,9 @@ class _Server(http.server.ThreadingHTTPServer):
 
     def get_request(self) -> tuple[socket.socket, Any]:
         sock, address = super().get_request()
+        # http.server writes headers and body separately; without this, Nagle's algorithm and
+        # delayed ACKs add ~40 ms to every TLS reply, which no real web server does.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         context = self.owner._tls_context
         if context is not None:
             # The handshake runs in the handler's thread, so that a client that never

@@ -1,0 +1,661 @@
+"""Times bin/compile as Heroku runs it, on loopback only, and checks the build's time budget.
+
+    .venv/bin/python benchmarks/build_time.py [--runs N] [--cold-runs N] [--no-write]
+
+Run it with the development virtualenv (bash scripts/setup-dev makes it, and the offline
+inputs of .ci/prepare-test-inputs): it uses the tests' real parts, trustme and aiosmtpd. It is
+not a test: timings depend on the machine, so nothing in the test suite times a build. Nothing
+leaves the machine: the CA bundle comes from a local HTTPS server, the SMTP server is aiosmtpd
+on 127.0.0.1, pip comes from a local apt repository and the wheels from the local wheelhouse.
+
+Every build runs the way tests/test_e2e.py runs one: a clean copy of the buildpack (made again
+before every build, at the same path, as Heroku fetches it again at a path named after its
+URL, and with new mtimes, as a git clone leaves them), a python3 without pip first on PATH,
+STACK, config vars only in ENV_DIR. The time is the wall time of the whole bin/compile
+process. Scenarios:
+
+* cold build: an empty CACHE_DIR, so pip is fetched with apt-get and the dependencies are
+  installed; the dependency install alone is the time from its "-----> Installing" line to the
+  next step's line.
+* warm build: the same CACHE_DIR again, the bundle unchanged (the HTTPS source answers the
+  conditional GET with 304). These builds run with the apt repository unreachable and an empty
+  wheelhouse, which proves they need neither.
+* floor: the same python3, with the dependency directory first on sys.path, importing exactly
+  the modules the warm build imports, and nothing else. The list is taken from the warm build
+  itself: one warm build runs with ``-X importtime`` (PYTHONPROFILEIMPORTTIME=1), and every
+  module it names that a bare ``python3 -X importtime -c pass`` does not is imported, in the
+  same order (an import the build tried and failed, such as an optional accelerator, is tried
+  and fails the same way). The floor has its own copy of the buildpack's modules and its own
+  bytecode cache, warmed before timing: it is what the build would cost if it did nothing but
+  import, with every module's bytecode at hand.
+* check alone: ``smtp_ca.check.run_check`` in this process, against the loopback STARTTLS
+  server, trusting the bundle a warm build wrote.
+* warm dependency check: ``smtp_ca.bootstrap.ensure_dependencies`` on the warm cache, called
+  many times in this process; and once per fresh python3, timed from before
+  ``import smtp_ca.bootstrap`` to its return (what a build pays for it).
+* silent SMTP server: a TCP listener that accepts and never greets, SMTP_CA_CHECK_TIMEOUT=1:
+  the time from the "-----> Checking" line to the end of the process.
+
+Warm builds and floor runs alternate, so a machine that gets busier halfway slows both. Two
+details keep the stand-ins honest. The build's requests trusts certifi's roots as well as the
+local server's CA (REQUESTS_CA_BUNDLE), as it trusts certifi's roots on Heroku: OpenSSL loads
+some 140 roots on every build. And the local HTTPS server sets TCP_NODELAY on its connections,
+as real web servers do: Python's http.server does not, and then each TLS 1.3 answer waits some
+40 ms for the client's delayed ACK, a stall of the stand-in that no real bundle host adds.
+
+It prints a Markdown table and the targets of issue 5, and writes both to
+benchmarks/results.md (unless --no-write).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import hashlib
+import io
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO / "tests"), str(REPO / "src")]
+
+if TYPE_CHECKING:
+    from support.http_server import LocalServer
+
+STACK = "heroku-24"
+WARM_TO_FLOOR_TARGET = 1.5
+DEPENDENCY_CHECK_TARGET = 0.050
+COLD_INSTALL_TARGET = 30.0
+SILENT_TIMEOUT = 1.0
+SILENT_SLACK = 1.0
+DEPENDENCY_CHECK_CALLS = 200
+RESULTS = REPO / "benchmarks" / "results.md"
+BUNDLE_PATH = "/provider-bundle.crt"
+ETAG = '"bundle-v1"'
+
+# The floor: import what the build imports, from where the build imports it, and nothing else.
+FLOOR_CODE = """\
+import importlib, sys
+sys.path.insert(0, sys.argv[1])
+for name in sys.argv[2:]:
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        pass
+"""
+
+# The warm dependency check as a build pays for it: the module's imports and one call.
+DEPENDENCY_CHECK_CODE = """\
+import time
+started = time.perf_counter()
+import io, sys
+from pathlib import Path
+from smtp_ca.bootstrap import ensure_dependencies
+from smtp_ca.output import Log
+out = io.StringIO()
+log = Log(out=out, err=io.StringIO())
+ensure_dependencies(
+    Path(sys.argv[1]), stack=sys.argv[2], env_dir=Path(sys.argv[3]), lock_file=Path(sys.argv[4]),
+    log=log,
+)
+assert "Using cached dependencies" in out.getvalue(), out.getvalue()
+print(time.perf_counter() - started)
+"""
+
+
+# --- running a build and timing it ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Timed:
+    """One process run: its wall time, and each stdout line with when it arrived."""
+
+    seconds: float
+    returncode: int
+    lines: tuple[tuple[float, str], ...]
+    stderr: str
+
+    @property
+    def stdout(self) -> str:
+        return "".join(f"{line}\n" for _, line in self.lines)
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+    def when(self, prefix: str) -> float:
+        """Seconds from the start to the first stdout line starting with ``prefix``."""
+        for moment, line in self.lines:
+            if line.startswith(prefix):
+                return moment
+        raise BenchmarkError(f"no line starting with {prefix!r} in:\n{self.output}")
+
+
+class BenchmarkError(Exception):
+    pass
+
+
+def run_timed(argv: Sequence[str], env: Mapping[str, str], timeout: float = 300) -> Timed:
+    """Runs ``argv``; stdout is read line by line as it comes, stderr goes to a file."""
+    with tempfile.TemporaryFile() as errors:
+        lines: list[tuple[float, str]] = []
+        started = time.perf_counter()
+        with subprocess.Popen(
+            list(argv),
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+        ) as process:
+            watchdog = threading.Timer(timeout, process.kill)
+            watchdog.start()
+            try:
+                assert process.stdout is not None
+                for raw in process.stdout:
+                    text = raw.decode(errors="replace").rstrip("\n")
+                    lines.append((time.perf_counter() - started, text))
+                returncode = process.wait()
+                seconds = time.perf_counter() - started
+            finally:
+                watchdog.cancel()
+        errors.seek(0)
+        stderr = errors.read().decode(errors="replace")
+    return Timed(seconds, returncode, tuple(lines), stderr)
+
+
+# --- the world the builds run in ------------------------------------------------------------------
+
+
+class SilentServer:
+    """A TCP listener on loopback that accepts connections and never says a word."""
+
+    def __init__(self) -> None:
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(16)
+        self._listener.settimeout(0.1)
+        self.port: int = self._listener.getsockname()[1]
+        self.accepted: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                connection, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.accepted.append(connection)
+
+    def __enter__(self) -> SilentServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._listener.close()
+        for connection in self.accepted:
+            connection.close()
+
+
+def _set_nodelay(server: LocalServer) -> None:
+    """Makes the local HTTPS server answer without Nagle's delay, as real web servers do."""
+    httpd = server._httpd
+    accept = httpd.get_request
+
+    def get_request() -> tuple[socket.socket, object]:
+        connection, address = accept()
+        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return connection, address
+
+    # socketserver calls self.get_request(): an instance attribute wins over the method.
+    httpd.get_request = get_request  # type: ignore[method-assign]
+
+
+@dataclass
+class World:
+    root: Path
+    python: Path
+    online_env: dict[str, str]  # with the apt repository and the wheelhouse
+    offline_env: dict[str, str]  # apt repository unreachable, wheelhouse empty
+    config_vars: dict[str, str]
+    bundle_server: LocalServer
+    smtp_port: int
+    buildpack: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.buildpack = self.root / "buildpack"
+
+    def build(
+        self,
+        name: str,
+        cache: Path,
+        *,
+        env: Mapping[str, str],
+        config_vars: Mapping[str, str] | None = None,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> Timed:
+        from support.heroku import clean_buildpack_copy, write_env_dir
+
+        # A fresh copy of the buildpack for every build, at the same path, as on Heroku; its
+        # files get new mtimes, as a git clone leaves them.
+        shutil.rmtree(self.buildpack, ignore_errors=True)
+        clean_buildpack_copy(self.buildpack)
+        for path in self.buildpack.rglob("*"):
+            os.utime(path)
+        build_dir = self.root / "builds" / name
+        shutil.rmtree(build_dir, ignore_errors=True)
+        build_dir.mkdir(parents=True)
+        env_dir = self.root / "env" / name
+        shutil.rmtree(env_dir, ignore_errors=True)
+        write_env_dir(env_dir, dict(config_vars or self.config_vars))
+        return run_timed(
+            [str(self.buildpack / "bin" / "compile"), str(build_dir), str(cache), str(env_dir)],
+            {**env, **(extra_env or {}), "STACK": STACK},
+        )
+
+
+@contextlib.contextmanager
+def world(root: Path) -> Iterator[World]:
+    import certifi
+    import trustme
+
+    from support.heroku import build_environment
+    from support.http_server import LocalServer
+    from support.local_apt import LocalAptRepo, unreachable_url, write_apt_config
+    from support.offline_inputs import load_inputs
+    from support.pipless_python import make_pipless_python
+    from support.smtp_server import SMTPTestServer
+
+    inputs = load_inputs()
+    python = make_pipless_python(root / "python")
+    provider_ca, host_ca = trustme.CA(), trustme.CA()
+    # What requests trusts for the bundle's host: the local server's CA, plus certifi's roots,
+    # which it trusts on Heroku (OpenSSL takes longer to load some 140 roots than one).
+    host_ca_file = root / "bundle-host-ca.pem"
+    host_ca_file.write_bytes(host_ca.cert_pem.bytes() + Path(certifi.where()).read_bytes())
+    empty_wheelhouse = root / "empty-wheelhouse"
+    empty_wheelhouse.mkdir()
+    offline_apt = write_apt_config(root / "offline-apt", unreachable_url())
+    with contextlib.ExitStack() as stack:
+        apt = stack.enter_context(LocalAptRepo(root / "apt", inputs.debs))
+        bundle_server = LocalServer(tls=host_ca)
+        _set_nodelay(bundle_server)
+        stack.enter_context(bundle_server)
+        pem = provider_ca.cert_pem.bytes()
+        bundle_server.serve(BUNDLE_PATH, pem, etag=ETAG)
+        smtp = stack.enter_context(SMTPTestServer(mode="starttls", ca=provider_ca))
+        online = build_environment(
+            python.parent,
+            inputs,
+            apt.apt_config,
+            root / "home",
+            REQUESTS_CA_BUNDLE=str(host_ca_file),
+        )
+        offline = {
+            **online,
+            "APT_CONFIG": str(offline_apt),
+            "PIP_FIND_LINKS": str(empty_wheelhouse),
+        }
+        yield World(
+            root=root,
+            python=python,
+            online_env=online,
+            offline_env=offline,
+            config_vars={
+                "SMTP_CA_BUNDLE_URL": bundle_server.url(BUNDLE_PATH),
+                "SMTP_CA_BUNDLE_SHA256": hashlib.sha256(pem).hexdigest(),
+                "SMTP_SERVER": "localhost",
+                "SMTP_PORT": str(smtp.port),
+                "SMTP_CA_CHECK": "strict",
+            },
+            bundle_server=bundle_server,
+            smtp_port=smtp.port,
+        )
+
+
+# --- scenarios ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Sample:
+    scenario: str
+    seconds: list[float]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+
+def _expect(result: Timed, *texts: str, returncode: int = 0) -> Timed:
+    if result.returncode != returncode or any(text not in result.output for text in texts):
+        raise BenchmarkError(
+            f"unexpected build (exit {result.returncode}, wanted {returncode} and {texts}):\n"
+            + result.output
+        )
+    return result
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def cold_builds(w: World, runs: int) -> tuple[Sample, Sample, Path]:
+    builds, installs = [], []
+    for run in range(runs):
+        result = _expect(
+            w.build(f"cold-{run}", w.root / f"cold-cache-{run}", env=w.online_env),
+            "-----> Installing the buildpack's Python dependencies",
+        )
+        install = result.when("-----> Preparing") - result.when("-----> Installing")
+        _progress(f"cold build {run + 1}/{runs}: {result.seconds:.2f} s (install {install:.2f} s)")
+        builds.append(result.seconds)
+        installs.append(install)
+    return (
+        Sample("Cold build (pip via apt-get, dependencies installed, then the pipeline)", builds),
+        Sample("Cold dependency install (its step's line to the next step's)", installs),
+        w.root / "cold-cache-0",
+    )
+
+
+def imported_modules(importtime: str) -> list[str]:
+    """Module names in ``-X importtime`` output, in the order their imports finished."""
+    names: list[str] = []
+    for line in importtime.splitlines():
+        parts = line.split("|")
+        if line.startswith("import time:") and len(parts) == 3:
+            name = parts[2].strip()
+            if name != "imported package" and name not in names:
+                names.append(name)
+    return names
+
+
+def floor_modules(w: World, cache: Path) -> list[str]:
+    traced = _expect(
+        w.build("importtime", cache, env=w.offline_env, extra_env={"PYTHONPROFILEIMPORTTIME": "1"}),
+        "Using cached dependencies",
+    )
+    startup = subprocess.run(
+        [str(w.python), "-X", "importtime", "-c", "pass"],
+        env=w.online_env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stderr
+    already = set(imported_modules(startup))
+    return [
+        name
+        for name in imported_modules(traced.stderr)
+        if name not in already and name != "smtp_ca.__main__"
+    ]
+
+
+def dependency_dir(cache: Path, lock_file: Path) -> Path:
+    from smtp_ca.bootstrap import ensure_dependencies
+    from smtp_ca.output import Log
+
+    out = io.StringIO()
+    deps = ensure_dependencies(
+        cache, stack=STACK, env_dir=None, lock_file=lock_file, log=Log(out=out)
+    )
+    if "Using cached dependencies" not in out.getvalue():
+        raise BenchmarkError(f"the dependency cache was not warm:\n{out.getvalue()}")
+    return deps
+
+
+def warm_and_floor(w: World, cache: Path, runs: int) -> tuple[Sample, Sample, str, list[str]]:
+    modules = floor_modules(w, cache)
+    deps = dependency_dir(cache, w.buildpack / "requirements.lock")
+    # The floor's own copy of the buildpack's modules, and its own bytecode cache, both kept
+    # from one run to the next: no module is ever compiled twice, the floor is the best case.
+    floor_src = w.root / "floor-src"
+    shutil.copytree(w.buildpack / "src", floor_src, ignore=shutil.ignore_patterns("__pycache__"))
+    prefix = f"pycache_prefix={w.root / 'floor-pycache'}"
+
+    def floor() -> Timed:
+        return run_timed(
+            [str(w.python), "-X", prefix, "-c", FLOOR_CODE, str(deps), *modules],
+            {**w.online_env, "PYTHONPATH": str(floor_src)},
+        )
+
+    _expect(floor())  # writes the floor's bytecode cache: the floor is the best case
+    requests_before = len(w.bundle_server.requests)
+    warm, floors = [], []
+    for run in range(runs):
+        # SMTP_CA_CHECK=strict: a build that exits 0 has verified the server.
+        result = _expect(
+            w.build(f"warm-{run}", cache, env=w.offline_env), "Using cached dependencies"
+        )
+        warm.append(result.seconds)
+        floors.append(_expect(floor()).seconds)
+        _progress(
+            f"warm build {run + 1}/{runs}: {duration(warm[-1])}, floor {duration(floors[-1])}"
+        )
+    requests = w.bundle_server.requests[requests_before:]
+    # The server answers 304 to an If-None-Match that names its ETag.
+    conditional = [r for r in requests if r.headers.get("if-none-match") == ETAG]
+    network_ok = len(requests) == runs == len(conditional)
+    network = (
+        f"the bundle server saw {len(requests)} requests for {runs} warm builds, "
+        f"{len(conditional)} of them conditional (If-None-Match, answered 304); the apt "
+        "repository was unreachable and the wheelhouse empty"
+    )
+    return (
+        Sample("Warm build (dependencies cached, bundle unchanged: 304)", warm),
+        Sample(
+            f"Floor: python3 importing what the warm build imports ({len(modules)} modules)", floors
+        ),
+        ("pass" if network_ok else "FAIL") + f": {network}",
+        modules,
+    )
+
+
+def check_alone(w: World, runs: int) -> Sample:
+    from smtp_ca.check import CheckTarget, run_check
+
+    bundle = w.root / "builds" / "warm-0" / ".smtp-ca" / "ca-bundle.pem"
+    target = CheckTarget("localhost", w.smtp_port, timeout=10)
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        outcome = run_check(target, bundle)
+        times.append(time.perf_counter() - started)
+        if not outcome.verified:
+            raise BenchmarkError(f"the check failed: {outcome.summary}")
+    return Sample("Check alone (run_check against the loopback STARTTLS server)", times)
+
+
+def dependency_checks(w: World, cache: Path, runs: int) -> tuple[Sample, Sample]:
+    from smtp_ca.bootstrap import ensure_dependencies
+    from smtp_ca.output import Log
+
+    lock = w.buildpack / "requirements.lock"
+    env_dir = w.root / "env" / "warm-0"
+    log = Log(out=io.StringIO(), err=io.StringIO())
+    calls = []
+    for _ in range(DEPENDENCY_CHECK_CALLS):
+        started = time.perf_counter()
+        ensure_dependencies(cache, stack=STACK, env_dir=env_dir, lock_file=lock, log=log)
+        calls.append(time.perf_counter() - started)
+    fresh = []
+    argv = [str(w.python), "-X", f"pycache_prefix={w.root / 'floor-pycache'}", "-c"]
+    for _ in range(runs + 1):
+        completed = subprocess.run(
+            [*argv, DEPENDENCY_CHECK_CODE, str(cache), STACK, str(env_dir), str(lock)],
+            env={**w.online_env, "PYTHONPATH": str(w.root / "floor-src")},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        fresh.append(float(completed.stdout))
+    return (
+        Sample("Warm dependency check (ensure_dependencies, one call in a warm process)", calls),
+        # The first run only fills the bytecode cache.
+        Sample("Warm dependency check in a fresh python3 (its imports and one call)", fresh[1:]),
+    )
+
+
+def silent_server(w: World, cache: Path, runs: int) -> Sample:
+    times = []
+    with SilentServer() as silent:
+        config_vars = {
+            **w.config_vars,
+            "SMTP_PORT": str(silent.port),
+            "SMTP_CA_CHECK": "warn",
+            "SMTP_CA_CHECK_TIMEOUT": f"{SILENT_TIMEOUT:g}",
+        }
+        for run in range(runs):
+            result = _expect(
+                w.build(
+                    f"silent-{run}",
+                    cache,
+                    env=w.offline_env,
+                    config_vars=config_vars,
+                ),
+                "no answer within",
+            )
+            times.append(result.seconds - result.when("-----> Checking"))
+            _progress(f"silent server {run + 1}/{runs}: {times[-1]:.2f} s")
+    return Sample(
+        f"Silent SMTP server, SMTP_CA_CHECK_TIMEOUT={SILENT_TIMEOUT:g}: check line to exit", times
+    )
+
+
+# --- the report -----------------------------------------------------------------------------------
+
+
+def duration(seconds: float) -> str:
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    if seconds >= 0.01:
+        return f"{seconds * 1000:.0f} ms"
+    return f"{seconds * 1000:.2f} ms"
+
+
+def machine(python: Path) -> str:
+    model = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.partition(":")[2].strip()
+                break
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    system = platform.system()
+    with contextlib.suppress(OSError):
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                system = line.partition("=")[2].strip('"')
+    versions = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "import sys, ssl; print(sys.version.split()[0], '/', ssl.OPENSSL_VERSION)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    load = (
+        f", load average {os.getloadavg()[0]:.2f} at the end" if hasattr(os, "getloadavg") else ""
+    )
+    return f"{cores} cores ({model}), {system}, Linux {platform.release()}, Python {versions}{load}"
+
+
+def verdict(ok: bool) -> str:
+    return "pass" if ok else "FAIL"
+
+
+def report(samples: list[Sample], targets: list[str], about: str) -> str:
+    rows = [
+        "| Scenario | Runs | Median | Min | Max |",
+        "|---|---:|---:|---:|---:|",
+        *(
+            f"| {s.scenario} | {len(s.seconds)} | {duration(s.median)} | "
+            f"{duration(min(s.seconds))} | {duration(max(s.seconds))} |"
+            for s in samples
+        ),
+    ]
+    return "\n".join([about, "", *rows, "", *(f"- {line}" for line in targets), ""])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "--runs", type=int, default=7, help="warm builds, floor and fresh-process runs"
+    )
+    parser.add_argument("--cold-runs", type=int, default=3, help="cold builds")
+    parser.add_argument("--silent-runs", type=int, default=3, help="builds against a silent server")
+    parser.add_argument("--no-write", action="store_true", help=f"do not write {RESULTS.name}")
+    arguments = parser.parse_args(argv)
+    if min(arguments.runs, arguments.cold_runs, arguments.silent_runs) < 1:
+        parser.error("every number of runs must be at least 1")
+
+    try:
+        import pytest
+        import trustme  # noqa: F401 - only to fail early, with a hint
+    except ImportError as error:
+        _progress(f"{error}: run this with the development virtualenv (bash scripts/setup-dev).")
+        return 2
+    try:
+        with (
+            tempfile.TemporaryDirectory(prefix="smtp-ca-bench-") as scratch,
+            world(Path(scratch)) as w,
+        ):
+            cold, install, cache = cold_builds(w, arguments.cold_runs)
+            warm, floor, network, modules = warm_and_floor(w, cache, arguments.runs)
+            check = check_alone(w, arguments.runs * 3)
+            calls, fresh = dependency_checks(w, cache, arguments.runs)
+            silent = silent_server(w, cache, arguments.silent_runs)
+            about = machine(w.python)
+    except pytest.skip.Exception as missing:  # support.offline_inputs: no offline inputs
+        _progress(f"{missing.msg} (or bash scripts/setup-dev)")
+        return 2
+
+    ratio = warm.median / floor.median
+    slowest_install = max(install.seconds)
+    silent_limit = SILENT_TIMEOUT + SILENT_SLACK
+    targets = [
+        f"Warm build / floor: {ratio:.2f}x, medians (target at most {WARM_TO_FLOOR_TARGET}x): "
+        f"{verdict(ratio <= WARM_TO_FLOOR_TARGET)}",
+        f"Warm dependency check: {duration(calls.median)} per call, {duration(fresh.median)} in a "
+        f"fresh python3 with its imports (target under {duration(DEPENDENCY_CHECK_TARGET)}): "
+        f"{verdict(max(calls.median, fresh.median) < DEPENDENCY_CHECK_TARGET)}",
+        f"No network on a warm build but the conditional GET and the handshake: {network}",
+        f"Cold dependency install: {duration(slowest_install)} at most (target under "
+        f"{COLD_INSTALL_TARGET:g} s on 2 cores): {verdict(slowest_install < COLD_INSTALL_TARGET)}",
+        f"Silent SMTP server: {duration(max(silent.seconds))} at most from the check's line to the "
+        f"end of the build (limit SMTP_CA_CHECK_TIMEOUT + 1 s = {silent_limit:g} s): "
+        f"{verdict(max(silent.seconds) <= silent_limit)}",
+    ]
+    today = datetime.date.today().isoformat()
+    about = (
+        f"Measured {today} with `benchmarks/build_time.py --runs {arguments.runs} "
+        f"--cold-runs {arguments.cold_runs}` on {about}."
+    )
+    text = report([cold, install, warm, floor, check, calls, fresh, silent], targets, about)
+    print(text)
+    print("Floor modules:", " ".join(modules), file=sys.stderr)
+    if not arguments.no_write:
+        RESULTS.write_text("# Build benchmark results\n\n" + text)
+        _progress(f"Wrote {RESULTS.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
