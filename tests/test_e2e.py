@@ -7,31 +7,17 @@ the app then moves to another path and real ActionMailer sends through a real ST
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import trustme
 
 from smtp_ca.certificates import load_pem_certificates
-from support.heroku import (
-    BuildResult,
-    build_environment,
-    clean_buildpack_copy,
-    compile_app,
-    move_to_dyno_path,
-    snapshot,
-    write_env_dir,
-)
-from support.http_server import LocalServer
-from support.local_apt import LocalAptRepo
-from support.offline_inputs import REPO, Inputs, load_inputs
-from support.pipless_python import make_pipless_python
+from support.heroku import clean_buildpack_copy, move_to_dyno_path, snapshot
 from support.rails_app import (
     SHAPES,
     dyno_environment,
@@ -41,107 +27,42 @@ from support.rails_app import (
     smtp_config_vars,
 )
 from support.smtp_server import SMTPTestServer
+from support.world import GODADDY_BUNDLE, GODADDY_SHA256, World, godaddy_vars, open_world
 
 pytestmark = pytest.mark.e2e
 
-GODADDY_BUNDLE = REPO.parent / "shared" / "data" / "gd_bundle-g2-g1.crt"
-GODADDY_SHA256 = "0aa4014e6a34e2553b6258c671946620a44e03aedf0fde497781fe8a6abfd858"
 PASSWORD = "SG.s3cret-password-never-printed"
 BUNDLE_PATH = ".smtp-ca/ca-bundle.pem"
 
 
-@dataclass(frozen=True)
-class World:
-    """Everything outside the buildpack: the 'internet' stand-ins and a pip-less python3."""
-
-    inputs: Inputs
-    python_bin: Path
-    apt: LocalAptRepo
-    provider_ca: trustme.CA  # the mail provider's CA, missing from every default store
-    bundle_server: LocalServer  # stands in for the CA's website, over HTTPS
-    bundle_host_ca: Path
-    warm_cache: Path
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    with open_world(tmp_path_factory.mktemp("world")) as opened:
+        yield opened
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    inputs = load_inputs()
-    root = tmp_path_factory.mktemp("world")
-    python = make_pipless_python(root / "python")
-    provider_ca = trustme.CA()
-    host_ca = trustme.CA()
-    host_ca_file = root / "bundle-host-ca.pem"
-    host_ca.cert_pem.write_to_path(str(host_ca_file))
-    with (
-        LocalAptRepo(root / "apt", inputs.debs) as apt,
-        LocalServer(tls=host_ca) as bundle_server,
-    ):
-        bundle_server.serve("/provider-bundle.crt", provider_ca.cert_pem.bytes())
-        world = World(inputs, python.parent, apt, provider_ca, bundle_server, host_ca_file, root)
-        # One cold build fills the dependency cache that the other builds start from.
-        cold = _build(world, root / "cold", _godaddy_vars(), cache=root / "warm-cache")
-        assert cold.returncode == 0, cold.output
-        yield World(
-            inputs,
-            python.parent,
-            apt,
-            provider_ca,
-            bundle_server,
-            host_ca_file,
-            root / "warm-cache",
-        )
+def provider_ca() -> trustme.CA:
+    """The mail provider's CA: in no default store, so only the buildpack's bundle anchors it."""
+    return trustme.CA()
 
 
-def _build(
-    world: World,
-    where: Path,
-    config_vars: dict[str, str],
-    *,
-    cache: Path | None = None,
-    build_dir: Path | None = None,
-    stack: str = "heroku-24",
-    buildpack: Path | None = None,
-) -> BuildResult:
-    buildpack = buildpack or clean_buildpack_copy(where / "buildpack")
-    build_dir = build_dir or where / "build_0123abcd"
-    build_dir.mkdir(parents=True, exist_ok=True)
-    if cache is None:
-        cache = where / "cache"
-        shutil.copytree(world.warm_cache, cache, symlinks=True)
-    env_dir = write_env_dir(where / "env", config_vars)
-    env = build_environment(
-        world.python_bin,
-        world.inputs,
-        world.apt.apt_config,
-        where / "home",
-        REQUESTS_CA_BUNDLE=str(world.bundle_host_ca),
-    )
-    return compile_app(buildpack, build_dir, cache, env_dir, env, stack=stack)
-
-
-def _godaddy_vars() -> dict[str, str]:
-    """The real GoDaddy bundle, read from disk: tests never reach the internet."""
-    return {
-        "SMTP_CA_BUNDLE_URL": GODADDY_BUNDLE.as_uri(),
-        "SMTP_CA_BUNDLE_SHA256": GODADDY_SHA256,
-    }
-
-
-def _provider_bundle_vars(world: World) -> dict[str, str]:
-    pem = world.provider_ca.cert_pem.bytes()
-    return {
-        "SMTP_CA_BUNDLE_URL": world.bundle_server.url("/provider-bundle.crt"),
-        "SMTP_CA_BUNDLE_SHA256": hashlib.sha256(pem).hexdigest(),
-    }
+@pytest.fixture(scope="module")
+def provider_bundle_vars(world: World, provider_ca: trustme.CA) -> dict[str, str]:
+    return world.bundle_vars("/provider-bundle.crt", provider_ca.cert_pem.bytes())
 
 
 @pytest.mark.parametrize("shape", SHAPES)
 def test_mastodon_mail_fails_without_and_is_delivered_over_verified_tls_with(
-    world: World, tmp_path: Path, shape: str
+    world: World,
+    tmp_path: Path,
+    shape: str,
+    provider_ca: trustme.CA,
+    provider_bundle_vars: dict[str, str],
 ) -> None:
     require_ruby_rails()
     with SMTPTestServer(
-        mode="starttls", ca=world.provider_ca, credentials=("apikey", PASSWORD)
+        mode="starttls", ca=provider_ca, credentials=("apikey", PASSWORD)
     ) as server:
         config_vars = smtp_config_vars(
             "localhost", server.port, login="apikey", password=PASSWORD, auth_method="plain"
@@ -154,10 +75,9 @@ def test_mastodon_mail_fails_without_and_is_delivered_over_verified_tls_with(
         assert "certificate verify failed" in before.stdout + before.stderr
         assert server.messages == ()
 
-        build = _build(
-            world,
+        build = world.build(
             tmp_path,
-            {**config_vars, **_provider_bundle_vars(world), "SMTP_CA_CHECK": "strict"},
+            {**config_vars, **provider_bundle_vars, "SMTP_CA_CHECK": "strict"},
             build_dir=build_dir,
         )
         assert build.returncode == 0, build.output
@@ -180,7 +100,7 @@ def test_mastodon_mail_fails_without_and_is_delivered_over_verified_tls_with(
 def test_real_godaddy_bundle_by_file_url_merged_with_public_roots(
     world: World, tmp_path: Path
 ) -> None:
-    build = _build(world, tmp_path, _godaddy_vars())
+    build = world.build(tmp_path, godaddy_vars())
     assert build.returncode == 0, build.output
     assert "SMTP_SERVER is not set" in build.stdout
     bundle = load_pem_certificates((build.build_dir / BUNDLE_PATH).read_bytes())
@@ -200,8 +120,7 @@ def test_real_godaddy_bundle_by_file_url_merged_with_public_roots(
 def test_pin_mismatch_fails_and_changes_nothing(world: World, tmp_path: Path) -> None:
     build_dir = make_rails_app(tmp_path / "build_0123abcd", "mastodon-1.3")
     before = snapshot(build_dir)
-    build = _build(
-        world,
+    build = world.build(
         tmp_path,
         {"SMTP_CA_BUNDLE_URL": GODADDY_BUNDLE.as_uri(), "SMTP_CA_BUNDLE_SHA256": "0" * 64},
         build_dir=build_dir,
@@ -213,18 +132,17 @@ def test_pin_mismatch_fails_and_changes_nothing(world: World, tmp_path: Path) ->
 
 
 def test_strict_check_failure_names_the_cause_and_changes_nothing(
-    world: World, tmp_path: Path
+    world: World, tmp_path: Path, provider_bundle_vars: dict[str, str]
 ) -> None:
     stranger = trustme.CA()  # the server's chain is anchored by a CA no bundle holds
     with SMTPTestServer(mode="starttls", ca=stranger) as server:
         build_dir = make_rails_app(tmp_path / "build_0123abcd", "mastodon-1.4")
         before = snapshot(build_dir)
-        build = _build(
-            world,
+        build = world.build(
             tmp_path,
             {
                 **smtp_config_vars("localhost", server.port),
-                **_provider_bundle_vars(world),
+                **provider_bundle_vars,
                 "SMTP_CA_CHECK": "strict",
             },
             build_dir=build_dir,
@@ -236,12 +154,13 @@ def test_strict_check_failure_names_the_cause_and_changes_nothing(
     assert snapshot(build_dir) == before
 
 
-def test_warn_check_failure_builds_with_a_warning(world: World, tmp_path: Path) -> None:
+def test_warn_check_failure_builds_with_a_warning(
+    world: World, tmp_path: Path, provider_bundle_vars: dict[str, str]
+) -> None:
     with SMTPTestServer(mode="starttls", ca=trustme.CA()) as server:
-        build = _build(
-            world,
+        build = world.build(
             tmp_path,
-            {**smtp_config_vars("localhost", server.port), **_provider_bundle_vars(world)},
+            {**smtp_config_vars("localhost", server.port), **provider_bundle_vars},
         )
     assert build.returncode == 0, build.output
     assert " !     Warning: localhost:" in build.stderr
@@ -249,19 +168,17 @@ def test_warn_check_failure_builds_with_a_warning(world: World, tmp_path: Path) 
 
 
 def test_warm_build_reuses_the_cache_and_writes_identical_files(
-    world: World, tmp_path: Path
+    world: World, tmp_path: Path, provider_bundle_vars: dict[str, str]
 ) -> None:
-    config_vars = _provider_bundle_vars(world)
-    first = _build(
-        world,
+    config_vars = provider_bundle_vars
+    first = world.build(
         tmp_path / "one",
         config_vars,
         cache=tmp_path / "cache",
         build_dir=tmp_path / "app-one",
     )
     apt_requests = len(world.apt.requests)
-    second = _build(
-        world,
+    second = world.build(
         tmp_path / "two",
         config_vars,
         cache=tmp_path / "cache",
@@ -273,9 +190,11 @@ def test_warm_build_reuses_the_cache_and_writes_identical_files(
     assert snapshot(first.build_dir) == snapshot(second.build_dir)
 
 
-def test_export_gives_later_buildpacks_the_build_path(world: World, tmp_path: Path) -> None:
+def test_export_gives_later_buildpacks_the_build_path(
+    world: World, tmp_path: Path, provider_bundle_vars: dict[str, str]
+) -> None:
     buildpack = clean_buildpack_copy(tmp_path / "buildpack")
-    build = _build(world, tmp_path, _provider_bundle_vars(world), buildpack=buildpack)
+    build = world.build(tmp_path, provider_bundle_vars, buildpack=buildpack)
     assert build.returncode == 0, build.output
     shown = subprocess.run(
         ["bash", "-c", f'set -euo pipefail; . "{buildpack}/export"; printf %s "$SMTP_CA_FILE"'],
@@ -299,7 +218,7 @@ def test_export_gives_later_buildpacks_the_build_path(world: World, tmp_path: Pa
 def test_unsupported_stack_is_refused_by_name(
     world: World, tmp_path: Path, stack: str, message: str
 ) -> None:
-    build = _build(world, tmp_path, _godaddy_vars(), stack=stack)
+    build = world.build(tmp_path, godaddy_vars(), stack=stack)
     assert build.returncode == 1
     assert message in build.stderr
     assert "Traceback" not in build.output

@@ -36,6 +36,14 @@ GODADDY_BUNDLE = REPO.parent / "shared" / "data" / "gd_bundle-g2-g1.crt"
 GODADDY_SHA256 = "0aa4014e6a34e2553b6258c671946620a44e03aedf0fde497781fe8a6abfd858"
 
 
+def godaddy_vars() -> dict[str, str]:
+    """The real GoDaddy bundle, read from disk: tests never reach the internet."""
+    return {
+        "SMTP_CA_BUNDLE_URL": GODADDY_BUNDLE.as_uri(),
+        "SMTP_CA_BUNDLE_SHA256": GODADDY_SHA256,
+    }
+
+
 @dataclass(frozen=True)
 class World:
     inputs: Inputs
@@ -61,11 +69,20 @@ class World:
         where: Path,
         config_vars: dict[str, str],
         *,
+        cache: Path | None = None,
         build_dir: Path | None = None,
         stack: str = "heroku-24",
+        buildpack: Path | None = None,
     ) -> BuildResult:
-        """bin/compile from a clean buildpack copy, with a copy of the warm cache."""
-        return run_build(self, where, config_vars, build_dir=build_dir, stack=stack)
+        return run_build(
+            self,
+            where,
+            config_vars,
+            cache=cache,
+            build_dir=build_dir,
+            stack=stack,
+            buildpack=buildpack,
+        )
 
 
 def run_build(
@@ -76,8 +93,11 @@ def run_build(
     cache: Path | None = None,
     build_dir: Path | None = None,
     stack: str = "heroku-24",
+    buildpack: Path | None = None,
 ) -> BuildResult:
-    buildpack = clean_buildpack_copy(where / "buildpack")
+    """bin/compile from a clean buildpack copy (or ``buildpack``), with a copy of the warm
+    cache (or ``cache`` itself, to see what builds leave there)."""
+    buildpack = buildpack or clean_buildpack_copy(where / "buildpack")
     build_dir = build_dir or where / "build_0123abcd"
     build_dir.mkdir(parents=True, exist_ok=True)
     if cache is None:
@@ -110,10 +130,7 @@ def open_world(root: Path) -> Iterator[World]:
         cold = run_build(
             cold_world,
             root / "cold",
-            {
-                "SMTP_CA_BUNDLE_URL": GODADDY_BUNDLE.as_uri(),
-                "SMTP_CA_BUNDLE_SHA256": GODADDY_SHA256,
-            },
+            godaddy_vars(),
             cache=root / "warm-cache",
         )
         assert cold.returncode == 0, cold.output
