@@ -27,7 +27,7 @@ from typing import Any, Literal
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 KeyType = Literal["ec", "rsa"]
@@ -109,6 +109,9 @@ def make_cert(
     key_type: KeyType = "ec",
     hash_algorithm: hashes.SHA256 | hashes.SHA384 | hashes.SHA512 | None = None,
     server_auth: bool | None = None,
+    extended_usages: Iterable[x509.ObjectIdentifier] | None = None,
+    ca_issuers: str | None = None,
+    ocsp: str | None = None,
 ) -> Issued:
     """Any certificate. The helpers below are this with the usual settings.
 
@@ -116,6 +119,9 @@ def make_cert(
     ``ca=None`` leaves the extension out. Validity: ``expired=True`` ended yesterday;
     ``expires_in`` ends that far from now; otherwise ``not_before``/``not_after``, or now to
     now + ``lifetime``. ``hostnames`` become subjectAltName entries (IP addresses as IPs).
+    Leaves get serverAuth unless ``server_auth`` or ``extended_usages`` (the whole list; ``[]``
+    for none) say otherwise. ``ca_issuers`` and ``ocsp`` are Authority Information Access URLs:
+    where the issuer can be fetched, and whom to ask about revocation.
     """
     now = utcnow()
     key = key or new_key(key_type)
@@ -162,10 +168,22 @@ def make_cert(
     names = [_general_name(name) for name in hostnames]
     if names:
         builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-    if server_auth if server_auth is not None else not ca:
-        builder = builder.add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+    if extended_usages is None:
+        wants_server_auth = server_auth if server_auth is not None else not ca
+        extended_usages = [ExtendedKeyUsageOID.SERVER_AUTH] if wants_server_auth else []
+    usages = list(extended_usages)
+    if usages:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+    access = [
+        x509.AccessDescription(method, x509.UniformResourceIdentifier(url))
+        for method, url in (
+            (AuthorityInformationAccessOID.CA_ISSUERS, ca_issuers),
+            (AuthorityInformationAccessOID.OCSP, ocsp),
         )
+        if url
+    ]
+    if access:
+        builder = builder.add_extension(x509.AuthorityInformationAccess(access), critical=False)
     cert = builder.sign(signer_key, hash_algorithm or hashes.SHA256())
     return Issued(cert, key)
 

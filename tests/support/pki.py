@@ -21,11 +21,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
-from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
-from support.certs import LEAF_LIFETIME, Issued, PrivateKey, _general_name, new_key, utcnow
+from support.certs import DEFAULT_LIFETIME, LEAF_LIFETIME, Issued, PrivateKey, make_cert
 
 
 def issue(
@@ -46,73 +45,19 @@ def issue(
     Leaves get serverAuth unless ``extended_usages`` says otherwise (an OCSP responder's
     certificate passes ``[ExtendedKeyUsageOID.OCSP_SIGNING]``, or ``[]`` for none at all).
     """
-    now = utcnow()
-    key = key or new_key()
-    not_before = not_before or now - dt.timedelta(hours=1)
-    not_after = not_after or now + (dt.timedelta(days=3650) if ca else LEAF_LIFETIME)
-    subject = x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "smtp-ca tests"),
-            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-        ]
+    return make_cert(
+        common_name,
+        issuer=issuer,
+        ca=ca,
+        hostnames=hostnames,
+        ca_issuers=ca_issuers,
+        ocsp=ocsp,
+        not_before=not_before,
+        not_after=not_after,
+        lifetime=DEFAULT_LIFETIME if ca else LEAF_LIFETIME,
+        extended_usages=extended_usages,
+        key=key,
     )
-    signer_name = issuer.cert.subject if issuer else subject
-    signer_key = issuer.key if issuer else key
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(signer_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(signer_key.public_key()),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=ca,
-                crl_sign=ca,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-    )
-    names = [_general_name(name) for name in hostnames]
-    if names:
-        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-    usages = (
-        list(extended_usages)
-        if extended_usages is not None
-        else ([] if ca else [ExtendedKeyUsageOID.SERVER_AUTH])
-    )
-    if usages:
-        builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-    access = []
-    if ca_issuers:
-        access.append(
-            x509.AccessDescription(
-                AuthorityInformationAccessOID.CA_ISSUERS, x509.UniformResourceIdentifier(ca_issuers)
-            )
-        )
-    if ocsp:
-        access.append(
-            x509.AccessDescription(
-                AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp)
-            )
-        )
-    if access:
-        builder = builder.add_extension(x509.AuthorityInformationAccess(access), critical=False)
-    return Issued(builder.sign(signer_key, hashes.SHA256()), key)
 
 
 def server_context(
