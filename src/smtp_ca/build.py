@@ -6,11 +6,10 @@ check means for the build. Nothing is written into BUILD_DIR until every stage h
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 from smtp_ca.bundle import BundleSettings, PreparedBundle, prepare_bundle
-from smtp_ca.check import CheckOutcome, CheckTarget, run_check
+from smtp_ca.check import CheckOutcome, CheckTarget, check_bundle
 from smtp_ca.errors import BuildError
 from smtp_ca.output import Log
 from smtp_ca.settings import Settings, ca_file_warnings
@@ -23,16 +22,7 @@ def build(
     for notice in settings.notices:
         log.warn(notice)
     log.step("Preparing the SMTP CA bundle")
-    prepared = prepare_bundle(
-        BundleSettings(
-            url=settings.bundle_url,
-            sha256=settings.bundle_sha256,
-            public_roots=settings.public_roots,
-            timeout=settings.check_timeout,
-        ),
-        cache_dir / "smtp-ca",
-        log,
-    )
+    prepared = prepare_bundle(BundleSettings.from_settings(settings), cache_dir / "smtp-ca", log)
     plan = plan_wiring(build_dir, prepared.pem)
     # An intermediate the server does not send, fetched through AIA during the check, must be
     # in the written bundle: the app's client cannot fetch it.
@@ -94,10 +84,9 @@ def _check_before_commit(
     mode = "TLS" if target.implicit_tls else "STARTTLS"
     host = f"[{target.host}]" if ":" in target.host else target.host
     log.step(f"Checking {host}:{target.port} ({mode}) against the bundle")
-    with tempfile.TemporaryDirectory(dir=cache_dir) as scratch:
-        bundle_file = Path(scratch) / "ca-bundle.pem"
-        bundle_file.write_bytes(prepared.pem)
-        outcome = run_check(target, bundle_file, cache_dir=cache_dir / "smtp-ca")
+    outcome = check_bundle(
+        target, prepared.pem, scratch_dir=cache_dir, cache_dir=cache_dir / "smtp-ca"
+    )
     _report(settings, outcome, log)
     return b"".join(outcome.extra_certificates)
 

@@ -51,7 +51,7 @@ from smtp_ca.certificates import (
 )
 from smtp_ca.errors import BuildError
 from smtp_ca.output import Log
-from smtp_ca.settings import DEFAULT_BUNDLE_URL
+from smtp_ca.settings import DEFAULT_BUNDLE_URL, Settings
 
 URL_VARIABLE = "SMTP_CA_BUNDLE_URL"
 PIN_VARIABLE = "SMTP_CA_BUNDLE_SHA256"
@@ -72,6 +72,16 @@ class BundleSettings:
     public_roots: bool  # add certifi's roots after the source's certificates
     timeout: float  # seconds, for the connect and for each read
     retries: int = 3  # for connection errors, timeouts and 429/5xx answers
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, timeout: float | None = None) -> BundleSettings:
+        """The bundle a build makes from these config vars."""
+        return cls(
+            url=settings.bundle_url,
+            sha256=settings.bundle_sha256,
+            public_roots=settings.public_roots,
+            timeout=settings.check_timeout if timeout is None else timeout,
+        )
 
 
 @dataclass(frozen=True)

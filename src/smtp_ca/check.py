@@ -19,6 +19,7 @@ import dataclasses
 import ipaddress
 import socket
 import ssl
+import tempfile
 import threading
 import warnings
 from collections.abc import Sequence
@@ -328,6 +329,16 @@ def run_check(
         return check.tls_failure(error)
     except (OSError, SmtpProtocolError) as error:
         return _transport_failure(target, error, check.progress.stage)
+
+
+def check_bundle(
+    target: CheckTarget, pem: bytes, *, scratch_dir: Path, cache_dir: Path | None = None
+) -> CheckOutcome:
+    """run_check against a bundle not yet written anywhere (a build checks before it writes)."""
+    with tempfile.TemporaryDirectory(dir=scratch_dir) as scratch:
+        bundle_file = Path(scratch) / "ca-bundle.pem"
+        bundle_file.write_bytes(pem)
+        return run_check(target, bundle_file, cache_dir=cache_dir)
 
 
 class _Check:

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 from pathlib import Path
 
 from smtp_ca.bundle import BundleSettings, prepare_bundle
-from smtp_ca.check import CheckOutcome, CheckTarget, run_check
+from smtp_ca.check import CheckOutcome, CheckTarget, check_bundle, run_check
 from smtp_ca.errors import BuildError
 from smtp_ca.output import Log
 from smtp_ca.settings import (
@@ -78,20 +77,12 @@ def run(arguments: argparse.Namespace, cache_dir: Path, log: Log) -> int:
         SUPPORTED_STACKS[0],  # the stack does not change the bundle
     )
     prepared = prepare_bundle(
-        BundleSettings(
-            url=settings.bundle_url,
-            sha256=settings.bundle_sha256,
-            public_roots=settings.public_roots,
-            timeout=arguments.timeout,
-        ),
+        BundleSettings.from_settings(settings, timeout=arguments.timeout),
         cache_dir / "smtp-ca",
         log,
     )
     log.step(f"Checking {where} ({mode}) against that bundle")
-    with tempfile.TemporaryDirectory(dir=cache_dir) as scratch:
-        bundle_file = Path(scratch) / "ca-bundle.pem"
-        bundle_file.write_bytes(prepared.pem)
-        outcome = run_check(target, bundle_file)
+    outcome = check_bundle(target, prepared.pem, scratch_dir=cache_dir)
     return _report(outcome, log, ca_file=None)
 
 
