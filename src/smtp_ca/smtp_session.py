@@ -1,0 +1,212 @@
+"""Talking SMTP up to a TLS handshake, with one deadline over every step.
+
+STARTTLS on a plain connection (greeting, EHLO, STARTTLS) or TLS from the first byte, the way
+the mail gem does; the name lookup runs inside the deadline too, since a socket timeout does
+not cover it. Nothing here judges certificates: that is the check's job (``check``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from smtp_ca.deadline import Deadline
+
+# Waiting for the reply to QUIT costs at most this: the verdict is already in.
+QUIT_WAIT = 1.0
+# socket.getaddrinfo's entries: (family, type, proto, canonname, sockaddr).
+_AddressInfo = tuple[Any, Any, int, str, Any]
+
+
+@dataclass(frozen=True)
+class CheckTarget:
+    host: str
+    port: int
+    implicit_tls: bool = False
+    timeout: float = 10.0
+
+
+class SmtpProtocolError(Exception):
+    """The server answered, but not as an SMTP server that offers TLS would."""
+
+
+class NoStartTlsError(SmtpProtocolError):
+    def __init__(self) -> None:
+        super().__init__("the server does not offer STARTTLS")
+
+
+class Progress:
+    """Where the conversation is, so a timeout can say what the server did not answer."""
+
+    def __init__(self) -> None:
+        self.stage = "connecting"
+
+
+def _read_reply(sock: socket.socket | ssl.SSLSocket, deadline: Deadline) -> tuple[int, list[str]]:
+    buffer = b""
+    lines: list[str] = []
+    while True:
+        while b"\n" not in buffer:
+            sock.settimeout(deadline.remaining())
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise SmtpProtocolError("the server closed the connection")
+            buffer += chunk
+            if len(buffer) > 65536:
+                raise SmtpProtocolError("the server sent an over-long reply")
+        raw, buffer = buffer.split(b"\n", 1)
+        line = raw.decode("utf-8", "replace").rstrip("\r")
+        if len(line) < 3 or not line[:3].isdigit():
+            raise SmtpProtocolError(f"the server sent a reply that is not SMTP: {line[:60]!r}")
+        lines.append(line[4:])
+        if line[3:4] != "-":
+            return int(line[:3]), lines
+
+
+def _command(
+    sock: socket.socket | ssl.SSLSocket, deadline: Deadline, command: str
+) -> tuple[int, list[str]]:
+    sock.settimeout(deadline.remaining())
+    sock.sendall(command.encode("ascii") + b"\r\n")
+    return _read_reply(sock, deadline)
+
+
+def _expect_greeting(sock: socket.socket | ssl.SSLSocket, deadline: Deadline) -> None:
+    code, lines = _read_reply(sock, deadline)
+    if code != 220:
+        raise SmtpProtocolError(f"the greeting was {code} {' '.join(lines)[:80]}")
+
+
+def tls_context(ca_file: Path | None, extra_pem: bytes = b"") -> ssl.SSLContext:
+    """Trust only ``ca_file`` (plus ``extra_pem``) or nothing, check host names, TLS 1.2+."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if ca_file is not None:
+        context.load_verify_locations(cafile=str(ca_file))
+    if extra_pem:
+        context.load_verify_locations(cadata=extra_pem.decode("ascii"))
+    return context
+
+
+def reading_context() -> ssl.SSLContext:
+    """Verifies nothing: only to read the chain a failing server presents."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def legacy_probe_context() -> ssl.SSLContext:
+    """Accepts TLS 1.0 and 1.1, only to learn which version an old server speaks."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        context.minimum_version = ssl.TLSVersion.TLSv1
+    # OpenSSL 3 refuses TLS below 1.2 at its default security level.
+    with contextlib.suppress(ssl.SSLError):
+        context.set_ciphers("DEFAULT:@SECLEVEL=0")
+    return context
+
+
+def _resolve(host: str, port: int, deadline: Deadline) -> list[_AddressInfo]:
+    """getaddrinfo within the deadline: a socket timeout does not cover name resolution, and a
+    resolver that retries can take far longer than SMTP_CA_CHECK_TIMEOUT."""
+    found: list[_AddressInfo] = []
+    failed: list[BaseException] = []
+
+    def resolve() -> None:
+        try:
+            found.extend(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except UnicodeError:
+            # The IDNA codec refuses a label longer than 63 characters before any lookup.
+            failed.append(socket.gaierror(socket.EAI_NONAME, "not a valid host name"))
+        except BaseException as error:
+            failed.append(error)
+
+    # A daemon thread: a lookup still running when the deadline passes is abandoned.
+    thread = threading.Thread(target=resolve, name="smtp-ca-resolve", daemon=True)
+    thread.start()
+    thread.join(deadline.remaining())
+    if thread.is_alive():
+        raise TimeoutError
+    if failed:
+        raise failed[0]
+    return found
+
+
+def _connect(target: CheckTarget, deadline: Deadline, progress: Progress) -> socket.socket:
+    """socket.create_connection, with the name lookup inside the deadline too."""
+    progress.stage = "resolving the host name"
+    addresses = _resolve(target.host, target.port, deadline)
+    progress.stage = "connecting"
+    last_error: OSError = socket.gaierror(socket.EAI_NONAME, "no address")
+    for family, kind, protocol, _, address in addresses:
+        sock = socket.socket(family, kind, protocol)
+        try:
+            sock.settimeout(deadline.remaining())
+            sock.connect(address)
+            return sock
+        except TimeoutError:
+            sock.close()
+            raise
+        except OSError as error:
+            sock.close()
+            last_error = error  # the next address (IPv4 after IPv6) may answer
+    raise last_error
+
+
+def open_tls(
+    target: CheckTarget,
+    context: ssl.SSLContext,
+    deadline: Deadline,
+    progress: Progress | None = None,
+) -> ssl.SSLSocket:
+    """Connects, speaks SMTP up to STARTTLS (unless TLS from the first byte), and handshakes."""
+    progress = progress or Progress()
+    sock = _connect(target, deadline, progress)
+    try:
+        if not target.implicit_tls:
+            progress.stage = "waiting for the SMTP greeting"
+            _expect_greeting(sock, deadline)
+            progress.stage = "waiting for the answer to EHLO"
+            code, lines = _command(sock, deadline, "EHLO smtp-ca-check.invalid")
+            if code != 250:
+                raise SmtpProtocolError(f"EHLO was answered with {code}")
+            if not any(line.upper().split(" ")[0] == "STARTTLS" for line in lines[1:]):
+                raise NoStartTlsError
+            progress.stage = "waiting for the answer to STARTTLS"
+            code, lines = _command(sock, deadline, "STARTTLS")
+            if code != 220:
+                raise SmtpProtocolError(f"STARTTLS was answered with {code} {' '.join(lines)}")
+        progress.stage = "during the TLS handshake"
+        sock.settimeout(deadline.remaining())
+        tls = context.wrap_socket(sock, server_hostname=target.host)
+    except BaseException:
+        sock.close()
+        raise
+    if target.implicit_tls:
+        try:
+            progress.stage = "waiting for the SMTP greeting after the TLS handshake"
+            _expect_greeting(tls, deadline)
+        except BaseException:
+            tls.close()
+            raise
+    return tls
+
+
+def quit_politely(tls: ssl.SSLSocket, deadline: Deadline) -> None:
+    # The proof is the handshake; a server that hangs up on QUIT, or takes its time to answer
+    # it, changes nothing, and must not eat the time AIA and OCSP fetches need.
+    with contextlib.suppress(OSError, SmtpProtocolError):
+        tls.settimeout(min(deadline.remaining(), QUIT_WAIT))
+        tls.sendall(b"QUIT\r\n")
+        tls.recv(512)
