@@ -172,15 +172,26 @@ def test_verify_mode_none_says_peer_would_fail(run: Run, intermediate: Issued) -
     assert "SMTP_OPENSSL_VERIFY_MODE=peer would fail with this bundle" in run.err.getvalue()
 
 
-@pytest.mark.parametrize(
-    "config_vars",
-    [{"SMTP_ENABLE_STARTTLS": "never"}, {"SMTP_ENABLE_STARTTLS_AUTO": "false"}],
-)
+STARTTLS_OFF = [{"SMTP_ENABLE_STARTTLS": "never"}, {"SMTP_ENABLE_STARTTLS_AUTO": "false"}]
+
+
+@pytest.mark.parametrize("config_vars", STARTTLS_OFF)
 def test_starttls_off_without_tls_warns_and_skips_the_check(
     run: Run, config_vars: dict[str, str]
 ) -> None:
-    run(1, SMTP_CA_CHECK="strict", **config_vars)
+    run(1, SMTP_CA_CHECK="warn", **config_vars)
     err = run.err.getvalue()
     assert "unencrypted, and nothing can be verified" in err
     assert "Checking" not in run.out.getvalue()
     assert (run.build_dir / BUNDLE).is_file()
+
+
+@pytest.mark.parametrize("config_vars", STARTTLS_OFF)
+def test_starttls_off_without_tls_fails_a_strict_build(
+    run: Run, config_vars: dict[str, str]
+) -> None:
+    with pytest.raises(BuildError) as raised:
+        run(1, SMTP_CA_CHECK="strict", **config_vars)
+    assert "unencrypted" in raised.value.message
+    assert "SMTP_CA_CHECK=warn" in (raised.value.hint or "")
+    assert not (run.build_dir / BUNDLE).exists()

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Protocol
 
 import pytest
+from cryptography import x509
 
 from smtp_ca.check_command import parse_address
 from smtp_ca.errors import BuildError
@@ -220,7 +221,11 @@ def test_missing_intermediate_passes_with_the_build_bundle_but_not_with_a_given_
     # Nothing adds it to the user's own file: a client trusting only that file fails.
     assert given.returncode == 1, given.output
     assert f"A client that trusts only {root_file} fails" in given.stderr
-    assert " !     -----BEGIN CERTIFICATE-----" in given.stderr
+    # The certificate to append is on stdout as is, ready to be copied into the file.
+    start = given.stdout.index("-----BEGIN CERTIFICATE-----")
+    end = given.stdout.index("-----END CERTIFICATE-----") + len("-----END CERTIFICATE-----")
+    printed = x509.load_pem_x509_certificate(given.stdout[start:end].encode())
+    assert printed == intermediate.cert
 
 
 @pytest.mark.parametrize(

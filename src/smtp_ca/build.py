@@ -1,7 +1,8 @@
-"""The compile pipeline: settings -> bundle -> wiring -> check -> report.
+"""The compile pipeline: settings -> bundle -> check -> wiring -> report.
 
 Each stage is its own module; this one only runs them in order and decides what a failed
-check means for the build. Nothing is written into BUILD_DIR until every stage has passed.
+check means for the build. The check runs on the bundle before anything is written, so
+nothing reaches BUILD_DIR until every stage has passed.
 """
 
 from __future__ import annotations
@@ -58,15 +59,24 @@ def _check_before_commit(
         log.step("Skipping the SMTP handshake check: SMTP_SERVER is not set")
         return b""
     if settings.starttls == "never" and not settings.implicit_tls:
+        fix = (
+            "Unset them to use STARTTLS: heroku config:unset SMTP_ENABLE_STARTTLS "
+            "SMTP_ENABLE_STARTTLS_AUTO"
+        )
+        if settings.check_mode == "strict":
+            # strict promises verified mail; unencrypted mail cannot be verified at all.
+            raise BuildError(
+                "SMTP_CA_CHECK=strict, but STARTTLS is turned off (SMTP_ENABLE_STARTTLS=never "
+                "or SMTP_ENABLE_STARTTLS_AUTO=false) and SMTP_TLS is not true: the app would "
+                "send mail and its SMTP password unencrypted, and nothing can be verified.",
+                hint=fix + ". Or set SMTP_CA_CHECK=warn to build anyway.",
+            )
         log.warn(
             "STARTTLS is turned off (SMTP_ENABLE_STARTTLS=never or "
             "SMTP_ENABLE_STARTTLS_AUTO=false) and SMTP_TLS is not true: the app sends mail and "
             "its SMTP password unencrypted, and nothing can be verified."
         )
-        log.alert(
-            "Unset them to use STARTTLS: heroku config:unset SMTP_ENABLE_STARTTLS "
-            "SMTP_ENABLE_STARTTLS_AUTO"
-        )
+        log.alert(fix)
         return b""
     if settings.verify_mode == "none":
         log.warn(

@@ -102,11 +102,12 @@ def _report(outcome: CheckOutcome, log: Log, *, ca_file: Path | None) -> int:
         # Nothing adds it to a file of the user's own: a client trusting only it would fail.
         log.error(
             f"A client that trusts only {ca_file} fails: it lacks the intermediate certificate "
-            "the server does not send. Append it to the file:"
+            "the server does not send. Append the certificate printed below (BEGIN to END "
+            "lines) to that file."
         )
+        # Unprefixed on stdout, so it can be appended to the bundle as printed.
         for pem in outcome.extra_certificates:
-            for line in pem.decode("ascii", "replace").strip("\n").splitlines():
-                log.alert(line)
+            log.verbatim(pem.decode("ascii", "replace").strip("\n"))
         return 1
     log.error(outcome.summary)
     for line in outcome.details:

@@ -156,6 +156,10 @@ class Log:
         """A continuation line of a warning or error, on stderr with the alert prefix."""
         self._write(self._err, ALERT_PREFIX, message)
 
+    def verbatim(self, text: str) -> None:
+        """Text meant to be copied as is (a PEM block), on stdout with no prefix."""
+        self._write(self._out, "", text)
+
 
 class LogHandler(logging.Handler):
     """Sends what libraries log (and, with ``logging.captureWarnings``, Python warnings) through
