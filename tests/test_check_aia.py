@@ -235,3 +235,45 @@ def test_a_url_cannot_write_lines_into_the_bundle(
     assert b"\n-----BEGIN CERTIFICATE-----\n" + evil.pem.split(b"\n", 1)[1] not in written
     assert outcome.cause == "missing-intermediate"  # the fetch itself worked
     assert x509.load_pem_x509_certificates(written) == [intermediate.cert]
+
+
+# --- A warm build fetches nothing: what a caIssuers URL served is kept in the cache ---------
+
+
+def check_cached(server: SMTPTestServer, ca_file: Path, cache_dir: Path) -> CheckOutcome:
+    return run_check(
+        CheckTarget("localhost", server.port, timeout=5),
+        ca_file,
+        stores=NO_STORES,
+        cache_dir=cache_dir,
+    )
+
+
+def test_fetched_issuer_is_kept_for_the_next_build(
+    intermediate: Issued, root_file: Path, http: LocalServer, tmp_path: Path
+) -> None:
+    http.serve("/issuer", intermediate.der)
+    with leaf_alone(intermediate, http) as server:
+        first = check_cached(server, root_file, tmp_path)
+        http.serve("/issuer", b"gone")  # a second fetch would now fail
+        second = check_cached(server, root_file, tmp_path)
+    assert (first.cause, second.cause) == ("missing-intermediate", "missing-intermediate")
+    assert second.extra_certificates == first.extra_certificates
+    assert http.count("/issuer") == 1
+
+
+def test_kept_issuer_that_no_longer_fits_is_fetched_again(
+    root: Issued, intermediate: Issued, root_file: Path, http: LocalServer, tmp_path: Path
+) -> None:
+    http.serve("/issuer", intermediate.der)
+    with leaf_alone(intermediate, http) as server:
+        check_cached(server, root_file, tmp_path)
+    # The provider moves to a new intermediate at the same URL.
+    successor = issue("smtp-ca AIA Issuing CA 2", root, ca=True)
+    http.serve("/issuer", successor.der)
+    with leaf_alone(successor, http) as server:
+        outcome = check_cached(server, root_file, tmp_path)
+    assert outcome.verified, text(outcome)
+    (extra,) = outcome.extra_certificates
+    assert x509.load_pem_x509_certificates(extra) == [successor.cert]
+    assert http.count("/issuer") == 2

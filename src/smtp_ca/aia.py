@@ -11,10 +11,13 @@ and for chaining to the bundle, never for how it travelled.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from smtp_ca.certificates import fingerprint_sha256, printable, readable_name, to_pem
@@ -80,9 +83,16 @@ def parse_certificates(data: bytes) -> list[x509.Certificate]:
             return pkcs7.load_der_pkcs7_certificates(data)
 
 
-def complete_chain(top: x509.Certificate, bundle: Store, deadline: Deadline) -> Completion:
+def complete_chain(
+    top: x509.Certificate, bundle: Store, deadline: Deadline, cache_dir: Path | None = None
+) -> Completion:
     """Fetches the issuer of ``top`` (the last certificate the server's chain reaches), and
-    that one's issuer, until a fetched certificate chains to ``bundle``."""
+    that one's issuer, until a fetched certificate chains to ``bundle``.
+
+    What a caIssuers URL served is kept in ``cache_dir``, so a warm build fetches nothing: a
+    kept answer is checked exactly like a fresh one (it must have signed the certificate),
+    and one that no longer fits (the provider changed CA) is fetched again.
+    """
     fetched: list[Fetched] = []
     notes: list[str] = []
     current = top
@@ -96,7 +106,7 @@ def complete_chain(top: x509.Certificate, bundle: Store, deadline: Deadline) -> 
             return Completion(tuple(fetched), None, tuple(notes))
         found = None
         for url in urls[:MAX_URLS]:
-            found = _fetch_issuer(current, url, deadline, notes)
+            found = _fetch_issuer(current, url, deadline, notes, cache_dir)
             if found is not None:
                 break
         if found is None:
@@ -115,11 +125,23 @@ def complete_chain(top: x509.Certificate, bundle: Store, deadline: Deadline) -> 
 
 
 def _fetch_issuer(
-    child: x509.Certificate, url: str, deadline: Deadline, notes: list[str]
+    child: x509.Certificate,
+    url: str,
+    deadline: Deadline,
+    notes: list[str],
+    cache_dir: Path | None,
 ) -> Fetched | None:
     # The URL is the certificate's words: printable, or a newline in it could write lines of
     # its own into the bundle's comments (and so a certificate of its own into the bundle).
     shown = printable(safe_url(url))
+    kept = (
+        cache_dir / "aia" / f"{hashlib.sha256(url.encode()).hexdigest()}.bin" if cache_dir else None
+    )
+    if kept is not None and kept.is_file():
+        found = _issuer_in(child, kept.read_bytes(), shown, [])
+        if found is not None:
+            return found
+        kept.unlink(missing_ok=True)
     try:
         data = fetch(
             url,
@@ -130,6 +152,20 @@ def _fetch_issuer(
     except FetchError as error:
         notes.append(f"Could not fetch the issuer from {shown}: {error.reason}.")
         return None
+    found = _issuer_in(child, data, shown, notes)
+    if found is not None and kept is not None:
+        with contextlib.suppress(OSError):  # a cache that can't be written costs a fetch
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            temporary = kept.with_suffix(".tmp")
+            temporary.write_bytes(data)
+            temporary.replace(kept)
+    return found
+
+
+def _issuer_in(
+    child: x509.Certificate, data: bytes, shown: str, notes: list[str]
+) -> Fetched | None:
+    """The CA certificate in ``data`` that signed ``child``, or None with a note saying why."""
     try:
         candidates = parse_certificates(data)
     except ValueError:

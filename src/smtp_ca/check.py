@@ -363,7 +363,7 @@ class _Check:
         reach = top
         details: list[str] = []
         if not is_self_issued(top) and allow_aia:
-            completion = complete_chain(top, self.bundle, self.deadline)
+            completion = complete_chain(top, self.bundle, self.deadline, self.cache_dir)
             if completion.complete:
                 extra_pem = b"".join(to_pem(item.cert) for item in completion.fetched)
                 try:
