@@ -179,41 +179,6 @@ def run_timed(argv: Sequence[str], env: Mapping[str, str], timeout: float = 300)
 # --- the world the builds run in ------------------------------------------------------------------
 
 
-class SilentServer:
-    """A TCP listener on loopback that accepts connections and never says a word."""
-
-    def __init__(self) -> None:
-        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(16)
-        self._listener.settimeout(0.1)
-        self.port: int = self._listener.getsockname()[1]
-        self.accepted: list[socket.socket] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                connection, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.accepted.append(connection)
-
-    def __enter__(self) -> SilentServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self._listener.close()
-        for connection in self.accepted:
-            connection.close()
-
-
 def _set_nodelay(server: LocalServer) -> None:
     """Makes the local HTTPS server answer without Nagle's delay, as real web servers do."""
     httpd = server._httpd
@@ -512,6 +477,8 @@ def dependency_checks(w: World, cache: Path, runs: int) -> tuple[Sample, Sample]
 
 
 def silent_server(w: World, cache: Path, runs: int) -> Sample:
+    from support.silent_server import SilentServer
+
     times = []
     with SilentServer() as silent:
         config_vars = {

@@ -16,7 +16,6 @@ from __future__ import annotations
 import ast
 import hashlib
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -32,6 +31,7 @@ from support.http_server import LocalServer
 from support.local_apt import LocalAptRepo, unreachable_url, write_apt_config
 from support.offline_inputs import Inputs, load_inputs
 from support.pipless_python import make_pipless_python
+from support.silent_server import SilentServer
 from support.smtp_server import SMTPTestServer
 
 pytestmark = pytest.mark.e2e
@@ -195,41 +195,6 @@ def _warm_cache(world: World, where: Path) -> Path:
     cache = where / "cache"
     shutil.copytree(world.warm_cache, cache, symlinks=True)
     return cache
-
-
-class SilentServer:
-    """A TCP listener on loopback that accepts every connection and never sends a byte."""
-
-    def __init__(self) -> None:
-        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(16)
-        self._listener.settimeout(0.1)
-        self.port: int = self._listener.getsockname()[1]
-        self.accepted: list[socket.socket] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                connection, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.accepted.append(connection)
-
-    def __enter__(self) -> SilentServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self._listener.close()
-        for connection in self.accepted:
-            connection.close()
 
 
 def _audit_records(log: Path) -> list[tuple[str, object]]:

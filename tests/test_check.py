@@ -19,6 +19,7 @@ import trustme
 from smtp_ca.check import CheckOutcome, CheckTarget, TrustStores, run_check
 from support.certs import Issued, make_root, utcnow
 from support.pki import bundle_with_origins, issue, server_context
+from support.silent_server import SilentServer
 from support.smtp_server import LOOPBACK, SMTPTestServer, free_port
 
 # The diagnosis compares the bundle with certifi's roots and the system store; tests say
@@ -413,26 +414,8 @@ def test_a_host_name_no_resolver_would_take_is_a_dns_failure(ca_file: Path) -> N
 @pytest.fixture
 def silent_listener() -> Iterator[int]:
     """A TCP server that accepts and never says a word, like a firewall black hole."""
-    listener = socket.create_server((LOOPBACK, 0))
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                accepted.append(listener.accept()[0])
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield listener.getsockname()[1]
-    stop.set()
-    thread.join()
-    for connection in accepted:
-        connection.close()
-    listener.close()
+    with SilentServer() as silent:
+        yield silent.port
 
 
 def test_silent_server_is_a_timeout_bounded_by_the_setting(

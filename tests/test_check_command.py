@@ -10,10 +10,8 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,7 +27,8 @@ from support.certs import Issued, make_root
 from support.http_server import LocalServer
 from support.offline_inputs import REPO, load_inputs
 from support.pki import issue, server_context
-from support.smtp_server import LOOPBACK, SMTPTestServer, free_port
+from support.silent_server import SilentServer
+from support.smtp_server import SMTPTestServer, free_port
 
 
 @dataclass(frozen=True)
@@ -151,26 +150,9 @@ def test_a_failure_exits_1_with_the_cause_and_the_fix(
 
 @pytest.fixture
 def silent_port() -> Iterator[int]:
-    listener = socket.create_server((LOOPBACK, 0))
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(listener.accept()[0])
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield listener.getsockname()[1]
-    stop.set()
-    thread.join()
-    for connection in held:
-        connection.close()
-    listener.close()
+    """A TCP server that accepts and never says a word, like a firewall black hole."""
+    with SilentServer() as silent:
+        yield silent.port
 
 
 def test_timeout_flag_bounds_the_check(
