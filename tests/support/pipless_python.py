@@ -111,10 +111,11 @@ def clean_env(**overrides: str) -> dict[str, str]:
     return env
 
 
-def make_pipless_python(directory: Path) -> Path:
-    """Creates a venv without pip in ``directory``; returns its python, checked to lack pip."""
+def make_pipless_python(directory: Path, base: Path | None = None) -> Path:
+    """Creates a venv without pip in ``directory`` from ``base`` (default: the tests' own
+    interpreter); returns its python, checked to lack pip."""
     subprocess.run(
-        [sys.executable, "-m", "venv", "--without-pip", str(directory)],
+        [str(base or sys.executable), "-m", "venv", "--without-pip", str(directory)],
         check=True,
         capture_output=True,
         env=clean_env(),

@@ -1,0 +1,84 @@
+"""A cold build with the python3 of each stack's build image, where this machine has it.
+
+Heroku's build images have different Pythons (heroku-22 3.10, heroku-24 3.12, heroku-26 3.14)
+and none has pip. Each build here starts from an empty CACHE_DIR with a pip-less venv of that
+version, so the bootstrap installs that version's wheels, and the whole pipeline runs on it,
+handshake check included. A version this machine lacks is skipped, with the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trustme
+
+from support.heroku import build_environment, clean_buildpack_copy, compile_app, write_env_dir
+from support.interpreters import STACK_PYTHONS, find_python
+from support.local_apt import LocalAptRepo
+from support.pipless_python import make_pipless_python
+from support.rails_app import smtp_config_vars
+from support.smtp_server import SMTPTestServer
+from support.world import World, open_world
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    with open_world(tmp_path_factory.mktemp("world")) as opened:
+        yield opened
+
+
+@pytest.mark.parametrize(("stack", "version"), sorted(STACK_PYTHONS.items()))
+def test_cold_build_with_the_stacks_python(
+    world: World, tmp_path: Path, stack: str, version: str
+) -> None:
+    base = find_python(version)
+    if base is None:
+        pytest.skip(f"no Python {version} on this machine (the python3 of {stack})")
+    python = make_pipless_python(tmp_path / "python", base)
+    # The stack's own python3-pip, where the tests have a stand-in for it (heroku-24: pip 24.0,
+    # as Ubuntu 24.04 packages it; Debian 12's pip 23.0.1 cannot run on Python 3.12).
+    stack_debs = sorted((world.inputs.wheelhouse.parent / f"debs-{stack}").glob("*.deb"))
+    provider = trustme.CA()
+    bundle_vars = world.bundle_vars(f"/{stack}.crt", provider.cert_pem.bytes())
+    build_dir = tmp_path / "build_0123abcd"
+    (build_dir / "config").mkdir(parents=True)
+    cache = tmp_path / "cache"
+    with (
+        LocalAptRepo(tmp_path / "apt", stack_debs or world.inputs.debs) as apt,
+        SMTPTestServer(mode="starttls", ca=provider) as server,
+    ):
+        env_dir = write_env_dir(
+            tmp_path / "env",
+            {
+                **smtp_config_vars("localhost", server.port),
+                **bundle_vars,
+                "SMTP_CA_CHECK": "strict",
+            },
+        )
+        env = build_environment(
+            python.parent,
+            world.inputs,
+            apt.apt_config,
+            tmp_path / "home",
+            REQUESTS_CA_BUNDLE=str(world.bundle_host_ca),
+        )
+        build = compile_app(
+            clean_buildpack_copy(tmp_path / "buildpack"),
+            build_dir,
+            cache,
+            env_dir,
+            env,
+            stack=stack,
+        )
+    assert build.returncode == 0, build.output
+    assert "This python3 has no pip" in build.stdout
+    assert f"localhost:{server.port} (STARTTLS): verified" in build.stdout
+    assert (build_dir / ".smtp-ca" / "ca-bundle.pem").is_file()
+    assert (build_dir / "config" / "initializers" / "smtp_ca.rb").is_file()
+    # The compiled parts of the dependencies are that Python's own.
+    tag = "cpython-" + version.replace(".", "")
+    assert list((cache / "smtp-ca" / "python-deps").glob(f"*/markupsafe/_speedups.{tag}-*.so"))
