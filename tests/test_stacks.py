@@ -39,8 +39,9 @@ def test_cold_build_with_the_stacks_python(
     if base is None:
         pytest.skip(f"no Python {version} on this machine (the python3 of {stack})")
     python = make_pipless_python(tmp_path / "python", base)
-    # The stack's own python3-pip, where the tests have a stand-in for it (heroku-24: pip 24.0,
-    # as Ubuntu 24.04 packages it; Debian 12's pip 23.0.1 cannot run on Python 3.12).
+    # The stack's own python3-pip, as its Ubuntu base packages it (heroku-22: pip 22.0.2,
+    # heroku-24: 24.0), from the stand-in .debs .ci/prepare-test-inputs builds; Debian 12's
+    # pip 23.0.1 otherwise (it cannot run on Python 3.12).
     stack_debs = sorted((world.inputs.wheelhouse.parent / f"debs-{stack}").glob("*.deb"))
     provider = trustme.CA()
     bundle_vars = world.bundle_vars(f"/{stack}.crt", provider.cert_pem.bytes())
