@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import threading
+
+import pytest
 
 from smtp_ca.output import Log, Redactor
 
@@ -102,3 +105,30 @@ def test_library_logging_and_warnings_go_through_the_log() -> None:
     assert "not shown" not in text
     assert "DeprecationWarning: deprecated [REDACTED]" in text
     assert "tok3n" not in text
+
+
+def test_errors_in_threads_and_finalizers_go_through_the_log_without_their_text(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from smtp_ca import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    log = Log(out=out, err=err)
+
+    def fail() -> None:
+        raise RuntimeError("login apikey password hunter2-secret")
+
+    class Leaky:
+        def __del__(self) -> None:
+            raise ValueError("hunter2-secret in a finalizer")
+
+    with cli._everything_through(log):
+        thread = threading.Thread(target=fail)
+        thread.start()
+        thread.join()
+        leaky = Leaky()
+        del leaky
+    written = err.getvalue() + "".join(capsys.readouterr())
+    assert "hunter2-secret" not in written
+    assert "A background task failed (RuntimeError)" in err.getvalue()
+    assert "Ignored an error while cleaning up (ValueError)" in err.getvalue()

@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -169,11 +170,26 @@ def _debug_enabled(arguments: argparse.Namespace | None) -> bool:
 @contextmanager
 def _everything_through(log: Log) -> Iterator[None]:
     """While a command runs: library logging and warnings go through ``log``, and SIGTERM (a
-    cancelled build) unwinds like Ctrl-C, so staged files are removed and undone."""
+    cancelled build) unwinds like Ctrl-C, so staged files are removed and undone.
+
+    So do errors Python would otherwise print straight to stderr, unredacted: an exception in
+    a thread (the check's name lookup runs in one) or in a finalizer. One line each, the
+    class only: their text may hold what the redactor has not seen.
+    """
     root = logging.getLogger()
     handler = LogHandler(log)
     root.addHandler(handler)
     logging.captureWarnings(True)
+    previous_thread_hook, previous_unraisable_hook = threading.excepthook, sys.unraisablehook
+
+    def thread_failed(args: threading.ExceptHookArgs) -> None:
+        log.warn(f"A background task failed ({args.exc_type.__name__}); the build goes on.")
+
+    def unraisable(args: sys.UnraisableHookArgs) -> None:
+        log.warn(f"Ignored an error while cleaning up ({args.exc_type.__name__}).")
+
+    threading.excepthook = thread_failed
+    sys.unraisablehook = unraisable
     previous_sigterm: Callable[[int, FrameType | None], object] | int | None = None
     installed = False
     try:
@@ -186,6 +202,7 @@ def _everything_through(log: Log) -> Iterator[None]:
     finally:
         root.removeHandler(handler)
         logging.captureWarnings(False)
+        threading.excepthook, sys.unraisablehook = previous_thread_hook, previous_unraisable_hook
         if installed:
             signal.signal(signal.SIGTERM, previous_sigterm or signal.SIG_DFL)
 
