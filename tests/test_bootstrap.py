@@ -171,7 +171,7 @@ def test_warm_build_needs_no_subprocess_network_or_wheels(
         pipless, cache_dir=cache, stack=STACK, lock_file=LOCK, env=env, forbid_subprocess=True
     )
     assert run.returncode == 0, run.output
-    assert run.stdout.splitlines()[0] == "       Using cached dependencies"
+    assert run.stdout.splitlines()[0] == "-----> Using cached dependencies"
     assert run.stderr == ""
     assert run.deps_dir == python_deps(cache) / cold.run.deps_dir.name
 
@@ -460,7 +460,7 @@ def test_warm_path_in_process_runs_nothing(tmp_path: Path, monkeypatch: pytest.M
         tmp_path, stack=STACK, env_dir=None, lock_file=LOCK, log=Log(out=out, err=err)
     )
     assert result == target
-    assert out.getvalue() == "       Using cached dependencies\n"
+    assert out.getvalue() == "-----> Using cached dependencies\n"
     assert err.getvalue() == ""
 
 

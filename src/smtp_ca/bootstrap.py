@@ -122,7 +122,7 @@ def ensure_dependencies(
     try:
         previous_stack = _forget_other_stack(layout, stack)
         if _marker_is_valid(target, key):
-            log.info("Using cached dependencies")
+            log.step("Using cached dependencies")
             return target
 
         log.step("Installing the buildpack's Python dependencies")
