@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,18 +26,12 @@ from support.rails_app import (
     smtp_config_vars,
 )
 from support.smtp_server import SMTPTestServer
-from support.world import GODADDY_BUNDLE, GODADDY_SHA256, World, godaddy_vars, open_world
+from support.world import GODADDY_BUNDLE, GODADDY_SHA256, World, godaddy_vars
 
 pytestmark = pytest.mark.e2e
 
 PASSWORD = "SG.s3cret-password-never-printed"
 BUNDLE_PATH = ".smtp-ca/ca-bundle.pem"
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    with open_world(tmp_path_factory.mktemp("world")) as opened:
-        yield opened
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ bundle the build wrote.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,18 +19,12 @@ from support.ocsp_responder import OcspResponder
 from support.pki import issue, server_context
 from support.rails_app import make_rails_app, require_ruby_rails, run_delivery, smtp_config_vars
 from support.smtp_server import SMTPTestServer
-from support.world import World, open_world
+from support.world import World
 
 pytestmark = pytest.mark.e2e
 
 PASSWORD = "SG.aia-s3cret-never-printed"
 BUNDLE_PATH = ".smtp-ca/ca-bundle.pem"
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    with open_world(tmp_path_factory.mktemp("check-world")) as opened:
-        yield opened
 
 
 @pytest.fixture(scope="module")

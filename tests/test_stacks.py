@@ -8,7 +8,6 @@ handshake check included. A version this machine lacks is skipped, with the reas
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,15 +19,9 @@ from support.local_apt import LocalAptRepo
 from support.pipless_python import make_pipless_python
 from support.rails_app import smtp_config_vars
 from support.smtp_server import SMTPTestServer
-from support.world import World, open_world
+from support.world import World
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    with open_world(tmp_path_factory.mktemp("world")) as opened:
-        yield opened
 
 
 @pytest.mark.parametrize(("stack", "version"), sorted(STACK_PYTHONS.items()))
