@@ -170,3 +170,17 @@ def test_url_secrets() -> None:
     ]
     assert fetch.url_secrets("https://TOKEN-0123456789@h/") == ["TOKEN-0123456789"]
     assert fetch.url_secrets("https://[::1/x") == []
+
+
+def test_retries_and_redirects_share_the_overall_deadline(http: LocalServer) -> None:
+    """Each try of a hanging server would wait the whole timeout: with ``ends_at`` the tries
+    and the redirects before them share what is left, so the download ends near it."""
+    http.script("/hang", Reply(action="hang", delay=10))
+    http.redirect("/start", http.url("/hang"))
+    limits = fetch.Limits(max_bytes=100, timeout=2.0, retries=3, ends_at=time.monotonic() + 2.0)
+    started = time.monotonic()
+    with pytest.raises(fetch.Unavailable):
+        fetch.fetch_url(http.url("/start"), limits, Redactor(), schemes=("http",))
+    # Without the shared deadline: 4 tries x 2 s. With it: about 2 s, plus the short backoffs.
+    assert time.monotonic() - started < 4.0
+    assert http.count("/hang") >= 2  # it did retry, within the deadline

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -60,6 +61,8 @@ PUBLIC_ROOTS_VARIABLE = "SMTP_CA_PUBLIC_ROOTS"
 # Bump when the output or the cache layout changes: old cache entries then stop matching.
 FORMAT_VERSION = 2
 # A CA bundle is a few KiB (Go Daddy's: 4.6 KiB; all of Mozilla's roots: 230 KiB).
+# The whole bundle download may take this many SMTP_CA_CHECK_TIMEOUTs (see _download).
+DOWNLOAD_BUDGET = 4
 MAX_BUNDLE_BYTES = 2 * 1024 * 1024
 EXPIRY_WARNING_DAYS = 90
 CACHE_SUBDIR = "bundle"
@@ -276,8 +279,13 @@ def _download(settings: BundleSettings, cached: _CachedSource | None, log: Log) 
     validators = None
     if cached is not None:
         validators = fetch.Validators(cached.etag, cached.last_modified)
+    # The whole download, retries and redirects included, ends DOWNLOAD_BUDGET timeouts from
+    # now: without it a CA site that hangs would hold the build once per try and per redirect.
     limits = fetch.Limits(
-        max_bytes=MAX_BUNDLE_BYTES, timeout=settings.timeout, retries=settings.retries
+        max_bytes=MAX_BUNDLE_BYTES,
+        timeout=settings.timeout,
+        retries=settings.retries,
+        ends_at=time.monotonic() + DOWNLOAD_BUDGET * settings.timeout,
     )
     try:
         return fetch.fetch_url(settings.url, limits, log.redact, validators=validators)

@@ -280,13 +280,14 @@ def fetch_url(
         for scheme in schemes:
             session.mount(f"{scheme}://", adapter)
         for _hop in range(limits.max_redirects + 1):
+            timeout = _attempt_timeout(limits)
             try:
                 response = session.request(
                     method,
                     url,
                     headers=headers,
                     data=body,
-                    timeout=(limits.timeout, limits.timeout),
+                    timeout=(timeout, timeout),
                     stream=True,
                     # Redirects are followed below, so that each target's scheme is checked.
                     allow_redirects=False,
@@ -303,6 +304,18 @@ def fetch_url(
                     continue
                 return _read_response(response, conditional, limits)
     raise Unavailable(f"more than {limits.max_redirects} redirects")
+
+
+def _attempt_timeout(limits: Limits) -> float:
+    """The connect and read timeout of one attempt. With ``ends_at``, the attempts of a hop
+    (the first and its retries) share what is left, so that retries and redirects together
+    cannot outlast it; without, each attempt gets ``limits.timeout``."""
+    if limits.ends_at is None:
+        return limits.timeout
+    left = limits.ends_at - time.monotonic()
+    if left <= 0:
+        raise Unavailable(f"no answer within the {limits.timeout:g} s the download was given")
+    return max(0.05, min(limits.timeout, left / (limits.retries + 1)))
 
 
 def _redirect_target(
