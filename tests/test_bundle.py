@@ -231,6 +231,7 @@ def test_https_source_is_verified(
     assert "could not be verified" in error.message
     assert "SMTP_CA_BUNDLE_URL" in error.message
     assert error.hint is not None and "REQUESTS_CA_BUNDLE" in error.hint
+    assert "a config var does not reach it" in error.hint
 
 
 def test_redirect_to_https_is_followed(https: LocalServer, cache: Path) -> None:

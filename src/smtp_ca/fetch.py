@@ -395,7 +395,8 @@ def describe_network_error(error: BaseException, timeout: float) -> tuple[str, s
             return (
                 f"its TLS certificate could not be verified ({item.verify_message})",
                 "If the build reaches the internet through a TLS-intercepting proxy, set "
-                "REQUESTS_CA_BUNDLE to a file with that proxy's CA certificate.",
+                "REQUESTS_CA_BUNDLE to a file with that proxy's CA certificate in the build's "
+                "environment (a config var does not reach it during the build).",
             )
     if "ConnectTimeoutError" in names or "ConnectTimeout" in names:
         return f"could not connect within {timeout:g} s", None
