@@ -3,8 +3,9 @@
 In: ``BundleSettings`` (from config vars), a cache directory, the build log. Out: a
 ``PreparedBundle`` whose ``pem`` is the exact file to write. Same inputs, same bytes.
 
-This module is the pipeline and its messages; getting bytes from a URL is ``fetch``, and the
-cache files (atomic writes, integrity checks) are ``bundle_cache``. The cache under
+This module is the pipeline and its messages; getting bytes from a URL is ``fetch``, the
+cache files (atomic writes, integrity checks) are ``bundle_cache``, and the records kept in
+them (and how they read back) are ``bundle_store``. The cache under
 ``cache_dir/bundle`` holds two entries, each with its own SHA-256 so a damaged file is thrown
 away instead of trusted:
 
@@ -30,15 +31,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from smtp_ca import fetch
-from smtp_ca.bundle_cache import (
-    CacheEntry,
-    meta_count,
-    meta_object,
-    meta_objects,
-    meta_optional_text,
-    meta_text,
-    meta_text_list,
-)
+from smtp_ca.bundle_store import FORMAT_VERSION, CachedSource, Merged, MergedCache, SourceCache
+
+# LeftOut is part of this module's API (PreparedBundle holds them): re-exported.
+from smtp_ca.bundle_store import LeftOut as LeftOut
 from smtp_ca.certificates import (
     CertificateError,
     CertificateSummary,
@@ -58,8 +54,6 @@ URL_VARIABLE = "SMTP_CA_BUNDLE_URL"
 PIN_VARIABLE = "SMTP_CA_BUNDLE_SHA256"
 PUBLIC_ROOTS_VARIABLE = "SMTP_CA_PUBLIC_ROOTS"
 
-# Bump when the output or the cache layout changes: old cache entries then stop matching.
-FORMAT_VERSION = 2
 # A CA bundle is a few KiB (Go Daddy's: 4.6 KiB; all of Mozilla's roots: 230 KiB).
 # The whole bundle download may take this many SMTP_CA_CHECK_TIMEOUTs (see _download).
 DOWNLOAD_BUDGET = 4
@@ -85,14 +79,6 @@ class BundleSettings:
             public_roots=settings.public_roots,
             timeout=settings.check_timeout if timeout is None else timeout,
         )
-
-
-@dataclass(frozen=True)
-class LeftOut:
-    """A certificate of the source that is not in the output, and why."""
-
-    certificate: CertificateSummary
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -130,13 +116,18 @@ def prepare_bundle(
 
     public = _read_certifi() if settings.public_roots else None
     key = _merge_key(source.sha256, public)
-    merged_cache = _MergedCache(directory, log)
+    merged_cache = MergedCache(directory, log)
     merged = merged_cache.load(key, now)
     if merged is None:
         merged = _merge(_keep_source_certificates(source, now), public, now)
         merged_cache.store(key, merged)
     if source.origin == "network":
-        _SourceCache(directory, settings.url, log).store(source)
+        SourceCache(directory, settings.url, log).store(
+            source.data,
+            etag=source.etag,
+            last_modified=source.last_modified,
+            fetched_at=source.fetched_at,
+        )
 
     _report(settings, source, merged, log, now)
     return PreparedBundle(
@@ -183,7 +174,7 @@ def _read_source(settings: BundleSettings, directory: Path, log: Log) -> _Source
             hint=f"Unset it to use the default, {DEFAULT_BUNDLE_URL}",
         )
 
-    cache = _SourceCache(directory, settings.url, log)
+    cache = SourceCache(directory, settings.url, log)
     cached = cache.load()
     # A copy that fails the pin is no base for a 304, nor a stand-in: the pin changed since.
     usable = cached if cached and settings.sha256 in (None, cached.sha256) else None
@@ -274,7 +265,7 @@ def _read_file(url: str) -> _Source:
     return _Source(data, hashlib.sha256(data).hexdigest(), "file", str(path))
 
 
-def _download(settings: BundleSettings, cached: _CachedSource | None, log: Log) -> fetch.Fetched:
+def _download(settings: BundleSettings, cached: CachedSource | None, log: Log) -> fetch.Fetched:
     """The https:// download; ``fetch.Unavailable`` when a cached copy may stand in."""
     validators = None
     if cached is not None:
@@ -486,22 +477,7 @@ def _merge_key(source_sha256: str, public: _PublicRoots | None) -> str:
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
-@dataclass(frozen=True)
-class _Merged:
-    pem: bytes
-    source: tuple[CertificateSummary, ...]
-    left_out: tuple[LeftOut, ...]
-    source_certificate_count: int
-    public_root_count: int
-    public_duplicates: int  # certifi roots that the source already had
-    certifi_version: str | None
-    # The first not-after of any certificate written: past it, the output must be made again.
-    expires: datetime
-    notices: tuple[str, ...]
-    warnings: tuple[str, ...]
-
-
-def _merge(content: _SourceContent, public: _PublicRoots | None, now: datetime) -> _Merged:
+def _merge(content: _SourceContent, public: _PublicRoots | None, now: datetime) -> Merged:
     """Source certificates first, in source order, then certifi's roots in certifi's order.
 
     Both orders are already stable, and keeping them makes the output easy to diff against the
@@ -536,7 +512,7 @@ def _merge(content: _SourceContent, public: _PublicRoots | None, now: datetime) 
             notices.append(f"Left out {_plural(expired, 'expired public root')} of certifi.")
     pem = _render(content, added, public)
     written = [item.summary.not_after for item in (*content.kept, *added)]
-    return _Merged(
+    return Merged(
         pem=pem,
         source=tuple(item.summary for item in content.kept),
         left_out=content.left_out,
@@ -584,7 +560,7 @@ def _render(content: _SourceContent, added: list[_Kept], public: _PublicRoots | 
 
 
 def _report(
-    settings: BundleSettings, source: _Source, merged: _Merged, log: Log, now: datetime
+    settings: BundleSettings, source: _Source, merged: Merged, log: Log, now: datetime
 ) -> None:
     kept = len(merged.source)
     if kept == merged.source_certificate_count:
@@ -662,109 +638,3 @@ def _short(digest: str) -> str:
 
 def _on_date(timestamp: str | None) -> str:
     return f" on {timestamp[:10]}" if timestamp else ""
-
-
-# --- the cache ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _CachedSource:
-    data: bytes
-    sha256: str
-    etag: str | None
-    last_modified: str | None
-    fetched_at: str | None
-
-
-class _SourceCache:
-    """The last good download of one https:// URL, with its validators."""
-
-    def __init__(self, directory: Path, url: str, log: Log) -> None:
-        self._entry = CacheEntry(directory, "source", "the cached download of the CA bundle", log)
-        # Only a hash of the URL is stored: the URL may hold credentials.
-        self._identity = {
-            "format": FORMAT_VERSION,
-            "url_sha256": hashlib.sha256(url.encode()).hexdigest(),
-        }
-
-    def load(self) -> _CachedSource | None:
-        loaded = self._entry.load(self._identity)
-        if loaded is None:
-            return None
-        data, meta = loaded
-        try:
-            return _CachedSource(
-                data,
-                meta_text(meta, "sha256"),
-                meta_optional_text(meta, "etag"),
-                meta_optional_text(meta, "last_modified"),
-                meta_optional_text(meta, "fetched_at"),
-            )
-        except ValueError as error:
-            self._entry.discard(error)
-            return None
-
-    def store(self, source: _Source) -> None:
-        meta = {
-            "etag": source.etag,
-            "last_modified": source.last_modified,
-            "fetched_at": source.fetched_at,
-        }
-        self._entry.store(source.data, self._identity, meta)
-
-
-class _MergedCache:
-    """The last output, with the summaries the report needs, under the hash of its inputs."""
-
-    def __init__(self, directory: Path, log: Log) -> None:
-        self._entry = CacheEntry(directory, "merged", "the cached CA bundle", log)
-
-    def load(self, key: str, now: datetime) -> _Merged | None:
-        loaded = self._entry.load({"format": FORMAT_VERSION, "key": key})
-        if loaded is None:
-            return None
-        pem, meta = loaded
-        try:
-            expires = datetime.fromisoformat(meta_text(meta, "expires"))
-            if expires.tzinfo is None:
-                raise ValueError("expires: expected a time zone")
-            if expires < now:
-                return None  # a certificate in it has expired since: it must be left out now
-            return _Merged(
-                pem=pem,
-                source=tuple(CertificateSummary.from_json(s) for s in meta_objects(meta, "source")),
-                left_out=tuple(
-                    LeftOut(
-                        CertificateSummary.from_json(meta_object(item, "certificate")),
-                        meta_text(item, "reason"),
-                    )
-                    for item in meta_objects(meta, "left_out")
-                ),
-                source_certificate_count=meta_count(meta, "source_certificate_count"),
-                public_root_count=meta_count(meta, "public_root_count"),
-                public_duplicates=meta_count(meta, "public_duplicates"),
-                certifi_version=meta_optional_text(meta, "certifi_version"),
-                expires=expires,
-                notices=tuple(meta_text_list(meta, "notices")),
-                warnings=tuple(meta_text_list(meta, "warnings")),
-            )
-        except ValueError as error:
-            self._entry.discard(error)
-            return None
-
-    def store(self, key: str, merged: _Merged) -> None:
-        meta = {
-            "expires": merged.expires.isoformat(),
-            "source": [s.to_json() for s in merged.source],
-            "left_out": [
-                {"certificate": item.certificate.to_json(), "reason": item.reason}
-                for item in merged.left_out
-            ],
-            "source_certificate_count": merged.source_certificate_count,
-            "public_root_count": merged.public_root_count,
-            "public_duplicates": merged.public_duplicates,
-            "certifi_version": merged.certifi_version,
-            "notices": list(merged.notices),
-            "warnings": list(merged.warnings),
-        }
-        self._entry.store(merged.pem, {"format": FORMAT_VERSION, "key": key}, meta)
