@@ -325,3 +325,15 @@ def test_pem_bundle_helper_round_trips(root) -> None:
         root.sha256,
         leaf.sha256,
     ]
+
+
+def test_a_name_in_an_unknown_string_type_is_a_damaged_block_not_a_crash() -> None:
+    """Found by hypothesis: cryptography's rfc4514_string raises KeyError for an ASN.1 string
+    tag it does not know (here PrintableString 0x13 turned into 0x00)."""
+    block = split_pem(GODADDY.read_bytes())[0]
+    at = block.der.find(b"\x13\x11GoDaddy.com, Inc.")
+    damaged = PemBlock(
+        block.index, block.line, block.label, block.der[:at] + b"\x00" + block.der[at + 1 :]
+    )
+    with pytest.raises(CertificateError, match=r"is not a valid X\.509 certificate"):
+        load_certificate(damaged)

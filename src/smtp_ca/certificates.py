@@ -242,8 +242,9 @@ def load_certificate(block: PemBlock) -> x509.Certificate:
                 cert.not_valid_after_utc,
                 cert.extensions,
             )
-    except (ValueError, x509.DuplicateExtension, x509.InvalidVersion) as error:
-        # DuplicateExtension and InvalidVersion are not ValueErrors.
+    except (ValueError, KeyError, x509.DuplicateExtension, x509.InvalidVersion) as error:
+        # DuplicateExtension and InvalidVersion are not ValueErrors; a name attribute whose
+        # ASN.1 string type cryptography does not know fails in rfc4514_string with KeyError.
         raise CertificateError(
             f"{block.where} is not a valid X.509 certificate ({error}): the file is damaged"
         ) from None
