@@ -11,6 +11,7 @@ from pathlib import Path
 
 from smtp_ca.bundle import BundleSettings, PreparedBundle, prepare_bundle
 from smtp_ca.check import CheckOutcome, CheckTarget, check_bundle
+from smtp_ca.check_outcome import where_of
 from smtp_ca.errors import BuildError
 from smtp_ca.output import Log
 from smtp_ca.settings import Settings, ca_file_warnings
@@ -91,9 +92,7 @@ def _check_before_commit(
         implicit_tls=settings.implicit_tls,
         timeout=settings.check_timeout,
     )
-    mode = "TLS" if target.implicit_tls else "STARTTLS"
-    host = f"[{target.host}]" if ":" in target.host else target.host
-    log.step(f"Checking {host}:{target.port} ({mode}) against the bundle")
+    log.step(f"Checking {where_of(target)} against the bundle")
     outcome = check_bundle(
         target, prepared.pem, scratch_dir=cache_dir, cache_dir=cache_dir / "smtp-ca"
     )

@@ -263,49 +263,47 @@ def fingerprint_sha256(cert: x509.Certificate) -> str:
 
 
 def is_self_signed(cert: x509.Certificate) -> bool:
-    """Subject equals issuer and the certificate's own key verifies its signature."""
+    """Subject equals issuer and the certificate's own key verifies its signature (or, for an
+    algorithm nothing here can check, the names alone match, as OpenSSL's "self-issued" test)."""
+    return cert.subject == cert.issuer and signature_verifies(cert, cert) is not False
+
+
+def signature_verifies(child: x509.Certificate, parent: x509.Certificate) -> bool | None:
+    """Whether ``parent``'s key made ``child``'s signature; None when that cannot be judged
+    (a key or signature algorithm cryptography does not know).
+
+    The key's own verify, not ``verify_directly_issued_by``: that refuses SHA-1, which old
+    roots (Go Daddy Class 2) and their cross-signs still use. Such a signature protects nothing
+    in a root (trust comes from being in the store), but it still tells the real issuer from a
+    certificate with a look-alike name.
+    """
     from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
     from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
 
-    if cert.subject != cert.issuer:
-        return False
     try:
-        cert.verify_directly_issued_by(cert)
-        return True
-    except InvalidSignature:
-        return False
+        key = parent.public_key()
+        digest = child.signature_hash_algorithm
     except (ValueError, TypeError, UnsupportedAlgorithm):
-        # verify_directly_issued_by refuses SHA-1, which old roots (Go Daddy Class 2) still use
-        # for their self-signature. That signature protects nothing (trust in a root comes from
-        # being in the store), but it still tells a real root from a look-alike name.
-        pass
-    try:
-        key = cert.public_key()
-        digest = cert.signature_hash_algorithm
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        # A key or signature algorithm cryptography does not know: judge by the names, as
-        # OpenSSL's "self-issued" test does.
-        return True
+        return None
+    signature, signed = child.signature, child.tbs_certificate_bytes
     try:
         if isinstance(key, rsa.RSAPublicKey) and digest is not None:
-            params = cert.signature_algorithm_parameters
+            params = child.signature_algorithm_parameters
             if not isinstance(params, (padding.PKCS1v15, padding.PSS)):
-                return True
-            key.verify(cert.signature, cert.tbs_certificate_bytes, params, digest)
+                return None
+            key.verify(signature, signed, params, digest)
         elif isinstance(key, ec.EllipticCurvePublicKey) and digest is not None:
-            key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(digest))
+            key.verify(signature, signed, ec.ECDSA(digest))
         elif isinstance(key, dsa.DSAPublicKey) and digest is not None:
-            key.verify(cert.signature, cert.tbs_certificate_bytes, digest)
+            key.verify(signature, signed, digest)
         elif isinstance(key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
-            key.verify(cert.signature, cert.tbs_certificate_bytes)
+            key.verify(signature, signed)
         else:
-            # A key type nothing here can check: the names match, which is what OpenSSL's own
-            # "self-issued" test looks at.
-            return True
+            return None
     except InvalidSignature:
         return False
     except (ValueError, TypeError, UnsupportedAlgorithm):
-        return True
+        return None
     return True
 
 

@@ -28,6 +28,7 @@ from smtp_ca.certificates import (
     fingerprint_sha256,
     printable,
     readable_name,
+    signature_verifies,
     split_pem,
 )
 
@@ -213,19 +214,14 @@ def load_store(path: Path | None, label: str) -> Store | None:
 
 def signed_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
     """``parent``'s name is ``child``'s issuer and ``parent``'s key made ``child``'s signature."""
-    from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-
     if child.issuer != parent.subject:
         return False
-    try:
-        child.verify_directly_issued_by(parent)
-        return True
-    except InvalidSignature:
-        return False
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        # A signature algorithm cryptography will not check (SHA-1, RSA-PSS in old versions):
-        # the key identifiers still tell the right parent from a namesake.
+    verifies = signature_verifies(child, parent)
+    if verifies is None:
+        # An algorithm cryptography will not check: the key identifiers still tell the right
+        # parent from a namesake.
         return _key_identifiers_match(child, parent)
+    return verifies
 
 
 def _key_identifiers_match(child: x509.Certificate, parent: x509.Certificate) -> bool:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from smtp_ca.bundle import BundleSettings, prepare_bundle
 from smtp_ca.check import CheckOutcome, CheckTarget, check_bundle, run_check
+from smtp_ca.check_outcome import where_of
 from smtp_ca.errors import BuildError
 from smtp_ca.output import Log
 from smtp_ca.settings import (
@@ -63,12 +64,11 @@ def run(arguments: argparse.Namespace, cache_dir: Path, log: Log) -> int:
     host, port = parse_address(arguments.address)
     ca_file: Path | None = arguments.ca_file
     target = CheckTarget(host, port, implicit_tls=arguments.tls, timeout=arguments.timeout)
-    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    mode = "TLS" if arguments.tls else "STARTTLS"
+    where = where_of(target)
     if ca_file is not None:
         if not ca_file.is_file():
             raise BuildError(f"--ca-file {ca_file} is not a readable file.")
-        log.step(f"Checking {where} ({mode}) against {ca_file}")
+        log.step(f"Checking {where} against {ca_file}")
         return _report(run_check(target, ca_file), log, ca_file=ca_file)
 
     log.step("Preparing the CA bundle, as a build would")
@@ -81,7 +81,7 @@ def run(arguments: argparse.Namespace, cache_dir: Path, log: Log) -> int:
         cache_dir / "smtp-ca",
         log,
     )
-    log.step(f"Checking {where} ({mode}) against that bundle")
+    log.step(f"Checking {where} against that bundle")
     outcome = check_bundle(target, prepared.pem, scratch_dir=cache_dir)
     return _report(outcome, log, ca_file=None)
 

@@ -44,6 +44,25 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
+def _load_dependencies(
+    cache_dir: Path, what: str, hint: str, *, stack: str, env_dir: Path | None, log: Log
+) -> None:
+    """Makes sure the locked dependencies are installed in ``cache_dir`` and importable.
+
+    ``what`` names the directory in the message when it cannot be created; ``hint`` is the fix.
+    """
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise BuildError(
+            f"{what} cannot be created: {error.strerror or error}.", hint=hint
+        ) from None
+    dependencies = ensure_dependencies(
+        cache_dir, stack=stack, env_dir=env_dir, lock_file=LOCK_FILE, log=log
+    )
+    sys.path.insert(0, str(dependencies))
+
+
 def _compile(arguments: argparse.Namespace, log: Log) -> int:
     build_dir = Path(arguments.build_dir).resolve()
     cache_dir = Path(arguments.cache_dir).resolve()
@@ -61,17 +80,14 @@ def _compile(arguments: argparse.Namespace, log: Log) -> int:
         if variables.get(name):
             log.redact.add(variables[name])
     settings = load_settings(variables, os.environ.get("STACK"))
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise BuildError(
-            f"CACHE_DIR {cache_dir} cannot be created: {error.strerror or error}.",
-            hint="Clear the build cache (heroku builds:cache:purge) and build again.",
-        ) from None
-    dependencies = ensure_dependencies(
-        cache_dir, stack=settings.stack, env_dir=env_dir, lock_file=LOCK_FILE, log=log
+    _load_dependencies(
+        cache_dir,
+        f"CACHE_DIR {cache_dir}",
+        "Clear the build cache (heroku builds:cache:purge) and build again.",
+        stack=settings.stack,
+        env_dir=env_dir,
+        log=log,
     )
-    sys.path.insert(0, str(dependencies))
     from smtp_ca.build import build  # needs the dependencies on sys.path
 
     build(settings, build_dir=build_dir, cache_dir=cache_dir, buildpack_dir=BUILDPACK_DIR, log=log)
@@ -84,21 +100,14 @@ def _check(arguments: argparse.Namespace, log: Log) -> int:
         or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
         / "heroku-buildpack-smtp-ca"
     )
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise BuildError(
-            f"The cache directory {cache_dir} cannot be created: {error.strerror or error}.",
-            hint="Set SMTP_CA_CACHE_DIR to a writable directory.",
-        ) from None
-    dependencies = ensure_dependencies(
+    _load_dependencies(
         cache_dir,
+        f"The cache directory {cache_dir}",
+        "Set SMTP_CA_CACHE_DIR to a writable directory.",
         stack=os.environ.get("STACK") or "local",
         env_dir=None,
-        lock_file=LOCK_FILE,
         log=log,
     )
-    sys.path.insert(0, str(dependencies))
     from smtp_ca import check_command  # needs the dependencies on sys.path
 
     return check_command.run(arguments, cache_dir, log)
