@@ -33,8 +33,9 @@ from smtp_ca.output import Log
 from smtp_ca.settings import DEFAULT_BUNDLE_SHA256
 from support.certs import Issued, make_cert, make_intermediate, make_leaf, make_root, pem_bundle
 from support.http_server import LocalServer, Reply
+from support.godaddy import GODADDY_BUNDLE
 
-GODADDY_PATH = Path(__file__).resolve().parents[2] / "shared" / "data" / "gd_bundle-g2-g1.crt"
+GODADDY_PATH = GODADDY_BUNDLE
 GODADDY = GODADDY_PATH.read_bytes()
 GODADDY_NAMES = [
     "Go Daddy Secure Certificate Authority - G2",

@@ -27,8 +27,9 @@ from smtp_ca.certificates import (
     to_pem,
 )
 from support.certs import make_cert, make_intermediate, make_leaf, make_root, pem_bundle
+from support.godaddy import GODADDY_BUNDLE
 
-GODADDY = Path(__file__).resolve().parents[2] / "shared" / "data" / "gd_bundle-g2-g1.crt"
+GODADDY = GODADDY_BUNDLE
 
 
 @pytest.fixture(scope="module")

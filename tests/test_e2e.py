@@ -26,7 +26,8 @@ from support.rails_app import (
     smtp_config_vars,
 )
 from support.smtp_server import SMTPTestServer
-from support.world import GODADDY_BUNDLE, GODADDY_SHA256, World, godaddy_vars
+from support.godaddy import GODADDY_BUNDLE, GODADDY_SHA256
+from support.world import World, godaddy_vars
 
 pytestmark = pytest.mark.e2e
 

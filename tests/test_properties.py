@@ -45,8 +45,9 @@ from smtp_ca.settings import (
     read_env_dir,
 )
 from support.certs import make_intermediate, make_leaf, make_root
+from support.godaddy import GODADDY_BUNDLE
 
-GODADDY = Path(__file__).resolve().parents[2] / "shared" / "data" / "gd_bundle-g2-g1.crt"
+GODADDY = GODADDY_BUNDLE
 CERTIFI_SAMPLE = load_pem_certificates(Path(certifi.where()).read_bytes())[:5]
 _ROOT = make_root("Property Root CA", key_type="rsa")
 REAL_CERTIFICATES = [

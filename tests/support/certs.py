@@ -11,7 +11,8 @@ Built with ``cryptography`` on EC P-256 keys by default (fast to make; RSA on re
 Odd ones for servers and bundles that go wrong: ``expired=True``, ``expires_in=timedelta(...)``
 (expiring soon), ``ca=False`` or ``ca=None`` (no basicConstraints at all), a self-signed leaf
 (``make_self_signed_leaf``), an RSA key (``key_type="rsa"``). cryptography cannot sign with
-SHA-1 any more: for an old SHA-1 root, use the real Go Daddy bundle in shared/data.
+SHA-1 any more: for an old SHA-1 root, use the real Go Daddy bundle in
+tests/fixtures/godaddy (support.godaddy).
 """
 
 from __future__ import annotations

@@ -27,13 +27,12 @@ from support.heroku import (
     compile_app,
     write_env_dir,
 )
+from support.godaddy import GODADDY_BUNDLE, GODADDY_SHA256
 from support.http_server import LocalServer
 from support.local_apt import LocalAptRepo
 from support.offline_inputs import REPO, Inputs, load_inputs
 from support.pipless_python import make_pipless_python
 
-GODADDY_BUNDLE = REPO.parent / "shared" / "data" / "gd_bundle-g2-g1.crt"
-GODADDY_SHA256 = "0aa4014e6a34e2553b6258c671946620a44e03aedf0fde497781fe8a6abfd858"
 
 
 def godaddy_vars() -> dict[str, str]:
