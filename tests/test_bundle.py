@@ -32,8 +32,8 @@ from smtp_ca.fetch import display_url
 from smtp_ca.output import Log
 from smtp_ca.settings import DEFAULT_BUNDLE_SHA256
 from support.certs import Issued, make_cert, make_intermediate, make_leaf, make_root, pem_bundle
-from support.http_server import LocalServer, Reply
 from support.godaddy import GODADDY_BUNDLE
+from support.http_server import LocalServer, Reply
 
 GODADDY_PATH = GODADDY_BUNDLE
 GODADDY = GODADDY_PATH.read_bytes()

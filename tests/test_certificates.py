@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings

@@ -16,6 +16,7 @@ import pytest
 import trustme
 
 from smtp_ca.certificates import load_pem_certificates
+from support.godaddy import GODADDY_BUNDLE, GODADDY_SHA256
 from support.heroku import clean_buildpack_copy, move_to_dyno_path, snapshot
 from support.rails_app import (
     SHAPES,
@@ -26,7 +27,6 @@ from support.rails_app import (
     smtp_config_vars,
 )
 from support.smtp_server import SMTPTestServer
-from support.godaddy import GODADDY_BUNDLE, GODADDY_SHA256
 from support.world import World, godaddy_vars
 
 pytestmark = pytest.mark.e2e

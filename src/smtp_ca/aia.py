@@ -24,6 +24,7 @@ from smtp_ca.certificates import fingerprint_sha256, printable, readable_name, t
 from smtp_ca.chain import Store, Trusted, access_urls, is_ca_certificate, signed_by
 from smtp_ca.deadline import Deadline
 from smtp_ca.fetch import FetchError, fetch, is_fetchable, safe_url
+from smtp_ca.files import write_atomically
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -155,10 +156,7 @@ def _fetch_issuer(
     found = _issuer_in(child, data, shown, notes)
     if found is not None and kept is not None:
         with contextlib.suppress(OSError):  # a cache that can't be written costs a fetch
-            kept.parent.mkdir(parents=True, exist_ok=True)
-            temporary = kept.with_suffix(".tmp")
-            temporary.write_bytes(data)
-            temporary.replace(kept)
+            write_atomically(kept, data)
     return found
 
 

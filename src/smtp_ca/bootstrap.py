@@ -33,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from smtp_ca.errors import BuildError
+from smtp_ca.files import write_atomically
 from smtp_ca.output import Log
 
 CACHE_NAMESPACE = "smtp-ca"
@@ -181,7 +182,7 @@ def _forget_other_stack(layout: _Layout, stack: str) -> str | None:
         _remove(layout.apt)
     try:
         layout.root.mkdir(parents=True, exist_ok=True)
-        _write_atomically(layout.stack_file, stack + "\n")
+        write_atomically(layout.stack_file, (stack + "\n").encode())
     except OSError:
         # Only costs an announcement on the next stack change; the install reports real errors.
         pass
@@ -236,13 +237,7 @@ def _write_marker(target: Path, key: str) -> None:
         "entries": entries,
         "files": _manifest(target),
     }
-    _write_atomically(target / MARKER_NAME, json.dumps(marker, indent=1) + "\n")
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text)
-    temporary.replace(path)
+    write_atomically(target / MARKER_NAME, (json.dumps(marker, indent=1) + "\n").encode())
 
 
 def _remove(path: Path) -> None:

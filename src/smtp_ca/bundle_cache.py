@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from contextlib import suppress
 from pathlib import Path
 
 from smtp_ca.certificates import printable
+from smtp_ca.files import write_atomically
 from smtp_ca.output import Log
 
 
@@ -96,30 +95,6 @@ class CacheEntry:
             self._log.info(
                 f"Could not update the bundle cache ({error.strerror or error}); continuing."
             )
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Readers see the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(path)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        Path(temporary).replace(path)
-    except BaseException:
-        with suppress(OSError):
-            Path(temporary).unlink()
-        raise
-
-
-def _remove_stale_temporaries(path: Path) -> None:
-    """Temporaries of ``path`` that a killed build left: no other build shares the cache."""
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):
-        with suppress(OSError):
-            stale.unlink()
 
 
 def _dump_json(value: object) -> bytes:

@@ -20,6 +20,7 @@ from smtp_ca.certificates import printable, readable_name
 from smtp_ca.chain import access_urls, day, signed_by
 from smtp_ca.deadline import Deadline
 from smtp_ca.fetch import FetchError, fetch, is_fetchable, safe_url
+from smtp_ca.files import write_atomically
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -95,10 +96,7 @@ def check_revocation(
     answer = _interpret(data, leaf, issuer, now, shown, cached=False)
     if cached is not None and answer.cacheable:
         with contextlib.suppress(OSError):  # a cache that can't be written costs a request
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            temporary = cached.with_suffix(".tmp")
-            temporary.write_bytes(data)
-            temporary.replace(cached)
+            write_atomically(cached, data)
     return answer.revocation
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-GODADDY_BUNDLE = Path(__file__).resolve().parents[1] / "fixtures" / "godaddy" / "gd_bundle-g2-g1.crt"
+GODADDY_BUNDLE = (
+    Path(__file__).resolve().parents[1] / "fixtures" / "godaddy" / "gd_bundle-g2-g1.crt"
+)
 GODADDY_SHA256 = "0aa4014e6a34e2553b6258c671946620a44e03aedf0fde497781fe8a6abfd858"
 GODADDY_PEM = GODADDY_BUNDLE.read_bytes()

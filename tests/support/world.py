@@ -20,6 +20,7 @@ from pathlib import Path
 
 import trustme
 
+from support.godaddy import GODADDY_BUNDLE, GODADDY_SHA256
 from support.heroku import (
     BuildResult,
     build_environment,
@@ -27,12 +28,10 @@ from support.heroku import (
     compile_app,
     write_env_dir,
 )
-from support.godaddy import GODADDY_BUNDLE, GODADDY_SHA256
 from support.http_server import LocalServer
 from support.local_apt import LocalAptRepo
-from support.offline_inputs import REPO, Inputs, load_inputs
+from support.offline_inputs import Inputs, load_inputs
 from support.pipless_python import make_pipless_python
-
 
 
 def godaddy_vars() -> dict[str, str]:

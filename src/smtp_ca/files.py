@@ -1,0 +1,37 @@
+"""Writing a file so that a reader sees the old content or the new, never half of it.
+
+Every file the buildpack keeps between builds (cached bundles, AIA and OCSP answers, the
+dependency marker) goes through ``write_atomically``: a build can be killed at any moment, and
+the next one must not read a torn file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import suppress
+from pathlib import Path
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Writes ``data`` to ``path`` through a temporary file in the same directory and a rename.
+
+    The temporary is flushed to disk before the rename, so a crash leaves either file whole.
+    Temporaries that a killed build left beside ``path`` are removed first: no other build
+    shares this buildpack's cache.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        with suppress(OSError):
+            stale.unlink()
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        Path(temporary).replace(path)
+    except BaseException:
+        with suppress(OSError):
+            Path(temporary).unlink()
+        raise
