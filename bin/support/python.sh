@@ -1,7 +1,7 @@
 # shellcheck shell=bash
-# Shared by bin/compile and bin/check: find the stack's python3 or explain why there is none,
-# and (bin/compile) keep its bytecode in CACHE_DIR. Sourced, not run: the caller has set
-# -euo pipefail.
+# Shared by bin/compile, bin/build and bin/check: find the stack's python3 or explain why there
+# is none, and (bin/compile, bin/build) keep its bytecode in the buildpack's cache. Sourced, not
+# run: the caller has set -euo pipefail.
 
 smtp_ca::find_python() {
 	local python
@@ -38,7 +38,7 @@ smtp_ca::pycache_prefix() {
 smtp_ca::compile_bytecode() {
 	local python=$1 prefix=$2 src=$3
 	local modules=("${src}"/smtp_ca/*.py)
-	local key="${python} ${STACK:-} ${src} ${modules[*]##*/}"
+	local key="${python} ${STACK:-} ${CNB_TARGET_DISTRO_VERSION:-} ${src} ${modules[*]##*/}"
 	local stamp="${prefix}/.checked-hash" compiled=""
 	if [[ -r "${stamp}" ]]; then
 		IFS= read -r compiled <"${stamp}" || true

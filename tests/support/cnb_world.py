@@ -1,0 +1,154 @@
+"""Everything outside the buildpack that a CNB build under test needs, as one reusable fixture.
+
+The CNB twin of support.world: the real lifecycle (support.cnb), a pip-less python3 (heroku-24's
+build image has python3 without pip), a local apt repository serving python3-pip, the local
+wheelhouse, and a local HTTPS server standing in for the CA's website. One cold build fills the
+buildpack's cache layer; each build then starts from those layers, restored as the restorer
+restores them::
+
+    with open_cnb_world(root) as world:
+        run = world.build("name", {**world.bundle_vars("/bundle.crt", pem), ...}, app=app_dir)
+        shown = world.launch(run.layout, ["bash", "-c", "echo $SMTP_CA_FILE"], env={})
+
+Everything lives in a directory the lifecycle's unprivileged user can reach.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import trustme
+
+from support.cnb import (
+    BuildRun,
+    Layout,
+    Lifecycle,
+    find_lifecycle,
+    launch,
+    lay_out,
+    make_reachable,
+    open_scratch,
+    pipless_python_base,
+    run_phases,
+)
+from support.heroku import build_environment
+from support.http_server import LocalServer
+from support.local_apt import LocalAptRepo
+from support.offline_inputs import Inputs, load_inputs
+from support.pipless_python import make_pipless_python
+from support.world import godaddy_vars
+
+
+@dataclass
+class CnbWorld:
+    lifecycle: Lifecycle
+    inputs: Inputs
+    root: Path
+    python_bin: Path
+    apt: LocalAptRepo
+    bundle_server: LocalServer
+    bundle_host_ca: Path
+    warm_layers: Path | None = None
+    builds: int = 0
+
+    def bundle_vars(self, path: str, body: bytes) -> dict[str, str]:
+        """Config vars for a bundle published at ``path``, pinned."""
+        self.bundle_server.serve(path, body)
+        return {
+            "SMTP_CA_BUNDLE_URL": self.bundle_server.url(path),
+            "SMTP_CA_BUNDLE_SHA256": hashlib.sha256(body).hexdigest(),
+        }
+
+    @property
+    def path(self) -> str:
+        """PATH of the build: the pip-less python3 first, as on the build image."""
+        return f"{self.python_bin}:/usr/local/bin:/usr/bin:/bin"
+
+    def build_settings(self) -> dict[str, str]:
+        """The offline pip and apt settings, which reach bin/build through platform/env."""
+        env = build_environment(
+            self.python_bin,
+            self.inputs,
+            self.apt.apt_config,
+            self.root / "unused-home",
+            REQUESTS_CA_BUNDLE=str(self.bundle_host_ca),
+        )
+        return {name: value for name, value in env.items() if name not in ("PATH", "HOME")}
+
+    def lay_out(
+        self,
+        name: str,
+        config_vars: Mapping[str, str],
+        *,
+        app: Path | None = None,
+        layers_from: Path | None = None,
+        cold: bool = False,
+        distro: tuple[str, str] = ("ubuntu", "24.04"),
+    ) -> Layout:
+        """One build's directories. Its layers are restored from ``layers_from``, a previous
+        build's layers, by default the warm ones of the world's cold build; none if ``cold``."""
+        self.builds += 1
+        previous = None if cold else layers_from or self.warm_layers
+        return lay_out(
+            self.root / f"{self.builds:02d}-{name}",
+            config_vars=config_vars,
+            build_settings=self.build_settings(),
+            account=self.lifecycle.account,
+            app=app,
+            layers_from=previous,
+            distro=distro,
+        )
+
+    def run(self, layout: Layout) -> BuildRun:
+        return run_phases(self.lifecycle, layout, self.path)
+
+    def build(
+        self,
+        name: str,
+        config_vars: Mapping[str, str],
+        *,
+        app: Path | None = None,
+        layers_from: Path | None = None,
+        cold: bool = False,
+        distro: tuple[str, str] = ("ubuntu", "24.04"),
+    ) -> BuildRun:
+        layout = self.lay_out(
+            name, config_vars, app=app, layers_from=layers_from, cold=cold, distro=distro
+        )
+        return self.run(layout)
+
+    def launch(
+        self, layout: Layout, command: Sequence[str], *, env: Mapping[str, str]
+    ) -> subprocess.CompletedProcess[str]:
+        return launch(self.lifecycle, layout, command, env=env)
+
+
+@contextmanager
+def open_cnb_world() -> Iterator[CnbWorld]:
+    lifecycle = find_lifecycle()
+    inputs = load_inputs()
+    with open_scratch("smtp-ca-cnb-") as root:
+        python = make_pipless_python(
+            make_reachable(root / "tools") / "python",
+            base=pipless_python_base(lifecycle.account),
+        )
+        host_ca = trustme.CA()
+        host_ca_file = root / "bundle-host-ca.pem"
+        host_ca.cert_pem.write_to_path(str(host_ca_file))
+        with (
+            LocalAptRepo(root / "apt", inputs.debs) as apt,
+            LocalServer(tls=host_ca) as bundle_server,
+        ):
+            world = CnbWorld(
+                lifecycle, inputs, root, python.parent, apt, bundle_server, host_ca_file
+            )
+            # One cold build fills the cache layer that the other builds start from.
+            cold = world.build("cold", godaddy_vars(), cold=True)
+            assert cold.returncode == 0, cold.output
+            world.warm_layers = cold.layout.layers
+            yield world
