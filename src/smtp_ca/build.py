@@ -19,7 +19,7 @@ from smtp_ca.wiring import BUNDLE_PATH, commit, plan_wiring
 
 
 def build(
-    settings: Settings, *, build_dir: Path, cache_dir: Path, buildpack_dir: Path, log: Log
+    settings: Settings, *, build_dir: Path, cache_dir: Path, buildpack_dir: Path | None, log: Log
 ) -> None:
     for notice in settings.notices:
         log.warn(notice)

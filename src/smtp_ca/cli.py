@@ -94,6 +94,37 @@ def _compile(arguments: argparse.Namespace, log: Log) -> int:
     return 0
 
 
+def _cnb_build(arguments: argparse.Namespace, log: Log) -> int:
+    # Draft until the platform seam lands: CNB's config vars, cache layer and stack, then the
+    # same build as classic.
+    from smtp_ca.platforms import cnb
+
+    env_dir = cnb.platform_env_dir(os.environ)
+    layers = cnb.layers_dir(os.environ)
+    app = cnb.app_dir()
+    variables = read_env_dir(env_dir)
+    for name in SECRET_VARIABLES:
+        if variables.get(name):
+            log.redact.add(variables[name])
+    settings = load_settings(variables, cnb.stack_from_target(os.environ))
+    cache_dir = cnb.cache_layer(layers)
+    _load_dependencies(
+        cache_dir,
+        f"The cache layer {cache_dir}",
+        "CNB_LAYERS_DIR must be writable during bin/build.",
+        stack=settings.stack,
+        env_dir=env_dir,
+        log=log,
+    )
+    from smtp_ca.build import build
+
+    build(settings, build_dir=app, cache_dir=cache_dir, buildpack_dir=None, log=log)
+    staged = cnb.StagedLayer(layers, cnb.env_layer_files(app / ".smtp-ca/ca-bundle.pem"))
+    staged.stage()
+    staged.commit()
+    return 0
+
+
 def _check(arguments: argparse.Namespace, log: Log) -> int:
     cache_dir = Path(
         os.environ.get("SMTP_CA_CACHE_DIR")
@@ -145,6 +176,8 @@ def _parser() -> argparse.ArgumentParser:
     compile_command.add_argument("cache_dir")
     compile_command.add_argument("env_dir", nargs="?")
     compile_command.set_defaults(run=_compile)
+    build_command = commands.add_parser("build", help="the CNB bin/build")
+    build_command.set_defaults(run=_cnb_build)
     check_command = commands.add_parser(
         "check", help="handshake with an SMTP server and say why it does or does not verify"
     )

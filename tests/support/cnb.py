@@ -194,7 +194,10 @@ def pipless_python_base(account: Account) -> Path:
     for candidate in (Path(sys.executable).resolve(), Path("/usr/bin/python3")):
         if not candidate.is_file():
             continue
-        completed = account.run([candidate, "-c", probe], env={"PATH": "/usr/bin:/bin"})
+        try:
+            completed = account.run([candidate, "-c", probe], env={"PATH": "/usr/bin:/bin"})
+        except OSError:  # a directory on the way is private to root (pyenv under /root)
+            continue
         if completed.returncode == 0 and completed.stdout.strip() == wanted:
             return candidate
     _missing(
@@ -294,6 +297,7 @@ def lay_out(
     account: Account,
     app: Path | None = None,
     layers_from: Path | None = None,
+    with_buildpack: bool = True,
     distro: tuple[str, str] = ("ubuntu", "24.04"),
     buildpack: Path | None = None,
 ) -> Layout:
@@ -301,7 +305,9 @@ def lay_out(
 
     ``config_vars`` and ``build_settings`` both become files in ``platform/env/``.
     ``app`` is moved in as the app directory (default: an empty one); ``layers_from`` is the
-    layers directory of a previous build, restored as the restorer would.
+    layers directory of a previous build, restored as the restorer would. Without
+    ``with_buildpack``, the group holds only the probe: the same app, built without this
+    buildpack.
     """
     layout = Layout(make_reachable(root))
     bp_id, bp_version = buildpack_descriptor()
@@ -320,11 +326,12 @@ def lay_out(
         (probe / "bin" / name).chmod(0o755)
     for directory in (layout.buildpacks, layout.buildpacks / PROBE_ID.replace("/", "_")):
         directory.chmod(0o755)
+    ours_in_group = f'  [[order.group]]\n    id = "{bp_id}"\n    version = "{bp_version}"\n'
     layout.order.write_text(
         "[[order]]\n"
-        f'  [[order.group]]\n    id = "{bp_id}"\n    version = "{bp_version}"\n'
-        f'  [[order.group]]\n    id = "{PROBE_ID}"\n    version = "{PROBE_VERSION}"\n'
-        "    optional = true\n"
+        + (ours_in_group if with_buildpack else "")
+        + f'  [[order.group]]\n    id = "{PROBE_ID}"\n    version = "{PROBE_VERSION}"\n'
+        + "    optional = true\n"
     )
     env_dir = make_reachable(layout.platform / "env")
     for name, value in {**build_settings, **config_vars}.items():
@@ -388,14 +395,10 @@ class BuildRun:
         return "".join(parts)
 
     @property
-    def build_stdout(self) -> str:
+    def build_output(self) -> str:
+        """What the builder printed: the buildpacks' stdout and stderr, both on its stdout."""
         assert self.build is not None, self.output
-        return self.build.stdout
-
-    @property
-    def build_stderr(self) -> str:
-        assert self.build is not None, self.output
-        return self.build.stderr
+        return self.build.stdout + self.build.stderr
 
     @property
     def later_buildpack_saw(self) -> str | None:

@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import trustme
 
@@ -38,7 +39,7 @@ from support.cnb import (
 )
 from support.heroku import build_environment
 from support.http_server import LocalServer
-from support.local_apt import LocalAptRepo
+from support.local_apt import LocalAptRepo, unreachable_url, write_apt_config
 from support.offline_inputs import Inputs, load_inputs
 from support.pipless_python import make_pipless_python
 from support.world import godaddy_vars
@@ -56,9 +57,9 @@ class CnbWorld:
     warm_layers: Path | None = None
     builds: int = 0
 
-    def bundle_vars(self, path: str, body: bytes) -> dict[str, str]:
-        """Config vars for a bundle published at ``path``, pinned."""
-        self.bundle_server.serve(path, body)
+    def bundle_vars(self, path: str, body: bytes, **options: Any) -> dict[str, str]:
+        """Config vars for a bundle published at ``path`` (options as in ``Reply``), pinned."""
+        self.bundle_server.serve(path, body, **options)
         return {
             "SMTP_CA_BUNDLE_URL": self.bundle_server.url(path),
             "SMTP_CA_BUNDLE_SHA256": hashlib.sha256(body).hexdigest(),
@@ -69,12 +70,21 @@ class CnbWorld:
         """PATH of the build: the pip-less python3 first, as on the build image."""
         return f"{self.python_bin}:/usr/local/bin:/usr/bin:/bin"
 
-    def build_settings(self) -> dict[str, str]:
-        """The offline pip and apt settings, which reach bin/build through platform/env."""
+    def build_settings(self, *, offline: bool = False) -> dict[str, str]:
+        """The local pip and apt settings, which reach bin/build through platform/env.
+
+        ``offline``: an apt repository where nothing listens and an empty wheelhouse, so a
+        build that needed either would fail.
+        """
+        inputs, apt_config = self.inputs, self.apt.apt_config
+        if offline:
+            nowhere = make_reachable(self.root / "offline")
+            inputs = Inputs(make_reachable(nowhere / "wheelhouse"), [])
+            apt_config = write_apt_config(nowhere / "apt", unreachable_url())
         env = build_environment(
             self.python_bin,
-            self.inputs,
-            self.apt.apt_config,
+            inputs,
+            apt_config,
             self.root / "unused-home",
             REQUESTS_CA_BUNDLE=str(self.bundle_host_ca),
         )
@@ -88,6 +98,8 @@ class CnbWorld:
         app: Path | None = None,
         layers_from: Path | None = None,
         cold: bool = False,
+        offline: bool = False,
+        with_buildpack: bool = True,
         distro: tuple[str, str] = ("ubuntu", "24.04"),
     ) -> Layout:
         """One build's directories. Its layers are restored from ``layers_from``, a previous
@@ -97,10 +109,11 @@ class CnbWorld:
         return lay_out(
             self.root / f"{self.builds:02d}-{name}",
             config_vars=config_vars,
-            build_settings=self.build_settings(),
+            build_settings=self.build_settings(offline=offline),
             account=self.lifecycle.account,
             app=app,
             layers_from=previous,
+            with_buildpack=with_buildpack,
             distro=distro,
         )
 
@@ -115,10 +128,19 @@ class CnbWorld:
         app: Path | None = None,
         layers_from: Path | None = None,
         cold: bool = False,
+        offline: bool = False,
+        with_buildpack: bool = True,
         distro: tuple[str, str] = ("ubuntu", "24.04"),
     ) -> BuildRun:
         layout = self.lay_out(
-            name, config_vars, app=app, layers_from=layers_from, cold=cold, distro=distro
+            name,
+            config_vars,
+            app=app,
+            layers_from=layers_from,
+            cold=cold,
+            offline=offline,
+            with_buildpack=with_buildpack,
+            distro=distro,
         )
         return self.run(layout)
 
