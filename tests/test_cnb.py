@@ -288,7 +288,7 @@ def test_a_bad_config_var_fails_the_build_by_name_and_leaves_the_app_unchanged(
 @pytest.mark.parametrize(
     ("distro", "message"),
     [
-        (("ubuntu", "20.04"), "heroku-20 is end of life"),
+        (("ubuntu", "20.04"), "Ubuntu 20.04 (heroku-20), which is end of life"),
         (("debian", "12"), "The run image's distro is debian 12"),
     ],
 )

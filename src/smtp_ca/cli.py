@@ -26,102 +26,37 @@ from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
-from smtp_ca.bootstrap import ensure_dependencies
+from smtp_ca import pipeline
 from smtp_ca.errors import BuildError
 from smtp_ca.output import Log, LogHandler, Redactor
+from smtp_ca.platforms.classic import ClassicPlatform
+from smtp_ca.platforms.cnb import CnbPlatform
 from smtp_ca.settings import (
+    MAX_CHECK_TIMEOUT,
     SECRET_VARIABLES,
-    load_settings,
     parse_debug,
-    read_env_dir,
-    read_env_var,
+    read_config_var,
 )
 
-BUILDPACK_DIR = Path(__file__).resolve().parents[2]
-LOCK_FILE = BUILDPACK_DIR / "requirements.lock"
 REPORT_TO = "the issue tracker of heroku-buildpack-smtp-ca, with this build log"
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
-def _load_dependencies(
-    cache_dir: Path, what: str, hint: str, *, stack: str, env_dir: Path | None, log: Log
-) -> None:
-    """Makes sure the locked dependencies are installed in ``cache_dir`` and importable.
-
-    ``what`` names the directory in the message when it cannot be created; ``hint`` is the fix.
-    """
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise BuildError(
-            f"{what} cannot be created: {error.strerror or error}.", hint=hint
-        ) from None
-    dependencies = ensure_dependencies(
-        cache_dir, stack=stack, env_dir=env_dir, lock_file=LOCK_FILE, log=log
-    )
-    sys.path.insert(0, str(dependencies))
-
-
 def _compile(arguments: argparse.Namespace, log: Log) -> int:
-    build_dir = Path(arguments.build_dir).resolve()
-    cache_dir = Path(arguments.cache_dir).resolve()
-    env_dir = Path(arguments.env_dir) if arguments.env_dir else None
-    if not build_dir.is_dir():
-        raise BuildError(f"BUILD_DIR {build_dir} is not a directory.")
-    if env_dir is not None and env_dir.exists() and not env_dir.is_dir():
-        raise BuildError(
-            f"ENV_DIR {env_dir} is not a directory.",
-            hint="ENV_DIR must be a directory with one file per config var.",
-        )
-    variables = read_env_dir(env_dir)
-    # Before anything can echo a value: a password pasted into SMTP_PORT is redacted too.
-    for name in SECRET_VARIABLES:
-        if variables.get(name):
-            log.redact.add(variables[name])
-    settings = load_settings(variables, os.environ.get("STACK"))
-    _load_dependencies(
-        cache_dir,
-        f"CACHE_DIR {cache_dir}",
-        "Clear the build cache (heroku builds:cache:purge) and build again.",
-        stack=settings.stack,
-        env_dir=env_dir,
-        log=log,
+    platform = ClassicPlatform.from_arguments(
+        arguments.build_dir,
+        arguments.cache_dir,
+        arguments.env_dir,
+        buildpack_dir=pipeline.BUILDPACK_DIR,
     )
-    from smtp_ca.build import build  # needs the dependencies on sys.path
-
-    build(settings, build_dir=build_dir, cache_dir=cache_dir, buildpack_dir=BUILDPACK_DIR, log=log)
+    pipeline.run(platform, log)
     return 0
 
 
-def _cnb_build(arguments: argparse.Namespace, log: Log) -> int:
-    # Draft until the platform seam lands: CNB's config vars, cache layer and stack, then the
-    # same build as classic.
-    from smtp_ca.platforms import cnb
-
-    env_dir = cnb.platform_env_dir(os.environ)
-    layers = cnb.layers_dir(os.environ)
-    app = cnb.app_dir()
-    variables = read_env_dir(env_dir)
-    for name in SECRET_VARIABLES:
-        if variables.get(name):
-            log.redact.add(variables[name])
-    settings = load_settings(variables, cnb.stack_from_target(os.environ))
-    cache_dir = cnb.cache_layer(layers)
-    _load_dependencies(
-        cache_dir,
-        f"The cache layer {cache_dir}",
-        "CNB_LAYERS_DIR must be writable during bin/build.",
-        stack=settings.stack,
-        env_dir=env_dir,
-        log=log,
-    )
-    from smtp_ca.build import build
-
-    build(settings, build_dir=app, cache_dir=cache_dir, buildpack_dir=None, log=log)
-    staged = cnb.StagedLayer(layers, cnb.env_layer_files(app / ".smtp-ca/ca-bundle.pem"))
-    staged.stage()
-    staged.commit()
+def _build(arguments: argparse.Namespace, log: Log) -> int:
+    platform = CnbPlatform.from_environment(os.environ, Path.cwd())
+    pipeline.run(platform, log)
     return 0
 
 
@@ -131,12 +66,12 @@ def _check(arguments: argparse.Namespace, log: Log) -> int:
         or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
         / "heroku-buildpack-smtp-ca"
     )
-    _load_dependencies(
+    pipeline.load_dependencies(
         cache_dir,
-        f"The cache directory {cache_dir}",
-        "Set SMTP_CA_CACHE_DIR to a writable directory.",
+        what=f"The cache directory {cache_dir}",
+        hint="Set SMTP_CA_CACHE_DIR to a writable directory.",
         stack=os.environ.get("STACK") or "local",
-        env_dir=None,
+        config_dir=None,
         log=log,
     )
     from smtp_ca import check_command  # needs the dependencies on sys.path
@@ -149,8 +84,10 @@ def _timeout(text: str) -> float:
         value = float(text)
     except ValueError:
         value = float("nan")
-    if not 0 < value <= 120:
-        raise argparse.ArgumentTypeError("must be above 0 and at most 120 seconds")
+    if not 0 < value <= MAX_CHECK_TIMEOUT:
+        raise argparse.ArgumentTypeError(
+            f"must be above 0 and at most {MAX_CHECK_TIMEOUT:g} seconds"
+        )
     return value
 
 
@@ -176,8 +113,12 @@ def _parser() -> argparse.ArgumentParser:
     compile_command.add_argument("cache_dir")
     compile_command.add_argument("env_dir", nargs="?")
     compile_command.set_defaults(run=_compile)
-    build_command = commands.add_parser("build", help="the CNB bin/build")
-    build_command.set_defaults(run=_cnb_build)
+    build_command = commands.add_parser("build", help="the Cloud Native Buildpack bin/build")
+    # Where SMTP_CA_DEBUG is read from after an internal error, as ENV_DIR is for compile.
+    platform_dir = os.environ.get("CNB_PLATFORM_DIR")
+    build_command.set_defaults(
+        run=_build, env_dir=str(Path(platform_dir) / "env") if platform_dir else None
+    )
     check_command = commands.add_parser(
         "check", help="handshake with an SMTP server and say why it does or does not verify"
     )
@@ -199,7 +140,7 @@ def _debug_enabled(arguments: argparse.Namespace | None) -> bool:
     env_dir = getattr(arguments, "env_dir", None)
     if env_dir:
         with suppress(BuildError):
-            values.append(read_env_var(Path(env_dir), "SMTP_CA_DEBUG"))
+            values.append(read_config_var(Path(env_dir), "SMTP_CA_DEBUG"))
     for value in values:
         try:
             if parse_debug(value):
