@@ -215,10 +215,7 @@ class Layout:
     """One build's directories, as the lifecycle's -flags name them."""
 
     root: Path
-
-    @property
-    def buildpacks(self) -> Path:
-        return self.root / "buildpacks"
+    buildpacks: Path
 
     @property
     def order(self) -> Path:
@@ -289,50 +286,64 @@ def go_arch() -> str:
     return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
 
 
+def install_buildpacks(directory: Path, buildpack: Path | None = None) -> Path:
+    """A buildpacks directory as a builder image holds one: a clean copy of this buildpack (or
+    of ``buildpack``) and the probe, each at ``<id with / as _>/<version>/``.
+
+    The directory can serve any number of builds: on a builder it is read-only, at a path that
+    does not change (which is what keeps the buildpack's bytecode cache warm).
+    """
+    make_reachable(directory)
+    bp_id, bp_version = buildpack_descriptor()
+    ours = make_reachable(directory / bp_id.replace("/", "_")) / bp_version
+    if buildpack is None:
+        clean_buildpack_copy(ours)
+    else:
+        shutil.copytree(buildpack, ours, symlinks=True)
+    ours.chmod(0o755)
+    probe = make_reachable(directory / PROBE_ID.replace("/", "_")) / PROBE_VERSION
+    make_reachable(probe / "bin")
+    (probe / "buildpack.toml").write_text(PROBE_BUILDPACK_TOML)
+    for name, text in (("detect", PROBE_DETECT), ("build", PROBE_BUILD)):
+        (probe / "bin" / name).write_text(text)
+        (probe / "bin" / name).chmod(0o755)
+    return directory
+
+
 def lay_out(
     root: Path,
     *,
     config_vars: Mapping[str, str],
     build_settings: Mapping[str, str],
     account: Account,
+    buildpacks: Path | None = None,
     app: Path | None = None,
     layers_from: Path | None = None,
     with_buildpack: bool = True,
+    probe: bool = True,
     distro: tuple[str, str] = ("ubuntu", "24.04"),
-    buildpack: Path | None = None,
 ) -> Layout:
     """Makes one build's directories under ``root``.
 
-    ``config_vars`` and ``build_settings`` both become files in ``platform/env/``.
+    ``buildpacks`` is a directory from :func:`install_buildpacks` (default: a new one under
+    ``root``). ``config_vars`` and ``build_settings`` both become files in ``platform/env/``.
     ``app`` is moved in as the app directory (default: an empty one); ``layers_from`` is the
     layers directory of a previous build, restored as the restorer would. Without
     ``with_buildpack``, the group holds only the probe: the same app, built without this
-    buildpack.
+    buildpack. Without ``probe``, the group holds only this buildpack.
     """
-    layout = Layout(make_reachable(root))
+    make_reachable(root)
+    layout = Layout(root, buildpacks or install_buildpacks(root / "buildpacks"))
     bp_id, bp_version = buildpack_descriptor()
-    ours = layout.buildpacks / bp_id.replace("/", "_") / bp_version
-    make_reachable(ours.parent)
-    if buildpack is None:
-        clean_buildpack_copy(ours)
-    else:
-        shutil.copytree(buildpack, ours, symlinks=True)
-    ours.chmod(0o755)
-    probe = make_reachable(layout.buildpacks / PROBE_ID.replace("/", "_") / PROBE_VERSION)
-    (probe / "bin").mkdir()
-    (probe / "buildpack.toml").write_text(PROBE_BUILDPACK_TOML)
-    for name, text in (("detect", PROBE_DETECT), ("build", PROBE_BUILD)):
-        (probe / "bin" / name).write_text(text)
-        (probe / "bin" / name).chmod(0o755)
-    for directory in (layout.buildpacks, layout.buildpacks / PROBE_ID.replace("/", "_")):
-        directory.chmod(0o755)
-    ours_in_group = f'  [[order.group]]\n    id = "{bp_id}"\n    version = "{bp_version}"\n'
-    layout.order.write_text(
-        "[[order]]\n"
-        + (ours_in_group if with_buildpack else "")
-        + f'  [[order.group]]\n    id = "{PROBE_ID}"\n    version = "{PROBE_VERSION}"\n'
-        + "    optional = true\n"
-    )
+    group = []
+    if with_buildpack:
+        group.append(f'  [[order.group]]\n    id = "{bp_id}"\n    version = "{bp_version}"\n')
+    if probe or not with_buildpack:
+        group.append(
+            f'  [[order.group]]\n    id = "{PROBE_ID}"\n    version = "{PROBE_VERSION}"\n'
+            "    optional = true\n"
+        )
+    layout.order.write_text("[[order]]\n" + "".join(group))
     env_dir = make_reachable(layout.platform / "env")
     for name, value in {**build_settings, **config_vars}.items():
         (env_dir / name).write_text(value)
@@ -418,9 +429,9 @@ def lifecycle_env(layout: Layout, path: str, **extra: str) -> dict[str, str]:
     }
 
 
-def run_phases(lifecycle: Lifecycle, layout: Layout, path: str) -> BuildRun:
-    """``detector`` then (when it passed) ``builder``, with the flags a platform passes."""
-    common = [
+def phase_argv(lifecycle: Lifecycle, layout: Layout, phase: str) -> list[str | Path]:
+    """``detector`` or ``builder`` with the flags a platform passes them."""
+    common: list[str | Path] = [
         "-app", layout.app,
         "-buildpacks", layout.buildpacks,
         "-layers", layout.layers,
@@ -429,12 +440,20 @@ def run_phases(lifecycle: Lifecycle, layout: Layout, path: str) -> BuildRun:
         "-group", layout.group,
         "-plan", layout.plan,
     ]  # fmt: skip
+    if phase == "detector":
+        return [lifecycle.detector, *common, "-order", layout.order]
+    assert phase == "builder", phase
+    return [lifecycle.builder, *common]
+
+
+def run_phases(lifecycle: Lifecycle, layout: Layout, path: str) -> BuildRun:
+    """``detector`` then (when it passed) ``builder``."""
     env = lifecycle_env(layout, path)
     account = lifecycle.account
-    detect = account.run([lifecycle.detector, *common, "-order", layout.order], env=env)
+    detect = account.run(phase_argv(lifecycle, layout, "detector"), env=env)
     if detect.returncode != 0:
         return BuildRun(layout, detect, None)
-    build = account.run([lifecycle.builder, *common], env=env)
+    build = account.run(phase_argv(lifecycle, layout, "builder"), env=env)
     return BuildRun(layout, detect, build)
 
 

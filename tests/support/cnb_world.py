@@ -30,6 +30,7 @@ from support.cnb import (
     Layout,
     Lifecycle,
     find_lifecycle,
+    install_buildpacks,
     launch,
     lay_out,
     make_reachable,
@@ -54,6 +55,7 @@ class CnbWorld:
     apt: LocalAptRepo
     bundle_server: LocalServer
     bundle_host_ca: Path
+    buildpacks: Path
     warm_layers: Path | None = None
     builds: int = 0
 
@@ -100,6 +102,7 @@ class CnbWorld:
         cold: bool = False,
         offline: bool = False,
         with_buildpack: bool = True,
+        probe: bool = True,
         distro: tuple[str, str] = ("ubuntu", "24.04"),
     ) -> Layout:
         """One build's directories. Its layers are restored from ``layers_from``, a previous
@@ -111,9 +114,11 @@ class CnbWorld:
             config_vars=config_vars,
             build_settings=self.build_settings(offline=offline),
             account=self.lifecycle.account,
+            buildpacks=self.buildpacks,
             app=app,
             layers_from=previous,
             with_buildpack=with_buildpack,
+            probe=probe,
             distro=distro,
         )
 
@@ -130,6 +135,7 @@ class CnbWorld:
         cold: bool = False,
         offline: bool = False,
         with_buildpack: bool = True,
+        probe: bool = True,
         distro: tuple[str, str] = ("ubuntu", "24.04"),
     ) -> BuildRun:
         layout = self.lay_out(
@@ -140,6 +146,7 @@ class CnbWorld:
             cold=cold,
             offline=offline,
             with_buildpack=with_buildpack,
+            probe=probe,
             distro=distro,
         )
         return self.run(layout)
@@ -167,7 +174,15 @@ def open_cnb_world() -> Iterator[CnbWorld]:
             LocalServer(tls=host_ca) as bundle_server,
         ):
             world = CnbWorld(
-                lifecycle, inputs, root, python.parent, apt, bundle_server, host_ca_file
+                lifecycle,
+                inputs,
+                root,
+                python.parent,
+                apt,
+                bundle_server,
+                host_ca_file,
+                # One buildpacks directory for every build, at one path, as on a builder.
+                install_buildpacks(root / "buildpacks"),
             )
             # One cold build fills the cache layer that the other builds start from.
             cold = world.build("cold", godaddy_vars(), cold=True)
