@@ -71,6 +71,7 @@ class World:
         build_dir: Path | None = None,
         stack: str = "heroku-24",
         buildpack: Path | None = None,
+        merge_output: bool = False,
     ) -> BuildResult:
         return run_build(
             self,
@@ -80,6 +81,7 @@ class World:
             build_dir=build_dir,
             stack=stack,
             buildpack=buildpack,
+            merge_output=merge_output,
         )
 
 
@@ -92,9 +94,11 @@ def run_build(
     build_dir: Path | None = None,
     stack: str = "heroku-24",
     buildpack: Path | None = None,
+    merge_output: bool = False,
 ) -> BuildResult:
     """bin/compile from a clean buildpack copy (or ``buildpack``), with a copy of the warm
-    cache (or ``cache`` itself, to see what builds leave there)."""
+    cache (or ``cache`` itself, to see what builds leave there). ``merge_output``: see
+    support.heroku.compile_app."""
     buildpack = buildpack or clean_buildpack_copy(where / "buildpack")
     build_dir = build_dir or where / "build_0123abcd"
     build_dir.mkdir(parents=True, exist_ok=True)
@@ -109,7 +113,9 @@ def run_build(
         where / "home",
         REQUESTS_CA_BUNDLE=str(world.bundle_host_ca),
     )
-    return compile_app(buildpack, build_dir, cache, env_dir, env, stack=stack)
+    return compile_app(
+        buildpack, build_dir, cache, env_dir, env, stack=stack, merge_output=merge_output
+    )
 
 
 @contextmanager
