@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import certifi
 import trustme
 
 from support.godaddy import GODADDY_BUNDLE, GODADDY_SHA256
@@ -29,7 +30,7 @@ from support.heroku import (
     write_env_dir,
 )
 from support.http_server import LocalServer
-from support.local_apt import LocalAptRepo
+from support.local_apt import LocalAptRepo, unreachable_url, write_apt_config
 from support.offline_inputs import Inputs, load_inputs
 from support.pipless_python import make_pipless_python
 
@@ -61,6 +62,24 @@ class World:
             "SMTP_CA_BUNDLE_URL": self.bundle_server.url(path),
             "SMTP_CA_BUNDLE_SHA256": hashlib.sha256(body).hexdigest(),
         }
+
+    def environment(self, where: Path, *, offline: bool = False) -> dict[str, str]:
+        """The build process's environment, with its HOME under ``where``. ``offline``: the
+        apt repository unreachable and the wheelhouse empty, so a build that still needs
+        either fails (what a warm build must not need)."""
+        env = build_environment(
+            self.python_bin,
+            self.inputs,
+            self.apt.apt_config,
+            where / "home",
+            REQUESTS_CA_BUNDLE=str(self.bundle_host_ca),
+        )
+        if offline:
+            empty_wheelhouse = where / "empty-wheelhouse"
+            empty_wheelhouse.mkdir(parents=True, exist_ok=True)
+            env["PIP_FIND_LINKS"] = str(empty_wheelhouse)
+            env["APT_CONFIG"] = str(write_apt_config(where / "offline-apt", unreachable_url()))
+        return env
 
     def build(
         self,
@@ -106,13 +125,7 @@ def run_build(
         cache = where / "cache"
         shutil.copytree(world.warm_cache, cache, symlinks=True)
     env_dir = write_env_dir(where / "env", config_vars)
-    env = build_environment(
-        world.python_bin,
-        world.inputs,
-        world.apt.apt_config,
-        where / "home",
-        REQUESTS_CA_BUNDLE=str(world.bundle_host_ca),
-    )
+    env = world.environment(where)
     return compile_app(
         buildpack, build_dir, cache, env_dir, env, stack=stack, merge_output=merge_output
     )
@@ -123,8 +136,10 @@ def open_world(root: Path) -> Iterator[World]:
     inputs = load_inputs()
     python = make_pipless_python(root / "python")
     host_ca = trustme.CA()
+    # What the build's requests trusts for the bundle's host: its CA, plus certifi's roots, as
+    # on Heroku (OpenSSL loads some 140 roots on every build; the benchmark times that too).
     host_ca_file = root / "bundle-host-ca.pem"
-    host_ca.cert_pem.write_to_path(str(host_ca_file))
+    host_ca_file.write_bytes(host_ca.cert_pem.bytes() + Path(certifi.where()).read_bytes())
     with (
         LocalAptRepo(root / "apt", inputs.debs) as apt,
         LocalServer(tls=host_ca) as bundle_server,
