@@ -21,7 +21,7 @@ from typing import Protocol
 import pytest
 from cryptography import x509
 
-from smtp_ca.check_command import parse_address
+from smtp_ca.check.command import parse_address
 from smtp_ca.errors import BuildError
 from support.certs import Issued, make_root
 from support.http_server import LocalServer

@@ -10,8 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from smtp_ca.bundle import BundleSettings, PreparedBundle, prepare_bundle
-from smtp_ca.check import CheckOutcome, CheckTarget, check_bundle
-from smtp_ca.check_outcome import where_of
+from smtp_ca.check import CheckOutcome, CheckTarget, check_bundle, where_of
 from smtp_ca.errors import BuildError
 from smtp_ca.output import Log
 from smtp_ca.settings import Settings, ca_file_warnings

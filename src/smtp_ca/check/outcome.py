@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from smtp_ca.smtp_session import CheckTarget
+from smtp_ca.check.smtp_session import CheckTarget
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,9 @@ import os
 from pathlib import Path
 
 from smtp_ca.bundle import BundleSettings, prepare_bundle
-from smtp_ca.check import CheckOutcome, CheckTarget, check_bundle, run_check
-from smtp_ca.check_outcome import where_of
+from smtp_ca.check.flow import check_bundle, run_check
+from smtp_ca.check.outcome import CheckOutcome, where_of
+from smtp_ca.check.smtp_session import CheckTarget
 from smtp_ca.errors import BuildError
 from smtp_ca.output import Log
 from smtp_ca.settings import (
@@ -57,7 +58,7 @@ def parse_address(address: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def run(arguments: argparse.Namespace, cache_dir: Path, log: Log) -> int:
+def run_command(arguments: argparse.Namespace, cache_dir: Path, log: Log) -> int:
     for name in SECRET_VARIABLES:
         if os.environ.get(name):
             log.redact.add(os.environ[name])

@@ -25,9 +25,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from smtp_ca import diagnosis
 from smtp_ca.certificates import readable_name, to_pem
-from smtp_ca.chain import (
+from smtp_ca.check import diagnosis
+from smtp_ca.check.chain import (
     Store,
     describe_chain,
     is_self_issued,
@@ -36,15 +36,10 @@ from smtp_ca.chain import (
     short_sha256,
     verified_chain,
 )
-
-# CheckOutcome, CheckTarget and TrustStores are part of this module's API (run_check takes and
-# gives them): re-exported.
-from smtp_ca.check_outcome import CheckOutcome as CheckOutcome
-from smtp_ca.check_outcome import where_of
-from smtp_ca.deadline import Deadline
-from smtp_ca.diagnosis import TrustStores as TrustStores
-from smtp_ca.smtp_session import CheckTarget as CheckTarget
-from smtp_ca.smtp_session import (
+from smtp_ca.check.diagnosis import TrustStores
+from smtp_ca.check.outcome import CheckOutcome, where_of
+from smtp_ca.check.smtp_session import (
+    CheckTarget,
     Progress,
     SmtpProtocolError,
     open_tls,
@@ -52,12 +47,13 @@ from smtp_ca.smtp_session import (
     reading_context,
     tls_context,
 )
+from smtp_ca.deadline import Deadline
 
 if TYPE_CHECKING:
     from cryptography import x509
 
-    from smtp_ca.aia import Completion
-    from smtp_ca.ocsp import Revocation
+    from smtp_ca.check.aia import Completion
+    from smtp_ca.check.ocsp import Revocation
 
 
 @dataclass(frozen=True)
@@ -158,7 +154,7 @@ class _Check:
     # --- verified ------------------------------------------------------------------------------
 
     def _verified(self, handshake: _Handshake, completion: Completion | None) -> CheckOutcome:
-        from smtp_ca.aia import render_fetched
+        from smtp_ca.check.aia import render_fetched
 
         chain_lines = tuple(describe_chain(handshake.presented))
         details = ["The server presented:", *chain_lines]
@@ -226,7 +222,7 @@ class _Check:
         )
 
     def _revocation(self, verified: Sequence[x509.Certificate]) -> Revocation | None:
-        from smtp_ca import ocsp
+        from smtp_ca.check import ocsp
 
         if len(verified) < 2:
             return None  # a certificate trusted as itself has no issuer to ask about it
@@ -245,7 +241,7 @@ class _Check:
         top = presented_path(presented)[-1]
         completion = None
         if not is_self_issued(top):
-            from smtp_ca.aia import complete_chain
+            from smtp_ca.check.aia import complete_chain
 
             completion = complete_chain(top, self.bundle, self.deadline, self.cache_dir)
             if completion.complete:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from smtp_ca.certificates import printable, readable_name
-from smtp_ca.chain import access_urls, day, signed_by
+from smtp_ca.check.chain import access_urls, day, signed_by
 from smtp_ca.deadline import Deadline
 from smtp_ca.fetch import FetchError, fetch, is_fetchable, safe_url
 from smtp_ca.files import write_atomically

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from smtp_ca.certificates import fingerprint_sha256, printable, readable_name, to_pem
-from smtp_ca.chain import Store, Trusted, access_urls, is_ca_certificate, signed_by
+from smtp_ca.check.chain import Store, Trusted, access_urls, is_ca_certificate, signed_by
 from smtp_ca.deadline import Deadline
 from smtp_ca.fetch import FetchError, fetch, is_fetchable, safe_url
 from smtp_ca.files import write_atomically

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from smtp_ca.certificates import fingerprint_sha256, readable_name
-from smtp_ca.chain import (
+from smtp_ca.check.chain import (
     SYSTEM_STORE,
     Store,
     Trusted,
@@ -37,9 +37,8 @@ from smtp_ca.chain import (
     presented_path,
     short_sha256,
 )
-from smtp_ca.check_outcome import CheckOutcome, where_of
-from smtp_ca.deadline import Deadline
-from smtp_ca.smtp_session import (
+from smtp_ca.check.outcome import CheckOutcome, where_of
+from smtp_ca.check.smtp_session import (
     CheckTarget,
     NoStartTlsError,
     Progress,
@@ -47,11 +46,12 @@ from smtp_ca.smtp_session import (
     legacy_probe_context,
     open_tls,
 )
+from smtp_ca.deadline import Deadline
 
 if TYPE_CHECKING:
     from cryptography import x509
 
-    from smtp_ca.aia import Completion
+    from smtp_ca.check.aia import Completion
 
 # OpenSSL's X509_V_ERR_* codes, as ssl.SSLCertVerificationError.verify_code reports them.
 _UNKNOWN_ISSUER_CODES = {2, 20, 21}
