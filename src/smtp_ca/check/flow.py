@@ -131,10 +131,11 @@ class _Check:
         except (ssl.SSLError, OSError) as error:
             reason = error.reason if isinstance(error, ssl.SSLError) else error.strerror
             return CheckOutcome(
-                False,
-                "bundle",
-                f"{self.where}: not checked: OpenSSL cannot load the bundle {self.ca_file} "
-                f"({reason or error.__class__.__name__}).",
+                cause="bundle",
+                summary=(
+                    f"{self.where}: not checked: OpenSSL cannot load the bundle {self.ca_file} "
+                    f"({reason or error.__class__.__name__})."
+                ),
                 hint="The bundle must be a file of PEM certificates.",
             )
         try:
@@ -185,10 +186,11 @@ class _Check:
         version = handshake.version
         if revocation is not None and revocation.status == "revoked":
             return CheckOutcome(
-                False,
-                "revoked",
-                f"{self.where}: the server's certificate has been revoked "
-                f"({readable_name(handshake.verified[0].subject)}).",
+                cause="revoked",
+                summary=(
+                    f"{self.where}: the server's certificate has been revoked "
+                    f"({readable_name(handshake.verified[0].subject)})."
+                ),
                 details=(revocation.detail, *details),
                 hint="Only the mail provider can fix this: ask them to replace the certificate. "
                 "Do not switch SMTP_OPENSSL_VERIFY_MODE to none: a revoked certificate's key "
@@ -209,9 +211,8 @@ class _Check:
                 "certificate the server does not send."
             )
         return CheckOutcome(
-            True,
-            "missing-intermediate" if completion is not None else "verified",
-            summary,
+            cause="missing-intermediate" if completion is not None else "verified",
+            summary=summary,
             details=tuple(details),
             tls_version=version,
             chain=chain_lines,

@@ -1,26 +1,51 @@
 """What a check says: ``CheckOutcome``, and how its lines name the server (``where_of``).
 
-Both the check's flow (``check``) and its failure diagnosis (``diagnosis``) build outcomes, so
+Both the check's flow (``flow``) and its failure diagnosis (``diagnosis``) build outcomes, so
 the type lives apart from either.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, get_args
 
 from smtp_ca.check.smtp_session import CheckTarget
 
+if TYPE_CHECKING:
+    from smtp_ca.check.ocsp import Status
 
-@dataclass(frozen=True)
+# A short stable name for what the check found, that the tests and the report key on.
+Cause = Literal[
+    "verified",
+    "missing-intermediate",  # verified once the build adds the intermediate AIA fetched
+    "unknown-issuer",
+    "expired",
+    "not-yet-valid",
+    "hostname-mismatch",
+    "self-signed",
+    "revoked",
+    "verify-failed",  # any other certificate error OpenSSL names
+    "no-starttls",
+    "old-tls",
+    "tls",
+    "smtp",
+    "refused",
+    "dns",
+    "timeout",
+    "network",
+    "bundle",  # the CA file itself cannot be loaded
+]
+CAUSES: tuple[Cause, ...] = get_args(Cause)
+# The causes of a check that passed: the app's client verifies the server with the bundle the
+# build writes.
+VERIFIED_CAUSES: tuple[Cause, ...] = ("verified", "missing-intermediate")
+
+
+@dataclass(frozen=True, kw_only=True)
 class CheckOutcome:
-    """What the check found. ``cause`` is a short stable name the tests and report key on:
-    verified, missing-intermediate (verified once the build adds the fetched intermediate),
-    unknown-issuer, expired, not-yet-valid, hostname-mismatch, self-signed, revoked,
-    verify-failed, no-starttls, old-tls, tls, smtp, refused, dns, timeout, network, and bundle
-    (the CA file itself cannot be loaded)."""
+    """What the check found: ``cause`` names it, ``summary`` says it in one line."""
 
-    verified: bool
-    cause: str
+    cause: Cause
     summary: str
     details: tuple[str, ...] = ()
     hint: str | None = None
@@ -29,7 +54,11 @@ class CheckOutcome:
     notices: tuple[str, ...] = ()  # worth a warning even when verified
     extra_certificates: tuple[bytes, ...] = ()  # PEM the written bundle must add to verify
     anchor: str | None = None  # the bundle certificate that anchored the chain
-    revocation: str | None = None  # good, revoked, unknown or unchecked; None: not asked
+    revocation: Status | None = None  # what the OCSP responder said; None: not asked
+
+    @property
+    def verified(self) -> bool:
+        return self.cause in VERIFIED_CAUSES
 
 
 def where_of(target: CheckTarget) -> str:
