@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from smtp_ca.certificates import fingerprint_sha256, printable, readable_name, to_pem
-from smtp_ca.check.chain import Store, Trusted, access_urls, is_ca_certificate, signed_by
+from smtp_ca.check.chain import Store, Trusted, access_urls, may_sign_certificates, signed_by
 from smtp_ca.deadline import Deadline
 from smtp_ca.fetch import FetchError, fetch, is_fetchable, safe_url
 from smtp_ca.files import write_atomically
@@ -173,7 +173,7 @@ def _issuer_in(
     for cert in candidates:
         if not signed_by(child, cert):
             continue
-        if not is_ca_certificate(cert):
+        if not may_sign_certificates(cert):
             notes.append(
                 f"{shown} holds {readable_name(cert.subject)}, which signed {child_name} but is "
                 "not a CA certificate."

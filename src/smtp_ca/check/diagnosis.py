@@ -32,9 +32,9 @@ from smtp_ca.check.chain import (
     describe_chain,
     host_names,
     is_ip_address,
-    is_self_issued,
     load_store,
     presented_path,
+    proven_self_signed,
     short_sha256,
 )
 from smtp_ca.check.outcome import Cause, CheckOutcome, where_of
@@ -175,7 +175,7 @@ def unknown_issuer(
             reach = completion.fetched[-1].cert
 
     missing = readable_name(reach.issuer)
-    if is_self_issued(top):
+    if proven_self_signed(top):
         details.append(
             f"The server's chain ends at the root {readable_name(top.subject)}, which the "
             "bundle does not hold."
@@ -225,7 +225,7 @@ def unknown_issuer(
             f"Ask the mail provider for its CA bundle (the one that holds {missing}), point "
             "SMTP_CA_BUNDLE_URL at it and set SMTP_CA_BUNDLE_SHA256 (sha256sum FILE)."
         )
-        if len(path) == 1 and not is_self_issued(top):
+        if len(path) == 1 and not proven_self_signed(top):
             hint += " Or ask the provider to send its intermediate certificate."
     return CheckOutcome(
         cause="unknown-issuer",

@@ -30,9 +30,9 @@ from smtp_ca.check import diagnosis
 from smtp_ca.check.chain import (
     Store,
     describe_chain,
-    is_self_issued,
     presented_chain,
     presented_path,
+    proven_self_signed,
     short_sha256,
     verified_chain,
 )
@@ -241,7 +241,7 @@ class _Check:
             return diagnosis.diagnose(self._diagnosis(), error, presented, notes)
         top = presented_path(presented)[-1]
         completion = None
-        if not is_self_issued(top):
+        if not proven_self_signed(top):
             from smtp_ca.check.aia import complete_chain
 
             completion = complete_chain(top, self.bundle, self.deadline, self.cache_dir)

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from smtp_ca.certificates import printable, readable_name
+from smtp_ca.certificates import printable, readable_name, verify_signature
 from smtp_ca.check.chain import access_urls, day, signed_by
 from smtp_ca.deadline import Deadline
 from smtp_ca.fetch import FetchError, fetch, is_fetchable, safe_url
@@ -248,31 +248,24 @@ def _trusted_signer(
 
 
 def _signature_verifies(response: ocsp.OCSPResponse, signer: x509.Certificate) -> bool:
-    from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+    """Only a signature that verifies counts: one that cannot be judged does not."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.asymmetric import padding
     from cryptography.x509.oid import SignatureAlgorithmOID
 
-    key = signer.public_key()
-    digest = response.signature_hash_algorithm
-    data = response.tbs_response_bytes
     try:
-        if isinstance(key, rsa.RSAPublicKey) and digest is not None:
-            if response.signature_algorithm_oid == SignatureAlgorithmOID.RSASSA_PSS:
-                pad: padding.AsymmetricPadding = padding.PSS(
-                    mgf=padding.MGF1(digest), salt_length=padding.PSS.AUTO
-                )
-            else:
-                pad = padding.PKCS1v15()
-            key.verify(response.signature, data, pad, digest)
-        elif isinstance(key, ec.EllipticCurvePublicKey) and digest is not None:
-            key.verify(response.signature, data, ec.ECDSA(digest))
-        elif isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
-            key.verify(response.signature, data)
-        else:
-            return False
-    except (InvalidSignature, UnsupportedAlgorithm, ValueError, TypeError):
+        key = signer.public_key()
+        digest = response.signature_hash_algorithm
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         return False
-    return True
+    # An OCSP answer names its RSA padding by its algorithm OID alone.
+    rsa_padding: padding.AsymmetricPadding = padding.PKCS1v15()
+    if digest is not None and response.signature_algorithm_oid == SignatureAlgorithmOID.RSASSA_PSS:
+        rsa_padding = padding.PSS(mgf=padding.MGF1(digest), salt_length=padding.PSS.AUTO)
+    verified = verify_signature(
+        key, response.signature, response.tbs_response_bytes, digest=digest, rsa_padding=rsa_padding
+    )
+    return verified is True
 
 
 def _key_hash(cert: x509.Certificate, algorithm: hashes.HashAlgorithm) -> bytes:
