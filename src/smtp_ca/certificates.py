@@ -19,6 +19,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -31,6 +32,9 @@ _BEGIN = re.compile(rb"^-----BEGIN ([A-Z0-9 ]+)-----$")
 _END = re.compile(rb"^-----END ([A-Z0-9 ]+)-----$")
 # "X509 CERTIFICATE" is the label older OpenSSL wrote; both hold a plain DER certificate.
 CERTIFICATE_LABELS = frozenset({"CERTIFICATE", "X509 CERTIFICATE"})
+# Debian's and Ubuntu's system store: every Heroku stack has it (heroku-24 dropped cert.pem).
+# pip trusts it while it installs the dependencies; a failed check compares the bundle with it.
+SYSTEM_STORE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 
 class CertificateError(ValueError):

@@ -302,6 +302,23 @@ def _port(variables: Mapping[str, str]) -> int:
 
 def _bundle_source(variables: Mapping[str, str]) -> tuple[str, str | None]:
     url = variables.get("SMTP_CA_BUNDLE_URL", "").strip() or DEFAULT_BUNDLE_URL
+    check_bundle_url(url)
+    raw_pin = variables.get("SMTP_CA_BUNDLE_SHA256", "").strip()
+    if raw_pin:
+        pin = raw_pin.lower().removeprefix("sha256:")
+        if not _SHA256_HEX.fullmatch(pin):
+            raise BuildError(
+                "SMTP_CA_BUNDLE_SHA256 must be 64 hexadecimal digits (a SHA-256 digest); "
+                f"it has {len(raw_pin)} characters.",
+                hint="Compute it with: sha256sum ca-bundle.crt",
+            )
+        return url, pin
+    return url, (DEFAULT_BUNDLE_SHA256 if url == DEFAULT_BUNDLE_URL else None)
+
+
+def check_bundle_url(url: str) -> str:
+    """The scheme of an SMTP_CA_BUNDLE_URL, ``https`` or ``file``; a ``BuildError`` for
+    anything else. The one wording of that rule: the bundle stage asks here too."""
     try:
         parts = urlsplit(url)
         scheme, hostname = parts.scheme.lower(), parts.hostname
@@ -329,17 +346,7 @@ def _bundle_source(variables: Mapping[str, str]) -> tuple[str, str | None]:
             "SMTP_CA_BUNDLE_URL must be an https:// URL or a file:// path.",
             hint=f"Unset it to use the default, {DEFAULT_BUNDLE_URL}",
         )
-    raw_pin = variables.get("SMTP_CA_BUNDLE_SHA256", "").strip()
-    if raw_pin:
-        pin = raw_pin.lower().removeprefix("sha256:")
-        if not _SHA256_HEX.fullmatch(pin):
-            raise BuildError(
-                "SMTP_CA_BUNDLE_SHA256 must be 64 hexadecimal digits (a SHA-256 digest); "
-                f"it has {len(raw_pin)} characters.",
-                hint="Compute it with: sha256sum ca-bundle.crt",
-            )
-        return url, pin
-    return url, (DEFAULT_BUNDLE_SHA256 if url == DEFAULT_BUNDLE_URL else None)
+    return scheme
 
 
 def _smtp_server(variables: Mapping[str, str]) -> str | None:

@@ -35,8 +35,6 @@ from smtp_ca.certificates import (
 if TYPE_CHECKING:
     from cryptography import x509
 
-# Debian's and Ubuntu's system store (every Heroku stack has it; heroku-24 dropped cert.pem).
-SYSTEM_STORE = Path("/etc/ssl/certs/ca-certificates.crt")
 # The bundle marks where each certificate came from with a "# From: <origin>" comment line.
 _ORIGIN_PREFIX = b"# From: "
 ORIGIN_DESCRIPTIONS = {

@@ -1,4 +1,4 @@
-"""Why a check failed, in words that say what to change: the check's diagnosis (``check``).
+"""Why a check failed, in words that say what to change: the check's diagnosis.
 
 OpenSSL's verdict names one error code. Given the chain the server presented (read in a second
 handshake that verifies nothing), this module says which certificate is at fault, whether
@@ -6,7 +6,7 @@ certifi's roots or the system store would anchor the chain, and what else is wro
 next build would otherwise reveal. It also names TLS and transport failures that never got as
 far as certificates.
 
-The check's flow (handshakes, AIA completion, revocation) is ``check``; everything here works
+The check's flow (handshakes, AIA completion, revocation) is ``flow``; everything here works
 on what the flow hands it, through a ``Context``. The one exception is the legacy-version probe
 of ``tls_failure``, a handshake whose only purpose is to name the failure.
 """
@@ -22,9 +22,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from smtp_ca.certificates import fingerprint_sha256, readable_name
+from smtp_ca.certificates import SYSTEM_STORE, fingerprint_sha256, readable_name
 from smtp_ca.check.chain import (
-    SYSTEM_STORE,
     Store,
     Trusted,
     day,

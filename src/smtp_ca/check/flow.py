@@ -1,4 +1,9 @@
-"""The build-time proof: a real SMTP handshake that trusts only the bundle the build wrote.
+"""The check's flow: a real SMTP handshake that trusts only the bundle, and which handshakes
+follow when it fails.
+
+The build checks the bundle it is about to write (``check_bundle`` puts it in a scratch file
+first), so nothing reaches the app until the check has spoken; ``bin/check`` checks a bundle it
+makes the same way, or a file the user names (``run_check``).
 
 It models the strictest Ruby client (old net/smtp, whose ``ca_file`` is its only trust): the
 TLS context trusts nothing but ``ca_file`` and checks the host name against SMTP_SERVER, as the
@@ -12,7 +17,7 @@ through the AIA caIssuers URL of its certificate (``aia``); a chain that verifie
 checked for revocation with the OCSP responder its certificate names (``ocsp``).
 
 This module is the flow: which handshakes, in which order. What a failure means, in words, is
-``diagnosis``.
+``diagnosis``; what the server's chain holds, ``chain``.
 """
 
 from __future__ import annotations

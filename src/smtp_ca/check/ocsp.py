@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Literal
 from smtp_ca.certificates import printable, readable_name, verify_signature
 from smtp_ca.check.chain import access_urls, day, signed_by
 from smtp_ca.deadline import Deadline
-from smtp_ca.fetch import FetchError, fetch, is_fetchable, safe_url
+from smtp_ca.fetch import FetchError, display_url, fetch, is_fetchable
 from smtp_ca.files import write_atomically
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ def check_revocation(
             "unchecked",
             "Revocation: not checked, the certificate names no OCSP responder.",
         )
-    shown = printable(safe_url(urls[0]))  # the certificate's words
+    shown = printable(display_url(urls[0]))  # the certificate's words
     cached = _cache_path(cache_dir, leaf, issuer)
     if cached is not None and cached.is_file():
         answer = _interpret(cached.read_bytes(), leaf, issuer, now, shown, cached=True)
