@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from smtp_ca.bundle import BundleSettings, PreparedBundle, prepare_bundle
-from smtp_ca.check import CheckOutcome, CheckTarget, check_bundle, where_of
+from smtp_ca.check import CheckOutcome, CheckTarget, check_bundle, report_verified, where_of
 from smtp_ca.errors import BuildError
 from smtp_ca.output import Log
 from smtp_ca.settings import Settings, ca_file_warnings
@@ -100,12 +100,7 @@ def _check_before_commit(
 
 
 def _report(settings: Settings, outcome: CheckOutcome, log: Log) -> None:
-    for notice in outcome.notices:
-        log.warn(notice)
-    if outcome.verified:
-        log.info(outcome.summary)
-        for line in outcome.details:
-            log.info(line)
+    if report_verified(outcome, log):
         if settings.verify_mode == "none":
             log.warn(
                 "With this bundle, SMTP_OPENSSL_VERIFY_MODE=peer works: "

@@ -159,19 +159,9 @@ def unknown_issuer(
     missing issuers through AIA found, when the check tried and it did not reach the bundle."""
     path = presented_path(presented)
     top = path[-1]
-    reach = top
+    reach, completion_notes = _reach(path, completion)
     details: list[str] = []
-    notes = list(notes)
-    if completion is not None:
-        # That a CA certificate names no caIssuers URL is normal; worth saying only when
-        # the server sent its leaf alone, where the URL was the way to the intermediate.
-        notes.extend(
-            note
-            for note in completion.notes
-            if len(path) == 1 or "names no http:// caIssuers URL" not in note
-        )
-        if completion.fetched:
-            reach = completion.fetched[-1].cert
+    notes = [*notes, *completion_notes]
 
     missing = readable_name(reach.issuer)
     if proven_self_signed(top):
@@ -207,25 +197,6 @@ def unknown_issuer(
     details.extend(_other_problems(context, presented, "unknown-issuer"))
     details.extend(["The server presented:", *chain_lines])
 
-    if public is not None:
-        hint = (
-            "Set SMTP_CA_PUBLIC_ROOTS=true (heroku config:set SMTP_CA_PUBLIC_ROOTS=true) so "
-            f"the bundle holds certifi's public roots, {public.name} among them; or point "
-            f"SMTP_CA_BUNDLE_URL at a bundle that holds {public.name}."
-        )
-    elif system is not None:
-        hint = (
-            f"The app does not use the system store once SMTP_CA_FILE names the bundle: put "
-            f"{system.name} in a PEM file, point SMTP_CA_BUNDLE_URL at it and set "
-            "SMTP_CA_BUNDLE_SHA256 (sha256sum FILE)."
-        )
-    else:
-        hint = (
-            f"Ask the mail provider for its CA bundle (the one that holds {missing}), point "
-            "SMTP_CA_BUNDLE_URL at it and set SMTP_CA_BUNDLE_SHA256 (sha256sum FILE)."
-        )
-        if len(path) == 1 and not proven_self_signed(top):
-            hint += " Or ask the provider to send its intermediate certificate."
     return CheckOutcome(
         cause="unknown-issuer",
         summary=(
@@ -233,9 +204,56 @@ def unknown_issuer(
             f"server's chain ({_message(error)})."
         ),
         details=tuple(details),
-        hint=hint,
+        hint=_unknown_issuer_fix(
+            public, system, missing, leaf_alone=len(path) == 1 and not proven_self_signed(top)
+        ),
         chain=chain_lines,
     )
+
+
+def _reach(
+    path: list[x509.Certificate], completion: Completion | None
+) -> tuple[x509.Certificate, list[str]]:
+    """How far the chain reaches: the top of what the server sent, or of what AIA fetched on
+    top of it; and what fetching noted on the way."""
+    if completion is None:
+        return path[-1], []
+    # That a CA certificate names no caIssuers URL is normal; worth saying only when the
+    # server sent its leaf alone, where the URL was the way to the intermediate.
+    notes = [
+        note
+        for note in completion.notes
+        if len(path) == 1 or "names no http:// caIssuers URL" not in note
+    ]
+    reach = completion.fetched[-1].cert if completion.fetched else path[-1]
+    return reach, notes
+
+
+def _unknown_issuer_fix(
+    public: Trusted | None, system: Trusted | None, missing: str, *, leaf_alone: bool
+) -> str:
+    """The fix for an unknown issuer: the public roots if they hold it, else the system
+    store's certificate in a bundle of the user's, else the provider's bundle. ``leaf_alone``:
+    the server sent only its own certificate, so its intermediate may be all that is missing."""
+    if public is not None:
+        return (
+            "Set SMTP_CA_PUBLIC_ROOTS=true (heroku config:set SMTP_CA_PUBLIC_ROOTS=true) so "
+            f"the bundle holds certifi's public roots, {public.name} among them; or point "
+            f"SMTP_CA_BUNDLE_URL at a bundle that holds {public.name}."
+        )
+    if system is not None:
+        return (
+            f"The app does not use the system store once SMTP_CA_FILE names the bundle: put "
+            f"{system.name} in a PEM file, point SMTP_CA_BUNDLE_URL at it and set "
+            "SMTP_CA_BUNDLE_SHA256 (sha256sum FILE)."
+        )
+    hint = (
+        f"Ask the mail provider for its CA bundle (the one that holds {missing}), point "
+        "SMTP_CA_BUNDLE_URL at it and set SMTP_CA_BUNDLE_SHA256 (sha256sum FILE)."
+    )
+    if leaf_alone:
+        hint += " Or ask the provider to send its intermediate certificate."
+    return hint
 
 
 def _other_stores(context: Context, top: x509.Certificate) -> tuple[Trusted | None, Trusted | None]:

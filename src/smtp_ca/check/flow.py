@@ -166,25 +166,12 @@ class _Check:
         details = ["The server presented:", *chain_lines]
         anchor_name = None
         if handshake.verified:
-            anchor_cert = handshake.verified[-1]
-            anchor = self.bundle.find(anchor_cert)
-            anchor_name = readable_name(anchor_cert.subject)
-            origin = anchor.describe_origin() if anchor else "from the bundle"
-            fingerprint = f" (SHA-256 {short_sha256(anchor.sha256)})" if anchor else ""
-            details.append(f"Anchored by {anchor_name}, {origin}{fingerprint}.")
+            anchor_name, anchor_line = self._anchor(handshake.verified[-1])
+            details.append(anchor_line)
         notices: list[str] = []
         extras: tuple[bytes, ...] = ()
         if completion is not None:
-            fetched = ", ".join(readable_name(item.cert.subject) for item in completion.fetched)
-            urls = ", ".join(dict.fromkeys(item.url for item in completion.fetched))
-            anchor_of = completion.anchor.name if completion.anchor else "the bundle"
-            notices.append(
-                f"{self.where} does not send the intermediate certificate {fetched}. The build "
-                f"fetched it from {urls} (the AIA caIssuers URL of the server's certificate), "
-                f"checked that it signed that certificate and chains to {anchor_of}, and adds "
-                "it to the bundle, because the app's SMTP client does not fetch missing "
-                "intermediates. Ask the provider to send its full chain."
-            )
+            notices.append(self._fetched_notice(completion))
             extras = (render_fetched(completion.fetched, self.where),)
 
         revocation = self._revocation(handshake.verified)
@@ -225,6 +212,28 @@ class _Check:
             extra_certificates=extras,
             anchor=anchor_name,
             revocation=revocation.status if revocation else None,
+        )
+
+    def _anchor(self, anchor_cert: x509.Certificate) -> tuple[str, str]:
+        """The name of the bundle certificate that anchored the chain, and the line that says
+        which part of the bundle it came from."""
+        anchor = self.bundle.find(anchor_cert)
+        name = readable_name(anchor_cert.subject)
+        origin = anchor.describe_origin() if anchor else "from the bundle"
+        fingerprint = f" (SHA-256 {short_sha256(anchor.sha256)})" if anchor else ""
+        return name, f"Anchored by {name}, {origin}{fingerprint}."
+
+    def _fetched_notice(self, completion: Completion) -> str:
+        """The warning a verified check gives when it needed an intermediate AIA fetched."""
+        fetched = ", ".join(readable_name(item.cert.subject) for item in completion.fetched)
+        urls = ", ".join(dict.fromkeys(item.url for item in completion.fetched))
+        anchor_of = completion.anchor.name if completion.anchor else "the bundle"
+        return (
+            f"{self.where} does not send the intermediate certificate {fetched}. The build "
+            f"fetched it from {urls} (the AIA caIssuers URL of the server's certificate), "
+            f"checked that it signed that certificate and chains to {anchor_of}, and adds "
+            "it to the bundle, because the app's SMTP client does not fetch missing "
+            "intermediates. Ask the provider to send its full chain."
         )
 
     def _revocation(self, verified: Sequence[x509.Certificate]) -> Revocation | None:

@@ -134,26 +134,11 @@ def _interpret(
     """Turns a DER OCSP response into a Revocation, trusting it only if it verifies."""
     from cryptography.x509 import ocsp
 
-    try:
-        response = ocsp.load_der_ocsp_response(data)
-    except ValueError:
-        return _Answer(_unchecked(f"at {shown} answered something that is not an OCSP response"))
-    if response.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
-        status = response.response_status.name.lower().replace("_", " ")
-        return _Answer(_unchecked(f"at {shown} answered '{status}'"))
-    signer, problem = _trusted_signer(response, issuer, now)
-    if signer is None:
-        return _Answer(_unchecked(f"at {shown} gave an answer that cannot be trusted: {problem}"))
-    single = _answer_for(response, leaf, issuer)
-    if single is None:
-        return _Answer(_unchecked(f"at {shown} answered about another certificate"))
-    if single.this_update_utc > now + CLOCK_SKEW:
-        return _Answer(_unchecked(f"at {shown} gave an answer dated in the future"))
+    trusted = _trusted_answer(data, leaf, issuer, now)
+    if isinstance(trusted, str):
+        return _Answer(_unchecked(f"at {shown} {trusted}"))
+    single, signer = trusted
     next_update = single.next_update_utc
-    if next_update is not None and next_update < now - CLOCK_SKEW:
-        return _Answer(
-            _unchecked(f"at {shown} gave an out-of-date answer (until {day(next_update)})")
-        )
     # Without a nextUpdate the responder may know something newer at any time: never cached.
     cacheable = next_update is not None and next_update > now
     kept = (
@@ -195,6 +180,36 @@ def _interpret(
             "certificate.",
         )
     )
+
+
+def _trusted_answer(
+    data: bytes, leaf: x509.Certificate, issuer: x509.Certificate, now: datetime
+) -> tuple[ocsp.OCSPSingleResponse, x509.Certificate] | str:
+    """The answer about ``leaf`` in the DER response ``data``, and who signed it, when the
+    response is one to trust: successful, signed by the issuer or its delegate, about this
+    certificate, and current. Otherwise what the responder did, as "the OCSP responder at URL
+    ..." goes on."""
+    from cryptography.x509 import ocsp
+
+    try:
+        response = ocsp.load_der_ocsp_response(data)
+    except ValueError:
+        return "answered something that is not an OCSP response"
+    if response.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
+        status = response.response_status.name.lower().replace("_", " ")
+        return f"answered '{status}'"
+    signer, problem = _trusted_signer(response, issuer, now)
+    if signer is None:
+        return f"gave an answer that cannot be trusted: {problem}"
+    single = _answer_for(response, leaf, issuer)
+    if single is None:
+        return "answered about another certificate"
+    if single.this_update_utc > now + CLOCK_SKEW:
+        return "gave an answer dated in the future"
+    next_update = single.next_update_utc
+    if next_update is not None and next_update < now - CLOCK_SKEW:
+        return f"gave an out-of-date answer (until {day(next_update)})"
+    return single, signer
 
 
 def _answer_for(

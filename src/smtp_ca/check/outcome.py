@@ -13,6 +13,7 @@ from smtp_ca.check.smtp_session import CheckTarget
 
 if TYPE_CHECKING:
     from smtp_ca.check.ocsp import Status
+    from smtp_ca.output import Log
 
 # A short stable name for what the check found, that the tests and the report key on.
 Cause = Literal[
@@ -59,6 +60,20 @@ class CheckOutcome:
     @property
     def verified(self) -> bool:
         return self.cause in VERIFIED_CAUSES
+
+
+def report_verified(outcome: CheckOutcome, log: Log) -> bool:
+    """How the build and ``bin/check`` both begin their report: the notices as warnings, then,
+    when the check verified, its summary and details. Whether it verified; a failure is theirs
+    to report (the build's check mode decides what it means)."""
+    for notice in outcome.notices:
+        log.warn(notice)
+    if not outcome.verified:
+        return False
+    log.info(outcome.summary)
+    for line in outcome.details:
+        log.info(line)
+    return True
 
 
 def where_of(target: CheckTarget) -> str:
