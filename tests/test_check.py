@@ -16,31 +16,14 @@ from pathlib import Path
 import pytest
 import trustme
 
-from smtp_ca.check import CheckOutcome, CheckTarget, TrustStores, run_check
-from support.certs import Issued, make_root, utcnow
-from support.pki import bundle_with_origins, issue, server_context
+from smtp_ca.check import CheckTarget, TrustStores, run_check
+from support.certs import Issued, utcnow
+from support.checking import check, check_pki, text
+from support.pki import issue, server_context
 from support.silent_server import SilentServer
 from support.smtp_server import LOOPBACK, SMTPTestServer, free_port
 
-# The diagnosis compares the bundle with certifi's roots and the system store; tests say
-# exactly which stores exist, so the machine's own stores never change an answer.
-NO_STORES = TrustStores(public_roots=Path("/nonexistent/certifi.pem"), system=None)
-
-
-def check(
-    port: int,
-    ca_file: Path,
-    *,
-    host: str = "localhost",
-    implicit_tls: bool = False,
-    stores: TrustStores = NO_STORES,
-) -> CheckOutcome:
-    target = CheckTarget(host, port, implicit_tls=implicit_tls, timeout=5)
-    return run_check(target, ca_file, stores=stores)
-
-
-def text(outcome: CheckOutcome) -> str:
-    return "\n".join([outcome.summary, *outcome.details, outcome.hint or "", *outcome.notices])
+root, intermediate, root_file = check_pki("Check")
 
 
 @pytest.fixture(scope="module")
@@ -59,23 +42,6 @@ def ca_file(ca: trustme.CA, tmp_path: Path) -> Path:
 def other_ca_file(tmp_path: Path) -> Path:
     path = tmp_path / "other.pem"
     trustme.CA().cert_pem.write_to_path(str(path))
-    return path
-
-
-@pytest.fixture(scope="module")
-def root() -> Issued:
-    return make_root("smtp-ca Check Root CA")
-
-
-@pytest.fixture(scope="module")
-def intermediate(root: Issued) -> Issued:
-    return issue("smtp-ca Check Issuing CA", root, ca=True)
-
-
-@pytest.fixture
-def root_file(root: Issued, tmp_path: Path) -> Path:
-    path = tmp_path / "root.pem"
-    path.write_bytes(bundle_with_origins((root, "SMTP_CA_BUNDLE_URL")))
     return path
 
 
