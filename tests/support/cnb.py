@@ -158,6 +158,16 @@ class Lifecycle:
     def launcher(self) -> Path:
         return self.bin_dir / "launcher"
 
+    def copied_to(self, directory: Path) -> Lifecycle:
+        """The same binaries in ``directory``, which the phases' user can reach (a checkout
+        under /root or a private temporary directory is out of its reach)."""
+        make_reachable(directory)
+        for name in ("lifecycle", "launcher"):
+            shutil.copy2(self.bin_dir / name, directory / name)
+        for phase in ("detector", "builder"):
+            (directory / phase).symlink_to("lifecycle")
+        return Lifecycle(self.version, directory, self.account)
+
 
 def find_lifecycle() -> Lifecycle:
     """The lifecycle .ci/prepare-lifecycle built; a skip (a failure with CI=true) if none."""

@@ -16,6 +16,7 @@ Everything lives in a directory the lifecycle's unprivileged user can reach.
 from __future__ import annotations
 
 import hashlib
+import shutil
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -38,12 +39,12 @@ from support.cnb import (
     pipless_python_base,
     run_phases,
 )
+from support.godaddy import GODADDY_BUNDLE, GODADDY_SHA256
 from support.heroku import build_environment
 from support.http_server import LocalServer
 from support.local_apt import LocalAptRepo, unreachable_url, write_apt_config
 from support.offline_inputs import Inputs, load_inputs
 from support.pipless_python import make_pipless_python
-from support.world import godaddy_vars
 
 
 @dataclass
@@ -159,9 +160,14 @@ class CnbWorld:
 
 @contextmanager
 def open_cnb_world() -> Iterator[CnbWorld]:
-    lifecycle = find_lifecycle()
-    inputs = load_inputs()
+    found = find_lifecycle()
+    found_inputs = load_inputs()
     with open_scratch("smtp-ca-cnb-") as root:
+        # What the phases' user reads is copied where it can reach it: the checkout may not be.
+        lifecycle = found.copied_to(root / "lifecycle")
+        wheelhouse = root / "wheelhouse"
+        shutil.copytree(found_inputs.wheelhouse, wheelhouse)
+        inputs = Inputs(wheelhouse, found_inputs.debs)
         python = make_pipless_python(
             make_reachable(root / "tools") / "python",
             base=pipless_python_base(lifecycle.account),
@@ -184,8 +190,11 @@ def open_cnb_world() -> Iterator[CnbWorld]:
                 # One buildpacks directory for every build, at one path, as on a builder.
                 install_buildpacks(root / "buildpacks"),
             )
-            # One cold build fills the cache layer that the other builds start from.
-            cold = world.build("cold", godaddy_vars(), cold=True)
+            # One cold build fills the cache layer that the other builds start from, with the
+            # real GoDaddy bundle (served over HTTPS: the checkout may be out of reach).
+            godaddy = world.bundle_vars("/gd_bundle-g2-g1.crt", GODADDY_BUNDLE.read_bytes())
+            assert godaddy["SMTP_CA_BUNDLE_SHA256"] == GODADDY_SHA256
+            cold = world.build("cold", godaddy, cold=True)
             assert cold.returncode == 0, cold.output
             world.warm_layers = cold.layout.layers
             yield world
