@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from smtp_ca.wiring import DYNO_CHECK_PATH, GENERATED_MARKER, commit, plan_wiring
-from support.certs import Chain, make_chain, make_leaf, make_root
+from support.certs import Chain, make_chain, make_leaf, make_root, make_self_signed_leaf
 from support.heroku import move_to_dyno_path
 from support.pki import server_context
 from support.rails_app import (
@@ -34,7 +34,7 @@ from support.rails_app import (
     write_initializer,
 )
 from support.silent_server import SilentServer
-from support.smtp_server import SMTPTestServer
+from support.smtp_server import SMTPTestServer, free_port
 from support.world import World
 
 pytestmark = pytest.mark.e2e
@@ -409,3 +409,38 @@ def test_bulk_checks_mastodons_bulk_mailer_settings(
     unset = run_check(app, mail_vars(fresh.port), "--bulk")
     assert unset.returncode == 2, unset.output
     assert "BULK_SMTP_SERVER is not set" in unset.stderr
+
+
+def test_a_self_signed_server_no_starttls_and_a_refused_port_are_named(
+    apps: dict[str, Path],
+) -> None:
+    app = apps["mastodon-3.5"]
+    self_signed = make_self_signed_leaf("localhost", "127.0.0.1")
+    with SMTPTestServer(
+        mode="starttls", ssl_context=server_context(self_signed), credentials=(LOGIN, PASSWORD)
+    ) as smtp:
+        run = run_check(app, mail_vars(smtp.port))
+        assert run.returncode == 1, run.output
+        assert (
+            f"localhost:{smtp.port} (STARTTLS): the server presents a self-signed certificate, "
+            "localhost (self-signed certificate)."
+            in run.stderr
+            or "localhost (self signed certificate)." in run.stderr
+        ), run.output
+        assert "No CA vouches for it." in run.stderr
+        assert_harmless(run, smtp)
+
+    with SMTPTestServer(mode="plain") as smtp:
+        run = run_check(app, mail_vars(smtp.port))
+        assert run.returncode == 1, run.output
+        assert (
+            f"localhost:{smtp.port} (STARTTLS): the server does not offer STARTTLS, so mail "
+            "would go unencrypted and nothing can be verified." in run.stderr
+        )
+        assert_harmless(run, smtp)
+
+    closed = free_port()
+    run = run_check(app, mail_vars(closed))
+    assert run.returncode == 1, run.output
+    assert f" !     localhost:{closed} (STARTTLS): connection refused." in run.stderr
+    assert_harmless(run)
