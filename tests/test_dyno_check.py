@@ -147,7 +147,7 @@ def fresh(server: SMTPTestServer) -> SMTPTestServer:
 
 def test_the_build_plans_the_check_with_its_marker_and_no_build_path(tmp_path: Path) -> None:
     (tmp_path / "config").mkdir()
-    plan = plan_wiring(tmp_path, b"")
+    plan = plan_wiring(tmp_path, b"", ())
     (planned,) = [item for item in plan.files if item.relative_path == DYNO_CHECK_PATH]
     text = planned.content.decode()
     assert GENERATED_MARKER in text[:512]
@@ -158,7 +158,7 @@ def test_the_build_plans_the_check_with_its_marker_and_no_build_path(tmp_path: P
 
 
 def test_an_app_without_config_gets_no_check(tmp_path: Path) -> None:
-    plan = plan_wiring(tmp_path, b"")
+    plan = plan_wiring(tmp_path, b"", ())
     assert DYNO_CHECK_PATH not in [item.relative_path for item in plan.files]
 
 
@@ -166,7 +166,7 @@ def test_the_check_parses_and_uses_no_syntax_newer_than_ruby_2_7(tmp_path: Path)
     if shutil.which("ruby") is None:
         require_ruby_rails()  # skips, or fails on CI
     (tmp_path / "config").mkdir()
-    commit(tmp_path, plan_wiring(tmp_path, b""))
+    commit(tmp_path, plan_wiring(tmp_path, b"", ()))
     script = tmp_path / DYNO_CHECK_PATH
     parsed = subprocess.run(
         ["ruby", "-wc", str(script)], capture_output=True, text=True, check=False
