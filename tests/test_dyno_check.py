@@ -444,3 +444,15 @@ def test_a_self_signed_server_no_starttls_and_a_refused_port_are_named(
     assert run.returncode == 1, run.output
     assert f" !     localhost:{closed} (STARTTLS): connection refused." in run.stderr
     assert_harmless(run)
+
+
+def test_the_login_and_password_are_redacted_wherever_they_would_appear(
+    apps: dict[str, Path], fresh: SMTPTestServer
+) -> None:
+    """A path that happens to hold the login and the password is printed with both taken out."""
+    app = apps["mastodon-1.4"]
+    named = app / f"{LOGIN}-{PASSWORD}.pem"
+    run = run_check(app, mail_vars(fresh.port, SMTP_CA_FILE=str(named)))
+    assert run.returncode == 1, run.output
+    assert f"the ca_file {app}/[REDACTED]-[REDACTED].pem does not exist" in run.stderr
+    assert_harmless(run, fresh)
