@@ -1,6 +1,9 @@
+// The CNB lifecycle the tests run, at the version heroku/builder:24 pins (0.21.12). Go's
+// checksum database does not list v0.21.12; its hash was taken from the module proxy once, with
+// GONOSUMDB=github.com/buildpacks/lifecycle, and go.sum holds it: every build checks it there.
 module heroku-buildpack-smtp-ca/ci/lifecycle
 
-go 1.26.3
+go 1.26.4
 
 tool (
 	github.com/buildpacks/lifecycle/cmd/launcher
@@ -42,7 +45,7 @@ require (
 	github.com/awslabs/amazon-ecr-credential-helper/ecr-login v0.12.0 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/buildpacks/imgutil v0.0.0-20260415151438-73856e68b72b // indirect
-	github.com/buildpacks/lifecycle v0.21.11 // indirect
+	github.com/buildpacks/lifecycle v0.21.12 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/chrismellard/docker-credential-acr-env v0.0.0-20230304212654-82a0ddb27589 // indirect
 	github.com/containerd/containerd v1.7.32 // indirect
