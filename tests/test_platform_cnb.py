@@ -171,3 +171,25 @@ def test_bin_build_outside_a_lifecycle_says_what_it_needs(tmp_path: Path) -> Non
     )
     assert completed.returncode == 2
     assert "CNB_LAYERS_DIR and" in completed.stderr and "bin/compile" in completed.stderr
+
+
+def test_a_broken_cache_layer_says_how_cnb_users_clear_the_cache(tmp_path: Path) -> None:
+    from smtp_ca import pipeline
+
+    platform = _platform(tmp_path)
+    platform.cache_dir.rmdir()
+    platform.cache_dir.write_text("a file where the cache layer must be\n")
+    with pytest.raises(BuildError) as raised:
+        pipeline.load_dependencies(
+            platform.cache_dir,
+            what=f"{platform.cache_dir_name} {platform.cache_dir}",
+            hint=platform.cache_reset_hint,
+            stack="heroku-24",
+            config_dir=platform.config_dir,
+            log=Log(Redactor()),
+        )
+    assert raised.value.message.startswith(f"The cache layer {platform.cache_dir} cannot be")
+    assert raised.value.hint == (
+        "Clear the build cache and build again: heroku builds:cache:purge on Heroku Fir, "
+        "pack build --clear-cache with pack."
+    )

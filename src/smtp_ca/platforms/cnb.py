@@ -92,6 +92,10 @@ class CnbPlatform:
     stack: str
     config_dir_name: str = "the platform's env/ directory"
     cache_dir_name: str = "The cache layer"
+    cache_reset_hint: str = (
+        "Clear the build cache and build again: heroku builds:cache:purge on Heroku Fir, "
+        "pack build --clear-cache with pack."
+    )
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str], working_dir: Path) -> CnbPlatform:
