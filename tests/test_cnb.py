@@ -9,6 +9,8 @@ support.cnb for the layout and for what is not run (analyzer, restorer, exporter
 
 from __future__ import annotations
 
+import re
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -37,6 +39,7 @@ else:  # pragma: no cover - Python 3.10
 
 pytestmark = pytest.mark.e2e
 
+LOGIN = "cnb-mailer-login"
 PASSWORD = "SG.cnb-s3cret-password-never-printed"
 BUNDLE = ".smtp-ca/ca-bundle.pem"
 INITIALIZER = "config/initializers/smtp_ca.rb"
@@ -54,16 +57,14 @@ def provider_ca() -> trustme.CA:
 
 @pytest.fixture(scope="module")
 def smtp(provider_ca: trustme.CA) -> Iterator[SMTPTestServer]:
-    with SMTPTestServer(
-        mode="starttls", ca=provider_ca, credentials=("apikey", PASSWORD)
-    ) as server:
+    with SMTPTestServer(mode="starttls", ca=provider_ca, credentials=(LOGIN, PASSWORD)) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def mail_vars(smtp: SMTPTestServer) -> dict[str, str]:
     return smtp_config_vars(
-        "localhost", smtp.port, login="apikey", password=PASSWORD, auth_method="plain"
+        "localhost", smtp.port, login=LOGIN, password=PASSWORD, auth_method="plain"
     )
 
 
@@ -200,7 +201,94 @@ def test_actionmailer_started_by_the_launcher_delivers_over_verified_starttls(
     assert "DELIVERED message_id=" in delivered.stdout
     message = smtp.wait_for_messages(received + 1)[-1]
     assert message.tls
-    assert message.authenticated_as == "apikey"
+    assert message.authenticated_as == LOGIN
+
+
+# 3b. The dyno check, started as `heroku run -- ruby .smtp-ca/check.rb` starts it on a Fir app:
+#     the CLI prepends `launcher`, so the launcher runs it through bash, in the app directory,
+#     with the layers' launch env applied. It must never log in nor send.
+
+DYNO_CHECK = ["ruby", ".smtp-ca/check.rb"]
+
+
+def _fir_one_off(
+    cnb_world: CnbWorld, run: BuildRun, config_vars: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """``launcher ruby .smtp-ca/check.rb`` with the dyno's config vars. HOME is not the app on
+    Fir (the app is /workspace), so it is elsewhere here too."""
+    env = {**dyno_environment(run.layout.app, config_vars), "HOME": str(run.layout.home)}
+    return cnb_world.launch(run.layout, DYNO_CHECK, env=env, direct=False)
+
+
+def _assert_nothing_sent_or_shown(
+    smtp: SMTPTestServer, before: tuple[int, int], check: subprocess.CompletedProcess[str]
+) -> None:
+    output = check.stdout + check.stderr
+    assert (len(smtp.auth_commands), len(smtp.messages)) == before, output
+    assert PASSWORD not in output
+    assert LOGIN not in output
+    assert "Traceback" not in output
+    assert not re.search(r"\.rb:\d+:in ", output), output  # a Ruby backtrace line
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_the_dyno_check_through_the_launcher_verifies_with_the_layers_bundle(
+    cnb_world: CnbWorld,
+    built: Callable[[Shape], BuildRun],
+    smtp: SMTPTestServer,
+    mail_vars: dict[str, str],
+    shape: Shape,
+) -> None:
+    require_ruby_rails()
+    run = built(shape)
+    assert run.returncode == 0, run.output
+    bundle = run.layout.app / BUNDLE
+    assert "SMTP_CA_FILE" not in mail_vars  # so only the ca-file layer can name the bundle
+    assert mail_vars["SMTP_LOGIN"] == LOGIN and mail_vars["SMTP_PASSWORD"] == PASSWORD
+    before = (len(smtp.auth_commands), len(smtp.messages))
+
+    check = _fir_one_off(cnb_world, run, mail_vars)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert f"-----> Checking localhost:{smtp.port} (STARTTLS)" in check.stdout
+    assert (
+        f"ca_file: {bundle}, from the bundle the build wrote ({BUNDLE}), named by SMTP_CA_FILE: "
+        "exists, " in check.stdout
+    ), check.stdout
+    assert "Verify mode: peer" in check.stdout
+    assert f"localhost:{smtp.port} (STARTTLS): verified, TLSv1." in check.stdout
+    assert re.search(rf"Anchored by .+, from {re.escape(str(bundle))}\.", check.stdout)
+    assert check.stderr == "", check.stderr
+    _assert_nothing_sent_or_shown(smtp, before, check)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_the_dyno_check_through_the_launcher_fails_naming_a_user_set_SMTP_CA_FILE(
+    cnb_world: CnbWorld,
+    built: Callable[[Shape], BuildRun],
+    smtp: SMTPTestServer,
+    mail_vars: dict[str, str],
+    shape: Shape,
+) -> None:
+    require_ruby_rails()
+    run = built(shape)
+    assert run.returncode == 0, run.output
+    # A CA file the dyno can read that holds no CA of the provider's: the user's value wins
+    # over the layer's .default, so this is what the app trusts.
+    stranger = cnb_world.root / f"stranger-ca-{shape}.pem"
+    trustme.CA().cert_pem.write_to_path(str(stranger))
+    stranger.chmod(0o644)
+    before = (len(smtp.auth_commands), len(smtp.messages))
+
+    check = _fir_one_off(cnb_world, run, {**mail_vars, "SMTP_CA_FILE": str(stranger)})
+    assert check.returncode == 1, check.stdout + check.stderr
+    assert f"ca_file: {stranger}, from the config var SMTP_CA_FILE" in check.stdout
+    assert (
+        f" !     localhost:{smtp.port} (STARTTLS): certificate verify failed: no certificate "
+        f"in {stranger} or OpenSSL's default store anchors the server's chain" in check.stderr
+    ), check.stderr
+    assert f" !     Fix: SMTP_CA_FILE points at {stranger}" in check.stderr
+    assert "heroku config:unset SMTP_CA_FILE" in check.stderr
+    _assert_nothing_sent_or_shown(smtp, before, check)
 
 
 # 4. A second build reuses the cache layer: no pip, no download but the conditional GET.

@@ -473,11 +473,17 @@ def launch(
     command: Sequence[str],
     *,
     env: Mapping[str, str],
+    direct: bool = True,
     timeout: float = 120,
 ) -> subprocess.CompletedProcess[str]:
     """Starts ``command`` through the launcher, as a dyno starts: ``env`` is the dyno's
     environment (config vars included); the launcher adds the layers' launch env and runs the
-    command in the app directory."""
+    command in the app directory.
+
+    ``direct``: ``launcher -- COMMAND``, executed as is. Without it, ``launcher COMMAND``, which
+    the launcher runs through bash (sourcing the layers' profile.d): what ``heroku run COMMAND``
+    runs on a Fir app, whose CLI prepends ``launcher`` to the command."""
+    separator = ["--"] if direct else []
     run_env = {
         **env,
         "CNB_PLATFORM_API": PLATFORM_API,
@@ -485,5 +491,5 @@ def launch(
         "CNB_APP_DIR": str(layout.app),
     }
     return lifecycle.account.run(
-        [lifecycle.launcher, "--", *command], env=run_env, cwd=layout.app, timeout=timeout
+        [lifecycle.launcher, *separator, *command], env=run_env, cwd=layout.app, timeout=timeout
     )

@@ -153,9 +153,14 @@ class CnbWorld:
         return self.run(layout)
 
     def launch(
-        self, layout: Layout, command: Sequence[str], *, env: Mapping[str, str]
+        self,
+        layout: Layout,
+        command: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        direct: bool = True,
     ) -> subprocess.CompletedProcess[str]:
-        return launch(self.lifecycle, layout, command, env=env)
+        return launch(self.lifecycle, layout, command, env=env, direct=direct)
 
 
 @contextmanager
