@@ -266,7 +266,11 @@ def test_fails_naming_the_file_when_SMTP_CA_FILE_cannot_anchor_the_chain(
     )
     assert "holds no smtp-ca Dyno Provider Root CA" in run.stderr
     assert " !     Fix: SMTP_CA_FILE points at" in run.stderr
-    assert "heroku config:unset SMTP_CA_FILE" in run.stderr
+    # The bundle's path on this dyno, not $HOME's: on Fir HOME is not the app.
+    assert (
+        f"heroku config:unset SMTP_CA_FILE (dynos then set it to {app}/.smtp-ca/ca-bundle.pem)"
+        in run.stderr
+    )
     assert_harmless(run, fresh)
 
 
@@ -286,6 +290,11 @@ def test_fails_naming_the_file_when_SMTP_CA_FILE_does_not_exist(
         assert "no certificate in OpenSSL's default store anchors" in run.stderr
     else:
         assert f"the ca_file {missing} does not exist on this dyno" in run.stderr
+        assert (
+            "SMTP_CA_FILE names a file that is not on the dyno. Use the bundle: heroku "
+            f"config:unset SMTP_CA_FILE (dynos then set it to {apps[shape]}/.smtp-ca/"
+            "ca-bundle.pem); or set it to a file the app commits." in run.stderr
+        )
     assert "heroku config:unset SMTP_CA_FILE" in run.stderr
     assert_harmless(run, fresh)
 
