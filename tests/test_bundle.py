@@ -11,6 +11,7 @@ import ssl
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -44,6 +45,11 @@ GODADDY_NAMES = [
 ]
 CERTIFI_PEM = Path(certifi.where()).read_bytes()
 CERTIFI_FINGERPRINTS = [summarize(c).sha256 for c in load_pem_certificates(CERTIFI_PEM)]
+CERTIFI_FINGERPRINTS_VALID = [
+    summary.sha256
+    for summary in map(summarize, load_pem_certificates(CERTIFI_PEM))
+    if not summary.is_expired(datetime.now(timezone.utc))
+]
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 
@@ -528,7 +534,7 @@ def test_missing_file_is_named(tmp_path: Path, cache: Path) -> None:
 def test_slow_drip_body_hits_the_deadline(https: LocalServer, cache: Path) -> None:
     https.script("/slow.pem", Reply(body=GODADDY, action="drip", delay=0.05, chunk_size=64))
     error, _ = fails(settings_for(https.url("/slow.pem"), timeout=0.2), cache)
-    assert "took more than 0.6 s" in error.message
+    assert "no whole answer within the 0.2 s the download was given" in error.message
 
 
 def test_connection_refused_is_a_clear_error(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -925,7 +931,12 @@ def test_temporaries_of_a_killed_write_are_removed_by_the_next(cache: Path) -> N
 
     run(settings, cache)
 
-    assert sorted(p.name for p in directory.iterdir()) == ["merged.json", "merged.pem"]
+    assert sorted(p.name for p in directory.iterdir()) == [
+        "merged.json",
+        "merged.pem",
+        "source.json",
+        "source.pem",
+    ]
 
 
 def test_an_entry_of_another_format_is_replaced_without_a_word(cache: Path) -> None:
@@ -941,3 +952,123 @@ def test_an_entry_of_another_format_is_replaced_without_a_word(cache: Path) -> N
     assert "Threw away" not in captured.stdout
     assert second.pem == first.pem
     assert json.loads(meta_path.read_bytes())["format"] == bundle.FORMAT_VERSION
+
+
+# --- a source that is gone, the default source unreachable, retries in our own words --------
+
+
+def test_a_gone_file_source_falls_back_to_the_cached_copy(tmp_path: Path, cache: Path) -> None:
+    bundle_file = tmp_path / "provider.pem"
+    bundle_file.write_bytes(GODADDY)
+    settings = settings_for(file_url(bundle_file), DEFAULT_BUNDLE_SHA256)
+    first, _ = run(settings, cache)
+    bundle_file.unlink()
+
+    second, captured = run(settings, cache)
+
+    assert second.pem == first.pem
+    assert second.used_cached_copy
+    assert f"Warning: SMTP_CA_BUNDLE_URL names {bundle_file}, which does not exist." in (
+        captured.stderr
+    )
+    assert "Using the copy an earlier build read on" in captured.stderr
+    assert "matches the pin" in captured.stdout
+
+
+def test_a_gone_file_source_without_a_cached_copy_fails(tmp_path: Path, cache: Path) -> None:
+    error, _ = fails(settings_for(file_url(tmp_path / "never.pem")), cache)
+    assert f"SMTP_CA_BUNDLE_URL names {tmp_path / 'never.pem'}, which does not exist." == (
+        error.message
+    )
+
+
+def test_a_gone_file_sources_cached_copy_must_match_the_pin(tmp_path: Path, cache: Path) -> None:
+    bundle_file = tmp_path / "provider.pem"
+    bundle_file.write_bytes(GODADDY)
+    run(settings_for(file_url(bundle_file)), cache)
+    bundle_file.unlink()
+
+    error, _ = fails(settings_for(file_url(bundle_file), "ab" * 32), cache)
+
+    assert "which does not exist" in error.message
+    assert "does not match SMTP_CA_BUNDLE_SHA256, so it cannot stand in" in error.message
+
+
+def _unreachable_url(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    server = LocalServer()  # bound, then closed: nothing listens on that port any more
+    port = server.port
+    server.stop()
+    return f"https://127.0.0.1:{port}/repository/gd_bundle-g2-g1.crt"
+
+
+def test_default_source_unreachable_on_a_first_build_goes_on_with_public_roots(
+    cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = BundleSettings(
+        _unreachable_url(monkeypatch),
+        DEFAULT_BUNDLE_SHA256,
+        public_roots=True,
+        timeout=5.0,
+        retries=0,
+        may_go_without=True,
+    )
+
+    prepared, captured = run(settings, cache)
+
+    assert fingerprints(prepared.pem) == CERTIFI_FINGERPRINTS_VALID
+    assert prepared.source_certificates == () and prepared.source_sha256 is None
+    assert prepared.missing_source_reason and "Connection refused" in prepared.missing_source_reason
+    assert "Warning: Could not download the default CA bundle" in captured.stderr
+    assert "no earlier build cached it" in captured.stderr
+    assert "Go Daddy Secure Certificate Authority - G2" in captured.stderr
+    assert "The SMTP handshake check proves whether it matters" in captured.stderr
+    assert "# From: SMTP_CA_BUNDLE_URL" not in prepared.pem.decode()
+
+
+def test_default_source_without_public_roots_has_nothing_to_go_on_with() -> None:
+    from smtp_ca.settings import load_settings
+
+    settings = load_settings({"SMTP_CA_PUBLIC_ROOTS": "false"}, "heroku-24")
+    assert not BundleSettings.from_settings(settings).may_go_without
+    assert BundleSettings.from_settings(load_settings({}, "heroku-24")).may_go_without
+    custom = load_settings({"SMTP_CA_BUNDLE_URL": "https://ca.example/b.pem"}, "heroku-24")
+    assert not BundleSettings.from_settings(custom).may_go_without
+
+
+def test_retries_are_one_line_each_in_the_builds_words(
+    https: LocalServer, cache: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    https.script("/gd.crt", Reply(status=503), Reply(action="close"), Reply(body=GODADDY))
+
+    prepared, captured = run(
+        settings_for(https.url("/gd.crt"), DEFAULT_BUNDLE_SHA256, retries=3), cache
+    )
+
+    assert len(prepared.source_certificates) == 3
+    retries = [line for line in captured.stdout.splitlines() if "Attempt" in line]
+    display = https.url("/gd.crt")
+    assert retries == [
+        f"       Attempt 1 of 4 to download {display} failed (the server answered HTTP 503); "
+        "trying again in 0.01 s.",
+        f"       Attempt 2 of 4 to download {display} failed "
+        f"({retries[1].split('failed (')[1].split(');')[0]}); trying again in 0.02 s.",
+    ]
+    assert "Retrying" not in captured.stdout + captured.stderr
+    assert not [record for record in caplog.records if record.name.startswith("urllib3")]
+
+
+def test_the_whole_download_is_bounded_by_the_fetch_timeout(
+    https: LocalServer, cache: Path
+) -> None:
+    """SMTP_CA_FETCH_TIMEOUT bounds every try, wait and redirect together."""
+    https.script("/hang", Reply(action="hang", delay=10))
+    https.redirect("/gd.crt", https.url("/hang"))
+    started = time.monotonic()
+
+    error, _ = fails(settings_for(https.url("/gd.crt"), timeout=1.0, retries=3), cache)
+
+    assert time.monotonic() - started < 2.0
+    assert "Could not download the CA bundle" in error.message
+    assert error.hint is not None and "SMTP_CA_FETCH_TIMEOUT" in error.hint
+    assert https.count("/hang") >= 2

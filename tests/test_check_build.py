@@ -97,7 +97,10 @@ def test_a_verified_server_is_reported_with_its_chain_and_anchor(
     assert f"       localhost:{server.port} (STARTTLS): verified, TLSv1.3." in out
     assert "       The server presented:" in out
     assert "         1. localhost, issued by smtp-ca Build Issuing CA, valid until" in out
-    assert "       Anchored by smtp-ca Build Root CA, from SMTP_CA_BUNDLE_URL (SHA-256" in out
+    anchored = next(line for line in out.splitlines() if "Anchored by" in line)
+    assert anchored.startswith("       Anchored by smtp-ca Build Root CA (SHA-256 ")
+    # The input it came from: the bundle at SMTP_CA_BUNDLE_URL, by its path.
+    assert anchored.endswith(f"), from {run.bundle_source} (SMTP_CA_BUNDLE_URL).")
     assert run.err.getvalue() == ""
 
 

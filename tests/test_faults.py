@@ -29,7 +29,7 @@ import jinja2
 import pytest
 import trustme
 
-from smtp_ca import bootstrap, cli, fetch
+from smtp_ca import bootstrap, cli, fetch, settings
 from smtp_ca.bootstrap import dependency_key
 from smtp_ca.output import Log, Redactor
 from smtp_ca.wiring import BUNDLE_PATH, INITIALIZER_PATH, PROFILE_PATH
@@ -241,6 +241,31 @@ def _closed_port_with_credentials(rig: Rig) -> None:
     rig.monkeypatch.setenv("NO_PROXY", "127.0.0.1")
 
 
+def _closed_port() -> int:
+    server = LocalServer()
+    port = server.port
+    server.stop()
+    return port
+
+
+def _default_bundle_unreachable(rig: Rig) -> None:
+    """The default source on a host that cannot be reached, and no cached copy: a first build
+    offline, or the CA's site down."""
+    url = f"https://127.0.0.1:{_closed_port()}/repository/gd_bundle-g2-g1.crt"
+    rig.monkeypatch.setattr(settings, "DEFAULT_BUNDLE_URL", url)
+    rig.monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    for name in ("SMTP_CA_BUNDLE_URL", "SMTP_CA_BUNDLE_SHA256", "SMTP_CA_PUBLIC_ROOTS"):
+        rig.config.pop(name, None)
+
+
+def _bundle_gone_after_a_build(rig: Rig) -> None:
+    """The file:// source read by an earlier build (so cached), then gone."""
+    rig.write_env()
+    first = rig.compile(make_app(rig.root / "build_earlier"))
+    assert first.status == 0, first.output
+    rig.bundle_file.unlink()
+
+
 def _no_build_dir(rig: Rig) -> None:
     rig.build_dir.rename(rig.root / "elsewhere")
 
@@ -412,12 +437,11 @@ class Case:
     root_only_skip: bool = False  # relies on file permissions, which root ignores
 
 
-def _timeout(value: str) -> Case:
+def _timeout(value: str, name: str = "SMTP_CA_CHECK_TIMEOUT") -> Case:
     return Case(
-        f"timeout-{value}",
-        _set(SMTP_CA_CHECK_TIMEOUT=value),
-        f"SMTP_CA_CHECK_TIMEOUT is {value!r}; it must be a number of seconds above 0 and at "
-        "most 120",
+        f"{name.lower()}-{value}",
+        _set(**{name: value}),
+        f"{name} is {value!r}; it must be a number of seconds above 0 and at most 120",
     )
 
 
@@ -490,6 +514,33 @@ CASES = [
         _set(SMTP_SERVER="smtp example.com"),
         "SMTP_SERVER must be a host name or an IP address",
     ),
+    Case(
+        "server-with-port",
+        _set(SMTP_SERVER="smtp.sendgrid.net:587"),
+        "SMTP_SERVER is 'smtp.sendgrid.net:587': it holds a port, but must be the host name alone",
+    ),
+    Case(
+        "server-with-scheme",
+        _set(SMTP_SERVER="smtp://smtp.sendgrid.net"),
+        "heroku config:set SMTP_SERVER=smtp.sendgrid.net\n",
+    ),
+    Case(
+        "server-url-with-port-and-path",
+        _set(SMTP_SERVER="smtps://smtp.example.com:465/"),
+        "it holds a scheme (smtps://) and a port and a path",
+    ),
+    Case(
+        "server-ipv6-with-port",
+        _set(SMTP_SERVER="[2001:db8::25]:587"),
+        "heroku config:set SMTP_SERVER=[2001:db8::25] SMTP_PORT=587",
+    ),
+    Case(
+        "server-ipv6-in-brackets-is-fine",
+        _set(SMTP_SERVER="[::1]", SMTP_PORT=str(_closed_port()), SMTP_CA_CHECK_TIMEOUT="2"),
+        "-----> Checking [::1]:",
+        status=0,
+    ),
+    *(_timeout(value, "SMTP_CA_FETCH_TIMEOUT") for value in ("0", "121", "1e1", "soon")),
     Case("stack-unset", _stack(None), "STACK is not set."),
     Case("stack-eol", _stack("heroku-20"), "The stack heroku-20 is end of life"),
     Case("stack-unknown", _stack("container"), "Unknown stack 'container'"),
@@ -604,6 +655,19 @@ CASES = [
         "bundle-missing",
         lambda rig: rig.bundle_file.unlink(),
         "provider-bundle.pem, which does not exist",
+    ),
+    Case(
+        "bundle-file-gone-since-an-earlier-build",
+        _bundle_gone_after_a_build,
+        "provider-bundle.pem, which does not exist.\n !     Using the copy an earlier build read",
+        status=0,
+    ),
+    Case(
+        "default-bundle-unreachable-on-a-first-build",
+        _default_bundle_unreachable,
+        "The build goes on with certifi's public roots alone. What they lack is Go Daddy Secure "
+        "Certificate Authority - G2",
+        status=0,
     ),
     Case(
         "bundle-pin-mismatch",
@@ -839,15 +903,41 @@ def test_invalid_debug_flag_in_the_environment_is_named(monkeypatch: pytest.Monk
 
 
 def test_library_logging_goes_through_the_log_redacted(rig: Rig) -> None:
-    """urllib3 logs "Retrying (...) after connection broken by ...: /path?query" at WARNING,
-    which Python's fallback handler would print to stderr as it is."""
+    """What libraries log with ``logging`` is redacted like our own lines."""
+    import logging
+
+    rig.write_env()
+    rig.monkeypatch.setattr(
+        cli,
+        "ensure_dependencies",
+        lambda *args, **kwargs: (
+            logging.getLogger("somelib").warning("login %s with %s failed", LOGIN, PASSWORD)
+            or DEPENDENCIES
+        ),
+    )
+
+    result = rig.compile()
+
+    assert result.status == 0, result.output
+    assert "somelib: login [REDACTED] with [REDACTED] failed" in result.stdout
+    for secret in rig.secrets:
+        assert secret not in result.output
+
+
+def test_retries_are_reported_in_the_builds_words_not_urllib3s(rig: Rig) -> None:
+    """urllib3 logs "Retrying (Retry(total=2, connect=2, ...)) after connection broken by
+    ..." at WARNING for every retry; the build says it once per retry, its own way."""
     _closed_port_with_credentials(rig)
     rig.write_env()
 
     result = rig.compile()
 
     assert result.status == 1
-    assert "urllib3.connectionpool: Retrying" in result.stdout
-    assert "?token=[REDACTED]" in result.stdout
+    assert "urllib3" not in result.output and "Retrying" not in result.output
+    retries = [line for line in result.stdout.splitlines() if "Attempt" in line]
+    assert len(retries) == 3, result.stdout
+    assert retries[0].startswith("       Attempt 1 of 4 to download https://[REDACTED]@127.0.0.1:")
+    assert "failed (Connection refused); trying again in 0.01 s." in retries[0]
+    assert "?[REDACTED]" in retries[0]
     for secret in rig.secrets:
         assert secret not in result.output

@@ -262,3 +262,64 @@ def test_env_dir_errors_never_show_the_value(tmp_path: Path) -> None:
     with pytest.raises(BuildError) as error:
         read_env_dir(tmp_path)
     assert "s3cret" not in f"{error.value.message} {error.value.hint}"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("smtp.sendgrid.net", "smtp.sendgrid.net"),
+        ("127.0.0.1", "127.0.0.1"),
+        ("::1", "::1"),
+        ("[::1]", "::1"),
+        ("2001:db8::25", "2001:db8::25"),
+        ("[2001:db8::25]", "2001:db8::25"),
+    ],
+)
+def test_smtp_server_takes_a_host_name_or_an_address(value: str, expected: str) -> None:
+    assert load_settings({"SMTP_SERVER": value}, STACK).smtp_server == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "holds", "fix"),
+    [
+        ("smtp.sendgrid.net:587", "a port", "SMTP_SERVER=smtp.sendgrid.net SMTP_PORT=587"),
+        ("smtp://smtp.sendgrid.net", "a scheme (smtp://)", "SMTP_SERVER=smtp.sendgrid.net"),
+        (
+            "smtp://smtp.sendgrid.net:587",
+            "a scheme (smtp://) and a port",
+            "SMTP_SERVER=smtp.sendgrid.net SMTP_PORT=587",
+        ),
+        ("smtp.example.com/relay", "a path", "SMTP_SERVER=smtp.example.com"),
+        ("[::1]:2525", "a port", "SMTP_SERVER=[::1] SMTP_PORT=2525"),
+        ("10.0.0.5:25", "a port", "SMTP_SERVER=10.0.0.5 SMTP_PORT=25"),
+    ],
+)
+def test_smtp_server_with_a_port_scheme_or_path_fails_at_once(
+    value: str, holds: str, fix: str
+) -> None:
+    with pytest.raises(BuildError) as error:
+        load_settings({"SMTP_SERVER": value}, STACK)
+    assert error.value.message.startswith(f"SMTP_SERVER is {value!r}: it holds {holds}, but")
+    assert "The port goes in SMTP_PORT." in error.value.message
+    assert error.value.hint == f"Set them with: heroku config:set {fix}"
+
+
+@pytest.mark.parametrize("value", ["smtp.example.com:port", "[::1", "smtp.example.com:587:1"])
+def test_smtp_server_that_is_no_address_at_all(value: str) -> None:
+    with pytest.raises(BuildError) as error:
+        load_settings({"SMTP_SERVER": value}, STACK)
+    assert "SMTP_SERVER must be a host name or an IP address" in error.value.message
+    assert "the port goes in SMTP_PORT" in error.value.message
+
+
+def test_fetch_timeout_bounds_the_whole_download() -> None:
+    assert load_settings({}, STACK).fetch_timeout == 30
+    assert load_settings({"SMTP_CA_FETCH_TIMEOUT": "7.5"}, STACK).fetch_timeout == 7.5
+    for bad in ("0", "121", "1e1", "inf", "soon"):
+        with pytest.raises(BuildError) as error:
+            load_settings({"SMTP_CA_FETCH_TIMEOUT": bad}, STACK)
+        assert error.value.message == (
+            f"SMTP_CA_FETCH_TIMEOUT is {bad!r}; it must be a number of seconds above 0 and at "
+            "most 120."
+        )
+        assert error.value.hint == "Set it with: heroku config:set SMTP_CA_FETCH_TIMEOUT=30"

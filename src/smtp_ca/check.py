@@ -169,7 +169,9 @@ class _Check:
             anchor_name = readable_name(anchor_cert.subject)
             origin = anchor.describe_origin() if anchor else "from the bundle"
             fingerprint = f" (SHA-256 {short_sha256(anchor.sha256)})" if anchor else ""
-            details.append(f"Anchored by {anchor_name}, {origin}{fingerprint}.")
+            # The origin names the input the anchor came from (the bundle's "# From:" lines):
+            # the URL, SMTP_CA_CERTS, or certifi's public roots.
+            details.append(f"Anchored by {anchor_name}{fingerprint}, {origin}.")
         notices: list[str] = []
         extras: tuple[bytes, ...] = ()
         if completion is not None:

@@ -10,6 +10,7 @@ in ENV_DIR whose name is the variable and whose content is the value.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import re
 import stat
 from collections.abc import Mapping
@@ -29,6 +30,9 @@ END_OF_LIFE_STACKS = ("cedar", "cedar-14", "heroku-16", "heroku-18", "heroku-20"
 CHECK_MODES = ("strict", "warn", "off")
 DEFAULT_CHECK_TIMEOUT = 10.0
 MAX_CHECK_TIMEOUT = 120.0
+# The whole bundle download, retries and redirects included: a hanging CA site costs at most this.
+DEFAULT_FETCH_TIMEOUT = 30.0
+MAX_FETCH_TIMEOUT = 120.0
 # net-smtp connects to port 25 when the app passes no port, and Mastodon passes SMTP_PORT as is.
 DEFAULT_SMTP_PORT = 25
 VERIFY_MODES = ("none", "peer", "client_once", "fail_if_no_peer_cert")
@@ -45,6 +49,7 @@ VARIABLES = (
     "SMTP_CA_PUBLIC_ROOTS",
     "SMTP_CA_CHECK",
     "SMTP_CA_CHECK_TIMEOUT",
+    "SMTP_CA_FETCH_TIMEOUT",
     "SMTP_CA_DEBUG",
     "SMTP_SERVER",
     "SMTP_PORT",
@@ -75,7 +80,7 @@ _REMOVED_CA_FILES = {"/usr/lib/ssl/cert.pem": ("heroku-24", "heroku-26")}
 _BUILD_PATH = re.compile(r"/tmp/build_[^/]*(/|$)")  # noqa: S108 - matched, never written
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
-_HOSTNAME = re.compile(r"[A-Za-z0-9._:\[\]-]+")
+_HOSTNAME = re.compile(r"[A-Za-z0-9._-]+")
 _PORT = re.compile(r"[0-9]{1,5}")
 _SECONDS = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
 
@@ -90,6 +95,7 @@ class Settings:
     public_roots: bool
     check_mode: str
     check_timeout: float
+    fetch_timeout: float
     smtp_server: str | None
     smtp_port: int
     implicit_tls: bool
@@ -101,6 +107,11 @@ class Settings:
     notices: tuple[str, ...]
     """Things worth a warning that do not fail the build (values Mastodon would read oddly)."""
     user_bulk_ca_file: str | None = None
+
+    @property
+    def default_bundle(self) -> bool:
+        """Whether the bundle comes from the default source (GoDaddy's), not one the user set."""
+        return self.bundle_url == DEFAULT_BUNDLE_URL
 
 
 def read_env_dir(env_dir: Path | None) -> dict[str, str]:
@@ -256,19 +267,18 @@ def parse_debug(raw: str | None) -> bool:
     )
 
 
-def _timeout(variables: Mapping[str, str]) -> float:
-    name = "SMTP_CA_CHECK_TIMEOUT"
+def _seconds(variables: Mapping[str, str], name: str, default: float, maximum: float) -> float:
     raw = variables.get(name, "").strip()
     if not raw:
-        return DEFAULT_CHECK_TIMEOUT
+        return default
     # Plain decimal digits only: float() would also take "1_0", "1e1", "inf" and other scripts'
     # digits.
     value = float(raw) if _SECONDS.fullmatch(raw) else float("nan")
-    if not (0 < value <= MAX_CHECK_TIMEOUT):
+    if not (0 < value <= maximum):
         raise BuildError(
             f"{name} is {_shown(raw)}; it must be a number of seconds above 0 and at most "
-            f"{MAX_CHECK_TIMEOUT:g}.",
-            hint=f"Set it with: heroku config:set {name}={DEFAULT_CHECK_TIMEOUT:g}",
+            f"{maximum:g}.",
+            hint=f"Set it with: heroku config:set {name}={default:g}",
         )
     return value
 
@@ -328,15 +338,60 @@ def _bundle_source(variables: Mapping[str, str]) -> tuple[str, str | None]:
 
 
 def _smtp_server(variables: Mapping[str, str]) -> str | None:
-    server = variables.get("SMTP_SERVER", "").strip()
+    """SMTP_SERVER as the mail gem passes it to net-smtp: a host name or an IP address, and
+    nothing else. ``smtp.example.com:587`` would be looked up as a host name and fail with a
+    DNS error, on the dyno as in the check: the port goes in SMTP_PORT."""
+    name = "SMTP_SERVER"
+    server = variables.get(name, "").strip()
     if not server:
         return None
-    if not _HOSTNAME.fullmatch(server):
+    if _HOSTNAME.fullmatch(server) or _is_ipv6(server):
+        return server
+    if server.startswith("[") and server.endswith("]") and _is_ipv6(server[1:-1]):
+        return server[1:-1]  # [::1]: an IPv6 literal in brackets, as URLs write it
+    host, holds, port = _url_parts(server)
+    if host is not None and holds:
+        with_port = f" SMTP_PORT={port}" if port else ""
         raise BuildError(
-            "SMTP_SERVER must be a host name or an IP address, such as smtp.sendgrid.net.",
-            hint="Set it with: heroku config:set SMTP_SERVER=smtp.example.com",
+            f"{name} is {_shown(server)}: it holds {' and '.join(holds)}, but must be the host "
+            "name alone (the app would look the whole text up as a host name and fail to send "
+            "mail). The port goes in SMTP_PORT.",
+            hint=f"Set them with: heroku config:set {name}={host}{with_port}",
         )
-    return server.strip("[]")
+    raise BuildError(
+        f"{name} must be a host name or an IP address, such as smtp.sendgrid.net; "
+        "the port goes in SMTP_PORT.",
+        hint=f"Set it with: heroku config:set {name}=smtp.example.com SMTP_PORT=587",
+    )
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _url_parts(server: str) -> tuple[str | None, list[str], int | None]:
+    """A URL-like SMTP_SERVER read as a URL: its host (None when it has no usable one), what
+    else it holds ("a scheme (smtp://)", "a port", "a path"), and its port."""
+    holds: list[str] = []
+    scheme, separator, _ = server.partition("://")
+    if separator:
+        holds.append(f"a scheme ({scheme}://)")
+    try:
+        parts = urlsplit(server if separator else f"//{server}")
+        host, port = parts.hostname, parts.port
+    except ValueError:  # a port that is not a number, an unbalanced [
+        return None, holds, None
+    if port is not None:
+        holds.append("a port")
+    if parts.path or parts.query or parts.fragment:
+        holds.append("a path")
+    if not host or not (_HOSTNAME.fullmatch(host) or _is_ipv6(host)):
+        return None, holds, port
+    return (f"[{host}]" if ":" in host else host), holds, port
 
 
 def _mastodon_transport(variables: Mapping[str, str]) -> tuple[bool, str, list[str]]:
@@ -462,7 +517,12 @@ def load_settings(variables: Mapping[str, str], stack: str | None) -> Settings:
         bundle_sha256=pin,
         public_roots=_flag(variables, "SMTP_CA_PUBLIC_ROOTS", default=True),
         check_mode=_choice(variables, "SMTP_CA_CHECK", CHECK_MODES, "warn"),
-        check_timeout=_timeout(variables),
+        check_timeout=_seconds(
+            variables, "SMTP_CA_CHECK_TIMEOUT", DEFAULT_CHECK_TIMEOUT, MAX_CHECK_TIMEOUT
+        ),
+        fetch_timeout=_seconds(
+            variables, "SMTP_CA_FETCH_TIMEOUT", DEFAULT_FETCH_TIMEOUT, MAX_FETCH_TIMEOUT
+        ),
         smtp_server=_smtp_server(variables),
         smtp_port=_port(variables),
         implicit_tls=implicit_tls,
