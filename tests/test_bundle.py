@@ -1072,3 +1072,150 @@ def test_the_whole_download_is_bounded_by_the_fetch_timeout(
     assert "Could not download the CA bundle" in error.message
     assert error.hint is not None and "SMTP_CA_FETCH_TIMEOUT" in error.hint
     assert https.count("/hang") >= 2
+
+
+# --- SMTP_CA_CERTS and SMTP_CA_BUNDLE_URL=none ------------------------------------------------
+
+
+def certs_only(certs: bytes | str, *, public_roots: bool = False) -> BundleSettings:
+    text = certs.decode() if isinstance(certs, bytes) else certs
+    return BundleSettings(None, None, public_roots=public_roots, timeout=5.0, certs=text)
+
+
+def test_certs_alone_with_no_download(cache: Path, pki: dict[str, Issued]) -> None:
+    root, intermediate = pki["root"], pki["intermediate"]
+
+    prepared, captured = run(certs_only(pem_bundle(intermediate, root)), cache)
+
+    assert fingerprints(prepared.pem) == [intermediate.sha256, root.sha256]
+    assert prepared.pem.decode().count("# From: SMTP_CA_CERTS\n") == 2
+    assert "# 2 certificates from SMTP_CA_CERTS," in prepared.pem.decode()
+    assert [s.sha256 for s in prepared.added_certificates] == [intermediate.sha256, root.sha256]
+    assert prepared.source_certificates == () and prepared.source_sha256 is None
+    assert prepared.certificate_count == 2
+    assert "Downloaded no bundle (SMTP_CA_BUNDLE_URL=none)" in captured.stdout
+    assert "Added 2 certificates from SMTP_CA_CERTS:" in captured.stdout
+    assert (
+        f"         Bundle Test Root (not after {root.cert.not_valid_after_utc:%Y-%m-%d})"
+        in captured.stdout
+    )
+    assert "2 certificates in all" in captured.stdout
+    assert captured.stderr == ""
+
+
+def test_certs_are_added_between_the_source_and_the_public_roots(
+    tmp_path: Path, cache: Path, pki: dict[str, Issued]
+) -> None:
+    relay = make_root("Relay Root")
+    path = tmp_path / "gd.crt"
+    path.write_bytes(GODADDY)
+    settings = BundleSettings(
+        file_url(path),
+        DEFAULT_BUNDLE_SHA256,
+        public_roots=True,
+        timeout=5.0,
+        certs=pem_bundle(relay).decode(),
+    )
+
+    prepared, captured = run(settings, cache)
+
+    written = fingerprints(prepared.pem)
+    assert written[3] == relay.sha256  # after GoDaddy's three, before certifi's
+    assert len(written) == prepared.certificate_count == 4 + prepared.public_root_count
+    assert "Added 1 certificate from SMTP_CA_CERTS:" in captured.stdout
+
+    warm, again = run(settings, cache)  # from the merged cache: the same bundle, the same report
+    assert warm.pem == prepared.pem
+    assert warm.added_certificates == prepared.added_certificates
+    assert "Added 1 certificate from SMTP_CA_CERTS:" in again.stdout
+
+
+def test_certs_already_in_the_source_are_written_once(
+    tmp_path: Path, cache: Path, pki: dict[str, Issued]
+) -> None:
+    root, intermediate = pki["root"], pki["intermediate"]
+    path = tmp_path / "bundle.pem"
+    path.write_bytes(pem_bundle(root))
+    settings = BundleSettings(
+        file_url(path),
+        None,
+        public_roots=False,
+        timeout=5.0,
+        certs=pem_bundle(root, intermediate, intermediate).decode(),
+    )
+
+    prepared, captured = run(settings, cache)
+
+    assert fingerprints(prepared.pem) == [root.sha256, intermediate.sha256]
+    assert "is in the bundle from SMTP_CA_BUNDLE_URL already" in captured.stdout
+    assert "Left out a second copy of CN=Bundle Test Intermediate" in captured.stdout
+
+
+@pytest.mark.parametrize(
+    ("certs", "expected"),
+    [
+        ("not a certificate", "SMTP_CA_CERTS is not PEM: it has no -----BEGIN CERTIFICATE-----"),
+        (
+            "-----BEGIN CERTIFICATE-----\\nMIIB\\n-----END CERTIFICATE-----",
+            "SMTP_CA_CERTS has no complete PEM block, and it is one line with \\n where its",
+        ),
+        (
+            "-----BEGIN CERTIFICATE-----\nMIIB!!\n-----END CERTIFICATE-----\n",
+            "SMTP_CA_CERTS: block 1 (line 1) is not valid base64",
+        ),
+        (
+            "-----BEGIN CERTIFICATE-----\nMIIB\n",
+            "SMTP_CA_CERTS: block 1 (line 1) has -----BEGIN CERTIFICATE----- but no END line",
+        ),
+    ],
+)
+def test_certs_that_are_not_pem_certificates_fail_by_name(
+    cache: Path, certs: str, expected: str
+) -> None:
+    error, _ = fails(certs_only(certs), cache)
+    assert error.message.startswith(expected), error.message
+    assert error.hint and 'heroku config:set SMTP_CA_CERTS="$(cat relay-ca.pem)"' in error.hint
+
+
+def test_a_block_in_certs_that_is_not_a_certificate_fails_naming_it(
+    cache: Path, pki: dict[str, Issued]
+) -> None:
+    root = pki["root"]
+    error, _ = fails(certs_only(pem_bundle(root, root.key_pem)), cache)
+    line = root.pem.count(b"\n") + 1
+    assert error.message.startswith(
+        f"SMTP_CA_CERTS: block 2 (line {line}) is a PRIVATE KEY, not a certificate."
+    )
+    assert "treat it as leaked" in error.message
+    assert error.hint and error.hint.startswith("Remove that block.")
+    assert "PRIVATE KEY-----\nMII" not in error.message + (error.hint or "")
+
+
+def test_a_garbled_certificate_in_certs_fails_naming_its_block(
+    cache: Path, pki: dict[str, Issued]
+) -> None:
+    garbled = b"-----BEGIN CERTIFICATE-----\nMIIBAAAA\n-----END CERTIFICATE-----\n"
+    error, _ = fails(certs_only(pem_bundle(pki["root"], garbled)), cache)
+    assert error.message.startswith("SMTP_CA_CERTS: block 2 (line ")
+    assert "is not a valid X.509 certificate" in error.message
+
+
+def test_certs_that_are_no_ca_certificates_are_left_out_and_fail_when_nothing_is_left(
+    cache: Path, pki: dict[str, Issued]
+) -> None:
+    leaf = make_leaf(pki["intermediate"], "relay.example.test")
+    error, _ = fails(certs_only(pem_bundle(leaf)), cache)
+    assert error.message.startswith("SMTP_CA_CERTS has no CA certificate that can be used:")
+    assert "it is not a CA certificate" in error.message
+
+    prepared, captured = run(certs_only(pem_bundle(leaf, pki["root"])), cache)
+    assert fingerprints(prepared.pem) == [pki["root"].sha256]
+    assert "Left out CN=relay.example.test" in captured.stderr
+    assert "from SMTP_CA_CERTS: it is not a CA certificate" in captured.stderr
+
+
+def test_an_expiring_cert_in_certs_is_named_with_what_to_do(cache: Path) -> None:
+    soon = make_root("Relay Root Expiring", expires_in=timedelta(days=30))
+    _, captured = run(certs_only(pem_bundle(soon)), cache)
+    assert "CN=Relay Root Expiring" in captured.stderr
+    assert "Put its successor in SMTP_CA_CERTS before then." in captured.stderr

@@ -104,6 +104,24 @@ def test_a_verified_server_is_reported_with_its_chain_and_anchor(
     assert run.err.getvalue() == ""
 
 
+def test_an_anchor_from_smtp_ca_certs_is_named_so(run: Run, intermediate: Issued) -> None:
+    leaf = issue("localhost", intermediate, hostnames=("localhost",))
+    with SMTPTestServer(mode="starttls", ssl_context=server_context(leaf, intermediate)) as server:
+        run(
+            server.port,
+            SMTP_CA_CHECK="strict",
+            SMTP_CA_BUNDLE_URL="none",
+            SMTP_CA_BUNDLE_SHA256="",
+            SMTP_CA_CERTS=run.bundle_source.read_text(),
+        )
+    out = run.out.getvalue()
+    assert "       Added 1 certificate from SMTP_CA_CERTS:" in out
+    assert f"       localhost:{server.port} (STARTTLS): verified, TLSv1.3." in out
+    anchored = next(line for line in out.splitlines() if "Anchored by" in line)
+    assert anchored.startswith("       Anchored by smtp-ca Build Root CA (SHA-256 ")
+    assert anchored.endswith("), from SMTP_CA_CERTS.")
+
+
 def test_strict_build_passes_with_an_intermediate_fetched_through_aia_and_writes_it(
     run: Run, root: Issued, intermediate: Issued, http: LocalServer
 ) -> None:

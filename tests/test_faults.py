@@ -266,6 +266,30 @@ def _bundle_gone_after_a_build(rig: Rig) -> None:
     rig.bundle_file.unlink()
 
 
+def _certs(*blocks: bytes | str) -> Callable[[Rig], None]:
+    """SMTP_CA_CERTS made of ``blocks`` ("ROOT" is the provider's CA), and no download."""
+
+    def setup(rig: Rig) -> None:
+        rig.config["SMTP_CA_CERTS"] = "".join(
+            rig.bundle_pem.decode()
+            if block == "ROOT"
+            else block
+            if isinstance(block, str)
+            else block.decode()
+            for block in blocks
+        )
+        rig.config["SMTP_CA_BUNDLE_URL"] = "none"
+        rig.config.pop("SMTP_CA_BUNDLE_SHA256")
+
+    return setup
+
+
+def _private_key_in_certs(rig: Rig) -> None:
+    key = trustme.CA().private_key_pem.bytes()
+    _certs("ROOT", key)(rig)
+    rig.secrets.append(key.decode().splitlines()[1])
+
+
 def _no_build_dir(rig: Rig) -> None:
     rig.build_dir.rename(rig.root / "elsewhere")
 
@@ -467,7 +491,7 @@ CASES = [
     Case(
         "url-ftp",
         _set(SMTP_CA_BUNDLE_URL="ftp://ca.example/b.pem"),
-        "SMTP_CA_BUNDLE_URL must be an https:// URL or a file:// path",
+        "SMTP_CA_BUNDLE_URL must be an https:// URL, a file:// path, or none",
     ),
     Case(
         "url-no-host",
@@ -694,6 +718,52 @@ CASES = [
         "bundle-server-down-with-credentials-in-url",
         _closed_port_with_credentials,
         "Could not download the CA bundle from SMTP_CA_BUNDLE_URL (https://[REDACTED]@127.0.0.1:",
+    ),
+    # SMTP_CA_CERTS and SMTP_CA_BUNDLE_URL=none.
+    Case(
+        "certs-alone",
+        _certs("ROOT"),
+        "Added 1 certificate from SMTP_CA_CERTS:\n         ",
+        status=0,
+    ),
+    Case(
+        "certs-private-key",
+        _private_key_in_certs,
+        "SMTP_CA_CERTS: block 2 (line ",
+    ),
+    Case(
+        "certs-certificate-request",
+        _certs(
+            "ROOT",
+            b"-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----\n",
+        ),
+        ") is a CERTIFICATE REQUEST, not a certificate.",
+    ),
+    Case(
+        "certs-garbled-block",
+        _certs(b"-----BEGIN CERTIFICATE-----\nMIIBAAAA\n-----END CERTIFICATE-----\n"),
+        "SMTP_CA_CERTS: block 1 (line 1) is not a valid X.509 certificate",
+    ),
+    Case(
+        "certs-not-pem",
+        _certs("relay-ca.pem"),
+        "SMTP_CA_CERTS is not PEM: it has no -----BEGIN CERTIFICATE----- line.",
+    ),
+    Case(
+        "certs-one-line",
+        _certs("-----BEGIN CERTIFICATE-----\\nMIIB\\n-----END CERTIFICATE-----"),
+        "it is one line with \\n where its line breaks should be",
+    ),
+    Case(
+        "bundle-url-none-nothing-else",
+        _set(SMTP_CA_BUNDLE_URL="none", SMTP_CA_PUBLIC_ROOTS="false"),
+        "The CA bundle would be empty: SMTP_CA_BUNDLE_URL=none downloads nothing",
+    ),
+    Case(
+        "bundle-url-none-with-a-pin",
+        _then(_certs("ROOT"), _set(SMTP_CA_BUNDLE_SHA256="0" * 64)),
+        "SMTP_CA_BUNDLE_SHA256 is set, but SMTP_CA_BUNDLE_URL=none: nothing is downloaded",
+        status=0,
     ),
     # BUILD_DIR and what the app committed.
     Case("build-dir-missing", _no_build_dir, "is not a directory"),

@@ -77,7 +77,10 @@ def test_other_stacks_are_refused_by_name(stack: str | None, expected: str) -> N
         ({"SMTP_CA_CHECK_TIMEOUT": "9999"}, "at most 120"),
         ({"SMTP_CA_CHECK_TIMEOUT": "ten"}, "SMTP_CA_CHECK_TIMEOUT is 'ten'"),
         ({"SMTP_CA_BUNDLE_URL": "http://example.com/b.crt"}, "SMTP_CA_BUNDLE_URL uses http://"),
-        ({"SMTP_CA_BUNDLE_URL": "ftp://example.com/b.crt"}, "https:// URL or a file:// path"),
+        (
+            {"SMTP_CA_BUNDLE_URL": "ftp://example.com/b.crt"},
+            "https:// URL, a file:// path, or none",
+        ),
         ({"SMTP_CA_BUNDLE_SHA256": "abc"}, "SMTP_CA_BUNDLE_SHA256 must be 64 hexadecimal"),
         ({"SMTP_CA_PUBLIC_ROOTS": "yes"}, "SMTP_CA_PUBLIC_ROOTS is 'yes'"),
         ({"SMTP_OPENSSL_VERIFY_MODE": "strict"}, "SMTP_OPENSSL_VERIFY_MODE is 'strict'"),
@@ -323,3 +326,29 @@ def test_fetch_timeout_bounds_the_whole_download() -> None:
             "most 120."
         )
         assert error.value.hint == "Set it with: heroku config:set SMTP_CA_FETCH_TIMEOUT=30"
+
+
+def test_bundle_url_none_downloads_nothing() -> None:
+    settings = load_settings({"SMTP_CA_BUNDLE_URL": "None"}, STACK)
+    assert settings.bundle_url is None and settings.bundle_sha256 is None
+    assert settings.public_roots and not settings.default_bundle
+    pinned = load_settings(
+        {"SMTP_CA_BUNDLE_URL": "none", "SMTP_CA_BUNDLE_SHA256": DEFAULT_BUNDLE_SHA256}, STACK
+    )
+    assert any("SMTP_CA_BUNDLE_URL=none" in notice for notice in pinned.notices)
+
+
+def test_certs_are_read_as_text() -> None:
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"
+    assert load_settings({"SMTP_CA_CERTS": f"\n{pem}\n\n"}, STACK).ca_certs == pem
+    assert load_settings({"SMTP_CA_CERTS": "  "}, STACK).ca_certs is None
+
+
+def test_an_empty_bundle_fails_by_name_before_anything_is_read() -> None:
+    with pytest.raises(BuildError) as error:
+        load_settings({"SMTP_CA_BUNDLE_URL": "none", "SMTP_CA_PUBLIC_ROOTS": "false"}, STACK)
+    assert error.value.message == (
+        "The CA bundle would be empty: SMTP_CA_BUNDLE_URL=none downloads nothing, "
+        "SMTP_CA_PUBLIC_ROOTS=false adds no public roots, and SMTP_CA_CERTS is not set."
+    )
+    assert error.value.hint and "SMTP_CA_CERTS" in error.value.hint

@@ -70,6 +70,7 @@ if TYPE_CHECKING:
     from smtp_ca.retry import RetryNote
 
 URL_VARIABLE = "SMTP_CA_BUNDLE_URL"
+CERTS_VARIABLE = "SMTP_CA_CERTS"
 PIN_VARIABLE = "SMTP_CA_BUNDLE_SHA256"
 PUBLIC_ROOTS_VARIABLE = "SMTP_CA_PUBLIC_ROOTS"
 
@@ -93,6 +94,7 @@ class BundleSettings:
     # The default source may be left out when it cannot be downloaded and no build cached it:
     # all it adds to certifi's roots is one intermediate, which the check can fetch (AIA).
     may_go_without: bool = False
+    certs: str | None = None  # SMTP_CA_CERTS: PEM text, added after the source's certificates
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BundleSettings:
@@ -103,6 +105,7 @@ class BundleSettings:
             public_roots=settings.public_roots,
             timeout=settings.fetch_timeout,
             may_go_without=settings.default_bundle and settings.public_roots,
+            certs=settings.ca_certs,
         )
 
 
@@ -118,10 +121,11 @@ class PreparedBundle:
     fallback_reason: str | None = None  # why the cached copy stood in for an unreachable source
     # Why the default source is not in the bundle at all (unreachable, never cached), if so.
     missing_source_reason: str | None = None
+    added_certificates: tuple[CertificateSummary, ...] = ()  # kept from SMTP_CA_CERTS
 
     @property
     def certificate_count(self) -> int:
-        return len(self.source_certificates) + self.public_root_count
+        return len(self.source_certificates) + len(self.added_certificates) + self.public_root_count
 
 
 def prepare_bundle(
@@ -145,13 +149,15 @@ def prepare_bundle(
         _check_pin(settings, source)
     read = source if isinstance(source, _Source) else None
 
+    certs = settings.certs.encode("utf-8") if settings.certs else None
     public = _read_certifi() if settings.public_roots else None
-    key = _merge_key(read, public)
+    key = _merge_key(read, certs, public)
     merged_cache = MergedCache(directory, log)
     merged = merged_cache.load(key, now)
     if merged is None:
         content = _keep_source_certificates(read, now) if read else None
-        merged = _merge(content, public, now)
+        added = _keep_added_certificates(certs, content, now) if certs else None
+        merged = _merge(content, added, public, now)
         merged_cache.store(key, merged)
     if read is not None and read.origin in ("network", "file") and settings.url is not None:
         SourceCache(directory, settings.url, log).store(
@@ -173,6 +179,7 @@ def prepare_bundle(
         certifi_version=merged.certifi_version,
         fallback_reason=read.fallback_reason if read else None,
         missing_source_reason=source.reason if isinstance(source, _Missing) else None,
+        added_certificates=merged.added.kept if merged.added else (),
     )
 
 
@@ -456,9 +463,34 @@ def _keep_source_certificates(source: _Source, now: datetime) -> _Content:
     return replace(content, display=source.display, part_sha256=source.sha256)
 
 
-def _keep_ca_certificates(blocks: list[PemBlock], what: str, now: datetime, hint: str) -> _Content:
+def _keep_added_certificates(data: bytes, source: _Content | None, now: datetime) -> _Content:
+    """SMTP_CA_CERTS, checked like a downloaded bundle; but a block that is not a certificate
+    fails the build, naming the block: the app's owner typed this value and can fix it."""
+    blocks = _pem_blocks(data, CERTS_VARIABLE, _CERTS_HINT)
+    for block in blocks:
+        if block.is_certificate:
+            continue
+        message = f"{CERTS_VARIABLE}: {block.where} is a {block.label}, not a certificate."
+        if "PRIVATE KEY" in block.label:
+            message += (
+                " A private key has no place there, and every collaborator on the app can read "
+                "config vars: if it is a real key, treat it as leaked and replace it."
+            )
+        raise BuildError(message, hint=f"Remove that block. {_CERTS_HINT}")
+    already = {item.summary.sha256 for item in source.kept} if source else set()
+    return _keep_ca_certificates(blocks, CERTS_VARIABLE, now, _CERTS_HINT, already)
+
+
+def _keep_ca_certificates(
+    blocks: list[PemBlock],
+    what: str,
+    now: datetime,
+    hint: str,
+    already: set[str] | frozenset[str] = frozenset(),
+) -> _Content:
     """The CA certificates of ``blocks`` that are valid now, each once; what is left out,
-    and why. ``BuildError`` when nothing can be used."""
+    and why. ``already``: fingerprints an earlier input put in the bundle. ``BuildError``
+    when nothing can be used."""
     kept: list[_Kept] = []
     left_out: list[LeftOut] = []
     notices: list[str] = []
@@ -483,6 +515,11 @@ def _keep_ca_certificates(blocks: list[PemBlock], what: str, now: datetime, hint
             notices.append(f"Left out a second copy of {summary.describe()}.")
             continue
         seen.add(summary.sha256)
+        if summary.sha256 in already:
+            notices.append(
+                f"{summary.describe()} from {what} is in the bundle from {URL_VARIABLE} already."
+            )
+            continue
         if not summary.is_ca:
             flag = basic_constraints_ca(cert)
             why = (
@@ -504,7 +541,7 @@ def _keep_ca_certificates(blocks: list[PemBlock], what: str, now: datetime, hint
     if not certificate_blocks:
         labels = ", ".join(sorted({block.label for block in blocks}))
         raise BuildError(f"{what} has no certificate, only {labels}.", hint=hint)
-    if not kept:
+    if not kept and not already.intersection(seen):
         lines = "".join(f"\n  {item.certificate.describe()}: {item.reason}" for item in left_out)
         raise BuildError(
             f"{what} has no CA certificate that can be used:{lines}",
@@ -523,21 +560,25 @@ def _keep_ca_certificates(blocks: list[PemBlock], what: str, now: datetime, hint
     return _Content(tuple(kept), part)
 
 
+_CERTS_HINT = (
+    f"{CERTS_VARIABLE} holds PEM CA certificates (-----BEGIN CERTIFICATE----- blocks): "
+    f'heroku config:set {CERTS_VARIABLE}="$(cat relay-ca.pem)"'
+)
 _BAD_FILE_HINT = (
     f"Check that {URL_VARIABLE} points at a PEM file of CA certificates "
     "(-----BEGIN CERTIFICATE----- blocks), and that the file is complete."
 )
 
 
-def _pem_blocks(data: bytes, what: str) -> list[PemBlock]:
+def _pem_blocks(data: bytes, what: str, hint: str = _BAD_FILE_HINT) -> list[PemBlock]:
     kind = guess_format(data)
     if kind == "empty":
-        raise BuildError(f"{what} is empty.", hint=_BAD_FILE_HINT)
+        raise BuildError(f"{what} is empty.", hint=hint)
     if kind == "html":
         raise BuildError(
             f"{what} looks like an HTML page, not PEM certificates: the server sent a web page "
             "(an error, login or download page) instead of the file.",
-            hint=_BAD_FILE_HINT,
+            hint=hint,
         )
     if kind == "der":
         raise BuildError(
@@ -547,12 +588,25 @@ def _pem_blocks(data: bytes, what: str) -> list[PemBlock]:
     if kind != "pem":
         raise BuildError(
             f"{what} is not PEM: it has no -----BEGIN CERTIFICATE----- line.",
-            hint=_BAD_FILE_HINT,
+            hint=hint,
         )
     try:
-        return split_pem(data)
+        blocks = split_pem(data)
     except CertificateError as error:
-        raise BuildError(f"{what}: {error}.", hint=_BAD_FILE_HINT) from None
+        raise BuildError(f"{what}: {error}.", hint=hint) from None
+    if not blocks:
+        # "-----BEGIN CERTIFICATE-----\\nMIIB...": pasted with its line breaks as \\n.
+        one_line = b"\n" not in data.strip() and b"\\n" in data
+        raise BuildError(
+            f"{what} has no complete PEM block"
+            + (
+                ", and it is one line with \\n where its line breaks should be."
+                if one_line
+                else "."
+            ),
+            hint=hint,
+        )
+    return blocks
 
 
 _CERTIFI_HINT = (
@@ -581,24 +635,32 @@ def _read_certifi() -> _PublicRoots:
     return _PublicRoots(data, hashlib.sha256(data).hexdigest(), str(certifi.__version__))
 
 
-def _merge_key(source: _Source | None, public: _PublicRoots | None) -> str:
+def _merge_key(source: _Source | None, certs: bytes | None, public: _PublicRoots | None) -> str:
     # The source's display URL is in the output (its "# From:" lines), so it is in the key.
-    parts: list[object] = [FORMAT_VERSION, None, None, None, None]
+    parts: list[object] = [FORMAT_VERSION, None, None, None, None, None]
     if source is not None:
         parts[1:3] = [source.sha256, source.display]
+    if certs is not None:
+        parts[3] = hashlib.sha256(certs).hexdigest()
     if public is not None:
-        parts[3:] = [public.sha256, public.version]
+        parts[4:] = [public.sha256, public.version]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
-def _merge(content: _Content | None, public: _PublicRoots | None, now: datetime) -> Merged:
-    """Source certificates first, in source order, then certifi's roots in certifi's order.
+def _merge(
+    content: _Content | None,
+    added_content: _Content | None,
+    public: _PublicRoots | None,
+    now: datetime,
+) -> Merged:
+    """Source certificates first, in source order, then SMTP_CA_CERTS's, then certifi's roots
+    in certifi's order.
 
     Both orders are already stable, and keeping them makes the output easy to diff against the
     source and keeps a certifi upgrade to a small diff; sorting by fingerprint would do neither.
     A root that is in both stays in the source's place.
     """
-    kept = content.kept if content else ()
+    kept = (*(content.kept if content else ()), *(added_content.kept if added_content else ()))
     seen = {item.summary.sha256 for item in kept}
     added: list[_Kept] = []
     duplicates = 0
@@ -628,14 +690,14 @@ def _merge(content: _Content | None, public: _PublicRoots | None, now: datetime)
     written = [item.summary.not_after for item in (*kept, *added)]
     if not written:
         raise BuildError(
-            "The CA bundle would be empty: no certificate came from "
-            f"{URL_VARIABLE} or from certifi's public roots.",
-            hint=f"Set {URL_VARIABLE}, or {PUBLIC_ROOTS_VARIABLE}=true.",
+            f"The CA bundle would be empty: no certificate came from {URL_VARIABLE}, "
+            f"{CERTS_VARIABLE} or certifi's public roots.",
+            hint=f"Set {CERTS_VARIABLE} or {URL_VARIABLE}, or unset {PUBLIC_ROOTS_VARIABLE}.",
         )
     return Merged(
-        pem=_render(content, added, public),
+        pem=_render(content, added_content, added, public),
         source=content.part if content else None,
-        added=None,
+        added=added_content.part if added_content else None,
         public_root_count=len(added),
         public_duplicates=duplicates,
         certifi_version=public.version if public else None,
@@ -644,7 +706,12 @@ def _merge(content: _Content | None, public: _PublicRoots | None, now: datetime)
     )
 
 
-def _render(content: _Content | None, added: list[_Kept], public: _PublicRoots | None) -> bytes:
+def _render(
+    content: _Content | None,
+    added_content: _Content | None,
+    added: list[_Kept],
+    public: _PublicRoots | None,
+) -> bytes:
     # No dates: the same inputs must give the same bytes on every build.
     lines = [
         "# CA certificates for SMTP clients, written by heroku-buildpack-smtp-ca on every build.",
@@ -657,6 +724,8 @@ def _render(content: _Content | None, added: list[_Kept], public: _PublicRoots |
         )
     else:
         lines.append(f"# Nothing from {URL_VARIABLE}.")
+    if added_content is not None:
+        lines.append(f"# {_plural(len(added_content.kept), 'certificate')} from {CERTS_VARIABLE},")
     if public is not None:
         lines.append(
             f"# then {_plural(len(added), 'public root')} from certifi {public.version} "
@@ -668,6 +737,8 @@ def _render(content: _Content | None, added: list[_Kept], public: _PublicRoots |
     origin = f"{_comment(content.display)} ({URL_VARIABLE})" if content else ""
     for item in content.kept if content else ():
         out.append(_block(item, origin))
+    for item in added_content.kept if added_content else ():
+        out.append(_block(item, CERTS_VARIABLE))
     for item in added:
         out.append(_block(item, "certifi"))
     return "".join(out).encode("utf-8")
@@ -698,16 +769,20 @@ def _report(
     settings: BundleSettings, source: _Source | None, merged: Merged, log: Log, now: datetime
 ) -> None:
     part = merged.source
+    if settings.url is None:
+        log.info(f"Downloaded no bundle ({URL_VARIABLE}=none)")
     if source is not None and part is not None:
         _report_source(settings, source, part, log, now)
+    if merged.added is not None:
+        _report_added(merged.added, log, now)
     for notice in merged.notices:
         log.info(notice)
 
-    total = (len(part.kept) if part else 0) + merged.public_root_count
+    total = sum(len(p.kept) for p in (part, merged.added) if p) + merged.public_root_count
     if merged.certifi_version is None:
         log.info(
             f"No public roots added ({PUBLIC_ROOTS_VARIABLE}=false): "
-            f"{_plural(total, 'certificate')}, all from the bundle"
+            f"{_plural(total, 'certificate')} in all"
         )
     else:
         already = (
@@ -750,7 +825,38 @@ def _report_source(
         log.warn(warning)
     for item in part.left_out:
         log.warn(f"Left out {item.certificate.describe()}: {item.reason}.")
+    _warn_about_dates(
+        part.kept,
+        f"Get the provider's new bundle before then and update {URL_VARIABLE} and {PIN_VARIABLE}.",
+        log,
+        now,
+    )
+    if settings.sha256 is None:
+        log.warn(
+            f"{PIN_VARIABLE} is not set, so nothing checks that the bundle at {URL_VARIABLE} "
+            "is the one you meant: whoever can change that file decides whom your mail trusts."
+        )
+        log.alert(f"Its SHA-256 is {source.sha256}. To pin it:")
+        log.alert(f"heroku config:set {PIN_VARIABLE}={source.sha256}")
+
+
+def _report_added(part: Part, log: Log, now: datetime) -> None:
+    log.info(f"Added {_plural(len(part.kept), 'certificate')} from {CERTS_VARIABLE}:")
     for summary in part.kept:
+        log.info(f"  {summary.display_name} (not after {summary.not_after:%Y-%m-%d})")
+    for notice in part.notices:
+        log.info(notice)
+    for warning in part.warnings:
+        log.warn(warning)
+    for item in part.left_out:
+        log.warn(f"Left out {item.certificate.describe()} from {CERTS_VARIABLE}: {item.reason}.")
+    _warn_about_dates(part.kept, f"Put its successor in {CERTS_VARIABLE} before then.", log, now)
+
+
+def _warn_about_dates(
+    kept: tuple[CertificateSummary, ...], renew: str, log: Log, now: datetime
+) -> None:
+    for summary in kept:
         if summary.not_before > now:
             log.warn(
                 f"{summary.describe()} is not valid until {summary.not_before:%Y-%m-%d}: "
@@ -759,18 +865,7 @@ def _report_source(
         elif summary.days_left(now) < EXPIRY_WARNING_DAYS:
             days = summary.days_left(now)
             when = _plural(days, "day") if days else "less than a day"
-            log.warn(
-                f"{summary.describe()} expires in {when}. "
-                f"Get the provider's new bundle before then and update {URL_VARIABLE} "
-                f"and {PIN_VARIABLE}."
-            )
-    if settings.sha256 is None:
-        log.warn(
-            f"{PIN_VARIABLE} is not set, so nothing checks that the bundle at {URL_VARIABLE} "
-            "is the one you meant: whoever can change that file decides whom your mail trusts."
-        )
-        log.alert(f"Its SHA-256 is {source.sha256}. To pin it:")
-        log.alert(f"heroku config:set {PIN_VARIABLE}={source.sha256}")
+            log.warn(f"{summary.describe()} expires in {when}. {renew}")
 
 
 def _plural(count: int, word: str) -> str:

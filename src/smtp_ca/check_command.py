@@ -2,7 +2,7 @@
 
 It runs the same check and diagnosis as the build (``check.run_check``) and exits 0 only when
 the server verifies against the bundle. Without ``--ca-file`` it makes the bundle a build would
-make: from SMTP_CA_BUNDLE_URL, SMTP_CA_BUNDLE_SHA256, SMTP_CA_PUBLIC_ROOTS and
+make: from SMTP_CA_BUNDLE_URL, SMTP_CA_BUNDLE_SHA256, SMTP_CA_CERTS, SMTP_CA_PUBLIC_ROOTS and
 SMTP_CA_FETCH_TIMEOUT when they are in the environment (a one-off dyno has the app's config vars
 there), else from the defaults. Like a build, it goes on with certifi's roots when the default
 bundle cannot be downloaded and no earlier run cached it.
@@ -31,6 +31,7 @@ from smtp_ca.settings import (
 BUNDLE_VARIABLES = (
     "SMTP_CA_BUNDLE_URL",
     "SMTP_CA_BUNDLE_SHA256",
+    "SMTP_CA_CERTS",
     "SMTP_CA_PUBLIC_ROOTS",
     "SMTP_CA_FETCH_TIMEOUT",
 )

@@ -22,6 +22,8 @@ from smtp_ca.errors import BuildError
 
 DEFAULT_BUNDLE_URL = "https://certs.godaddy.com/repository/gd_bundle-g2-g1.crt"
 DEFAULT_BUNDLE_SHA256 = "0aa4014e6a34e2553b6258c671946620a44e03aedf0fde497781fe8a6abfd858"
+# SMTP_CA_BUNDLE_URL=none: no download; the bundle is SMTP_CA_CERTS and the public roots.
+NO_BUNDLE_URL = "none"
 
 SUPPORTED_STACKS = ("heroku-22", "heroku-24", "heroku-26")
 # Heroku's retired stacks: named so the refusal can say they are end of life, not unknown.
@@ -46,6 +48,7 @@ SECRET_VARIABLES = ("SMTP_PASSWORD", "SMTP_LOGIN", "BULK_SMTP_PASSWORD", "BULK_S
 VARIABLES = (
     "SMTP_CA_BUNDLE_URL",
     "SMTP_CA_BUNDLE_SHA256",
+    "SMTP_CA_CERTS",
     "SMTP_CA_PUBLIC_ROOTS",
     "SMTP_CA_CHECK",
     "SMTP_CA_CHECK_TIMEOUT",
@@ -90,7 +93,7 @@ class Settings:
     """Everything the build reads from config vars, validated."""
 
     stack: str
-    bundle_url: str
+    bundle_url: str | None  # None: SMTP_CA_BUNDLE_URL=none, nothing is downloaded
     bundle_sha256: str | None
     public_roots: bool
     check_mode: str
@@ -107,6 +110,8 @@ class Settings:
     notices: tuple[str, ...]
     """Things worth a warning that do not fail the build (values Mastodon would read oddly)."""
     user_bulk_ca_file: str | None = None
+    ca_certs: str | None = None
+    """SMTP_CA_CERTS: PEM text of CA certificates, checked and merged by the bundle stage."""
 
     @property
     def default_bundle(self) -> bool:
@@ -295,8 +300,18 @@ def _port(variables: Mapping[str, str]) -> int:
     return int(raw)
 
 
-def _bundle_source(variables: Mapping[str, str]) -> tuple[str, str | None]:
+def _bundle_source(variables: Mapping[str, str]) -> tuple[str | None, str | None, list[str]]:
+    """SMTP_CA_BUNDLE_URL and its pin: (URL or None for none, pin or None, notices)."""
     url = variables.get("SMTP_CA_BUNDLE_URL", "").strip() or DEFAULT_BUNDLE_URL
+    if url.lower() == NO_BUNDLE_URL:
+        notices = []
+        if variables.get("SMTP_CA_BUNDLE_SHA256", "").strip():
+            notices.append(
+                "SMTP_CA_BUNDLE_SHA256 is set, but SMTP_CA_BUNDLE_URL=none: nothing is "
+                "downloaded, so the pin checks nothing. Unset it: "
+                "heroku config:unset SMTP_CA_BUNDLE_SHA256"
+            )
+        return None, None, notices
     try:
         parts = urlsplit(url)
         scheme, hostname = parts.scheme.lower(), parts.hostname
@@ -321,7 +336,7 @@ def _bundle_source(variables: Mapping[str, str]) -> tuple[str, str | None]:
         )
     if scheme not in ("https", "file") or (scheme == "https" and not hostname):
         raise BuildError(
-            "SMTP_CA_BUNDLE_URL must be an https:// URL or a file:// path.",
+            "SMTP_CA_BUNDLE_URL must be an https:// URL, a file:// path, or none.",
             hint=f"Unset it to use the default, {DEFAULT_BUNDLE_URL}",
         )
     raw_pin = variables.get("SMTP_CA_BUNDLE_SHA256", "").strip()
@@ -333,8 +348,8 @@ def _bundle_source(variables: Mapping[str, str]) -> tuple[str, str | None]:
                 f"it has {len(raw_pin)} characters.",
                 hint="Compute it with: sha256sum ca-bundle.crt",
             )
-        return url, pin
-    return url, (DEFAULT_BUNDLE_SHA256 if url == DEFAULT_BUNDLE_URL else None)
+        return url, pin, []
+    return url, (DEFAULT_BUNDLE_SHA256 if url == DEFAULT_BUNDLE_URL else None), []
 
 
 def _smtp_server(variables: Mapping[str, str]) -> str | None:
@@ -506,8 +521,18 @@ def ca_file_warnings(settings: Settings, build_dir: Path) -> list[str]:
 
 def load_settings(variables: Mapping[str, str], stack: str | None) -> Settings:
     """Validates every variable the buildpack reads; the first bad one raises BuildError."""
-    url, pin = _bundle_source(variables)
-    implicit_tls, starttls, notices = _mastodon_transport(variables)
+    url, pin, notices = _bundle_source(variables)
+    public_roots = _flag(variables, "SMTP_CA_PUBLIC_ROOTS", default=True)
+    ca_certs = variables.get("SMTP_CA_CERTS", "").strip() or None
+    if url is None and not public_roots and ca_certs is None:
+        raise BuildError(
+            "The CA bundle would be empty: SMTP_CA_BUNDLE_URL=none downloads nothing, "
+            "SMTP_CA_PUBLIC_ROOTS=false adds no public roots, and SMTP_CA_CERTS is not set.",
+            hint='Put your CA certificates in SMTP_CA_CERTS: heroku config:set SMTP_CA_CERTS="$('
+            'cat relay-ca.pem)". Or unset SMTP_CA_PUBLIC_ROOTS or SMTP_CA_BUNDLE_URL.',
+        )
+    implicit_tls, starttls, transport_notices = _mastodon_transport(variables)
+    notices += transport_notices
     verify_mode = _verify_mode(variables)
     notices += _verify_mode_notice(verify_mode)
     notices += _unknown_own_variables(variables)
@@ -515,7 +540,7 @@ def load_settings(variables: Mapping[str, str], stack: str | None) -> Settings:
         stack=check_stack(stack),
         bundle_url=url,
         bundle_sha256=pin,
-        public_roots=_flag(variables, "SMTP_CA_PUBLIC_ROOTS", default=True),
+        public_roots=public_roots,
         check_mode=_choice(variables, "SMTP_CA_CHECK", CHECK_MODES, "warn"),
         check_timeout=_seconds(
             variables, "SMTP_CA_CHECK_TIMEOUT", DEFAULT_CHECK_TIMEOUT, MAX_CHECK_TIMEOUT
@@ -533,4 +558,5 @@ def load_settings(variables: Mapping[str, str], stack: str | None) -> Settings:
         secrets=tuple(variables[name] for name in SECRET_VARIABLES if variables.get(name)),
         notices=tuple(notices),
         user_bulk_ca_file=variables.get("BULK_SMTP_CA_FILE", "").strip() or None,
+        ca_certs=ca_certs,
     )
