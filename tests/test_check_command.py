@@ -283,14 +283,16 @@ def test_offline_with_the_default_bundle_it_checks_against_public_roots(
     In-process, so that the default URL can point at a closed local port."""
     import io
 
-    from smtp_ca import cli, settings
+    from smtp_ca import cli, pipeline, settings
     from smtp_ca.output import Log, Redactor
 
     closed = LocalServer()
     url = f"https://127.0.0.1:{closed.port}/repository/gd_bundle-g2-g1.crt"
     closed.stop()
     monkeypatch.setattr(settings, "DEFAULT_BUNDLE_URL", url)
-    monkeypatch.setattr(cli, "ensure_dependencies", lambda *a, **k: Path(x509.__file__).parents[2])
+    monkeypatch.setattr(
+        pipeline, "ensure_dependencies", lambda *a, **k: Path(x509.__file__).parents[2]
+    )
     monkeypatch.setattr(sys, "path", list(sys.path))
     monkeypatch.setenv("SMTP_CA_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
