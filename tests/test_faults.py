@@ -291,6 +291,18 @@ def _private_key_in_certs(rig: Rig) -> None:
     rig.secrets.append(key.decode().splitlines()[1])
 
 
+BULK_PASSWORD = "bulk-s3cret-Passw0rd"
+
+
+def _bulk_password_in_the_port(rig: Rig) -> None:
+    rig.config.update(
+        BULK_SMTP_SERVER="bulk.example.com",
+        BULK_SMTP_PASSWORD=BULK_PASSWORD,
+        BULK_SMTP_PORT=BULK_PASSWORD,
+    )
+    rig.secrets.append(BULK_PASSWORD)
+
+
 def _no_build_dir(rig: Rig) -> None:
     rig.build_dir.rename(rig.root / "elsewhere")
 
@@ -566,6 +578,33 @@ CASES = [
         status=0,
     ),
     *(_timeout(value, "SMTP_CA_FETCH_TIMEOUT") for value in ("0", "121", "1e1", "soon")),
+    # Mastodon's bulk mailer: the same checks, by the BULK_SMTP_ names.
+    Case(
+        "bulk-server-with-port",
+        _set(BULK_SMTP_SERVER="smtp.sendgrid.net:587"),
+        "heroku config:set BULK_SMTP_SERVER=smtp.sendgrid.net BULK_SMTP_PORT=587",
+    ),
+    Case(
+        "bulk-port",
+        _set(BULK_SMTP_SERVER="bulk.example.com", BULK_SMTP_PORT="smtp"),
+        "BULK_SMTP_PORT is 'smtp'; it must be a whole number from 1 to 65535",
+    ),
+    Case(
+        "bulk-password-in-the-port",
+        _bulk_password_in_the_port,
+        "BULK_SMTP_PORT is '[REDACTED]'",
+    ),
+    Case(
+        "bulk-verify-mode",
+        _set(BULK_SMTP_SERVER="bulk.example.com", BULK_SMTP_OPENSSL_VERIFY_MODE="on"),
+        "BULK_SMTP_OPENSSL_VERIFY_MODE is 'on'; the mail gem accepts none, peer",
+    ),
+    Case(
+        "bulk-tls-upper-case",
+        _set(BULK_SMTP_SERVER="bulk.example.com", BULK_SMTP_TLS="TRUE", SMTP_CA_CHECK="off"),
+        "BULK_SMTP_TLS is 'TRUE'; Mastodon 4.4 and later only take the exact value 'true'",
+        status=0,
+    ),
     Case("stack-unset", _stack(None), "STACK is not set."),
     Case("stack-eol", _stack("heroku-20"), "The stack heroku-20 is end of life"),
     Case("stack-unknown", _stack("container"), "Unknown stack 'container'"),

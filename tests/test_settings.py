@@ -347,3 +347,74 @@ def test_an_empty_bundle_fails_by_name_before_anything_is_read() -> None:
         "SMTP_CA_PUBLIC_ROOTS=false adds no public roots, and SMTP_CA_CERTS is not set."
     )
     assert error.value.hint and "SMTP_CA_CERTS" in error.value.hint
+
+
+def test_no_bulk_mail_server_unless_bulk_smtp_server_is_set() -> None:
+    settings = load_settings({"SMTP_SERVER": "smtp.example.com", "BULK_SMTP_PORT": "465"}, STACK)
+    assert settings.bulk_server is None
+    assert [server.host for server in settings.servers] == ["smtp.example.com"]
+
+
+def test_bulk_mail_server_is_read_as_mastodons_email_yml_reads_it() -> None:
+    settings = load_settings(
+        {
+            "BULK_SMTP_SERVER": "bulk.example.com",
+            "BULK_SMTP_PORT": "465",
+            "BULK_SMTP_TLS": "true",
+            "BULK_SMTP_OPENSSL_VERIFY_MODE": "Peer",
+            "BULK_SMTP_CA_FILE": "/etc/ssl/certs/ca-certificates.crt",
+        },
+        STACK,
+    )
+    bulk = settings.bulk_server
+    assert bulk is not None and bulk.is_bulk
+    assert (bulk.host, bulk.port, bulk.implicit_tls, bulk.verify_mode) == (
+        "bulk.example.com",
+        465,
+        True,
+        "peer",
+    )
+    assert bulk.variable("SERVER") == "BULK_SMTP_SERVER"
+    assert settings.servers == (bulk,)  # SMTP_SERVER is not set
+    assert settings.user_bulk_ca_file == "/etc/ssl/certs/ca-certificates.crt"
+
+
+@pytest.mark.parametrize(
+    ("variables", "starttls"),
+    [
+        ({}, "auto"),
+        ({"BULK_SMTP_ENABLE_STARTTLS": "always"}, "always"),
+        ({"BULK_SMTP_ENABLE_STARTTLS": "never"}, "never"),
+        ({"BULK_SMTP_ENABLE_STARTTLS": "false"}, "never"),  # 4.4's helper: 'false' is never
+        ({"BULK_SMTP_ENABLE_STARTTLS_AUTO": "false"}, "never"),
+        ({"BULK_SMTP_ENABLE_STARTTLS_AUTO": "FALSE"}, "auto"),  # only the exact 'false'
+    ],
+)
+def test_bulk_starttls_switches(variables: dict[str, str], starttls: str) -> None:
+    settings = load_settings({"BULK_SMTP_SERVER": "bulk.example.com", **variables}, STACK)
+    assert settings.bulk_server is not None
+    assert settings.bulk_server.starttls == starttls
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        ({"BULK_SMTP_SERVER": "bulk.example.com:587"}, "BULK_SMTP_SERVER is 'bulk.example.com:"),
+        ({"BULK_SMTP_PORT": "0"}, "BULK_SMTP_PORT is '0'; it must be a whole number"),
+        ({"BULK_SMTP_OPENSSL_VERIFY_MODE": "yes"}, "BULK_SMTP_OPENSSL_VERIFY_MODE is 'yes'"),
+    ],
+)
+def test_bad_bulk_values_name_their_variable(variables: dict[str, str], expected: str) -> None:
+    with pytest.raises(BuildError) as error:
+        load_settings({"BULK_SMTP_SERVER": "bulk.example.com", **variables}, STACK)
+    assert error.value.message.startswith(expected)
+    assert error.value.hint and "BULK_SMTP_" in error.value.hint
+
+
+def test_bulk_values_mastodon_reads_oddly_give_notices_by_their_names() -> None:
+    settings = load_settings(
+        {"BULK_SMTP_SERVER": "bulk.example.com", "BULK_SMTP_TLS": "yes"}, STACK
+    )
+    tls = "BULK_SMTP_TLS is 'yes'; Mastodon 4.4 and later only take the exact value 'true'"
+    assert any(n.startswith(tls) for n in settings.notices)
+    assert any(n.startswith("BULK_SMTP_OPENSSL_VERIFY_MODE is not set") for n in settings.notices)

@@ -62,9 +62,19 @@ VARIABLES = (
     "SMTP_ENABLE_STARTTLS_AUTO",
     "SMTP_OPENSSL_VERIFY_MODE",
     "SMTP_CA_FILE",
+    # Mastodon 4.4+'s bulk mailer (config/email.yml), checked like SMTP_SERVER when set.
+    "BULK_SMTP_SERVER",
+    "BULK_SMTP_PORT",
+    "BULK_SMTP_TLS",
+    "BULK_SMTP_SSL",
+    "BULK_SMTP_ENABLE_STARTTLS",
+    "BULK_SMTP_ENABLE_STARTTLS_AUTO",
+    "BULK_SMTP_OPENSSL_VERIFY_MODE",
     "BULK_SMTP_CA_FILE",
     *SECRET_VARIABLES,
 )
+MAIN_PREFIX = "SMTP_"
+BULK_PREFIX = "BULK_SMTP_"
 # Names in the buildpack's own namespace that it does not know are typos worth a warning.
 _OWN_NAMESPACE = re.compile(r"SMTP_CA_\w+")
 # Heroku allows 32 KB for all of an app's config vars together: a bigger file in ENV_DIR was
@@ -89,6 +99,30 @@ _SECONDS = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
 
 
 @dataclass(frozen=True)
+class SmtpServer:
+    """One SMTP server the app sends through, read from its variables as Mastodon reads them.
+
+    ``prefix`` is how its variables are named: ``SMTP_`` for the app's mailer (SMTP_SERVER,
+    SMTP_PORT, ...), ``BULK_SMTP_`` for Mastodon 4.4's bulk mailer (BULK_SMTP_SERVER, ...).
+    """
+
+    prefix: str
+    host: str
+    port: int
+    implicit_tls: bool  # SMTP_TLS or SMTP_SSL: TLS from the first byte
+    starttls: str  # auto, always or never
+    verify_mode: str | None  # as the mail gem takes it; None: unset
+
+    def variable(self, suffix: str) -> str:
+        """The name of one of its variables: ``variable("SERVER")`` is ``BULK_SMTP_SERVER``."""
+        return f"{self.prefix}{suffix}"
+
+    @property
+    def is_bulk(self) -> bool:
+        return self.prefix == BULK_PREFIX
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the build reads from config vars, validated."""
 
@@ -110,6 +144,27 @@ class Settings:
     user_bulk_ca_file: str | None = None
     ca_certs: str | None = None
     """SMTP_CA_CERTS: PEM text of CA certificates, checked and merged by the bundle stage."""
+    bulk_server: SmtpServer | None = None
+    """Mastodon's bulk mailer (BULK_SMTP_*), when BULK_SMTP_SERVER is set."""
+
+    @property
+    def main_server(self) -> SmtpServer | None:
+        """SMTP_SERVER and its variables, when it is set."""
+        if self.smtp_server is None:
+            return None
+        return SmtpServer(
+            MAIN_PREFIX,
+            self.smtp_server,
+            self.smtp_port,
+            self.implicit_tls,
+            self.starttls,
+            self.verify_mode,
+        )
+
+    @property
+    def servers(self) -> tuple[SmtpServer, ...]:
+        """Every SMTP server the app sends through, the main one first."""
+        return tuple(server for server in (self.main_server, self.bulk_server) if server)
 
     @property
     def default_bundle(self) -> bool:
@@ -288,14 +343,14 @@ def _seconds(variables: Mapping[str, str], name: str, default: float, maximum: f
     return value
 
 
-def _port(variables: Mapping[str, str]) -> int:
-    raw = variables.get("SMTP_PORT", "").strip()
+def _port(variables: Mapping[str, str], name: str = "SMTP_PORT") -> int:
+    raw = variables.get(name, "").strip()
     if not raw:
         return DEFAULT_SMTP_PORT
     if not _PORT.fullmatch(raw) or not 1 <= int(raw) <= 65535:
         raise BuildError(
-            f"SMTP_PORT is {_shown(raw)}; it must be a whole number from 1 to 65535.",
-            hint="Most providers use 587 (STARTTLS) or 465 (TLS): heroku config:set SMTP_PORT=587",
+            f"{name} is {_shown(raw)}; it must be a whole number from 1 to 65535.",
+            hint=f"Most providers use 587 (STARTTLS) or 465 (TLS): heroku config:set {name}=587",
         )
     return int(raw)
 
@@ -352,11 +407,11 @@ def _bundle_source(variables: Mapping[str, str]) -> tuple[str | None, str | None
     return url, (DEFAULT_BUNDLE_SHA256 if url == DEFAULT_BUNDLE_URL else None), []
 
 
-def _smtp_server(variables: Mapping[str, str]) -> str | None:
+def _smtp_server(variables: Mapping[str, str], prefix: str = MAIN_PREFIX) -> str | None:
     """SMTP_SERVER as the mail gem passes it to net-smtp: a host name or an IP address, and
     nothing else. ``smtp.example.com:587`` would be looked up as a host name and fail with a
     DNS error, on the dyno as in the check: the port goes in SMTP_PORT."""
-    name = "SMTP_SERVER"
+    name, port_name = f"{prefix}SERVER", f"{prefix}PORT"
     server = variables.get(name, "").strip()
     if not server:
         return None
@@ -366,17 +421,17 @@ def _smtp_server(variables: Mapping[str, str]) -> str | None:
         return server[1:-1]  # [::1]: an IPv6 literal in brackets, as URLs write it
     host, holds, port = _url_parts(server)
     if host is not None and holds:
-        with_port = f" SMTP_PORT={port}" if port else ""
+        with_port = f" {port_name}={port}" if port else ""
         raise BuildError(
             f"{name} is {_shown(server)}: it holds {' and '.join(holds)}, but must be the host "
             "name alone (the app would look the whole text up as a host name and fail to send "
-            "mail). The port goes in SMTP_PORT.",
+            f"mail). The port goes in {port_name}.",
             hint=f"Set them with: heroku config:set {name}={host}{with_port}",
         )
     raise BuildError(
         f"{name} must be a host name or an IP address, such as smtp.sendgrid.net; "
-        "the port goes in SMTP_PORT.",
-        hint=f"Set it with: heroku config:set {name}=smtp.example.com SMTP_PORT=587",
+        f"the port goes in {port_name}.",
+        hint=f"Set it with: heroku config:set {name}=smtp.example.com {port_name}=587",
     )
 
 
@@ -409,8 +464,10 @@ def _url_parts(server: str) -> tuple[str | None, list[str], int | None]:
     return (f"[{host}]" if ":" in host else host), holds, port
 
 
-def _mastodon_transport(variables: Mapping[str, str]) -> tuple[bool, str, list[str]]:
-    """Reads the TLS variables the way Mastodon's production.rb does: exact strings.
+def _mastodon_transport(
+    variables: Mapping[str, str], prefix: str = MAIN_PREFIX
+) -> tuple[bool, str, list[str]]:
+    """Reads the TLS variables the way Mastodon does: exact strings.
 
     Mastodon 3.5 and later treat only the exact string 'true' as true for SMTP_TLS and SMTP_SSL
     (``ENV['SMTP_TLS'].presence && ENV['SMTP_TLS'] == 'true'``), and that is what the check does.
@@ -418,9 +475,15 @@ def _mastodon_transport(variables: Mapping[str, str]) -> tuple[bool, str, list[s
     included, turns TLS on. Only the exact string 'false' turns SMTP_ENABLE_STARTTLS_AUTO off.
     So a 'TRUE', 'yes' or 'false' is not an error here (the app accepts it) but a notice,
     because the app may not do what the user meant.
+
+    The BULK_SMTP_ twins exist from Mastodon 4.4 on, whose config/email.yml reads them the same
+    way, except that BULK_SMTP_ENABLE_STARTTLS=false means never, as 'never' does.
     """
+    bulk = prefix == BULK_PREFIX
+    tls_name, ssl_name = f"{prefix}TLS", f"{prefix}SSL"
+    starttls_name, auto_name = f"{prefix}ENABLE_STARTTLS", f"{prefix}ENABLE_STARTTLS_AUTO"
     notices: list[str] = []
-    for name in ("SMTP_TLS", "SMTP_SSL"):
+    for name in (tls_name, ssl_name):
         raw = variables.get(name)
         if not raw or not raw.strip() or raw == "true":
             continue  # unset, blank (Ruby's .presence is nil) or the one value that means TLS
@@ -429,43 +492,47 @@ def _mastodon_transport(variables: Mapping[str, str]) -> tuple[bool, str, list[s
             if name == "SMTP_TLS"
             else ""
         )
+        since = "Mastodon 4.4 and later" if bulk else "Mastodon 3.5 and later"
         notices.append(
-            f"{name} is {_shown(raw)}; Mastodon 3.5 and later only take the exact value 'true', "
+            f"{name} is {_shown(raw)}; {since} only take the exact value 'true', "
             f"so the app will not use TLS from the first byte.{older} Set it to true or unset it."
         )
-    implicit_tls = variables.get("SMTP_TLS") == "true" or variables.get("SMTP_SSL") == "true"
+    implicit_tls = variables.get(tls_name) == "true" or variables.get(ssl_name) == "true"
 
-    starttls_raw = variables.get("SMTP_ENABLE_STARTTLS", "")
+    starttls_raw = variables.get(starttls_name, "")
     if starttls_raw in STARTTLS_MODES:
         starttls = starttls_raw
+    elif bulk and starttls_raw == "false":
+        starttls = "never"
     else:
         if starttls_raw:
             notices.append(
-                f"SMTP_ENABLE_STARTTLS is {_shown(starttls_raw)}; Mastodon knows 'auto', "
-                "'always' and 'never' and falls back to SMTP_ENABLE_STARTTLS_AUTO for anything "
-                "else."
+                f"{starttls_name} is {_shown(starttls_raw)}; Mastodon knows 'auto', "
+                f"'always' and 'never' and falls back to {auto_name} for anything else."
             )
-        auto_raw = variables.get("SMTP_ENABLE_STARTTLS_AUTO")
+        auto_raw = variables.get(auto_name)
         starttls = "never" if auto_raw == "false" else "auto"
         if auto_raw and auto_raw not in ("true", "false"):
             notices.append(
-                f"SMTP_ENABLE_STARTTLS_AUTO is {_shown(auto_raw)}; Mastodon only turns "
+                f"{auto_name} is {_shown(auto_raw)}; Mastodon only turns "
                 "STARTTLS off for the exact value 'false', so the app will use it."
             )
     return implicit_tls, starttls, notices
 
 
-def _verify_mode(variables: Mapping[str, str]) -> str | None:
-    raw = variables.get("SMTP_OPENSSL_VERIFY_MODE", "").strip()
+def _verify_mode(
+    variables: Mapping[str, str], name: str = "SMTP_OPENSSL_VERIFY_MODE"
+) -> str | None:
+    raw = variables.get(name, "").strip()
     if not raw:
         return None
     # The mail gem upcases the value and looks up OpenSSL::SSL::VERIFY_<VALUE>.
     value = raw.lower()
     if value not in VERIFY_MODES:
         raise BuildError(
-            f"SMTP_OPENSSL_VERIFY_MODE is {_shown(raw)}; the mail gem accepts "
+            f"{name} is {_shown(raw)}; the mail gem accepts "
             f"{', '.join(VERIFY_MODES)}, and the app would fail to send mail.",
-            hint="Use peer: heroku config:set SMTP_OPENSSL_VERIFY_MODE=peer",
+            hint=f"Use peer: heroku config:set {name}=peer",
         )
     return value
 
@@ -482,13 +549,36 @@ def _unknown_own_variables(variables: Mapping[str, str]) -> list[str]:
     return notices
 
 
-def _verify_mode_notice(verify_mode: str | None) -> list[str]:
+def _verify_mode_notice(
+    verify_mode: str | None, name: str = "SMTP_OPENSSL_VERIFY_MODE"
+) -> list[str]:
     if verify_mode is not None:
         return []
     return [
-        "SMTP_OPENSSL_VERIFY_MODE is not set: Ruby 2.7 and older then verify no certificate. "
-        "Set it: heroku config:set SMTP_OPENSSL_VERIFY_MODE=peer"
+        f"{name} is not set: Ruby 2.7 and older then verify no certificate. "
+        f"Set it: heroku config:set {name}=peer"
     ]
+
+
+def _bulk_server(variables: Mapping[str, str]) -> tuple[SmtpServer | None, list[str]]:
+    """Mastodon's bulk mailer, read as config/email.yml reads it; None when BULK_SMTP_SERVER
+    is not set (Mastodon then sends bulk mail through SMTP_SERVER)."""
+    host = _smtp_server(variables, BULK_PREFIX)
+    if host is None:
+        return None, []
+    implicit_tls, starttls, notices = _mastodon_transport(variables, BULK_PREFIX)
+    verify_name = f"{BULK_PREFIX}OPENSSL_VERIFY_MODE"
+    verify_mode = _verify_mode(variables, verify_name)
+    notices += _verify_mode_notice(verify_mode, verify_name)
+    server = SmtpServer(
+        BULK_PREFIX,
+        host,
+        _port(variables, f"{BULK_PREFIX}PORT"),
+        implicit_tls,
+        starttls,
+        verify_mode,
+    )
+    return server, notices
 
 
 def ca_file_warnings(settings: Settings, build_dir: Path) -> list[str]:
@@ -536,6 +626,8 @@ def load_settings(variables: Mapping[str, str], stack: str | None) -> Settings:
     notices += transport_notices
     verify_mode = _verify_mode(variables)
     notices += _verify_mode_notice(verify_mode)
+    bulk_server, bulk_notices = _bulk_server(variables)
+    notices += bulk_notices
     notices += _unknown_own_variables(variables)
     return Settings(
         stack=check_stack(stack),
@@ -558,4 +650,5 @@ def load_settings(variables: Mapping[str, str], stack: str | None) -> Settings:
         notices=tuple(notices),
         user_bulk_ca_file=variables.get("BULK_SMTP_CA_FILE", "").strip() or None,
         ca_certs=ca_certs,
+        bulk_server=bulk_server,
     )
