@@ -283,7 +283,7 @@ def test_http_url_is_refused_without_a_request(http: LocalServer, cache: Path) -
 
 def test_other_schemes_are_refused(cache: Path) -> None:
     error, _ = fails(settings_for("ftp://example.test/gd.crt"), cache)
-    assert "must be an https:// URL or a file:// path" in error.message
+    assert "must be an https:// URL, a file:// path, or none" in error.message
 
 
 # --- the pin ---------------------------------------------------------------------------------

@@ -36,7 +36,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from smtp_ca import fetch
 from smtp_ca.bundle_store import (
@@ -64,7 +63,7 @@ from smtp_ca.certificates import (
 )
 from smtp_ca.errors import BuildError
 from smtp_ca.output import Log
-from smtp_ca.settings import DEFAULT_BUNDLE_URL, Settings
+from smtp_ca.settings import Settings, check_bundle_url
 
 if TYPE_CHECKING:
     from smtp_ca.retry import RetryNote
@@ -143,7 +142,7 @@ def prepare_bundle(
     directory = cache_dir / CACHE_SUBDIR
     source: _Source | _Missing | None = None
     if settings.url is not None:
-        fetch.register_url_secrets(settings.url, log.redact)
+        log.redact.add_url_secrets(settings.url)
         source = _read_source(settings, directory, log)
     if isinstance(source, _Source):
         _check_pin(settings, source)
@@ -207,9 +206,9 @@ class _Missing:
 
 def _read_source(settings: BundleSettings, directory: Path, log: Log) -> _Source | _Missing:
     assert settings.url is not None
-    scheme = urlsplit(settings.url).scheme.lower()
     cache = SourceCache(directory, settings.url, log)
-    if scheme == "file":
+    # Settings checked the URL already; BundleSettings made another way gets the same rule.
+    if check_bundle_url(settings.url) == "file":
         try:
             return _read_file(settings.url)
         except fetch.FileMissing as gone:
@@ -222,17 +221,6 @@ def _read_source(settings: BundleSettings, directory: Path, log: Log) -> _Source
             log.warn(f"{URL_VARIABLE} names {gone.path}, which does not exist.")
             return _stand_in(cached, str(gone.path), reason, log, "read")
     display = fetch.display_url(settings.url)
-    if scheme == "http":
-        raise BuildError(
-            f"{URL_VARIABLE} ({display}) uses http://, which anyone on the network path can "
-            "rewrite: a CA bundle decides whom the app trusts.",
-            hint="Use the https:// address of the bundle, or a file:// path.",
-        )
-    if scheme != "https":
-        raise BuildError(
-            f"{URL_VARIABLE} ({display}) must be an https:// URL or a file:// path.",
-            hint=f"Unset it to use the default, {DEFAULT_BUNDLE_URL}",
-        )
 
     cached = cache.load()
     # A copy that fails the pin is no base for a 304, nor a stand-in: the pin changed since.

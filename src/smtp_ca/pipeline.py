@@ -135,8 +135,7 @@ def _check_server(
     log: Log,
     notices_shown: bool,
 ) -> tuple[bytes, ...]:
-    from smtp_ca.check import CheckTarget, check_bundle
-    from smtp_ca.check_outcome import where_of
+    from smtp_ca.check import CheckTarget, check_bundle, where_of
 
     target = CheckTarget(
         host=server.host,
@@ -204,13 +203,10 @@ def _unencrypted(settings: Settings, server: SmtpServer, log: Log) -> None:
 
 
 def _report(settings: Settings, server: SmtpServer, outcome: CheckOutcome, log: Log) -> None:
+    from smtp_ca.check import report_verified
+
     verify = server.variable("OPENSSL_VERIFY_MODE")
-    for notice in outcome.notices:
-        log.warn(notice)
-    if outcome.verified:
-        log.info(outcome.summary)
-        for line in outcome.details:
-            log.info(line)
+    if report_verified(outcome, log):
         if server.verify_mode == "none":
             log.warn(f"With this bundle, {verify}=peer works: heroku config:set {verify}=peer")
         return

@@ -16,6 +16,7 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, TypeVar, get_args
 from urllib.parse import urlsplit
 
 from smtp_ca.errors import BuildError
@@ -29,7 +30,8 @@ SUPPORTED_STACKS = ("heroku-22", "heroku-24", "heroku-26")
 # Heroku's retired stacks: named so the refusal can say they are end of life, not unknown.
 END_OF_LIFE_STACKS = ("cedar", "cedar-14", "heroku-16", "heroku-18", "heroku-20")
 
-CHECK_MODES = ("strict", "warn", "off")
+CheckMode = Literal["strict", "warn", "off"]
+CHECK_MODES: tuple[CheckMode, ...] = get_args(CheckMode)
 DEFAULT_CHECK_TIMEOUT = 10.0
 MAX_CHECK_TIMEOUT = 120.0
 # The whole bundle download, retries and redirects included: a hanging CA site costs at most this.
@@ -37,8 +39,12 @@ DEFAULT_FETCH_TIMEOUT = 30.0
 MAX_FETCH_TIMEOUT = 120.0
 # net-smtp connects to port 25 when the app passes no port, and Mastodon passes SMTP_PORT as is.
 DEFAULT_SMTP_PORT = 25
-VERIFY_MODES = ("none", "peer", "client_once", "fail_if_no_peer_cert")
-STARTTLS_MODES = ("auto", "always", "never")
+# SMTP_OPENSSL_VERIFY_MODE, lower-cased: the mail gem's OpenSSL::SSL::VERIFY_<VALUE> names.
+VerifyMode = Literal["none", "peer", "client_once", "fail_if_no_peer_cert"]
+VERIFY_MODES: tuple[VerifyMode, ...] = get_args(VerifyMode)
+# SMTP_ENABLE_STARTTLS, as Mastodon reads it (exact, case-sensitive).
+StartTls = Literal["auto", "always", "never"]
+STARTTLS_MODES: tuple[StartTls, ...] = get_args(StartTls)
 
 # Values that must never reach a build log, even inside a library's exception text.
 SECRET_VARIABLES = ("SMTP_PASSWORD", "SMTP_LOGIN", "BULK_SMTP_PASSWORD", "BULK_SMTP_LOGIN")
@@ -97,6 +103,8 @@ _HOSTNAME = re.compile(r"[A-Za-z0-9._-]+")
 _PORT = re.compile(r"[0-9]{1,5}")
 _SECONDS = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
 
+_Choice = TypeVar("_Choice", bound=str)
+
 
 @dataclass(frozen=True)
 class SmtpServer:
@@ -110,8 +118,8 @@ class SmtpServer:
     host: str
     port: int
     implicit_tls: bool  # SMTP_TLS or SMTP_SSL: TLS from the first byte
-    starttls: str  # auto, always or never
-    verify_mode: str | None  # as the mail gem takes it; None: unset
+    starttls: StartTls
+    verify_mode: VerifyMode | None  # as the mail gem takes it; None: unset
 
     def variable(self, suffix: str) -> str:
         """The name of one of its variables: ``variable("SERVER")`` is ``BULK_SMTP_SERVER``."""
@@ -130,14 +138,14 @@ class Settings:
     bundle_url: str | None  # None: SMTP_CA_BUNDLE_URL=none, nothing is downloaded
     bundle_sha256: str | None
     public_roots: bool
-    check_mode: str
+    check_mode: CheckMode
     check_timeout: float
     fetch_timeout: float
     smtp_server: str | None
     smtp_port: int
     implicit_tls: bool
-    starttls: str
-    verify_mode: str | None
+    starttls: StartTls
+    verify_mode: VerifyMode | None
     user_ca_file: str | None
     notices: tuple[str, ...]
     """Things worth a warning that do not fail the build (values Mastodon would read oddly)."""
@@ -291,12 +299,19 @@ def check_stack(stack: str | None) -> str:
     )
 
 
-def _choice(variables: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+def _one_of(value: str, choices: tuple[_Choice, ...]) -> _Choice | None:
+    """``value`` as the member of ``choices`` it equals (typed as one), or None."""
+    return next((choice for choice in choices if choice == value), None)
+
+
+def _choice(
+    variables: Mapping[str, str], name: str, choices: tuple[_Choice, ...], default: _Choice
+) -> _Choice:
     raw = variables.get(name, "").strip()
     if not raw:
         return default
-    value = raw.lower()
-    if value not in choices:
+    value = _one_of(raw.lower(), choices)
+    if value is None:
         raise BuildError(
             f"{name} is {_shown(raw)}, which is not one of: {', '.join(choices)}.",
             hint=f"Set it with: heroku config:set {name}={default}",
@@ -367,6 +382,23 @@ def _bundle_source(variables: Mapping[str, str]) -> tuple[str | None, str | None
                 "heroku config:unset SMTP_CA_BUNDLE_SHA256"
             )
         return None, None, notices
+    check_bundle_url(url)
+    raw_pin = variables.get("SMTP_CA_BUNDLE_SHA256", "").strip()
+    if raw_pin:
+        pin = raw_pin.lower().removeprefix("sha256:")
+        if not _SHA256_HEX.fullmatch(pin):
+            raise BuildError(
+                "SMTP_CA_BUNDLE_SHA256 must be 64 hexadecimal digits (a SHA-256 digest); "
+                f"it has {len(raw_pin)} characters.",
+                hint="Compute it with: sha256sum ca-bundle.crt",
+            )
+        return url, pin, []
+    return url, (DEFAULT_BUNDLE_SHA256 if url == DEFAULT_BUNDLE_URL else None), []
+
+
+def check_bundle_url(url: str) -> str:
+    """The scheme of an SMTP_CA_BUNDLE_URL, ``https`` or ``file``; a ``BuildError`` for
+    anything else. The one wording of that rule: the bundle stage asks here too."""
     try:
         parts = urlsplit(url)
         scheme, hostname = parts.scheme.lower(), parts.hostname
@@ -394,17 +426,7 @@ def _bundle_source(variables: Mapping[str, str]) -> tuple[str | None, str | None
             "SMTP_CA_BUNDLE_URL must be an https:// URL, a file:// path, or none.",
             hint=f"Unset it to use the default, {DEFAULT_BUNDLE_URL}",
         )
-    raw_pin = variables.get("SMTP_CA_BUNDLE_SHA256", "").strip()
-    if raw_pin:
-        pin = raw_pin.lower().removeprefix("sha256:")
-        if not _SHA256_HEX.fullmatch(pin):
-            raise BuildError(
-                "SMTP_CA_BUNDLE_SHA256 must be 64 hexadecimal digits (a SHA-256 digest); "
-                f"it has {len(raw_pin)} characters.",
-                hint="Compute it with: sha256sum ca-bundle.crt",
-            )
-        return url, pin, []
-    return url, (DEFAULT_BUNDLE_SHA256 if url == DEFAULT_BUNDLE_URL else None), []
+    return scheme
 
 
 def _smtp_server(variables: Mapping[str, str], prefix: str = MAIN_PREFIX) -> str | None:
@@ -466,7 +488,7 @@ def _url_parts(server: str) -> tuple[str | None, list[str], int | None]:
 
 def _mastodon_transport(
     variables: Mapping[str, str], prefix: str = MAIN_PREFIX
-) -> tuple[bool, str, list[str]]:
+) -> tuple[bool, StartTls, list[str]]:
     """Reads the TLS variables the way Mastodon does: exact strings.
 
     Mastodon 3.5 and later treat only the exact string 'true' as true for SMTP_TLS and SMTP_SSL
@@ -500,11 +522,10 @@ def _mastodon_transport(
     implicit_tls = variables.get(tls_name) == "true" or variables.get(ssl_name) == "true"
 
     starttls_raw = variables.get(starttls_name, "")
-    if starttls_raw in STARTTLS_MODES:
-        starttls = starttls_raw
-    elif bulk and starttls_raw == "false":
+    starttls = _one_of(starttls_raw, STARTTLS_MODES)
+    if bulk and starttls_raw == "false":
         starttls = "never"
-    else:
+    if starttls is None:
         if starttls_raw:
             notices.append(
                 f"{starttls_name} is {_shown(starttls_raw)}; Mastodon knows 'auto', "
@@ -522,13 +543,13 @@ def _mastodon_transport(
 
 def _verify_mode(
     variables: Mapping[str, str], name: str = "SMTP_OPENSSL_VERIFY_MODE"
-) -> str | None:
+) -> VerifyMode | None:
     raw = variables.get(name, "").strip()
     if not raw:
         return None
     # The mail gem upcases the value and looks up OpenSSL::SSL::VERIFY_<VALUE>.
-    value = raw.lower()
-    if value not in VERIFY_MODES:
+    value = _one_of(raw.lower(), VERIFY_MODES)
+    if value is None:
         raise BuildError(
             f"{name} is {_shown(raw)}; the mail gem accepts "
             f"{', '.join(VERIFY_MODES)}, and the app would fail to send mail.",
@@ -550,7 +571,7 @@ def _unknown_own_variables(variables: Mapping[str, str]) -> list[str]:
 
 
 def _verify_mode_notice(
-    verify_mode: str | None, name: str = "SMTP_OPENSSL_VERIFY_MODE"
+    verify_mode: VerifyMode | None, name: str = "SMTP_OPENSSL_VERIFY_MODE"
 ) -> list[str]:
     if verify_mode is not None:
         return []
