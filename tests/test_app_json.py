@@ -273,3 +273,15 @@ def test_readme_states_the_starttls_modes() -> None:
 def test_readme_says_secrets_are_redacted() -> None:
     for name in settings_module.SECRET_VARIABLES:
         assert "redacted" in _row(name).lower(), f"README must say {name} is redacted"
+
+
+def test_readme_states_the_fetch_timeout_default_and_bound() -> None:
+    row = _row("SMTP_CA_FETCH_TIMEOUT")
+    assert row.split("|")[0].strip() == _quoted(f"{settings_module.DEFAULT_FETCH_TIMEOUT:g}")
+    assert _quoted(f"{settings_module.MAX_FETCH_TIMEOUT:g}") in row
+    assert load_settings({}, "heroku-24").fetch_timeout == settings_module.DEFAULT_FETCH_TIMEOUT
+
+
+def test_readme_states_that_the_bundle_url_may_be_none() -> None:
+    assert _quoted(settings_module.NO_BUNDLE_URL) in _row("SMTP_CA_BUNDLE_URL")
+    assert load_settings({"SMTP_CA_BUNDLE_URL": "none"}, "heroku-24").bundle_url is None

@@ -11,6 +11,7 @@ import ssl
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -44,6 +45,11 @@ GODADDY_NAMES = [
 ]
 CERTIFI_PEM = Path(certifi.where()).read_bytes()
 CERTIFI_FINGERPRINTS = [summarize(c).sha256 for c in load_pem_certificates(CERTIFI_PEM)]
+CERTIFI_FINGERPRINTS_VALID = [
+    summary.sha256
+    for summary in map(summarize, load_pem_certificates(CERTIFI_PEM))
+    if not summary.is_expired(datetime.now(timezone.utc))
+]
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 
@@ -277,7 +283,7 @@ def test_http_url_is_refused_without_a_request(http: LocalServer, cache: Path) -
 
 def test_other_schemes_are_refused(cache: Path) -> None:
     error, _ = fails(settings_for("ftp://example.test/gd.crt"), cache)
-    assert "must be an https:// URL or a file:// path" in error.message
+    assert "must be an https:// URL, a file:// path, or none" in error.message
 
 
 # --- the pin ---------------------------------------------------------------------------------
@@ -528,7 +534,7 @@ def test_missing_file_is_named(tmp_path: Path, cache: Path) -> None:
 def test_slow_drip_body_hits_the_deadline(https: LocalServer, cache: Path) -> None:
     https.script("/slow.pem", Reply(body=GODADDY, action="drip", delay=0.05, chunk_size=64))
     error, _ = fails(settings_for(https.url("/slow.pem"), timeout=0.2), cache)
-    assert "took more than 0.6 s" in error.message
+    assert "no whole answer within the 0.2 s the download was given" in error.message
 
 
 def test_connection_refused_is_a_clear_error(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -925,7 +931,12 @@ def test_temporaries_of_a_killed_write_are_removed_by_the_next(cache: Path) -> N
 
     run(settings, cache)
 
-    assert sorted(p.name for p in directory.iterdir()) == ["merged.json", "merged.pem"]
+    assert sorted(p.name for p in directory.iterdir()) == [
+        "merged.json",
+        "merged.pem",
+        "source.json",
+        "source.pem",
+    ]
 
 
 def test_an_entry_of_another_format_is_replaced_without_a_word(cache: Path) -> None:
@@ -941,3 +952,270 @@ def test_an_entry_of_another_format_is_replaced_without_a_word(cache: Path) -> N
     assert "Threw away" not in captured.stdout
     assert second.pem == first.pem
     assert json.loads(meta_path.read_bytes())["format"] == bundle.FORMAT_VERSION
+
+
+# --- a source that is gone, the default source unreachable, retries in our own words --------
+
+
+def test_a_gone_file_source_falls_back_to_the_cached_copy(tmp_path: Path, cache: Path) -> None:
+    bundle_file = tmp_path / "provider.pem"
+    bundle_file.write_bytes(GODADDY)
+    settings = settings_for(file_url(bundle_file), DEFAULT_BUNDLE_SHA256)
+    first, _ = run(settings, cache)
+    bundle_file.unlink()
+
+    second, captured = run(settings, cache)
+
+    assert second.pem == first.pem
+    assert second.used_cached_copy
+    assert f"Warning: SMTP_CA_BUNDLE_URL names {bundle_file}, which does not exist." in (
+        captured.stderr
+    )
+    assert "Using the copy an earlier build read on" in captured.stderr
+    assert "matches the pin" in captured.stdout
+
+
+def test_a_gone_file_source_without_a_cached_copy_fails(tmp_path: Path, cache: Path) -> None:
+    error, _ = fails(settings_for(file_url(tmp_path / "never.pem")), cache)
+    assert f"SMTP_CA_BUNDLE_URL names {tmp_path / 'never.pem'}, which does not exist." == (
+        error.message
+    )
+
+
+def test_a_gone_file_sources_cached_copy_must_match_the_pin(tmp_path: Path, cache: Path) -> None:
+    bundle_file = tmp_path / "provider.pem"
+    bundle_file.write_bytes(GODADDY)
+    run(settings_for(file_url(bundle_file)), cache)
+    bundle_file.unlink()
+
+    error, _ = fails(settings_for(file_url(bundle_file), "ab" * 32), cache)
+
+    assert "which does not exist" in error.message
+    assert "does not match SMTP_CA_BUNDLE_SHA256, so it cannot stand in" in error.message
+
+
+def _unreachable_url(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    server = LocalServer()  # bound, then closed: nothing listens on that port any more
+    port = server.port
+    server.stop()
+    return f"https://127.0.0.1:{port}/repository/gd_bundle-g2-g1.crt"
+
+
+def test_default_source_unreachable_on_a_first_build_goes_on_with_public_roots(
+    cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = BundleSettings(
+        _unreachable_url(monkeypatch),
+        DEFAULT_BUNDLE_SHA256,
+        public_roots=True,
+        timeout=5.0,
+        retries=0,
+        may_go_without=True,
+    )
+
+    prepared, captured = run(settings, cache)
+
+    assert fingerprints(prepared.pem) == CERTIFI_FINGERPRINTS_VALID
+    assert prepared.source_certificates == () and prepared.source_sha256 is None
+    assert prepared.missing_source_reason and "Connection refused" in prepared.missing_source_reason
+    assert "Warning: Could not download the default CA bundle" in captured.stderr
+    assert "no earlier build cached it" in captured.stderr
+    assert "Go Daddy Secure Certificate Authority - G2" in captured.stderr
+    assert "The SMTP handshake check proves whether it matters" in captured.stderr
+    assert "# From: SMTP_CA_BUNDLE_URL" not in prepared.pem.decode()
+
+
+def test_default_source_without_public_roots_has_nothing_to_go_on_with() -> None:
+    from smtp_ca.settings import load_settings
+
+    settings = load_settings({"SMTP_CA_PUBLIC_ROOTS": "false"}, "heroku-24")
+    assert not BundleSettings.from_settings(settings).may_go_without
+    assert BundleSettings.from_settings(load_settings({}, "heroku-24")).may_go_without
+    custom = load_settings({"SMTP_CA_BUNDLE_URL": "https://ca.example/b.pem"}, "heroku-24")
+    assert not BundleSettings.from_settings(custom).may_go_without
+
+
+def test_retries_are_one_line_each_in_the_builds_words(
+    https: LocalServer, cache: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    https.script("/gd.crt", Reply(status=503), Reply(action="close"), Reply(body=GODADDY))
+
+    prepared, captured = run(
+        settings_for(https.url("/gd.crt"), DEFAULT_BUNDLE_SHA256, retries=3), cache
+    )
+
+    assert len(prepared.source_certificates) == 3
+    retries = [line for line in captured.stdout.splitlines() if "Attempt" in line]
+    display = https.url("/gd.crt")
+    assert retries == [
+        f"       Attempt 1 of 4 to download {display} failed (the server answered HTTP 503); "
+        "trying again in 0.01 s.",
+        f"       Attempt 2 of 4 to download {display} failed "
+        f"({retries[1].split('failed (')[1].split(');')[0]}); trying again in 0.02 s.",
+    ]
+    assert "Retrying" not in captured.stdout + captured.stderr
+    assert not [record for record in caplog.records if record.name.startswith("urllib3")]
+
+
+def test_the_whole_download_is_bounded_by_the_fetch_timeout(
+    https: LocalServer, cache: Path
+) -> None:
+    """SMTP_CA_FETCH_TIMEOUT bounds every try, wait and redirect together."""
+    https.script("/hang", Reply(action="hang", delay=10))
+    https.redirect("/gd.crt", https.url("/hang"))
+    started = time.monotonic()
+
+    error, _ = fails(settings_for(https.url("/gd.crt"), timeout=1.0, retries=3), cache)
+
+    assert time.monotonic() - started < 2.0
+    assert "Could not download the CA bundle" in error.message
+    assert error.hint is not None and "SMTP_CA_FETCH_TIMEOUT" in error.hint
+    assert https.count("/hang") >= 2
+
+
+# --- SMTP_CA_CERTS and SMTP_CA_BUNDLE_URL=none ------------------------------------------------
+
+
+def certs_only(certs: bytes | str, *, public_roots: bool = False) -> BundleSettings:
+    text = certs.decode() if isinstance(certs, bytes) else certs
+    return BundleSettings(None, None, public_roots=public_roots, timeout=5.0, certs=text)
+
+
+def test_certs_alone_with_no_download(cache: Path, pki: dict[str, Issued]) -> None:
+    root, intermediate = pki["root"], pki["intermediate"]
+
+    prepared, captured = run(certs_only(pem_bundle(intermediate, root)), cache)
+
+    assert fingerprints(prepared.pem) == [intermediate.sha256, root.sha256]
+    assert prepared.pem.decode().count("# From: SMTP_CA_CERTS\n") == 2
+    assert "# 2 certificates from SMTP_CA_CERTS," in prepared.pem.decode()
+    assert [s.sha256 for s in prepared.added_certificates] == [intermediate.sha256, root.sha256]
+    assert prepared.source_certificates == () and prepared.source_sha256 is None
+    assert prepared.certificate_count == 2
+    assert "Downloaded no bundle (SMTP_CA_BUNDLE_URL=none)" in captured.stdout
+    assert "Added 2 certificates from SMTP_CA_CERTS:" in captured.stdout
+    assert (
+        f"         Bundle Test Root (not after {root.cert.not_valid_after_utc:%Y-%m-%d})"
+        in captured.stdout
+    )
+    assert "2 certificates in all" in captured.stdout
+    assert captured.stderr == ""
+
+
+def test_certs_are_added_between_the_source_and_the_public_roots(
+    tmp_path: Path, cache: Path, pki: dict[str, Issued]
+) -> None:
+    relay = make_root("Relay Root")
+    path = tmp_path / "gd.crt"
+    path.write_bytes(GODADDY)
+    settings = BundleSettings(
+        file_url(path),
+        DEFAULT_BUNDLE_SHA256,
+        public_roots=True,
+        timeout=5.0,
+        certs=pem_bundle(relay).decode(),
+    )
+
+    prepared, captured = run(settings, cache)
+
+    written = fingerprints(prepared.pem)
+    assert written[3] == relay.sha256  # after GoDaddy's three, before certifi's
+    assert len(written) == prepared.certificate_count == 4 + prepared.public_root_count
+    assert "Added 1 certificate from SMTP_CA_CERTS:" in captured.stdout
+
+    warm, again = run(settings, cache)  # from the merged cache: the same bundle, the same report
+    assert warm.pem == prepared.pem
+    assert warm.added_certificates == prepared.added_certificates
+    assert "Added 1 certificate from SMTP_CA_CERTS:" in again.stdout
+
+
+def test_certs_already_in_the_source_are_written_once(
+    tmp_path: Path, cache: Path, pki: dict[str, Issued]
+) -> None:
+    root, intermediate = pki["root"], pki["intermediate"]
+    path = tmp_path / "bundle.pem"
+    path.write_bytes(pem_bundle(root))
+    settings = BundleSettings(
+        file_url(path),
+        None,
+        public_roots=False,
+        timeout=5.0,
+        certs=pem_bundle(root, intermediate, intermediate).decode(),
+    )
+
+    prepared, captured = run(settings, cache)
+
+    assert fingerprints(prepared.pem) == [root.sha256, intermediate.sha256]
+    assert "is in the bundle from SMTP_CA_BUNDLE_URL already" in captured.stdout
+    assert "Left out a second copy of CN=Bundle Test Intermediate" in captured.stdout
+
+
+@pytest.mark.parametrize(
+    ("certs", "expected"),
+    [
+        ("not a certificate", "SMTP_CA_CERTS is not PEM: it has no -----BEGIN CERTIFICATE-----"),
+        (
+            "-----BEGIN CERTIFICATE-----\\nMIIB\\n-----END CERTIFICATE-----",
+            "SMTP_CA_CERTS has no complete PEM block, and it is one line with \\n where its",
+        ),
+        (
+            "-----BEGIN CERTIFICATE-----\nMIIB!!\n-----END CERTIFICATE-----\n",
+            "SMTP_CA_CERTS: block 1 (line 1) is not valid base64",
+        ),
+        (
+            "-----BEGIN CERTIFICATE-----\nMIIB\n",
+            "SMTP_CA_CERTS: block 1 (line 1) has -----BEGIN CERTIFICATE----- but no END line",
+        ),
+    ],
+)
+def test_certs_that_are_not_pem_certificates_fail_by_name(
+    cache: Path, certs: str, expected: str
+) -> None:
+    error, _ = fails(certs_only(certs), cache)
+    assert error.message.startswith(expected), error.message
+    assert error.hint and 'heroku config:set SMTP_CA_CERTS="$(cat relay-ca.pem)"' in error.hint
+
+
+def test_a_block_in_certs_that_is_not_a_certificate_fails_naming_it(
+    cache: Path, pki: dict[str, Issued]
+) -> None:
+    root = pki["root"]
+    error, _ = fails(certs_only(pem_bundle(root, root.key_pem)), cache)
+    line = root.pem.count(b"\n") + 1
+    assert error.message.startswith(
+        f"SMTP_CA_CERTS: block 2 (line {line}) is a PRIVATE KEY, not a certificate."
+    )
+    assert "treat it as leaked" in error.message
+    assert error.hint and error.hint.startswith("Remove that block.")
+    assert "PRIVATE KEY-----\nMII" not in error.message + (error.hint or "")
+
+
+def test_a_garbled_certificate_in_certs_fails_naming_its_block(
+    cache: Path, pki: dict[str, Issued]
+) -> None:
+    garbled = b"-----BEGIN CERTIFICATE-----\nMIIBAAAA\n-----END CERTIFICATE-----\n"
+    error, _ = fails(certs_only(pem_bundle(pki["root"], garbled)), cache)
+    assert error.message.startswith("SMTP_CA_CERTS: block 2 (line ")
+    assert "is not a valid X.509 certificate" in error.message
+
+
+def test_certs_that_are_no_ca_certificates_are_left_out_and_fail_when_nothing_is_left(
+    cache: Path, pki: dict[str, Issued]
+) -> None:
+    leaf = make_leaf(pki["intermediate"], "relay.example.test")
+    error, _ = fails(certs_only(pem_bundle(leaf)), cache)
+    assert error.message.startswith("SMTP_CA_CERTS has no CA certificate that can be used:")
+    assert "it is not a CA certificate" in error.message
+
+    prepared, captured = run(certs_only(pem_bundle(leaf, pki["root"])), cache)
+    assert fingerprints(prepared.pem) == [pki["root"].sha256]
+    assert "Left out CN=relay.example.test" in captured.stderr
+    assert "from SMTP_CA_CERTS: it is not a CA certificate" in captured.stderr
+
+
+def test_an_expiring_cert_in_certs_is_named_with_what_to_do(cache: Path) -> None:
+    soon = make_root("Relay Root Expiring", expires_in=timedelta(days=30))
+    _, captured = run(certs_only(pem_bundle(soon)), cache)
+    assert "CN=Relay Root Expiring" in captured.stderr
+    assert "Put its successor in SMTP_CA_CERTS before then." in captured.stderr

@@ -86,8 +86,8 @@ def test_success_reports_the_chain_the_version_and_the_anchor(
     assert outcome.anchor == "smtp-ca Check Root CA"
     anchored = [line for line in outcome.details if line.startswith("Anchored by")]
     assert anchored == [
-        f"Anchored by smtp-ca Check Root CA, from SMTP_CA_BUNDLE_URL "
-        f"(SHA-256 {root.sha256[:8]}…{root.sha256[-8:]})."
+        f"Anchored by smtp-ca Check Root CA (SHA-256 {root.sha256[:8]}…{root.sha256[-8:]}), "
+        "from SMTP_CA_BUNDLE_URL."
     ]
     assert "Revocation: not checked, the certificate names no OCSP responder." in outcome.details
 

@@ -108,8 +108,29 @@ def test_a_verified_server_is_reported_with_its_chain_and_anchor(
     assert f"       localhost:{server.port} (STARTTLS): verified, TLSv1.3." in out
     assert "       The server presented:" in out
     assert "         1. localhost, issued by smtp-ca Build Issuing CA, valid until" in out
-    assert "       Anchored by smtp-ca Build Root CA, from SMTP_CA_BUNDLE_URL (SHA-256" in out
+    anchored = next(line for line in out.splitlines() if "Anchored by" in line)
+    assert anchored.startswith("       Anchored by smtp-ca Build Root CA (SHA-256 ")
+    # The input it came from: the bundle at SMTP_CA_BUNDLE_URL, by its path.
+    assert anchored.endswith(f"), from {run.bundle_source} (SMTP_CA_BUNDLE_URL).")
     assert run.err.getvalue() == ""
+
+
+def test_an_anchor_from_smtp_ca_certs_is_named_so(run: Run, intermediate: Issued) -> None:
+    leaf = issue("localhost", intermediate, hostnames=("localhost",))
+    with SMTPTestServer(mode="starttls", ssl_context=server_context(leaf, intermediate)) as server:
+        run(
+            server.port,
+            SMTP_CA_CHECK="strict",
+            SMTP_CA_BUNDLE_URL="none",
+            SMTP_CA_BUNDLE_SHA256="",
+            SMTP_CA_CERTS=run.bundle_source.read_text(),
+        )
+    out = run.out.getvalue()
+    assert "       Added 1 certificate from SMTP_CA_CERTS:" in out
+    assert f"       localhost:{server.port} (STARTTLS): verified, TLSv1.3." in out
+    anchored = next(line for line in out.splitlines() if "Anchored by" in line)
+    assert anchored.startswith("       Anchored by smtp-ca Build Root CA (SHA-256 ")
+    assert anchored.endswith("), from SMTP_CA_CERTS.")
 
 
 def test_strict_build_passes_with_an_intermediate_fetched_through_aia_and_writes_it(
@@ -206,3 +227,94 @@ def test_starttls_off_without_tls_fails_a_strict_build(
     assert "unencrypted" in raised.value.message
     assert "SMTP_CA_CHECK=warn" in (raised.value.hint or "")
     assert not (run.build_dir / BUNDLE).exists()
+
+
+# --- Mastodon's bulk mailer: BULK_SMTP_SERVER, checked exactly like SMTP_SERVER ---------------
+
+
+def test_the_bulk_mail_server_gets_its_own_step_and_result(run: Run, intermediate: Issued) -> None:
+    leaf = issue("localhost", intermediate, hostnames=("localhost",))
+    context = server_context(leaf, intermediate)
+    with (
+        SMTPTestServer(mode="starttls", ssl_context=context) as main,
+        SMTPTestServer(mode="implicit-tls", ssl_context=context) as bulk,
+    ):
+        run(
+            main.port,
+            SMTP_CA_CHECK="strict",
+            BULK_SMTP_SERVER="localhost",
+            BULK_SMTP_PORT=str(bulk.port),
+            BULK_SMTP_TLS="true",
+            BULK_SMTP_OPENSSL_VERIFY_MODE="peer",
+        )
+    out = run.out.getvalue()
+    steps = [line for line in out.splitlines() if line.startswith("-----> Checking")]
+    assert steps == [
+        f"-----> Checking localhost:{main.port} (STARTTLS) against the bundle",
+        "-----> Checking the bulk mail server (BULK_SMTP_SERVER) "
+        f"localhost:{bulk.port} (TLS) against the bundle",
+    ]
+    assert f"       localhost:{main.port} (STARTTLS): verified, TLSv1.3." in out
+    assert f"       localhost:{bulk.port} (TLS): verified, TLSv1.3." in out
+    assert out.index(steps[1]) < out.index(f"localhost:{bulk.port} (TLS): verified")
+    assert run.err.getvalue() == ""
+
+
+def test_a_strict_build_fails_when_only_the_bulk_mail_server_fails(
+    run: Run, intermediate: Issued
+) -> None:
+    good = issue("localhost", intermediate, hostnames=("localhost",))
+    stranger = issue("smtp-ca Stranger CA", make_root("smtp-ca Stranger Root"), ca=True)
+    bad = issue("localhost", stranger, hostnames=("localhost",))
+    with (
+        SMTPTestServer(mode="starttls", ssl_context=server_context(good, intermediate)) as main,
+        SMTPTestServer(mode="starttls", ssl_context=server_context(bad, stranger)) as bulk,
+        pytest.raises(BuildError) as raised,
+    ):
+        run(
+            main.port,
+            SMTP_CA_CHECK="strict",
+            BULK_SMTP_SERVER="localhost",
+            BULK_SMTP_PORT=str(bulk.port),
+        )
+    assert f"localhost:{main.port} (STARTTLS): verified" in run.out.getvalue()
+    assert raised.value.message.startswith(f"localhost:{bulk.port} (STARTTLS): ")
+    assert not (run.build_dir / BUNDLE).exists()
+
+
+def test_a_warn_build_warns_about_the_bulk_mail_server_and_builds(
+    run: Run, intermediate: Issued
+) -> None:
+    stranger = issue("smtp-ca Stranger CA", make_root("smtp-ca Stranger Root"), ca=True)
+    bad = issue("localhost", stranger, hostnames=("localhost",))
+    with SMTPTestServer(mode="starttls", ssl_context=server_context(bad, stranger)) as bulk:
+        run(
+            1,
+            SMTP_SERVER="",
+            BULK_SMTP_SERVER="localhost",
+            BULK_SMTP_PORT=str(bulk.port),
+            BULK_SMTP_OPENSSL_VERIFY_MODE="none",
+        )
+    out, err = run.out.getvalue(), run.err.getvalue()
+    assert "-----> Skipping the SMTP handshake check: SMTP_SERVER is not set" in out
+    assert f"-----> Checking the bulk mail server (BULK_SMTP_SERVER) localhost:{bulk.port}" in out
+    assert "BULK_SMTP_OPENSSL_VERIFY_MODE=none: the app verifies no certificate" in err
+    assert f" !     Warning: localhost:{bulk.port} (STARTTLS): " in err
+    assert "BULK_SMTP_OPENSSL_VERIFY_MODE=peer would fail with this bundle" in err
+    assert (run.build_dir / BUNDLE).is_file()
+
+
+def test_bulk_mail_without_encryption_fails_a_strict_build_by_its_own_names(run: Run) -> None:
+    with pytest.raises(BuildError) as raised:
+        run(
+            1,
+            SMTP_SERVER="",
+            SMTP_CA_CHECK="strict",
+            BULK_SMTP_SERVER="localhost",
+            BULK_SMTP_ENABLE_STARTTLS="false",  # Mastodon 4.4 reads 'false' as never
+        )
+    assert "STARTTLS is turned off (BULK_SMTP_ENABLE_STARTTLS=never" in raised.value.message
+    assert "BULK_SMTP_TLS is not true" in raised.value.message
+    assert "heroku config:unset BULK_SMTP_ENABLE_STARTTLS BULK_SMTP_ENABLE_STARTTLS_AUTO" in (
+        raised.value.hint or ""
+    )

@@ -133,8 +133,8 @@ def test_verified_exits_0(
         f"{leaf.cert.not_valid_after_utc:{until}}",
         "         2. smtp-ca bin/check Issuing CA, issued by smtp-ca bin/check Root CA, valid "
         f"until {intermediate.cert.not_valid_after_utc:{until}}",
-        "       Anchored by smtp-ca bin/check Root CA, from the bundle "
-        f"(SHA-256 {fingerprint[:8]}…{fingerprint[-8:]}).",
+        "       Anchored by smtp-ca bin/check Root CA "
+        f"(SHA-256 {fingerprint[:8]}…{fingerprint[-8:]}), from the bundle.",
         "       Revocation: not checked, the certificate names no OCSP responder.",
     ]
 
@@ -288,3 +288,43 @@ def test_parse_address_refuses(address: str) -> None:
 def test_bin_check_is_shipped_executable() -> None:
     assert os.access(REPO / "bin" / "check", os.X_OK)
     assert shutil.which("bash")
+
+
+def test_offline_with_the_default_bundle_it_checks_against_public_roots(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, intermediate: Issued
+) -> None:
+    """The default bundle's host cannot be reached and nothing was cached (a new user,
+    offline): bin/check goes on with certifi's roots, says what they lack, and checks.
+    In-process, so that the default URL can point at a closed local port."""
+    import io
+
+    from smtp_ca import cli, fetch, pipeline, settings
+    from smtp_ca.output import Log, Redactor
+
+    closed = LocalServer()
+    url = f"https://127.0.0.1:{closed.port}/repository/gd_bundle-g2-g1.crt"
+    closed.stop()
+    monkeypatch.setattr(settings, "DEFAULT_BUNDLE_URL", url)
+    monkeypatch.setattr(fetch, "BACKOFF_FACTOR", 0.01)  # the retries' waits, made short
+    monkeypatch.setattr(
+        pipeline, "ensure_dependencies", lambda *a, **k: Path(x509.__file__).parents[2]
+    )
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setenv("SMTP_CA_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    for name in list(os.environ):
+        if name.startswith(("SMTP_CA_BUNDLE", "SMTP_CA_PUBLIC", "SMTP_CA_FETCH")):
+            monkeypatch.delenv(name)
+    leaf = issue("localhost", intermediate, hostnames=("localhost",))
+    out, err = io.StringIO(), io.StringIO()
+    with SMTPTestServer(mode="starttls", ssl_context=server_context(leaf, intermediate)) as server:
+        status = cli.main(["check", f"localhost:{server.port}"], Log(Redactor(), out, err))
+
+    assert status == 1  # its private root is in no public store: the check says so
+    assert "Warning: Could not download the default CA bundle" in err.getvalue()
+    assert "Go Daddy Secure Certificate Authority - G2" in err.getvalue()
+    assert f"-----> Checking localhost:{server.port} (STARTTLS) against that bundle" in (
+        out.getvalue()
+    )
+    assert "Merged with" in out.getvalue()
+    assert "Traceback" not in out.getvalue() + err.getvalue()

@@ -29,7 +29,7 @@ import jinja2
 import pytest
 import trustme
 
-from smtp_ca import bootstrap, cli, fetch, pipeline
+from smtp_ca import bootstrap, cli, fetch, pipeline, settings
 from smtp_ca.bootstrap import dependency_key
 from smtp_ca.output import Log, Redactor
 from smtp_ca.platforms.classic import PROFILE_PATH
@@ -242,6 +242,67 @@ def _closed_port_with_credentials(rig: Rig) -> None:
     rig.monkeypatch.setenv("NO_PROXY", "127.0.0.1")
 
 
+def _closed_port() -> int:
+    server = LocalServer()
+    port = server.port
+    server.stop()
+    return port
+
+
+def _default_bundle_unreachable(rig: Rig) -> None:
+    """The default source on a host that cannot be reached, and no cached copy: a first build
+    offline, or the CA's site down."""
+    url = f"https://127.0.0.1:{_closed_port()}/repository/gd_bundle-g2-g1.crt"
+    rig.monkeypatch.setattr(settings, "DEFAULT_BUNDLE_URL", url)
+    rig.monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    for name in ("SMTP_CA_BUNDLE_URL", "SMTP_CA_BUNDLE_SHA256", "SMTP_CA_PUBLIC_ROOTS"):
+        rig.config.pop(name, None)
+
+
+def _bundle_gone_after_a_build(rig: Rig) -> None:
+    """The file:// source read by an earlier build (so cached), then gone."""
+    rig.write_env()
+    first = rig.compile(make_app(rig.root / "build_earlier"))
+    assert first.status == 0, first.output
+    rig.bundle_file.unlink()
+
+
+def _certs(*blocks: bytes | str) -> Callable[[Rig], None]:
+    """SMTP_CA_CERTS made of ``blocks`` ("ROOT" is the provider's CA), and no download."""
+
+    def setup(rig: Rig) -> None:
+        rig.config["SMTP_CA_CERTS"] = "".join(
+            rig.bundle_pem.decode()
+            if block == "ROOT"
+            else block
+            if isinstance(block, str)
+            else block.decode()
+            for block in blocks
+        )
+        rig.config["SMTP_CA_BUNDLE_URL"] = "none"
+        rig.config.pop("SMTP_CA_BUNDLE_SHA256")
+
+    return setup
+
+
+def _private_key_in_certs(rig: Rig) -> None:
+    key = trustme.CA().private_key_pem.bytes()
+    _certs("ROOT", key)(rig)
+    rig.secrets.append(key.decode().splitlines()[1])
+
+
+BULK_PASSWORD = "bulk-s3cret-Passw0rd"
+
+
+def _bulk_password_in_the_port(rig: Rig) -> None:
+    rig.config.update(
+        BULK_SMTP_SERVER="bulk.example.com",
+        BULK_SMTP_PASSWORD=BULK_PASSWORD,
+        BULK_SMTP_PORT=BULK_PASSWORD,
+    )
+    rig.secrets.append(BULK_PASSWORD)
+
+
 def _no_build_dir(rig: Rig) -> None:
     rig.build_dir.rename(rig.root / "elsewhere")
 
@@ -413,12 +474,11 @@ class Case:
     root_only_skip: bool = False  # relies on file permissions, which root ignores
 
 
-def _timeout(value: str) -> Case:
+def _timeout(value: str, name: str = "SMTP_CA_CHECK_TIMEOUT") -> Case:
     return Case(
-        f"timeout-{value}",
-        _set(SMTP_CA_CHECK_TIMEOUT=value),
-        f"SMTP_CA_CHECK_TIMEOUT is {value!r}; it must be a number of seconds above 0 and at "
-        "most 120",
+        f"{name.lower()}-{value}",
+        _set(**{name: value}),
+        f"{name} is {value!r}; it must be a number of seconds above 0 and at most 120",
     )
 
 
@@ -444,7 +504,7 @@ CASES = [
     Case(
         "url-ftp",
         _set(SMTP_CA_BUNDLE_URL="ftp://ca.example/b.pem"),
-        "SMTP_CA_BUNDLE_URL must be an https:// URL or a file:// path",
+        "SMTP_CA_BUNDLE_URL must be an https:// URL, a file:// path, or none",
     ),
     Case(
         "url-no-host",
@@ -490,6 +550,60 @@ CASES = [
         "server",
         _set(SMTP_SERVER="smtp example.com"),
         "SMTP_SERVER must be a host name or an IP address",
+    ),
+    Case(
+        "server-with-port",
+        _set(SMTP_SERVER="smtp.sendgrid.net:587"),
+        "SMTP_SERVER is 'smtp.sendgrid.net:587': it holds a port, but must be the host name alone",
+    ),
+    Case(
+        "server-with-scheme",
+        _set(SMTP_SERVER="smtp://smtp.sendgrid.net"),
+        "heroku config:set SMTP_SERVER=smtp.sendgrid.net\n",
+    ),
+    Case(
+        "server-url-with-port-and-path",
+        _set(SMTP_SERVER="smtps://smtp.example.com:465/"),
+        "it holds a scheme (smtps://) and a port and a path",
+    ),
+    Case(
+        "server-ipv6-with-port",
+        _set(SMTP_SERVER="[2001:db8::25]:587"),
+        "heroku config:set SMTP_SERVER=[2001:db8::25] SMTP_PORT=587",
+    ),
+    Case(
+        "server-ipv6-in-brackets-is-fine",
+        _set(SMTP_SERVER="[::1]", SMTP_PORT=str(_closed_port()), SMTP_CA_CHECK_TIMEOUT="2"),
+        "-----> Checking [::1]:",
+        status=0,
+    ),
+    *(_timeout(value, "SMTP_CA_FETCH_TIMEOUT") for value in ("0", "121", "1e1", "soon")),
+    # Mastodon's bulk mailer: the same checks, by the BULK_SMTP_ names.
+    Case(
+        "bulk-server-with-port",
+        _set(BULK_SMTP_SERVER="smtp.sendgrid.net:587"),
+        "heroku config:set BULK_SMTP_SERVER=smtp.sendgrid.net BULK_SMTP_PORT=587",
+    ),
+    Case(
+        "bulk-port",
+        _set(BULK_SMTP_SERVER="bulk.example.com", BULK_SMTP_PORT="smtp"),
+        "BULK_SMTP_PORT is 'smtp'; it must be a whole number from 1 to 65535",
+    ),
+    Case(
+        "bulk-password-in-the-port",
+        _bulk_password_in_the_port,
+        "BULK_SMTP_PORT is '[REDACTED]'",
+    ),
+    Case(
+        "bulk-verify-mode",
+        _set(BULK_SMTP_SERVER="bulk.example.com", BULK_SMTP_OPENSSL_VERIFY_MODE="on"),
+        "BULK_SMTP_OPENSSL_VERIFY_MODE is 'on'; the mail gem accepts none, peer",
+    ),
+    Case(
+        "bulk-tls-upper-case",
+        _set(BULK_SMTP_SERVER="bulk.example.com", BULK_SMTP_TLS="TRUE", SMTP_CA_CHECK="off"),
+        "BULK_SMTP_TLS is 'TRUE'; Mastodon 4.4 and later only take the exact value 'true'",
+        status=0,
     ),
     Case("stack-unset", _stack(None), "STACK is not set."),
     Case("stack-eol", _stack("heroku-20"), "The stack heroku-20 is end of life"),
@@ -607,6 +721,19 @@ CASES = [
         "provider-bundle.pem, which does not exist",
     ),
     Case(
+        "bundle-file-gone-since-an-earlier-build",
+        _bundle_gone_after_a_build,
+        "provider-bundle.pem, which does not exist.\n !     Using the copy an earlier build read",
+        status=0,
+    ),
+    Case(
+        "default-bundle-unreachable-on-a-first-build",
+        _default_bundle_unreachable,
+        "The build goes on with certifi's public roots alone. What they lack is Go Daddy Secure "
+        "Certificate Authority - G2",
+        status=0,
+    ),
+    Case(
         "bundle-pin-mismatch",
         _set(SMTP_CA_BUNDLE_SHA256="0" * 64),
         "does not match SMTP_CA_BUNDLE_SHA256",
@@ -631,6 +758,52 @@ CASES = [
         "bundle-server-down-with-credentials-in-url",
         _closed_port_with_credentials,
         "Could not download the CA bundle from SMTP_CA_BUNDLE_URL (https://[REDACTED]@127.0.0.1:",
+    ),
+    # SMTP_CA_CERTS and SMTP_CA_BUNDLE_URL=none.
+    Case(
+        "certs-alone",
+        _certs("ROOT"),
+        "Added 1 certificate from SMTP_CA_CERTS:\n         ",
+        status=0,
+    ),
+    Case(
+        "certs-private-key",
+        _private_key_in_certs,
+        "SMTP_CA_CERTS: block 2 (line ",
+    ),
+    Case(
+        "certs-certificate-request",
+        _certs(
+            "ROOT",
+            b"-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----\n",
+        ),
+        ") is a CERTIFICATE REQUEST, not a certificate.",
+    ),
+    Case(
+        "certs-garbled-block",
+        _certs(b"-----BEGIN CERTIFICATE-----\nMIIBAAAA\n-----END CERTIFICATE-----\n"),
+        "SMTP_CA_CERTS: block 1 (line 1) is not a valid X.509 certificate",
+    ),
+    Case(
+        "certs-not-pem",
+        _certs("relay-ca.pem"),
+        "SMTP_CA_CERTS is not PEM: it has no -----BEGIN CERTIFICATE----- line.",
+    ),
+    Case(
+        "certs-one-line",
+        _certs("-----BEGIN CERTIFICATE-----\\nMIIB\\n-----END CERTIFICATE-----"),
+        "it is one line with \\n where its line breaks should be",
+    ),
+    Case(
+        "bundle-url-none-nothing-else",
+        _set(SMTP_CA_BUNDLE_URL="none", SMTP_CA_PUBLIC_ROOTS="false"),
+        "The CA bundle would be empty: SMTP_CA_BUNDLE_URL=none downloads nothing",
+    ),
+    Case(
+        "bundle-url-none-with-a-pin",
+        _then(_certs("ROOT"), _set(SMTP_CA_BUNDLE_SHA256="0" * 64)),
+        "SMTP_CA_BUNDLE_SHA256 is set, but SMTP_CA_BUNDLE_URL=none: nothing is downloaded",
+        status=0,
     ),
     # BUILD_DIR and what the app committed.
     Case("build-dir-missing", _no_build_dir, "is not a directory"),
@@ -840,15 +1013,41 @@ def test_invalid_debug_flag_in_the_environment_is_named(monkeypatch: pytest.Monk
 
 
 def test_library_logging_goes_through_the_log_redacted(rig: Rig) -> None:
-    """urllib3 logs "Retrying (...) after connection broken by ...: /path?query" at WARNING,
-    which Python's fallback handler would print to stderr as it is."""
+    """What libraries log with ``logging`` is redacted like our own lines."""
+    import logging
+
+    rig.write_env()
+    rig.monkeypatch.setattr(
+        pipeline,
+        "ensure_dependencies",
+        lambda *args, **kwargs: (
+            logging.getLogger("somelib").warning("login %s with %s failed", LOGIN, PASSWORD)
+            or DEPENDENCIES
+        ),
+    )
+
+    result = rig.compile()
+
+    assert result.status == 0, result.output
+    assert "somelib: login [REDACTED] with [REDACTED] failed" in result.stdout
+    for secret in rig.secrets:
+        assert secret not in result.output
+
+
+def test_retries_are_reported_in_the_builds_words_not_urllib3s(rig: Rig) -> None:
+    """urllib3 logs "Retrying (Retry(total=2, connect=2, ...)) after connection broken by
+    ..." at WARNING for every retry; the build says it once per retry, its own way."""
     _closed_port_with_credentials(rig)
     rig.write_env()
 
     result = rig.compile()
 
     assert result.status == 1
-    assert "urllib3.connectionpool: Retrying" in result.stdout
-    assert "?token=[REDACTED]" in result.stdout
+    assert "urllib3" not in result.output and "Retrying" not in result.output
+    retries = [line for line in result.stdout.splitlines() if "Attempt" in line]
+    assert len(retries) == 3, result.stdout
+    assert retries[0].startswith("       Attempt 1 of 4 to download https://[REDACTED]@127.0.0.1:")
+    assert "failed (Connection refused); trying again in 0.01 s." in retries[0]
+    assert "?[REDACTED]" in retries[0]
     for secret in rig.secrets:
         assert secret not in result.output

@@ -284,7 +284,7 @@ def test_load_settings_returns_valid_settings_or_names_the_variable(
     assert 1 <= result.smtp_port <= 65535
     assert 0 < result.check_timeout <= MAX_CHECK_TIMEOUT
     assert result.check_mode in CHECK_MODES
-    assert result.bundle_url.startswith(("https://", "file:"))
+    assert result.bundle_url is None or result.bundle_url.startswith(("https://", "file:"))
     assert result.bundle_sha256 is None or re.fullmatch("[0-9a-f]{64}", result.bundle_sha256)
 
 

@@ -77,7 +77,10 @@ def test_other_stacks_are_refused_by_name(stack: str | None, expected: str) -> N
         ({"SMTP_CA_CHECK_TIMEOUT": "9999"}, "at most 120"),
         ({"SMTP_CA_CHECK_TIMEOUT": "ten"}, "SMTP_CA_CHECK_TIMEOUT is 'ten'"),
         ({"SMTP_CA_BUNDLE_URL": "http://example.com/b.crt"}, "SMTP_CA_BUNDLE_URL uses http://"),
-        ({"SMTP_CA_BUNDLE_URL": "ftp://example.com/b.crt"}, "https:// URL or a file:// path"),
+        (
+            {"SMTP_CA_BUNDLE_URL": "ftp://example.com/b.crt"},
+            "https:// URL, a file:// path, or none",
+        ),
         ({"SMTP_CA_BUNDLE_SHA256": "abc"}, "SMTP_CA_BUNDLE_SHA256 must be 64 hexadecimal"),
         ({"SMTP_CA_PUBLIC_ROOTS": "yes"}, "SMTP_CA_PUBLIC_ROOTS is 'yes'"),
         ({"SMTP_OPENSSL_VERIFY_MODE": "strict"}, "SMTP_OPENSSL_VERIFY_MODE is 'strict'"),
@@ -257,3 +260,161 @@ def test_env_dir_errors_never_show_the_value(tmp_path: Path) -> None:
     with pytest.raises(BuildError) as error:
         read_config_dir(tmp_path)
     assert "s3cret" not in f"{error.value.message} {error.value.hint}"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("smtp.sendgrid.net", "smtp.sendgrid.net"),
+        ("127.0.0.1", "127.0.0.1"),
+        ("::1", "::1"),
+        ("[::1]", "::1"),
+        ("2001:db8::25", "2001:db8::25"),
+        ("[2001:db8::25]", "2001:db8::25"),
+    ],
+)
+def test_smtp_server_takes_a_host_name_or_an_address(value: str, expected: str) -> None:
+    assert load_settings({"SMTP_SERVER": value}, STACK).smtp_server == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "holds", "fix"),
+    [
+        ("smtp.sendgrid.net:587", "a port", "SMTP_SERVER=smtp.sendgrid.net SMTP_PORT=587"),
+        ("smtp://smtp.sendgrid.net", "a scheme (smtp://)", "SMTP_SERVER=smtp.sendgrid.net"),
+        (
+            "smtp://smtp.sendgrid.net:587",
+            "a scheme (smtp://) and a port",
+            "SMTP_SERVER=smtp.sendgrid.net SMTP_PORT=587",
+        ),
+        ("smtp.example.com/relay", "a path", "SMTP_SERVER=smtp.example.com"),
+        ("[::1]:2525", "a port", "SMTP_SERVER=[::1] SMTP_PORT=2525"),
+        ("10.0.0.5:25", "a port", "SMTP_SERVER=10.0.0.5 SMTP_PORT=25"),
+    ],
+)
+def test_smtp_server_with_a_port_scheme_or_path_fails_at_once(
+    value: str, holds: str, fix: str
+) -> None:
+    with pytest.raises(BuildError) as error:
+        load_settings({"SMTP_SERVER": value}, STACK)
+    assert error.value.message.startswith(f"SMTP_SERVER is {value!r}: it holds {holds}, but")
+    assert "The port goes in SMTP_PORT." in error.value.message
+    assert error.value.hint == f"Set them with: heroku config:set {fix}"
+
+
+@pytest.mark.parametrize("value", ["smtp.example.com:port", "[::1", "smtp.example.com:587:1"])
+def test_smtp_server_that_is_no_address_at_all(value: str) -> None:
+    with pytest.raises(BuildError) as error:
+        load_settings({"SMTP_SERVER": value}, STACK)
+    assert "SMTP_SERVER must be a host name or an IP address" in error.value.message
+    assert "the port goes in SMTP_PORT" in error.value.message
+
+
+def test_fetch_timeout_bounds_the_whole_download() -> None:
+    assert load_settings({}, STACK).fetch_timeout == 30
+    assert load_settings({"SMTP_CA_FETCH_TIMEOUT": "7.5"}, STACK).fetch_timeout == 7.5
+    for bad in ("0", "121", "1e1", "inf", "soon"):
+        with pytest.raises(BuildError) as error:
+            load_settings({"SMTP_CA_FETCH_TIMEOUT": bad}, STACK)
+        assert error.value.message == (
+            f"SMTP_CA_FETCH_TIMEOUT is {bad!r}; it must be a number of seconds above 0 and at "
+            "most 120."
+        )
+        assert error.value.hint == "Set it with: heroku config:set SMTP_CA_FETCH_TIMEOUT=30"
+
+
+def test_bundle_url_none_downloads_nothing() -> None:
+    settings = load_settings({"SMTP_CA_BUNDLE_URL": "None"}, STACK)
+    assert settings.bundle_url is None and settings.bundle_sha256 is None
+    assert settings.public_roots and not settings.default_bundle
+    pinned = load_settings(
+        {"SMTP_CA_BUNDLE_URL": "none", "SMTP_CA_BUNDLE_SHA256": DEFAULT_BUNDLE_SHA256}, STACK
+    )
+    assert any("SMTP_CA_BUNDLE_URL=none" in notice for notice in pinned.notices)
+
+
+def test_certs_are_read_as_text() -> None:
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"
+    assert load_settings({"SMTP_CA_CERTS": f"\n{pem}\n\n"}, STACK).ca_certs == pem
+    assert load_settings({"SMTP_CA_CERTS": "  "}, STACK).ca_certs is None
+
+
+def test_an_empty_bundle_fails_by_name_before_anything_is_read() -> None:
+    with pytest.raises(BuildError) as error:
+        load_settings({"SMTP_CA_BUNDLE_URL": "none", "SMTP_CA_PUBLIC_ROOTS": "false"}, STACK)
+    assert error.value.message == (
+        "The CA bundle would be empty: SMTP_CA_BUNDLE_URL=none downloads nothing, "
+        "SMTP_CA_PUBLIC_ROOTS=false adds no public roots, and SMTP_CA_CERTS is not set."
+    )
+    assert error.value.hint and "SMTP_CA_CERTS" in error.value.hint
+
+
+def test_no_bulk_mail_server_unless_bulk_smtp_server_is_set() -> None:
+    settings = load_settings({"SMTP_SERVER": "smtp.example.com", "BULK_SMTP_PORT": "465"}, STACK)
+    assert settings.bulk_server is None
+    assert [server.host for server in settings.servers] == ["smtp.example.com"]
+
+
+def test_bulk_mail_server_is_read_as_mastodons_email_yml_reads_it() -> None:
+    settings = load_settings(
+        {
+            "BULK_SMTP_SERVER": "bulk.example.com",
+            "BULK_SMTP_PORT": "465",
+            "BULK_SMTP_TLS": "true",
+            "BULK_SMTP_OPENSSL_VERIFY_MODE": "Peer",
+            "BULK_SMTP_CA_FILE": "/etc/ssl/certs/ca-certificates.crt",
+        },
+        STACK,
+    )
+    bulk = settings.bulk_server
+    assert bulk is not None and bulk.is_bulk
+    assert (bulk.host, bulk.port, bulk.implicit_tls, bulk.verify_mode) == (
+        "bulk.example.com",
+        465,
+        True,
+        "peer",
+    )
+    assert bulk.variable("SERVER") == "BULK_SMTP_SERVER"
+    assert settings.servers == (bulk,)  # SMTP_SERVER is not set
+    assert settings.user_bulk_ca_file == "/etc/ssl/certs/ca-certificates.crt"
+
+
+@pytest.mark.parametrize(
+    ("variables", "starttls"),
+    [
+        ({}, "auto"),
+        ({"BULK_SMTP_ENABLE_STARTTLS": "always"}, "always"),
+        ({"BULK_SMTP_ENABLE_STARTTLS": "never"}, "never"),
+        ({"BULK_SMTP_ENABLE_STARTTLS": "false"}, "never"),  # 4.4's helper: 'false' is never
+        ({"BULK_SMTP_ENABLE_STARTTLS_AUTO": "false"}, "never"),
+        ({"BULK_SMTP_ENABLE_STARTTLS_AUTO": "FALSE"}, "auto"),  # only the exact 'false'
+    ],
+)
+def test_bulk_starttls_switches(variables: dict[str, str], starttls: str) -> None:
+    settings = load_settings({"BULK_SMTP_SERVER": "bulk.example.com", **variables}, STACK)
+    assert settings.bulk_server is not None
+    assert settings.bulk_server.starttls == starttls
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        ({"BULK_SMTP_SERVER": "bulk.example.com:587"}, "BULK_SMTP_SERVER is 'bulk.example.com:"),
+        ({"BULK_SMTP_PORT": "0"}, "BULK_SMTP_PORT is '0'; it must be a whole number"),
+        ({"BULK_SMTP_OPENSSL_VERIFY_MODE": "yes"}, "BULK_SMTP_OPENSSL_VERIFY_MODE is 'yes'"),
+    ],
+)
+def test_bad_bulk_values_name_their_variable(variables: dict[str, str], expected: str) -> None:
+    with pytest.raises(BuildError) as error:
+        load_settings({"BULK_SMTP_SERVER": "bulk.example.com", **variables}, STACK)
+    assert error.value.message.startswith(expected)
+    assert error.value.hint and "BULK_SMTP_" in error.value.hint
+
+
+def test_bulk_values_mastodon_reads_oddly_give_notices_by_their_names() -> None:
+    settings = load_settings(
+        {"BULK_SMTP_SERVER": "bulk.example.com", "BULK_SMTP_TLS": "yes"}, STACK
+    )
+    tls = "BULK_SMTP_TLS is 'yes'; Mastodon 4.4 and later only take the exact value 'true'"
+    assert any(n.startswith(tls) for n in settings.notices)
+    assert any(n.startswith("BULK_SMTP_OPENSSL_VERIFY_MODE is not set") for n in settings.notices)

@@ -8,6 +8,7 @@ The records (``CachedSource``, ``Merged``) and how each is written to and read b
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,7 +26,7 @@ from smtp_ca.certificates import CertificateSummary
 from smtp_ca.output import Log
 
 # Bump when the output or the cache layout changes: old cache entries then stop matching.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -37,20 +38,58 @@ class LeftOut:
 
 
 @dataclass(frozen=True)
+class Part:
+    """What one input of the bundle (SMTP_CA_BUNDLE_URL, SMTP_CA_CERTS) put in it."""
+
+    kept: tuple[CertificateSummary, ...]
+    left_out: tuple[LeftOut, ...]
+    certificate_count: int  # certificate blocks in the input, left out ones included
+    notices: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "kept": [s.to_json() for s in self.kept],
+            "left_out": [
+                {"certificate": item.certificate.to_json(), "reason": item.reason}
+                for item in self.left_out
+            ],
+            "certificate_count": self.certificate_count,
+            "notices": list(self.notices),
+            "warnings": list(self.warnings),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> Part:
+        """The inverse of ``to_json``; ``ValueError`` on anything malformed."""
+        return cls(
+            kept=tuple(CertificateSummary.from_json(s) for s in meta_objects(data, "kept")),
+            left_out=tuple(
+                LeftOut(
+                    CertificateSummary.from_json(meta_object(item, "certificate")),
+                    meta_text(item, "reason"),
+                )
+                for item in meta_objects(data, "left_out")
+            ),
+            certificate_count=meta_count(data, "certificate_count"),
+            notices=tuple(meta_text_list(data, "notices")),
+            warnings=tuple(meta_text_list(data, "warnings")),
+        )
+
+
+@dataclass(frozen=True)
 class Merged:
     """The bundle stage's output, with what its report needs, so a warm build redoes neither."""
 
     pem: bytes
-    source: tuple[CertificateSummary, ...]
-    left_out: tuple[LeftOut, ...]
-    source_certificate_count: int
+    source: Part | None  # SMTP_CA_BUNDLE_URL's certificates; None when nothing was read
+    added: Part | None  # SMTP_CA_CERTS's certificates; None when it is not set
     public_root_count: int
-    public_duplicates: int  # certifi roots that the source already had
+    public_duplicates: int  # certifi roots that the bundle already had
     certifi_version: str | None
     # The first not-after of any certificate written: past it, the output must be made again.
     expires: datetime
     notices: tuple[str, ...]
-    warnings: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -118,21 +157,13 @@ class MergedCache:
                 return None  # a certificate in it has expired since: it must be left out now
             return Merged(
                 pem=pem,
-                source=tuple(CertificateSummary.from_json(s) for s in meta_objects(meta, "source")),
-                left_out=tuple(
-                    LeftOut(
-                        CertificateSummary.from_json(meta_object(item, "certificate")),
-                        meta_text(item, "reason"),
-                    )
-                    for item in meta_objects(meta, "left_out")
-                ),
-                source_certificate_count=meta_count(meta, "source_certificate_count"),
+                source=_optional_part(meta, "source"),
+                added=_optional_part(meta, "added"),
                 public_root_count=meta_count(meta, "public_root_count"),
                 public_duplicates=meta_count(meta, "public_duplicates"),
                 certifi_version=meta_optional_text(meta, "certifi_version"),
                 expires=expires,
                 notices=tuple(meta_text_list(meta, "notices")),
-                warnings=tuple(meta_text_list(meta, "warnings")),
             )
         except ValueError as error:
             self._entry.discard(error)
@@ -141,16 +172,15 @@ class MergedCache:
     def store(self, key: str, merged: Merged) -> None:
         meta = {
             "expires": merged.expires.isoformat(),
-            "source": [s.to_json() for s in merged.source],
-            "left_out": [
-                {"certificate": item.certificate.to_json(), "reason": item.reason}
-                for item in merged.left_out
-            ],
-            "source_certificate_count": merged.source_certificate_count,
+            "source": merged.source.to_json() if merged.source else None,
+            "added": merged.added.to_json() if merged.added else None,
             "public_root_count": merged.public_root_count,
             "public_duplicates": merged.public_duplicates,
             "certifi_version": merged.certifi_version,
             "notices": list(merged.notices),
-            "warnings": list(merged.warnings),
         }
         self._entry.store(merged.pem, {"format": FORMAT_VERSION, "key": key}, meta)
+
+
+def _optional_part(meta: Mapping[str, object], key: str) -> Part | None:
+    return None if meta.get(key) is None else Part.from_json(meta_object(meta, key))

@@ -21,8 +21,10 @@ from the bundle cache, never loads it.
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -34,8 +36,10 @@ from smtp_ca.output import Redactor
 if TYPE_CHECKING:
     import requests
 
+    from smtp_ca.retry import RetryNote
+
 MAX_REDIRECTS = 3
-# urllib3 sleeps 0, 2*f, 4*f... between retries: 0 s, 1 s, 2 s for three retries.
+# The n-th retry waits f * 2**(n-1) seconds: 0.5 s, 1 s, 2 s for three retries.
 BACKOFF_FACTOR = 0.5
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # The body must arrive within this many read timeouts: a server that drips one byte per
@@ -226,8 +230,12 @@ def fetch_url(
     body: bytes | None = None,
     content_type: str | None = None,
     accept: str = "*/*",
+    on_retry: Callable[[RetryNote], None] | None = None,
 ) -> Fetched:
     """GETs ``url`` (POSTs ``body`` when given), following redirects within ``schemes``.
+
+    Each failed attempt that is tried again is handed to ``on_retry``, which says so in the
+    build's own words: urllib3's own log lines are kept out of the build log.
 
     The URL and every redirect target must be in ``schemes``. Secrets in
     ``url`` and in redirect targets are added to ``redactor``, which also redacts any library
@@ -237,13 +245,16 @@ def fetch_url(
     """
     import requests
     from requests.adapters import HTTPAdapter
-    from urllib3.util.retry import Retry
+
+    from smtp_ca.retry import ReportingRetry
 
     redactor.add_url_secrets(url)
     if urlsplit(url).scheme.lower() not in schemes:
         raise InvalidUrl(f"{display_url(url)} is not a {' or '.join(schemes)} URL")
     method = "GET" if body is None else "POST"
-    retry = Retry(
+    backoff_factor = BACKOFF_FACTOR  # read now, so tests can make it fast
+    timeout = _attempt_timeout(limits, backoff_factor)
+    retry = ReportingRetry(
         total=limits.retries,
         connect=limits.retries,
         read=limits.retries,
@@ -251,11 +262,15 @@ def fetch_url(
         other=0,
         allowed_methods=frozenset({method}),
         status_forcelist=RETRY_STATUSES,
-        backoff_factor=BACKOFF_FACTOR,  # read now, so tests can make it fast
+        backoff_factor=backoff_factor,
         # A Retry-After of an hour would stall the build: back off on our own schedule.
         respect_retry_after_header=False,
         # After the last retry, hand back the 5xx answer so the message can show its status.
         raise_on_status=False,
+        on_retry=on_retry,
+        describe=lambda error: describe_network_error(error, timeout)[0],
+        ends_at=limits.ends_at,
+        attempts=limits.retries + 1,
     )
     headers = {"User-Agent": USER_AGENT, "Accept": accept}
     if content_type:
@@ -267,12 +282,12 @@ def fetch_url(
             headers["If-Modified-Since"] = validators.last_modified
     conditional = "If-None-Match" in headers or "If-Modified-Since" in headers
 
-    with requests.Session() as session:
+    with requests.Session() as session, _urllib3_quiet():
         adapter = HTTPAdapter(max_retries=retry)
         for scheme in schemes:
             session.mount(f"{scheme}://", adapter)
         for _hop in range(limits.max_redirects + 1):
-            timeout = _attempt_timeout(limits)
+            timeout = _attempt_timeout(limits, backoff_factor)
             try:
                 response = session.request(
                     method,
@@ -287,7 +302,7 @@ def fetch_url(
             except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema) as error:
                 raise InvalidUrl(redactor(printable(str(error)))) from None
             except requests.RequestException as error:
-                raise Unavailable(*describe_network_error(error, limits.timeout)) from None
+                raise Unavailable(*describe_network_error(error, timeout)) from None
             with response:
                 if response.is_redirect:
                     url = _redirect_target(url, response, schemes, redactor)
@@ -298,16 +313,42 @@ def fetch_url(
     raise Unavailable(f"more than {limits.max_redirects} redirects")
 
 
-def _attempt_timeout(limits: Limits) -> float:
+@contextmanager
+def _urllib3_quiet() -> Iterator[None]:
+    """Keeps urllib3's log lines ("Retrying (Retry(total=2, ...)) after connection broken by
+    ...") out of the build log while a fetch runs: what they say, the fetch says itself, in
+    the build's words (``on_retry``, ``Unavailable``). urllib3 gives its logger a NullHandler,
+    so with propagation off its records go nowhere."""
+    logger = logging.getLogger("urllib3")
+    previous = logger.propagate
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.propagate = previous
+
+
+def _attempt_timeout(limits: Limits, backoff_factor: float) -> float:
     """The connect and read timeout of one attempt. With ``ends_at``, the attempts of a hop
-    (the first and its retries) share what is left, so that retries and redirects together
-    cannot outlast it; without, each attempt gets ``limits.timeout``."""
+    (the first and its retries) share what is left after the waits between them, so that
+    retries and redirects together cannot outlast it; without, each attempt gets
+    ``limits.timeout``."""
     if limits.ends_at is None:
         return limits.timeout
+    from smtp_ca.retry import total_backoff
+
     left = limits.ends_at - time.monotonic()
     if left <= 0:
-        raise Unavailable(f"no answer within the {limits.timeout:g} s the download was given")
-    return max(0.05, min(limits.timeout, left / (limits.retries + 1)))
+        raise Unavailable(
+            f"no answer within the {seconds(limits.timeout)} s the download was given"
+        )
+    waits = total_backoff(limits.retries, backoff_factor)
+    return max(0.05, min(limits.timeout, (left - waits) / (limits.retries + 1)))
+
+
+def seconds(value: float) -> str:
+    """A duration as messages print it: 30, 7.5, 0.05."""
+    return f"{value:.2f}".rstrip("0").rstrip(".")
 
 
 def _redirect_target(
@@ -339,8 +380,10 @@ def _read_response(response: requests.Response, conditional: bool, limits: Limit
     if length.isascii() and length.isdigit() and int(length) > limits.max_bytes:
         raise TooLarge(display_url(response.url), limits.max_bytes)
     allowed = BODY_DEADLINE_FACTOR * limits.timeout
+    too_slow = f"the download took more than {seconds(allowed)} s"
     if limits.ends_at is not None:
         allowed = max(0.0, min(allowed, limits.ends_at - time.monotonic()))
+        too_slow = f"no whole answer within the {seconds(limits.timeout)} s the download was given"
     deadline = time.monotonic() + allowed
     chunks: list[bytes] = []
     size = 0
@@ -351,7 +394,7 @@ def _read_response(response: requests.Response, conditional: bool, limits: Limit
             if size > limits.max_bytes:
                 raise TooLarge(display_url(response.url), limits.max_bytes)
             if time.monotonic() > deadline:
-                raise Unavailable(f"the download took more than {allowed:.3g} s")
+                raise Unavailable(too_slow)
             chunks.append(chunk)
     except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as error:
         raise Unavailable(*describe_network_error(error, limits.timeout)) from None
@@ -391,9 +434,9 @@ def describe_network_error(error: BaseException, timeout: float) -> tuple[str, s
                 "environment (a config var does not reach it during the build).",
             )
     if "ConnectTimeoutError" in names or "ConnectTimeout" in names:
-        return f"could not connect within {timeout:g} s", None
+        return f"could not connect within {seconds(timeout)} s", None
     if "ReadTimeoutError" in names or any(isinstance(e, TimeoutError) for e in chain):
-        return f"no answer within {timeout:g} s", None
+        return f"no answer within {seconds(timeout)} s", None
     for item in reversed(chain):
         if isinstance(item, ssl.SSLError):
             return f"the TLS handshake failed ({item.reason or item})", None

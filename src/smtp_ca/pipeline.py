@@ -25,6 +25,7 @@ from smtp_ca.platforms import Platform
 from smtp_ca.settings import (
     SECRET_VARIABLES,
     Settings,
+    SmtpServer,
     ca_file_warnings,
     load_settings,
     read_config_dir,
@@ -107,11 +108,10 @@ def load_dependencies(
 
 
 def check(settings: Settings, prepared: PreparedBundle, cache_dir: Path, log: Log) -> bytes:
-    """The handshake check against the bundle; returns PEM to add to the written bundle (the
-    intermediates the server did not send), usually none. Raises ``BuildError`` when the check
-    fails and SMTP_CA_CHECK=strict."""
-    from smtp_ca.check import CheckTarget, check_bundle, where_of
-
+    """The handshake check against the bundle, for every server the app sends through
+    (SMTP_SERVER, and Mastodon's bulk mailer at BULK_SMTP_SERVER): each its own step and its
+    own result. Returns PEM to add to the written bundle (the intermediates a server did not
+    send), usually none. Raises ``BuildError`` when a check fails and SMTP_CA_CHECK=strict."""
     if settings.check_mode == "off":
         log.step("Skipping the SMTP handshake check (SMTP_CA_CHECK=off)")
         _notices(settings, log)
@@ -119,31 +119,53 @@ def check(settings: Settings, prepared: PreparedBundle, cache_dir: Path, log: Lo
     if not settings.smtp_server:
         log.step("Skipping the SMTP handshake check: SMTP_SERVER is not set")
         _notices(settings, log)
-        return b""
+    extras: dict[bytes, None] = {}  # in order, each once: both servers may lack the same one
+    for number, server in enumerate(settings.servers):
+        notices_shown = number > 0 or not settings.smtp_server
+        found = _check_server(settings, server, prepared, cache_dir, log, notices_shown)
+        extras.update(dict.fromkeys(found))
+    return b"".join(extras)
+
+
+def _check_server(
+    settings: Settings,
+    server: SmtpServer,
+    prepared: PreparedBundle,
+    cache_dir: Path,
+    log: Log,
+    notices_shown: bool,
+) -> tuple[bytes, ...]:
+    from smtp_ca.check import CheckTarget, check_bundle, where_of
+
     target = CheckTarget(
-        host=settings.smtp_server,
-        port=settings.smtp_port,
-        implicit_tls=settings.implicit_tls,
+        host=server.host,
+        port=server.port,
+        implicit_tls=server.implicit_tls,
         timeout=settings.check_timeout,
     )
-    if settings.starttls == "never" and not settings.implicit_tls:
-        log.step(f"Skipping the SMTP handshake check: mail to {where_of(target)} is not encrypted")
+    which = f"the bulk mail server ({server.variable('SERVER')}) " if server.is_bulk else ""
+    if server.starttls == "never" and not server.implicit_tls:
+        log.step(
+            f"Skipping the SMTP handshake check: mail to {which}{where_of(target)} is not encrypted"
+        )
+        if not notices_shown:
+            _notices(settings, log)
+        _unencrypted(settings, server, log)
+        return ()
+    log.step(f"Checking {which}{where_of(target)} against the bundle")
+    if not notices_shown:
         _notices(settings, log)
-        _unencrypted(settings, log)
-        return b""
-    log.step(f"Checking {where_of(target)} against the bundle")
-    _notices(settings, log)
-    if settings.verify_mode == "none":
+    if server.verify_mode == "none":
         log.warn(
-            "SMTP_OPENSSL_VERIFY_MODE=none: the app verifies no certificate, so any server "
-            "that answers for SMTP_SERVER gets the mail and the SMTP password. The check "
-            "below verifies anyway, to tell whether peer would work."
+            f"{server.variable('OPENSSL_VERIFY_MODE')}=none: the app verifies no certificate, "
+            f"so any server that answers for {server.variable('SERVER')} gets the mail and the "
+            "SMTP password. The check below verifies anyway, to tell whether peer would work."
         )
     outcome = check_bundle(
         target, prepared.pem, scratch_dir=_scratch_dir(cache_dir), cache_dir=cache_dir
     )
-    _report(settings, outcome, log)
-    return b"".join(outcome.extra_certificates)
+    _report(settings, server, outcome, log)
+    return outcome.extra_certificates
 
 
 def _notices(settings: Settings, log: Log) -> None:
@@ -161,41 +183,37 @@ def _scratch_dir(cache_dir: Path) -> Path:
     return scratch
 
 
-def _unencrypted(settings: Settings, log: Log) -> None:
-    fix = (
-        "Unset them to use STARTTLS: heroku config:unset SMTP_ENABLE_STARTTLS "
-        "SMTP_ENABLE_STARTTLS_AUTO"
-    )
+def _unencrypted(settings: Settings, server: SmtpServer, log: Log) -> None:
+    starttls, auto = server.variable("ENABLE_STARTTLS"), server.variable("ENABLE_STARTTLS_AUTO")
+    tls = server.variable("TLS")
+    fix = f"Unset them to use STARTTLS: heroku config:unset {starttls} {auto}"
     if settings.check_mode == "strict":
         # strict promises verified mail; unencrypted mail cannot be verified at all.
         raise BuildError(
-            "SMTP_CA_CHECK=strict, but STARTTLS is turned off (SMTP_ENABLE_STARTTLS=never "
-            "or SMTP_ENABLE_STARTTLS_AUTO=false) and SMTP_TLS is not true: the app would "
+            f"SMTP_CA_CHECK=strict, but STARTTLS is turned off ({starttls}=never "
+            f"or {auto}=false) and {tls} is not true: the app would "
             "send mail and its SMTP password unencrypted, and nothing can be verified.",
             hint=fix + ". Or set SMTP_CA_CHECK=warn to build anyway.",
         )
     log.warn(
-        "STARTTLS is turned off (SMTP_ENABLE_STARTTLS=never or "
-        "SMTP_ENABLE_STARTTLS_AUTO=false) and SMTP_TLS is not true: the app sends mail and "
-        "its SMTP password unencrypted, and nothing can be verified."
+        f"STARTTLS is turned off ({starttls}=never or {auto}=false) and {tls} is not true: "
+        "the app sends mail and its SMTP password unencrypted, and nothing can be verified."
     )
     log.alert(fix)
 
 
-def _report(settings: Settings, outcome: CheckOutcome, log: Log) -> None:
+def _report(settings: Settings, server: SmtpServer, outcome: CheckOutcome, log: Log) -> None:
     from smtp_ca.check import report_verified
 
+    verify = server.variable("OPENSSL_VERIFY_MODE")
     if report_verified(outcome, log):
-        if settings.verify_mode == "none":
-            log.warn(
-                "With this bundle, SMTP_OPENSSL_VERIFY_MODE=peer works: "
-                "heroku config:set SMTP_OPENSSL_VERIFY_MODE=peer"
-            )
+        if server.verify_mode == "none":
+            log.warn(f"With this bundle, {verify}=peer works: heroku config:set {verify}=peer")
         return
     # With none the app sends mail anyway; what the user needs to know is that peer would not.
     peer = (
-        ["SMTP_OPENSSL_VERIFY_MODE=peer would fail with this bundle, for the reason above."]
-        if settings.verify_mode == "none"
+        [f"{verify}=peer would fail with this bundle, for the reason above."]
+        if server.verify_mode == "none"
         else []
     )
     if settings.check_mode == "strict":
@@ -221,6 +239,12 @@ def _report_ca_file_settings(
         log.warn(
             f"SMTP_CA_FILE is set to {settings.user_ca_file}: the app uses that file, not "
             f"{bundle_path}. Unset it to use the bundle: heroku config:unset SMTP_CA_FILE"
+        )
+    if settings.user_bulk_ca_file and settings.bulk_server:
+        log.warn(
+            f"BULK_SMTP_CA_FILE is set to {settings.user_bulk_ca_file}: the bulk mailer uses that "
+            f"file, not {bundle_path}. Unset it to use the bundle: "
+            "heroku config:unset BULK_SMTP_CA_FILE"
         )
     for warning in ca_file_warnings(settings, platform.app_dir):
         log.warn(warning)

@@ -10,6 +10,7 @@ in ENV_DIR whose name is the variable and whose content is the value.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import re
 import stat
 from collections.abc import Mapping
@@ -22,6 +23,8 @@ from smtp_ca.errors import BuildError
 
 DEFAULT_BUNDLE_URL = "https://certs.godaddy.com/repository/gd_bundle-g2-g1.crt"
 DEFAULT_BUNDLE_SHA256 = "0aa4014e6a34e2553b6258c671946620a44e03aedf0fde497781fe8a6abfd858"
+# SMTP_CA_BUNDLE_URL=none: no download; the bundle is SMTP_CA_CERTS and the public roots.
+NO_BUNDLE_URL = "none"
 
 SUPPORTED_STACKS = ("heroku-22", "heroku-24", "heroku-26")
 # Heroku's retired stacks: named so the refusal can say they are end of life, not unknown.
@@ -31,6 +34,9 @@ CheckMode = Literal["strict", "warn", "off"]
 CHECK_MODES: tuple[CheckMode, ...] = get_args(CheckMode)
 DEFAULT_CHECK_TIMEOUT = 10.0
 MAX_CHECK_TIMEOUT = 120.0
+# The whole bundle download, retries and redirects included: a hanging CA site costs at most this.
+DEFAULT_FETCH_TIMEOUT = 30.0
+MAX_FETCH_TIMEOUT = 120.0
 # net-smtp connects to port 25 when the app passes no port, and Mastodon passes SMTP_PORT as is.
 DEFAULT_SMTP_PORT = 25
 # SMTP_OPENSSL_VERIFY_MODE, lower-cased: the mail gem's OpenSSL::SSL::VERIFY_<VALUE> names.
@@ -48,9 +54,11 @@ SECRET_VARIABLES = ("SMTP_PASSWORD", "SMTP_LOGIN", "BULK_SMTP_PASSWORD", "BULK_S
 VARIABLES = (
     "SMTP_CA_BUNDLE_URL",
     "SMTP_CA_BUNDLE_SHA256",
+    "SMTP_CA_CERTS",
     "SMTP_CA_PUBLIC_ROOTS",
     "SMTP_CA_CHECK",
     "SMTP_CA_CHECK_TIMEOUT",
+    "SMTP_CA_FETCH_TIMEOUT",
     "SMTP_CA_DEBUG",
     "SMTP_SERVER",
     "SMTP_PORT",
@@ -60,9 +68,19 @@ VARIABLES = (
     "SMTP_ENABLE_STARTTLS_AUTO",
     "SMTP_OPENSSL_VERIFY_MODE",
     "SMTP_CA_FILE",
+    # Mastodon 4.4+'s bulk mailer (config/email.yml), checked like SMTP_SERVER when set.
+    "BULK_SMTP_SERVER",
+    "BULK_SMTP_PORT",
+    "BULK_SMTP_TLS",
+    "BULK_SMTP_SSL",
+    "BULK_SMTP_ENABLE_STARTTLS",
+    "BULK_SMTP_ENABLE_STARTTLS_AUTO",
+    "BULK_SMTP_OPENSSL_VERIFY_MODE",
     "BULK_SMTP_CA_FILE",
     *SECRET_VARIABLES,
 )
+MAIN_PREFIX = "SMTP_"
+BULK_PREFIX = "BULK_SMTP_"
 # Names in the buildpack's own namespace that it does not know are typos worth a warning.
 _OWN_NAMESPACE = re.compile(r"SMTP_CA_\w+")
 # Heroku allows 32 KB for all of an app's config vars together: a bigger file in ENV_DIR was
@@ -81,7 +99,7 @@ _REMOVED_CA_FILES = {"/usr/lib/ssl/cert.pem": ("heroku-24", "heroku-26")}
 _BUILD_PATH = re.compile(r"/tmp/build_[^/]*(/|$)")  # noqa: S108 - matched, never written
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
-_HOSTNAME = re.compile(r"[A-Za-z0-9._:\[\]-]+")
+_HOSTNAME = re.compile(r"[A-Za-z0-9._-]+")
 _PORT = re.compile(r"[0-9]{1,5}")
 _SECONDS = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
 
@@ -89,15 +107,40 @@ _Choice = TypeVar("_Choice", bound=str)
 
 
 @dataclass(frozen=True)
+class SmtpServer:
+    """One SMTP server the app sends through, read from its variables as Mastodon reads them.
+
+    ``prefix`` is how its variables are named: ``SMTP_`` for the app's mailer (SMTP_SERVER,
+    SMTP_PORT, ...), ``BULK_SMTP_`` for Mastodon 4.4's bulk mailer (BULK_SMTP_SERVER, ...).
+    """
+
+    prefix: str
+    host: str
+    port: int
+    implicit_tls: bool  # SMTP_TLS or SMTP_SSL: TLS from the first byte
+    starttls: StartTls
+    verify_mode: VerifyMode | None  # as the mail gem takes it; None: unset
+
+    def variable(self, suffix: str) -> str:
+        """The name of one of its variables: ``variable("SERVER")`` is ``BULK_SMTP_SERVER``."""
+        return f"{self.prefix}{suffix}"
+
+    @property
+    def is_bulk(self) -> bool:
+        return self.prefix == BULK_PREFIX
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the build reads from config vars, validated."""
 
     stack: str
-    bundle_url: str
+    bundle_url: str | None  # None: SMTP_CA_BUNDLE_URL=none, nothing is downloaded
     bundle_sha256: str | None
     public_roots: bool
     check_mode: CheckMode
     check_timeout: float
+    fetch_timeout: float
     smtp_server: str | None
     smtp_port: int
     implicit_tls: bool
@@ -107,6 +150,34 @@ class Settings:
     notices: tuple[str, ...]
     """Things worth a warning that do not fail the build (values Mastodon would read oddly)."""
     user_bulk_ca_file: str | None = None
+    ca_certs: str | None = None
+    """SMTP_CA_CERTS: PEM text of CA certificates, checked and merged by the bundle stage."""
+    bulk_server: SmtpServer | None = None
+    """Mastodon's bulk mailer (BULK_SMTP_*), when BULK_SMTP_SERVER is set."""
+
+    @property
+    def main_server(self) -> SmtpServer | None:
+        """SMTP_SERVER and its variables, when it is set."""
+        if self.smtp_server is None:
+            return None
+        return SmtpServer(
+            MAIN_PREFIX,
+            self.smtp_server,
+            self.smtp_port,
+            self.implicit_tls,
+            self.starttls,
+            self.verify_mode,
+        )
+
+    @property
+    def servers(self) -> tuple[SmtpServer, ...]:
+        """Every SMTP server the app sends through, the main one first."""
+        return tuple(server for server in (self.main_server, self.bulk_server) if server)
+
+    @property
+    def default_bundle(self) -> bool:
+        """Whether the bundle comes from the default source (GoDaddy's), not one the user set."""
+        return self.bundle_url == DEFAULT_BUNDLE_URL
 
 
 def read_config_dir(config_dir: Path | None, dir_name: str = "ENV_DIR") -> dict[str, str]:
@@ -271,37 +342,46 @@ def parse_debug(raw: str | None) -> bool:
     )
 
 
-def _timeout(variables: Mapping[str, str]) -> float:
-    name = "SMTP_CA_CHECK_TIMEOUT"
+def _seconds(variables: Mapping[str, str], name: str, default: float, maximum: float) -> float:
     raw = variables.get(name, "").strip()
     if not raw:
-        return DEFAULT_CHECK_TIMEOUT
+        return default
     # Plain decimal digits only: float() would also take "1_0", "1e1", "inf" and other scripts'
     # digits.
     value = float(raw) if _SECONDS.fullmatch(raw) else float("nan")
-    if not (0 < value <= MAX_CHECK_TIMEOUT):
+    if not (0 < value <= maximum):
         raise BuildError(
             f"{name} is {_shown(raw)}; it must be a number of seconds above 0 and at most "
-            f"{MAX_CHECK_TIMEOUT:g}.",
-            hint=f"Set it with: heroku config:set {name}={DEFAULT_CHECK_TIMEOUT:g}",
+            f"{maximum:g}.",
+            hint=f"Set it with: heroku config:set {name}={default:g}",
         )
     return value
 
 
-def _port(variables: Mapping[str, str]) -> int:
-    raw = variables.get("SMTP_PORT", "").strip()
+def _port(variables: Mapping[str, str], name: str = "SMTP_PORT") -> int:
+    raw = variables.get(name, "").strip()
     if not raw:
         return DEFAULT_SMTP_PORT
     if not _PORT.fullmatch(raw) or not 1 <= int(raw) <= 65535:
         raise BuildError(
-            f"SMTP_PORT is {_shown(raw)}; it must be a whole number from 1 to 65535.",
-            hint="Most providers use 587 (STARTTLS) or 465 (TLS): heroku config:set SMTP_PORT=587",
+            f"{name} is {_shown(raw)}; it must be a whole number from 1 to 65535.",
+            hint=f"Most providers use 587 (STARTTLS) or 465 (TLS): heroku config:set {name}=587",
         )
     return int(raw)
 
 
-def _bundle_source(variables: Mapping[str, str]) -> tuple[str, str | None]:
+def _bundle_source(variables: Mapping[str, str]) -> tuple[str | None, str | None, list[str]]:
+    """SMTP_CA_BUNDLE_URL and its pin: (URL or None for none, pin or None, notices)."""
     url = variables.get("SMTP_CA_BUNDLE_URL", "").strip() or DEFAULT_BUNDLE_URL
+    if url.lower() == NO_BUNDLE_URL:
+        notices = []
+        if variables.get("SMTP_CA_BUNDLE_SHA256", "").strip():
+            notices.append(
+                "SMTP_CA_BUNDLE_SHA256 is set, but SMTP_CA_BUNDLE_URL=none: nothing is "
+                "downloaded, so the pin checks nothing. Unset it: "
+                "heroku config:unset SMTP_CA_BUNDLE_SHA256"
+            )
+        return None, None, notices
     check_bundle_url(url)
     raw_pin = variables.get("SMTP_CA_BUNDLE_SHA256", "").strip()
     if raw_pin:
@@ -312,8 +392,8 @@ def _bundle_source(variables: Mapping[str, str]) -> tuple[str, str | None]:
                 f"it has {len(raw_pin)} characters.",
                 hint="Compute it with: sha256sum ca-bundle.crt",
             )
-        return url, pin
-    return url, (DEFAULT_BUNDLE_SHA256 if url == DEFAULT_BUNDLE_URL else None)
+        return url, pin, []
+    return url, (DEFAULT_BUNDLE_SHA256 if url == DEFAULT_BUNDLE_URL else None), []
 
 
 def check_bundle_url(url: str) -> str:
@@ -343,26 +423,73 @@ def check_bundle_url(url: str) -> str:
         )
     if scheme not in ("https", "file") or (scheme == "https" and not hostname):
         raise BuildError(
-            "SMTP_CA_BUNDLE_URL must be an https:// URL or a file:// path.",
+            "SMTP_CA_BUNDLE_URL must be an https:// URL, a file:// path, or none.",
             hint=f"Unset it to use the default, {DEFAULT_BUNDLE_URL}",
         )
     return scheme
 
 
-def _smtp_server(variables: Mapping[str, str]) -> str | None:
-    server = variables.get("SMTP_SERVER", "").strip()
+def _smtp_server(variables: Mapping[str, str], prefix: str = MAIN_PREFIX) -> str | None:
+    """SMTP_SERVER as the mail gem passes it to net-smtp: a host name or an IP address, and
+    nothing else. ``smtp.example.com:587`` would be looked up as a host name and fail with a
+    DNS error, on the dyno as in the check: the port goes in SMTP_PORT."""
+    name, port_name = f"{prefix}SERVER", f"{prefix}PORT"
+    server = variables.get(name, "").strip()
     if not server:
         return None
-    if not _HOSTNAME.fullmatch(server):
+    if _HOSTNAME.fullmatch(server) or _is_ipv6(server):
+        return server
+    if server.startswith("[") and server.endswith("]") and _is_ipv6(server[1:-1]):
+        return server[1:-1]  # [::1]: an IPv6 literal in brackets, as URLs write it
+    host, holds, port = _url_parts(server)
+    if host is not None and holds:
+        with_port = f" {port_name}={port}" if port else ""
         raise BuildError(
-            "SMTP_SERVER must be a host name or an IP address, such as smtp.sendgrid.net.",
-            hint="Set it with: heroku config:set SMTP_SERVER=smtp.example.com",
+            f"{name} is {_shown(server)}: it holds {' and '.join(holds)}, but must be the host "
+            "name alone (the app would look the whole text up as a host name and fail to send "
+            f"mail). The port goes in {port_name}.",
+            hint=f"Set them with: heroku config:set {name}={host}{with_port}",
         )
-    return server.strip("[]")
+    raise BuildError(
+        f"{name} must be a host name or an IP address, such as smtp.sendgrid.net; "
+        f"the port goes in {port_name}.",
+        hint=f"Set it with: heroku config:set {name}=smtp.example.com {port_name}=587",
+    )
 
 
-def _mastodon_transport(variables: Mapping[str, str]) -> tuple[bool, StartTls, list[str]]:
-    """Reads the TLS variables the way Mastodon's production.rb does: exact strings.
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _url_parts(server: str) -> tuple[str | None, list[str], int | None]:
+    """A URL-like SMTP_SERVER read as a URL: its host (None when it has no usable one), what
+    else it holds ("a scheme (smtp://)", "a port", "a path"), and its port."""
+    holds: list[str] = []
+    scheme, separator, _ = server.partition("://")
+    if separator:
+        holds.append(f"a scheme ({scheme}://)")
+    try:
+        parts = urlsplit(server if separator else f"//{server}")
+        host, port = parts.hostname, parts.port
+    except ValueError:  # a port that is not a number, an unbalanced [
+        return None, holds, None
+    if port is not None:
+        holds.append("a port")
+    if parts.path or parts.query or parts.fragment:
+        holds.append("a path")
+    if not host or not (_HOSTNAME.fullmatch(host) or _is_ipv6(host)):
+        return None, holds, port
+    return (f"[{host}]" if ":" in host else host), holds, port
+
+
+def _mastodon_transport(
+    variables: Mapping[str, str], prefix: str = MAIN_PREFIX
+) -> tuple[bool, StartTls, list[str]]:
+    """Reads the TLS variables the way Mastodon does: exact strings.
 
     Mastodon 3.5 and later treat only the exact string 'true' as true for SMTP_TLS and SMTP_SSL
     (``ENV['SMTP_TLS'].presence && ENV['SMTP_TLS'] == 'true'``), and that is what the check does.
@@ -370,9 +497,15 @@ def _mastodon_transport(variables: Mapping[str, str]) -> tuple[bool, StartTls, l
     included, turns TLS on. Only the exact string 'false' turns SMTP_ENABLE_STARTTLS_AUTO off.
     So a 'TRUE', 'yes' or 'false' is not an error here (the app accepts it) but a notice,
     because the app may not do what the user meant.
+
+    The BULK_SMTP_ twins exist from Mastodon 4.4 on, whose config/email.yml reads them the same
+    way, except that BULK_SMTP_ENABLE_STARTTLS=false means never, as 'never' does.
     """
+    bulk = prefix == BULK_PREFIX
+    tls_name, ssl_name = f"{prefix}TLS", f"{prefix}SSL"
+    starttls_name, auto_name = f"{prefix}ENABLE_STARTTLS", f"{prefix}ENABLE_STARTTLS_AUTO"
     notices: list[str] = []
-    for name in ("SMTP_TLS", "SMTP_SSL"):
+    for name in (tls_name, ssl_name):
         raw = variables.get(name)
         if not raw or not raw.strip() or raw == "true":
             continue  # unset, blank (Ruby's .presence is nil) or the one value that means TLS
@@ -381,42 +514,46 @@ def _mastodon_transport(variables: Mapping[str, str]) -> tuple[bool, StartTls, l
             if name == "SMTP_TLS"
             else ""
         )
+        since = "Mastodon 4.4 and later" if bulk else "Mastodon 3.5 and later"
         notices.append(
-            f"{name} is {_shown(raw)}; Mastodon 3.5 and later only take the exact value 'true', "
+            f"{name} is {_shown(raw)}; {since} only take the exact value 'true', "
             f"so the app will not use TLS from the first byte.{older} Set it to true or unset it."
         )
-    implicit_tls = variables.get("SMTP_TLS") == "true" or variables.get("SMTP_SSL") == "true"
+    implicit_tls = variables.get(tls_name) == "true" or variables.get(ssl_name) == "true"
 
-    starttls_raw = variables.get("SMTP_ENABLE_STARTTLS", "")
+    starttls_raw = variables.get(starttls_name, "")
     starttls = _one_of(starttls_raw, STARTTLS_MODES)
+    if bulk and starttls_raw == "false":
+        starttls = "never"
     if starttls is None:
         if starttls_raw:
             notices.append(
-                f"SMTP_ENABLE_STARTTLS is {_shown(starttls_raw)}; Mastodon knows 'auto', "
-                "'always' and 'never' and falls back to SMTP_ENABLE_STARTTLS_AUTO for anything "
-                "else."
+                f"{starttls_name} is {_shown(starttls_raw)}; Mastodon knows 'auto', "
+                f"'always' and 'never' and falls back to {auto_name} for anything else."
             )
-        auto_raw = variables.get("SMTP_ENABLE_STARTTLS_AUTO")
+        auto_raw = variables.get(auto_name)
         starttls = "never" if auto_raw == "false" else "auto"
         if auto_raw and auto_raw not in ("true", "false"):
             notices.append(
-                f"SMTP_ENABLE_STARTTLS_AUTO is {_shown(auto_raw)}; Mastodon only turns "
+                f"{auto_name} is {_shown(auto_raw)}; Mastodon only turns "
                 "STARTTLS off for the exact value 'false', so the app will use it."
             )
     return implicit_tls, starttls, notices
 
 
-def _verify_mode(variables: Mapping[str, str]) -> VerifyMode | None:
-    raw = variables.get("SMTP_OPENSSL_VERIFY_MODE", "").strip()
+def _verify_mode(
+    variables: Mapping[str, str], name: str = "SMTP_OPENSSL_VERIFY_MODE"
+) -> VerifyMode | None:
+    raw = variables.get(name, "").strip()
     if not raw:
         return None
     # The mail gem upcases the value and looks up OpenSSL::SSL::VERIFY_<VALUE>.
     value = _one_of(raw.lower(), VERIFY_MODES)
     if value is None:
         raise BuildError(
-            f"SMTP_OPENSSL_VERIFY_MODE is {_shown(raw)}; the mail gem accepts "
+            f"{name} is {_shown(raw)}; the mail gem accepts "
             f"{', '.join(VERIFY_MODES)}, and the app would fail to send mail.",
-            hint="Use peer: heroku config:set SMTP_OPENSSL_VERIFY_MODE=peer",
+            hint=f"Use peer: heroku config:set {name}=peer",
         )
     return value
 
@@ -433,13 +570,36 @@ def _unknown_own_variables(variables: Mapping[str, str]) -> list[str]:
     return notices
 
 
-def _verify_mode_notice(verify_mode: VerifyMode | None) -> list[str]:
+def _verify_mode_notice(
+    verify_mode: VerifyMode | None, name: str = "SMTP_OPENSSL_VERIFY_MODE"
+) -> list[str]:
     if verify_mode is not None:
         return []
     return [
-        "SMTP_OPENSSL_VERIFY_MODE is not set: Ruby 2.7 and older then verify no certificate. "
-        "Set it: heroku config:set SMTP_OPENSSL_VERIFY_MODE=peer"
+        f"{name} is not set: Ruby 2.7 and older then verify no certificate. "
+        f"Set it: heroku config:set {name}=peer"
     ]
+
+
+def _bulk_server(variables: Mapping[str, str]) -> tuple[SmtpServer | None, list[str]]:
+    """Mastodon's bulk mailer, read as config/email.yml reads it; None when BULK_SMTP_SERVER
+    is not set (Mastodon then sends bulk mail through SMTP_SERVER)."""
+    host = _smtp_server(variables, BULK_PREFIX)
+    if host is None:
+        return None, []
+    implicit_tls, starttls, notices = _mastodon_transport(variables, BULK_PREFIX)
+    verify_name = f"{BULK_PREFIX}OPENSSL_VERIFY_MODE"
+    verify_mode = _verify_mode(variables, verify_name)
+    notices += _verify_mode_notice(verify_mode, verify_name)
+    server = SmtpServer(
+        BULK_PREFIX,
+        host,
+        _port(variables, f"{BULK_PREFIX}PORT"),
+        implicit_tls,
+        starttls,
+        verify_mode,
+    )
+    return server, notices
 
 
 def ca_file_warnings(settings: Settings, build_dir: Path) -> list[str]:
@@ -473,18 +633,35 @@ def ca_file_warnings(settings: Settings, build_dir: Path) -> list[str]:
 def load_settings(variables: Mapping[str, str], stack: str | None) -> Settings:
     """Validates every variable the buildpack reads; the first bad one raises BuildError."""
     parse_debug(variables.get("SMTP_CA_DEBUG"))  # read by the CLI; a typo fails here, named
-    url, pin = _bundle_source(variables)
-    implicit_tls, starttls, notices = _mastodon_transport(variables)
+    url, pin, notices = _bundle_source(variables)
+    public_roots = _flag(variables, "SMTP_CA_PUBLIC_ROOTS", default=True)
+    ca_certs = variables.get("SMTP_CA_CERTS", "").strip() or None
+    if url is None and not public_roots and ca_certs is None:
+        raise BuildError(
+            "The CA bundle would be empty: SMTP_CA_BUNDLE_URL=none downloads nothing, "
+            "SMTP_CA_PUBLIC_ROOTS=false adds no public roots, and SMTP_CA_CERTS is not set.",
+            hint='Put your CA certificates in SMTP_CA_CERTS: heroku config:set SMTP_CA_CERTS="$('
+            'cat relay-ca.pem)". Or unset SMTP_CA_PUBLIC_ROOTS or SMTP_CA_BUNDLE_URL.',
+        )
+    implicit_tls, starttls, transport_notices = _mastodon_transport(variables)
+    notices += transport_notices
     verify_mode = _verify_mode(variables)
     notices += _verify_mode_notice(verify_mode)
+    bulk_server, bulk_notices = _bulk_server(variables)
+    notices += bulk_notices
     notices += _unknown_own_variables(variables)
     return Settings(
         stack=check_stack(stack),
         bundle_url=url,
         bundle_sha256=pin,
-        public_roots=_flag(variables, "SMTP_CA_PUBLIC_ROOTS", default=True),
+        public_roots=public_roots,
         check_mode=_choice(variables, "SMTP_CA_CHECK", CHECK_MODES, "warn"),
-        check_timeout=_timeout(variables),
+        check_timeout=_seconds(
+            variables, "SMTP_CA_CHECK_TIMEOUT", DEFAULT_CHECK_TIMEOUT, MAX_CHECK_TIMEOUT
+        ),
+        fetch_timeout=_seconds(
+            variables, "SMTP_CA_FETCH_TIMEOUT", DEFAULT_FETCH_TIMEOUT, MAX_FETCH_TIMEOUT
+        ),
         smtp_server=_smtp_server(variables),
         smtp_port=_port(variables),
         implicit_tls=implicit_tls,
@@ -493,4 +670,6 @@ def load_settings(variables: Mapping[str, str], stack: str | None) -> Settings:
         user_ca_file=variables.get("SMTP_CA_FILE", "").strip() or None,
         notices=tuple(notices),
         user_bulk_ca_file=variables.get("BULK_SMTP_CA_FILE", "").strip() or None,
+        ca_certs=ca_certs,
+        bulk_server=bulk_server,
     )

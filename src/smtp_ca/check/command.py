@@ -2,8 +2,10 @@
 
 It runs the same check and diagnosis as the build (``check.run_check``) and exits 0 only when
 the server verifies against the bundle. Without ``--ca-file`` it makes the bundle a build would
-make: from SMTP_CA_BUNDLE_URL, SMTP_CA_BUNDLE_SHA256 and SMTP_CA_PUBLIC_ROOTS when they are in
-the environment (a one-off dyno has the app's config vars there), else from the defaults.
+make: from SMTP_CA_BUNDLE_URL, SMTP_CA_BUNDLE_SHA256, SMTP_CA_CERTS, SMTP_CA_PUBLIC_ROOTS and
+SMTP_CA_FETCH_TIMEOUT when they are in the environment (a one-off dyno has the app's config vars
+there), else from the defaults. Like a build, it goes on with certifi's roots when the default
+bundle cannot be downloaded and no earlier run cached it.
 """
 
 from __future__ import annotations
@@ -26,7 +28,13 @@ from smtp_ca.settings import (
 
 # The config vars that decide which bundle a build makes; nothing else of the environment is
 # read, so an unrelated variable on a laptop cannot fail the check.
-BUNDLE_VARIABLES = ("SMTP_CA_BUNDLE_URL", "SMTP_CA_BUNDLE_SHA256", "SMTP_CA_PUBLIC_ROOTS")
+BUNDLE_VARIABLES = (
+    "SMTP_CA_BUNDLE_URL",
+    "SMTP_CA_BUNDLE_SHA256",
+    "SMTP_CA_CERTS",
+    "SMTP_CA_PUBLIC_ROOTS",
+    "SMTP_CA_FETCH_TIMEOUT",
+)
 
 
 def parse_address(address: str) -> tuple[str, int]:
@@ -74,7 +82,7 @@ def run_command(arguments: argparse.Namespace, cache_dir: Path, log: Log) -> int
         SUPPORTED_STACKS[0],  # the stack does not change the bundle
     )
     prepared = prepare_bundle(
-        BundleSettings.from_settings(settings, timeout=arguments.timeout),
+        BundleSettings.from_settings(settings),
         cache_dir,
         log,
     )

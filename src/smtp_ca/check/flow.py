@@ -221,7 +221,9 @@ class _Check:
         name = readable_name(anchor_cert.subject)
         origin = anchor.describe_origin() if anchor else "from the bundle"
         fingerprint = f" (SHA-256 {short_sha256(anchor.sha256)})" if anchor else ""
-        return name, f"Anchored by {name}, {origin}{fingerprint}."
+        # The origin names the input the anchor came from (the bundle's "# From:" lines): the
+        # URL or path, SMTP_CA_CERTS, or certifi's public roots. It reads last, after the hash.
+        return name, f"Anchored by {name}{fingerprint}, {origin}."
 
     def _fetched_notice(self, completion: Completion) -> str:
         """The warning a verified check gives when it needed an intermediate AIA fetched."""
