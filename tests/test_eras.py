@@ -14,7 +14,6 @@ the host's network, so ActionMailer reaches the aiosmtpd server on the host's lo
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import subprocess
 from collections.abc import Iterator, Mapping
@@ -24,8 +23,7 @@ import pytest
 import trustme
 
 from support.chroots import ChrootSession, add_to_system_store, require_chroot
-from support.heroku import clean_buildpack_copy, write_env_dir
-from support.local_apt import LocalAptRepo, write_apt_config
+from support.heroku26 import Heroku26Build
 from support.rails_app import DYNO_COMMAND, Shape, make_rails_app, smtp_config_vars
 from support.smtp_server import SMTPTestServer
 from support.world import World
@@ -207,38 +205,6 @@ def test_mail_28_refuses_mastodon_1x_starttls_auto_true_as_a_string(
 # 4. heroku-26: a build with Python 3.14 and no pip, inside sid ----------------------------------
 
 
-def sid_build(
-    session: ChrootSession,
-    name: str,
-    config_vars: Mapping[str, str],
-    apt_config: str,
-) -> subprocess.CompletedProcess[str]:
-    """bin/compile in the chroot, STACK=heroku-26, the cache at /cache kept between builds."""
-    env_dir = write_env_dir(session.path(f"/builds/{name}/env"), config_vars)
-    assert env_dir.is_dir()
-    session.path(f"/builds/{name}/build_0123abcd/config").mkdir(parents=True)
-    session.path("/cache").mkdir(exist_ok=True)
-    env = {
-        "STACK": "heroku-26",
-        "HOME": f"/builds/{name}/home",
-        "PIP_CONFIG_FILE": "/dev/null",
-        "PIP_NO_INDEX": "1",
-        "PIP_FIND_LINKS": "/opt/wheelhouse",
-        "PIP_ROOT_USER_ACTION": "ignore",
-        "APT_CONFIG": apt_config,
-    }
-    return session.run(
-        [
-            "/buildpack/bin/compile",
-            f"/builds/{name}/build_0123abcd",
-            "/cache",
-            f"/builds/{name}/env",
-        ],
-        env=env,
-        timeout=600,
-    )
-
-
 def test_heroku_26_builds_cold_and_warm_with_python_314_inside_sid(
     world: World, tmp_path: Path, provider_ca: trustme.CA, provider_server: SMTPTestServer
 ) -> None:
@@ -247,51 +213,28 @@ def test_heroku_26_builds_cold_and_warm_with_python_314_inside_sid(
     assert version.stdout.strip() == "(3, 14)", output(version)
     assert session.run(["python3", "-m", "pip", "--version"]).returncode != 0
 
-    clean_buildpack_copy(session.path("/buildpack"))
-    wheelhouse = session.path("/opt/wheelhouse")
-    wheelhouse.mkdir(parents=True)
-    for wheel in world.inputs.wheelhouse.glob("*.whl"):
-        if "-cp314-" in wheel.name or "-abi3-" in wheel.name or "-py3-none-" in wheel.name:
-            shutil.copy2(wheel, wheelhouse)
-    bundle = provider_ca.cert_pem.bytes()
-    session.write("/opt/provider-bundle.pem", bundle)
-    bundle_vars = {
-        "SMTP_CA_BUNDLE_URL": "file:///opt/provider-bundle.pem",
-        "SMTP_CA_BUNDLE_SHA256": hashlib.sha256(bundle).hexdigest(),
-    }
-    # sid's own python3-pip, downloaded by .ci/prepare-chroots, served on loopback.
-    sid_pip = sorted(session.read("/opt/smtp-ca-tests/debs").glob("python3-pip_*.deb"))
-    assert sid_pip, "the sid chroot has no python3-pip .deb: remake it with .ci/prepare-chroots"
-
-    with LocalAptRepo(tmp_path / "apt", sid_pip) as apt:
-        apt_config = write_apt_config(session.path("/opt/apt"), apt.url, seen_as=Path("/opt/apt"))
-        assert apt_config == session.path("/opt/apt/apt.conf")
-        cold = sid_build(
-            session,
-            "cold",
-            {**mail_vars(provider_server), **bundle_vars, "SMTP_CA_CHECK": "strict"},
-            "/opt/apt/apt.conf",
+    with Heroku26Build(session, world.inputs, tmp_path / "apt") as heroku26:
+        bundle_vars = heroku26.bundle_vars("provider.pem", provider_ca.cert_pem.bytes())
+        cold = heroku26.compile(
+            "cold", {**mail_vars(provider_server), **bundle_vars, "SMTP_CA_CHECK": "strict"}
         )
         assert cold.returncode == 0, output(cold)
         assert "This python3 has no pip" in cold.stdout, output(cold)
-        assert any("python3-pip" in path for path in apt.requests), apt.requests
+        assert any("python3-pip" in path for path in heroku26.apt.requests)
         assert f"localhost:{provider_server.port} (STARTTLS): verified" in cold.stdout
-        built = session.path("/builds/cold/build_0123abcd")
+        built = heroku26.app("cold")
         assert (built / ".smtp-ca" / "ca-bundle.pem").is_file()
         assert (built / ".profile.d" / "smtp-ca.sh").is_file()
         deps = session.path("/cache/smtp-ca/python-deps")
         assert list(deps.glob("*/markupsafe/_speedups.cpython-314-*.so")), output(cold)
 
         # Warm: the same cache, no apt, no pip; a server no bundle anchors fails strict.
-        requests_before = len(apt.requests)
+        requests_before = len(heroku26.apt.requests)
         with SMTPTestServer(mode="starttls", ca=trustme.CA()) as stranger:
-            warm = sid_build(
-                session,
-                "warm",
-                {**mail_vars(stranger), **bundle_vars, "SMTP_CA_CHECK": "strict"},
-                "/opt/apt/apt.conf",
+            warm = heroku26.compile(
+                "warm", {**mail_vars(stranger), **bundle_vars, "SMTP_CA_CHECK": "strict"}
             )
-        assert len(apt.requests) == requests_before
+        assert len(heroku26.apt.requests) == requests_before
     assert warm.returncode == 1, output(warm)
     assert "Using cached dependencies" in warm.stdout
     assert "This python3 has no pip" not in warm.stdout
@@ -299,4 +242,4 @@ def test_heroku_26_builds_cold_and_warm_with_python_314_inside_sid(
     assert "certificate verify failed" in warm.stderr, output(warm)
     assert "Traceback" not in warm.stdout + warm.stderr
     assert PASSWORD not in warm.stdout + warm.stderr
-    assert not session.path("/builds/warm/build_0123abcd/.smtp-ca").exists()
+    assert not heroku26.app("warm").joinpath(".smtp-ca").exists()
