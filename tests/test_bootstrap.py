@@ -457,7 +457,7 @@ def test_warm_path_in_process_runs_nothing(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(subprocess, "Popen", forbidden)
     out, err = io.StringIO(), io.StringIO()
     result = ensure_dependencies(
-        tmp_path, stack=STACK, env_dir=None, lock_file=LOCK, log=Log(out=out, err=err)
+        tmp_path / "smtp-ca", stack=STACK, env_dir=None, lock_file=LOCK, log=Log(out=out, err=err)
     )
     assert result == target
     assert out.getvalue() == "-----> Using cached dependencies\n"
@@ -467,7 +467,7 @@ def test_warm_path_in_process_runs_nothing(tmp_path: Path, monkeypatch: pytest.M
 def test_unreadable_lock_file_is_a_build_error(tmp_path: Path) -> None:
     with pytest.raises(BuildError) as raised:
         ensure_dependencies(
-            tmp_path,
+            tmp_path / "smtp-ca",
             stack=STACK,
             env_dir=None,
             lock_file=tmp_path / "requirements.lock",

@@ -1,21 +1,24 @@
 """What the build does with the check's outcome: the report, strict and warn, and the bundle it
-writes when the server's chain had to be completed through AIA. In-process ``build()`` against
+writes when the server's chain had to be completed through AIA. In-process ``pipeline.run``
+on the classic platform, against
 real local servers; bin/compile end to end is in test_e2e_check.py."""
 
 from __future__ import annotations
 
 import hashlib
 import io
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import jinja2
 import pytest
 from cryptography import x509
 
-from smtp_ca.build import build
+from smtp_ca import pipeline
 from smtp_ca.errors import BuildError
 from smtp_ca.output import Log
-from smtp_ca.settings import load_settings
+from smtp_ca.platforms.classic import ClassicPlatform
 from support.certs import Issued, make_root
 from support.http_server import LocalServer
 from support.ocsp_responder import OcspResponder
@@ -63,14 +66,17 @@ class Run:
             "SMTP_CA_CHECK_TIMEOUT": "5",
             **config_vars,
         }
-        settings = load_settings(variables, "heroku-24")
-        build(
-            settings,
-            build_dir=self.build_dir,
-            cache_dir=self.cache_dir,
+        env_dir = self.build_dir.parent / "env"
+        env_dir.mkdir(exist_ok=True)
+        for name, value in variables.items():
+            (env_dir / name).write_text(value)
+        platform = ClassicPlatform(
+            app_dir=self.build_dir,
+            cache_dir=self.cache_dir / "smtp-ca",
+            config_dir=env_dir,
             buildpack_dir=self.buildpack_dir,
-            log=Log(out=self.out, err=self.err),
         )
+        pipeline.run(platform, Log(out=self.out, err=self.err))
 
     @property
     def output(self) -> str:
@@ -82,7 +88,12 @@ class Run:
 
 
 @pytest.fixture
-def run(tmp_path: Path, root: Issued) -> Run:
+def run(tmp_path: Path, root: Issued, monkeypatch: pytest.MonkeyPatch) -> Run:
+    # The dependencies are this test process's own; the pipeline's install is test_bootstrap's.
+    site_packages = Path(jinja2.__file__).resolve().parents[1]
+    monkeypatch.setattr(pipeline, "ensure_dependencies", lambda *args, **kwargs: site_packages)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setenv("STACK", "heroku-24")
     return Run(tmp_path, root)
 
 

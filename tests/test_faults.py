@@ -29,10 +29,11 @@ import jinja2
 import pytest
 import trustme
 
-from smtp_ca import bootstrap, cli, fetch
+from smtp_ca import bootstrap, cli, fetch, pipeline
 from smtp_ca.bootstrap import dependency_key
 from smtp_ca.output import Log, Redactor
-from smtp_ca.wiring import BUNDLE_PATH, INITIALIZER_PATH, PROFILE_PATH
+from smtp_ca.platforms.classic import PROFILE_PATH
+from smtp_ca.wiring import BUNDLE_PATH, INITIALIZER_PATH
 from support.http_server import LocalServer
 
 PASSWORD = "SG.s3cret-Passw0rd-never-printed"
@@ -163,8 +164,8 @@ def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, provider_ca: trustme.CA
     rig.outside.mkdir()
     (rig.outside / "keep.txt").write_text("not the app's\n")
 
-    monkeypatch.setattr(cli, "BUILDPACK_DIR", rig.buildpack_dir)
-    monkeypatch.setattr(cli, "ensure_dependencies", lambda *args, **kwargs: DEPENDENCIES)
+    monkeypatch.setattr(pipeline, "BUILDPACK_DIR", rig.buildpack_dir)
+    monkeypatch.setattr(pipeline, "ensure_dependencies", lambda *args, **kwargs: DEPENDENCIES)
     monkeypatch.setattr(sys, "path", list(sys.path))
     monkeypatch.setattr(fetch, "BACKOFF_FACTOR", 0.01)
     monkeypatch.setenv("STACK", "heroku-24")
@@ -338,7 +339,7 @@ def _staging_fails(rig: Rig) -> None:
 
 
 def _buildpack_dir_not_writable(rig: Rig) -> None:
-    rig.monkeypatch.setattr(cli, "BUILDPACK_DIR", rig.root / "buildpack-gone")
+    rig.monkeypatch.setattr(pipeline, "BUILDPACK_DIR", rig.root / "buildpack-gone")
 
 
 def _cache_dir_is_a_file(rig: Rig) -> None:
@@ -368,9 +369,9 @@ def _killed_between_data_and_metadata(rig: Rig) -> None:
 
 def _stack_changed(rig: Rig) -> None:
     """The cache holds dependencies installed on heroku-22; this build runs on heroku-24."""
-    rig.monkeypatch.setattr(cli, "ensure_dependencies", bootstrap.ensure_dependencies)
+    rig.monkeypatch.setattr(pipeline, "ensure_dependencies", bootstrap.ensure_dependencies)
     deps = rig.cache_dir / "smtp-ca" / "python-deps"
-    old = deps / dependency_key("heroku-22", cli.LOCK_FILE.read_bytes())
+    old = deps / dependency_key("heroku-22", pipeline.LOCK_FILE.read_bytes())
     (old / "requests").mkdir(parents=True)
     bootstrap._write_marker(old, old.name)
     (rig.cache_dir / "smtp-ca" / "stack").write_text("heroku-22\n")
@@ -383,12 +384,12 @@ def _stack_changed(rig: Rig) -> None:
 
 
 def _internal_error(rig: Rig) -> None:
-    from smtp_ca import build
+    from smtp_ca import bundle
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError(f"login {LOGIN} with {PASSWORD} went wrong")
 
-    rig.monkeypatch.setattr(build, "prepare_bundle", broken)
+    rig.monkeypatch.setattr(bundle, "prepare_bundle", broken)
 
 
 def _then(*setups: Callable[[Rig], None]) -> Callable[[Rig], None]:
@@ -685,7 +686,7 @@ CASES = [
     Case(
         "export-rename-fails",
         _fail_rename_of("export", OSError(errno.ENOSPC, "No space left on device")),
-        "Could not put export into place: No space left on device. Nothing in the app",
+        "/buildpack/export into place: No space left on device. Nothing in the app",
     ),
     Case(
         "interrupted-while-moving-files",

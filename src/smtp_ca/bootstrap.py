@@ -2,10 +2,11 @@
 
 Heroku's build images have python3 but no pip, so the buildpack cannot count on anything beyond
 the standard library. This module is the one part of the buildpack that runs before its
-dependencies exist: it is stdlib only, and ``smtp_ca.__main__`` calls
-:func:`ensure_dependencies` first and puts the directory it returns at the front of ``sys.path``.
+dependencies exist: it is stdlib only, and ``smtp_ca.pipeline.load_dependencies`` calls
+:func:`ensure_dependencies` right after the settings and puts the directory it returns at the
+front of ``sys.path``.
 
-Layout under ``CACHE_DIR/smtp-ca/``::
+Layout under the buildpack's own cache directory (``CACHE_DIR/smtp-ca/`` on classic Heroku)::
 
     stack                   STACK of the last build, to notice a stack change
     python-deps/<key>/      ``pip install --target`` output; complete once MARKER_NAME is in it
@@ -36,7 +37,6 @@ from smtp_ca.errors import BuildError
 from smtp_ca.files import write_atomically
 from smtp_ca.output import Log
 
-CACHE_NAMESPACE = "smtp-ca"
 MARKER_NAME = ".smtp-ca-complete.json"
 MARKER_FORMAT = 2  # 2: the marker lists every file and its size
 STAGING_PREFIX = ".staging-"
@@ -117,7 +117,7 @@ def ensure_dependencies(
             hint="The buildpack checkout is incomplete: use a released version of the buildpack.",
         ) from None
     key = dependency_key(stack, lock_bytes)
-    layout = _Layout(cache_dir / CACHE_NAMESPACE)
+    layout = _Layout(cache_dir)
     target = layout.deps / key
 
     try:

@@ -19,7 +19,6 @@ from smtp_ca.errors import BuildError
 from smtp_ca.output import Log
 from smtp_ca.settings import (
     DEFAULT_SMTP_PORT,
-    SECRET_VARIABLES,
     SUPPORTED_STACKS,
     load_settings,
 )
@@ -58,9 +57,6 @@ def parse_address(address: str) -> tuple[str, int]:
 
 
 def run(arguments: argparse.Namespace, cache_dir: Path, log: Log) -> int:
-    for name in SECRET_VARIABLES:
-        if os.environ.get(name):
-            log.redact.add(os.environ[name])
     host, port = parse_address(arguments.address)
     ca_file: Path | None = arguments.ca_file
     target = CheckTarget(host, port, implicit_tls=arguments.tls, timeout=arguments.timeout)
@@ -78,7 +74,7 @@ def run(arguments: argparse.Namespace, cache_dir: Path, log: Log) -> int:
     )
     prepared = prepare_bundle(
         BundleSettings.from_settings(settings, timeout=arguments.timeout),
-        cache_dir / "smtp-ca",
+        cache_dir,
         log,
     )
     log.step(f"Checking {where} against that bundle")

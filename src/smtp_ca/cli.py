@@ -26,71 +26,30 @@ from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
-from smtp_ca.bootstrap import ensure_dependencies
+from smtp_ca import pipeline
 from smtp_ca.errors import BuildError
 from smtp_ca.output import Log, LogHandler, Redactor
+from smtp_ca.platforms.classic import ClassicPlatform
 from smtp_ca.settings import (
+    MAX_CHECK_TIMEOUT,
     SECRET_VARIABLES,
-    load_settings,
     parse_debug,
-    read_env_dir,
-    read_env_var,
+    read_config_var,
 )
 
-BUILDPACK_DIR = Path(__file__).resolve().parents[2]
-LOCK_FILE = BUILDPACK_DIR / "requirements.lock"
 REPORT_TO = "the issue tracker of heroku-buildpack-smtp-ca, with this build log"
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
-def _load_dependencies(
-    cache_dir: Path, what: str, hint: str, *, stack: str, env_dir: Path | None, log: Log
-) -> None:
-    """Makes sure the locked dependencies are installed in ``cache_dir`` and importable.
-
-    ``what`` names the directory in the message when it cannot be created; ``hint`` is the fix.
-    """
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise BuildError(
-            f"{what} cannot be created: {error.strerror or error}.", hint=hint
-        ) from None
-    dependencies = ensure_dependencies(
-        cache_dir, stack=stack, env_dir=env_dir, lock_file=LOCK_FILE, log=log
-    )
-    sys.path.insert(0, str(dependencies))
-
-
 def _compile(arguments: argparse.Namespace, log: Log) -> int:
-    build_dir = Path(arguments.build_dir).resolve()
-    cache_dir = Path(arguments.cache_dir).resolve()
-    env_dir = Path(arguments.env_dir) if arguments.env_dir else None
-    if not build_dir.is_dir():
-        raise BuildError(f"BUILD_DIR {build_dir} is not a directory.")
-    if env_dir is not None and env_dir.exists() and not env_dir.is_dir():
-        raise BuildError(
-            f"ENV_DIR {env_dir} is not a directory.",
-            hint="ENV_DIR must be a directory with one file per config var.",
-        )
-    variables = read_env_dir(env_dir)
-    # Before anything can echo a value: a password pasted into SMTP_PORT is redacted too.
-    for name in SECRET_VARIABLES:
-        if variables.get(name):
-            log.redact.add(variables[name])
-    settings = load_settings(variables, os.environ.get("STACK"))
-    _load_dependencies(
-        cache_dir,
-        f"CACHE_DIR {cache_dir}",
-        "Clear the build cache (heroku builds:cache:purge) and build again.",
-        stack=settings.stack,
-        env_dir=env_dir,
-        log=log,
+    platform = ClassicPlatform.from_arguments(
+        arguments.build_dir,
+        arguments.cache_dir,
+        arguments.env_dir,
+        buildpack_dir=pipeline.BUILDPACK_DIR,
     )
-    from smtp_ca.build import build  # needs the dependencies on sys.path
-
-    build(settings, build_dir=build_dir, cache_dir=cache_dir, buildpack_dir=BUILDPACK_DIR, log=log)
+    pipeline.run(platform, log)
     return 0
 
 
@@ -100,12 +59,12 @@ def _check(arguments: argparse.Namespace, log: Log) -> int:
         or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
         / "heroku-buildpack-smtp-ca"
     )
-    _load_dependencies(
+    pipeline.load_dependencies(
         cache_dir,
-        f"The cache directory {cache_dir}",
-        "Set SMTP_CA_CACHE_DIR to a writable directory.",
+        what=f"The cache directory {cache_dir}",
+        hint="Set SMTP_CA_CACHE_DIR to a writable directory.",
         stack=os.environ.get("STACK") or "local",
-        env_dir=None,
+        config_dir=None,
         log=log,
     )
     from smtp_ca import check_command  # needs the dependencies on sys.path
@@ -118,8 +77,10 @@ def _timeout(text: str) -> float:
         value = float(text)
     except ValueError:
         value = float("nan")
-    if not 0 < value <= 120:
-        raise argparse.ArgumentTypeError("must be above 0 and at most 120 seconds")
+    if not 0 < value <= MAX_CHECK_TIMEOUT:
+        raise argparse.ArgumentTypeError(
+            f"must be above 0 and at most {MAX_CHECK_TIMEOUT:g} seconds"
+        )
     return value
 
 
@@ -166,7 +127,7 @@ def _debug_enabled(arguments: argparse.Namespace | None) -> bool:
     env_dir = getattr(arguments, "env_dir", None)
     if env_dir:
         with suppress(BuildError):
-            values.append(read_env_var(Path(env_dir), "SMTP_CA_DEBUG"))
+            values.append(read_config_var(Path(env_dir), "SMTP_CA_DEBUG"))
     for value in values:
         try:
             if parse_debug(value):

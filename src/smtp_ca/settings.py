@@ -96,47 +96,46 @@ class Settings:
     starttls: str
     verify_mode: str | None
     user_ca_file: str | None
-    debug: bool
-    secrets: tuple[str, ...]
     notices: tuple[str, ...]
     """Things worth a warning that do not fail the build (values Mastodon would read oddly)."""
     user_bulk_ca_file: str | None = None
 
 
-def read_env_dir(env_dir: Path | None) -> dict[str, str]:
-    """Reads Heroku's ENV_DIR: one file per config var, its content the value.
+def read_config_dir(config_dir: Path | None, dir_name: str = "ENV_DIR") -> dict[str, str]:
+    """Reads a directory of config vars: one file per variable, its content the value.
 
-    Only the variables in ``VARIABLES`` are read, plus any other name in the buildpack's own
-    SMTP_CA_ namespace (so that ``load_settings`` can point out a typo). A missing ENV_DIR means
-    no config vars. A variable whose file is not a regular file, is larger than any config var
-    can be, or is not UTF-8 text fails the build with a message that names it (and never shows
-    its content).
+    Heroku's ENV_DIR and a CNB platform's env/ directory have this one format; ``dir_name`` is
+    how messages name the directory. Only the variables in ``VARIABLES`` are read, plus any
+    other name in the buildpack's own SMTP_CA_ namespace (so that ``load_settings`` can point
+    out a typo). A missing directory means no config vars. A variable whose file is not a
+    regular file, is larger than any config var can be, or is not UTF-8 text fails the build
+    with a message that names it (and never shows its content).
     """
-    if env_dir is None or not (env_dir.exists() or env_dir.is_symlink()):
+    if config_dir is None or not (config_dir.exists() or config_dir.is_symlink()):
         return {}
     try:
-        names = sorted(entry.name for entry in env_dir.iterdir())
+        names = sorted(entry.name for entry in config_dir.iterdir())
     except OSError as error:
         raise BuildError(
-            f"ENV_DIR {env_dir} cannot be read: {error.strerror or error}.",
-            hint="ENV_DIR must be a directory with one file per config var.",
+            f"{dir_name} {config_dir} cannot be read: {error.strerror or error}.",
+            hint=f"{dir_name} must be a directory with one file per config var.",
         ) from None
     variables: dict[str, str] = {}
     for name in names:
         if name in VARIABLES or _OWN_NAMESPACE.fullmatch(name):
-            variables[name] = _read_variable(env_dir / name)
+            variables[name] = _read_variable(config_dir / name, dir_name)
     return variables
 
 
-def read_env_var(env_dir: Path, name: str) -> str | None:
-    """One config var from ENV_DIR, checked as ``read_env_dir`` checks it; None when unset."""
-    path = env_dir / name
+def read_config_var(config_dir: Path, name: str, dir_name: str = "ENV_DIR") -> str | None:
+    """One config var, checked as ``read_config_dir`` checks it; None when unset."""
+    path = config_dir / name
     if not (path.exists() or path.is_symlink()):
         return None
-    return _read_variable(path)
+    return _read_variable(path, dir_name)
 
 
-def _read_variable(path: Path) -> str:
+def _read_variable(path: Path, dir_name: str) -> str:
     name = path.name
     fix = f"Set it again with: heroku config:set {name}=..."
     try:
@@ -144,7 +143,7 @@ def _read_variable(path: Path) -> str:
         if not stat.S_ISREG(info.st_mode):
             kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
             raise BuildError(
-                f"The config var {name} in ENV_DIR is {kind}: each config var must be a file "
+                f"The config var {name} in {dir_name} is {kind}: each config var must be a file "
                 "whose content is its value.",
                 hint=f"Remove {path} and write the value into a file of that name.",
             )
@@ -159,7 +158,8 @@ def _read_variable(path: Path) -> str:
     except FileNotFoundError:
         # A dangling symbolic link: stat() follows it to nothing.
         raise BuildError(
-            f"The config var {name} in ENV_DIR is a symbolic link to a file that does not exist.",
+            f"The config var {name} in {dir_name} is a symbolic link to a file that does not "
+            "exist.",
             hint=f"Remove {path} or make it a file holding the value.",
         ) from None
     except OSError as error:
@@ -451,6 +451,7 @@ def ca_file_warnings(settings: Settings, build_dir: Path) -> list[str]:
 
 def load_settings(variables: Mapping[str, str], stack: str | None) -> Settings:
     """Validates every variable the buildpack reads; the first bad one raises BuildError."""
+    parse_debug(variables.get("SMTP_CA_DEBUG"))  # read by the CLI; a typo fails here, named
     url, pin = _bundle_source(variables)
     implicit_tls, starttls, notices = _mastodon_transport(variables)
     verify_mode = _verify_mode(variables)
@@ -469,8 +470,6 @@ def load_settings(variables: Mapping[str, str], stack: str | None) -> Settings:
         starttls=starttls,
         verify_mode=verify_mode,
         user_ca_file=variables.get("SMTP_CA_FILE", "").strip() or None,
-        debug=parse_debug(variables.get("SMTP_CA_DEBUG")),
-        secrets=tuple(variables[name] for name in SECRET_VARIABLES if variables.get(name)),
         notices=tuple(notices),
         user_bulk_ca_file=variables.get("BULK_SMTP_CA_FILE", "").strip() or None,
     )

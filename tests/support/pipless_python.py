@@ -51,7 +51,7 @@ cache_dir, stack, env_dir, lock_file = sys.argv[1:5]
 log = Log()
 try:
     deps = ensure_dependencies(
-        Path(cache_dir),
+        Path(cache_dir) / "smtp-ca",  # as classic Heroku's CACHE_DIR holds it
         stack=stack,
         env_dir=Path(env_dir) if env_dir else None,
         lock_file=Path(lock_file),

@@ -1,7 +1,8 @@
 """Everything outside the buildpack that an end-to-end build needs, as one reusable fixture.
 
-The same set-up as test_e2e.py's ``world``: a pip-less python3, a local apt repository serving
-python3-pip, the local wheelhouse, and a local HTTPS server standing in for the CA's website.
+tests/conftest.py makes one per test run (the session-wide ``world`` fixture): a pip-less
+python3, a local apt repository serving python3-pip, the local wheelhouse, and a local HTTPS
+server standing in for the CA's website.
 One cold build fills a dependency cache; each build then starts from a copy of it::
 
     with open_world(tmp_path_factory.mktemp("world")) as world:
