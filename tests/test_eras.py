@@ -26,11 +26,12 @@ from support.chroots import ChrootSession, add_to_system_store, require_chroot
 from support.heroku26 import Heroku26Build
 from support.rails_app import DYNO_COMMAND, Shape, make_rails_app, smtp_config_vars
 from support.smtp_server import SMTPTestServer
-from support.world import World
+from support.world import World, godaddy_vars
 
 pytestmark = pytest.mark.e2e
 
 PASSWORD = "SG.s3cret-password-never-printed"
+GEMFILE_LOCKS = Path(__file__).parent / "fixtures" / "gemfile_lock"
 # Each era's Ruby, Rails and mail, as the chroot has them: the tests below mean these versions.
 ERAS = {
     "bullseye": ("2.7.", "6.0.", "2.7.1"),
@@ -186,20 +187,32 @@ def test_each_mastodon_shape_delivers_on_its_eras_ruby(
     assert message.authenticated_as == "apikey"
 
 
-def test_mail_28_refuses_mastodon_1x_starttls_auto_true_as_a_string(
-    tmp_path: Path, provider_server: SMTPTestServer
+def test_mail_28_refuses_mastodon_1x_starttls_auto_true_and_the_build_said_so(
+    world: World, tmp_path: Path, provider_server: SMTPTestServer
 ) -> None:
     """Mastodon 1.x's ``ENV['SMTP_ENABLE_STARTTLS_AUTO'] || true`` passes the string "true"
     when the config var is set: mail 2.7 takes it, mail 2.8 raises before connecting. The
-    build's Gemfile.lock advice warns about exactly this (smtp_ca.gemfile_lock)."""
+    build, reading the app's Gemfile.lock, warned with the very error Ruby raises."""
     config_vars = mail_vars(provider_server, SMTP_ENABLE_STARTTLS_AUTO="true")
-    app = make_rails_app(tmp_path / "app", "mastodon-1.3")
+    app = make_rails_app(tmp_path / "build_0123abcd", "mastodon-1.3")
+    shutil.copy(GEMFILE_LOCKS / "mastodon-4.3.lock", app / "Gemfile.lock")
+    build = world.build(
+        tmp_path, {**config_vars, **godaddy_vars(), "SMTP_CA_CHECK": "off"}, build_dir=app
+    )
+    assert build.returncode == 0, build.output
+
     modern = start_dyno(era_session("trixie", tmp_path), app, config_vars)
     assert modern.returncode != 0, output(modern)
-    assert 'ArgumentError: Unrecognized :enable_starttls_auto value "true"' in modern.stderr, (
-        output(modern)
-    )
+    error = 'ArgumentError: Unrecognized :enable_starttls_auto value "true"'
+    assert error in modern.stderr, output(modern)
+    assert error in build.stderr
     assert provider_server.messages == ()
+
+    # mail 2.7 takes the string and goes on to the handshake (which the GoDaddy bundle, not
+    # the provider's, cannot verify).
+    old = start_dyno(era_session("bullseye", tmp_path), app, config_vars)
+    assert "ArgumentError" not in old.stderr, output(old)
+    assert "certificate verify failed" in old.stderr, output(old)
 
 
 # 4. heroku-26: a build with Python 3.14 and no pip, inside sid ----------------------------------

@@ -412,13 +412,16 @@ def _unknown_own_variables(variables: Mapping[str, str]) -> list[str]:
     return notices
 
 
+# The general form; smtp_ca.gemfile_lock replaces it with an exact one when the app's
+# Gemfile.lock names its net-smtp or Ruby.
+VERIFY_MODE_UNSET_NOTICE = (
+    "SMTP_OPENSSL_VERIFY_MODE is not set: Ruby 2.7 and older then verify no certificate. "
+    "Set it: heroku config:set SMTP_OPENSSL_VERIFY_MODE=peer"
+)
+
+
 def _verify_mode_notice(verify_mode: str | None) -> list[str]:
-    if verify_mode is not None:
-        return []
-    return [
-        "SMTP_OPENSSL_VERIFY_MODE is not set: Ruby 2.7 and older then verify no certificate. "
-        "Set it: heroku config:set SMTP_OPENSSL_VERIFY_MODE=peer"
-    ]
+    return [VERIFY_MODE_UNSET_NOTICE] if verify_mode is None else []
 
 
 def ca_file_warnings(settings: Settings, build_dir: Path) -> list[str]:
