@@ -22,6 +22,7 @@ import functools
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from types import TracebackType
@@ -41,7 +42,8 @@ shift 5
 if [ -n "$lower" ]; then
     mount -t overlay overlay -o "lowerdir=$lower,upperdir=$upper,workdir=$work" "$root"
 fi
-mount -t proc proc "$root/proc"
+# /proc where it can be had; Ruby and Python run without it.
+mount -t proc proc "$root/proc" 2>/dev/null || true
 exec chroot "$root" /bin/sh -c 'cd "$1" && shift && exec "$@"' sh "$cwd" "$@"
 """
 
@@ -53,6 +55,11 @@ def chroot_problem(suite: str) -> tuple[str, Path | None]:
     for tool in ("unshare", "chroot", "mount"):
         if shutil.which(tool) is None:
             return f"{tool} is missing", None
+    namespace = subprocess.run(
+        ["unshare", "--mount", "--fork", "true"], capture_output=True, text=True, check=False
+    )
+    if namespace.returncode != 0:
+        return f"unshare --mount is not allowed here: {namespace.stderr.strip()}", None
     found = _prepared_chroot(suite)
     if found is None:
         return f"no {suite} chroot: run .ci/prepare-chroots (scripts/setup-dev does)", None
@@ -81,11 +88,16 @@ def require_chroot(suite: str) -> Path:
 
 @functools.cache
 def _overlay_works() -> bool:
-    probe = subprocess.run(
-        ["unshare", "--mount", "--fork", "sh", "-c", "mount -t tmpfs none /mnt"],
-        capture_output=True,
-        check=False,
-    )
+    with tempfile.TemporaryDirectory() as scratch:
+        for name in ("lower", "upper", "work", "merged"):
+            os.mkdir(os.path.join(scratch, name))
+        mount = (
+            f"mount -t overlay overlay -o lowerdir={scratch}/lower,upperdir={scratch}/upper,"
+            f"workdir={scratch}/work {scratch}/merged"
+        )
+        probe = subprocess.run(
+            ["unshare", "--mount", "--fork", "sh", "-c", mount], capture_output=True, check=False
+        )
     return probe.returncode == 0
 
 
