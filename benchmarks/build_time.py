@@ -8,7 +8,8 @@ not a test: timings depend on the machine, so nothing in the test suite times a 
 leaves the machine: the CA bundle comes from a local HTTPS server, the SMTP server is aiosmtpd
 on 127.0.0.1, pip comes from a local apt repository and the wheels from the local wheelhouse.
 
-Every build runs the way tests/test_e2e.py runs one: a clean copy of the buildpack (made again
+The builds run in the tests' own world (tests/support/world.py, the session fixture of the
+end-to-end tests), and the way tests/test_e2e.py runs one: a clean copy of the buildpack (made again
 before every build, at the same path, as Heroku fetches it again at a path named after its
 URL, and with new mtimes, as a git clone leaves them), a python3 without pip first on PATH,
 STACK, config vars only in ENV_DIR. The time is the wall time of the whole bin/compile
@@ -37,11 +38,11 @@ process. Scenarios:
   the time from the "-----> Checking" line to the end of the process.
 
 Warm builds and floor runs alternate, so a machine that gets busier halfway slows both. Two
-details keep the stand-ins honest. The build's requests trusts certifi's roots as well as the
-local server's CA (REQUESTS_CA_BUNDLE), as it trusts certifi's roots on Heroku: OpenSSL loads
-some 140 roots on every build. And the local HTTPS server sets TCP_NODELAY on its connections,
-as real web servers do: Python's http.server does not, and then each TLS 1.3 answer waits some
-40 ms for the client's delayed ACK, a stall of the stand-in that no real bundle host adds.
+details of that world keep the stand-ins honest. The build's requests trusts certifi's roots as
+well as the local server's CA (REQUESTS_CA_BUNDLE), as it trusts certifi's roots on Heroku:
+OpenSSL loads some 140 roots on every build. And the local HTTPS server sets TCP_NODELAY on its
+connections, as real web servers do: Python's http.server does not, and then each TLS 1.3
+answer waits some 40 ms for the client's delayed ACK, a stall that no real bundle host adds.
 
 It prints a Markdown table and the targets of issue 5, and writes both to
 benchmarks/results.md (unless --no-write).
@@ -57,7 +58,6 @@ import io
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -74,6 +74,7 @@ sys.path[:0] = [str(REPO / "tests"), str(REPO / "src")]
 
 if TYPE_CHECKING:
     from support.http_server import LocalServer
+    from support.world import World as TestsWorld
 
 STACK = "heroku-24"
 WARM_TO_FLOOR_TARGET = 1.5
@@ -179,33 +180,32 @@ def run_timed(argv: Sequence[str], env: Mapping[str, str], timeout: float = 300)
 # --- the world the builds run in ------------------------------------------------------------------
 
 
-def _set_nodelay(server: LocalServer) -> None:
-    """Makes the local HTTPS server answer without Nagle's delay, as real web servers do."""
-    httpd = server._httpd
-    accept = httpd.get_request
-
-    def get_request() -> tuple[socket.socket, object]:
-        connection, address = accept()
-        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return connection, address
-
-    # socketserver calls self.get_request(): an instance attribute wins over the method.
-    httpd.get_request = get_request  # type: ignore[method-assign]
-
-
 @dataclass
 class World:
+    """The tests' world (tests/support/world.py: the pip-less python3, the local apt repository
+    and wheelhouse, the HTTPS bundle host), plus what the timed builds add: the provider's
+    bundle with an ETag, a STARTTLS server it anchors, and the config vars that point there."""
+
     root: Path
-    python: Path
-    online_env: dict[str, str]  # with the apt repository and the wheelhouse
-    offline_env: dict[str, str]  # apt repository unreachable, wheelhouse empty
+    tests_world: TestsWorld
     config_vars: dict[str, str]
-    bundle_server: LocalServer
     smtp_port: int
+    online_env: dict[str, str] = field(init=False)  # with the apt repository and the wheelhouse
+    offline_env: dict[str, str] = field(init=False)  # apt repository unreachable, no wheels
     buildpack: Path = field(init=False)
 
     def __post_init__(self) -> None:
+        self.online_env = self.tests_world.environment(self.root)
+        self.offline_env = self.tests_world.environment(self.root, offline=True)
         self.buildpack = self.root / "buildpack"
+
+    @property
+    def python(self) -> Path:
+        return self.tests_world.python_bin / "python"
+
+    @property
+    def bundle_server(self) -> LocalServer:
+        return self.tests_world.bundle_server
 
     def build(
         self,
@@ -238,59 +238,28 @@ class World:
 
 @contextlib.contextmanager
 def world(root: Path) -> Iterator[World]:
-    import certifi
     import trustme
 
-    from support.heroku import build_environment
-    from support.http_server import LocalServer
-    from support.local_apt import LocalAptRepo, unreachable_url, write_apt_config
-    from support.offline_inputs import load_inputs
-    from support.pipless_python import make_pipless_python
     from support.smtp_server import SMTPTestServer
+    from support.world import open_world
 
-    inputs = load_inputs()
-    python = make_pipless_python(root / "python")
-    provider_ca, host_ca = trustme.CA(), trustme.CA()
-    # What requests trusts for the bundle's host: the local server's CA, plus certifi's roots,
-    # which it trusts on Heroku (OpenSSL takes longer to load some 140 roots than one).
-    host_ca_file = root / "bundle-host-ca.pem"
-    host_ca_file.write_bytes(host_ca.cert_pem.bytes() + Path(certifi.where()).read_bytes())
-    empty_wheelhouse = root / "empty-wheelhouse"
-    empty_wheelhouse.mkdir()
-    offline_apt = write_apt_config(root / "offline-apt", unreachable_url())
-    with contextlib.ExitStack() as stack:
-        apt = stack.enter_context(LocalAptRepo(root / "apt", inputs.debs))
-        bundle_server = LocalServer(tls=host_ca)
-        _set_nodelay(bundle_server)
-        stack.enter_context(bundle_server)
-        pem = provider_ca.cert_pem.bytes()
-        bundle_server.serve(BUNDLE_PATH, pem, etag=ETAG)
-        smtp = stack.enter_context(SMTPTestServer(mode="starttls", ca=provider_ca))
-        online = build_environment(
-            python.parent,
-            inputs,
-            apt.apt_config,
-            root / "home",
-            REQUESTS_CA_BUNDLE=str(host_ca_file),
-        )
-        offline = {
-            **online,
-            "APT_CONFIG": str(offline_apt),
-            "PIP_FIND_LINKS": str(empty_wheelhouse),
-        }
+    provider_ca = trustme.CA()
+    pem = provider_ca.cert_pem.bytes()
+    with (
+        open_world(root / "tests-world") as tests_world,
+        SMTPTestServer(mode="starttls", ca=provider_ca) as smtp,
+    ):
+        tests_world.bundle_server.serve(BUNDLE_PATH, pem, etag=ETAG)
         yield World(
             root=root,
-            python=python,
-            online_env=online,
-            offline_env=offline,
+            tests_world=tests_world,
             config_vars={
-                "SMTP_CA_BUNDLE_URL": bundle_server.url(BUNDLE_PATH),
+                "SMTP_CA_BUNDLE_URL": tests_world.bundle_server.url(BUNDLE_PATH),
                 "SMTP_CA_BUNDLE_SHA256": hashlib.sha256(pem).hexdigest(),
                 "SMTP_SERVER": "localhost",
                 "SMTP_PORT": str(smtp.port),
                 "SMTP_CA_CHECK": "strict",
             },
-            bundle_server=bundle_server,
             smtp_port=smtp.port,
         )
 

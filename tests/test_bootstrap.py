@@ -28,7 +28,7 @@ from smtp_ca.bootstrap import (
     dependency_key,
     ensure_dependencies,
     pip_environment,
-    url_passwords,
+    pip_url_secrets,
 )
 from smtp_ca.errors import BuildError
 from smtp_ca.output import Log
@@ -436,7 +436,13 @@ def test_passwords_in_pip_urls_are_found_for_redaction() -> None:
         "PIP_EXTRA_INDEX_URL": "https://a.invalid/simple https://tok:t0ken-x@b.invalid/simple",
         "PIP_PROXY": "http://[broken",
     }
-    assert sorted(url_passwords(env)) == ["p%40ss", "p@ss", "t0ken-x"]
+    assert sorted(pip_url_secrets(env)) == ["p%40ss", "p@ss", "t0ken-x"]
+
+
+def test_a_token_given_as_the_user_name_of_a_pip_url_is_found_for_redaction() -> None:
+    # Private indexes often take a token as the whole user info: https://TOKEN@host/simple.
+    env = {"PIP_INDEX_URL": "https://gh0-t0ken-0123456789@index.invalid/simple"}
+    assert pip_url_secrets(env) == ["gh0-t0ken-0123456789"]
 
 
 def _fake_install(cache_dir: Path, stack: str) -> Path:

@@ -7,6 +7,8 @@ import hashlib
 from datetime import datetime, timezone
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, padding, rsa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,14 +18,15 @@ from smtp_ca.certificates import (
     PemBlock,
     basic_constraints_ca,
     guess_format,
-    is_ca,
-    is_self_signed,
+    is_ca_or_v1_root,
     load_certificate,
     load_pem_certificates,
+    presumed_self_signed,
     printable,
     split_pem,
     summarize,
     to_pem,
+    verify_signature,
 )
 from support.certs import make_cert, make_intermediate, make_leaf, make_root, pem_bundle
 from support.godaddy import GODADDY_BUNDLE
@@ -232,26 +235,84 @@ def test_ca_flags(root) -> None:
     no_constraints_issued = make_cert("Issued Without Constraints", issuer=root, ca=None)
     no_constraints_root = make_cert("V1 Style Root", issuer=None, ca=None)
 
-    assert is_ca(root.cert) and is_ca(intermediate.cert)
-    assert not is_ca(leaf.cert)
+    assert is_ca_or_v1_root(root.cert) and is_ca_or_v1_root(intermediate.cert)
+    assert not is_ca_or_v1_root(leaf.cert)
     assert basic_constraints_ca(leaf.cert) is False
     assert basic_constraints_ca(no_constraints_issued.cert) is None
-    assert not is_ca(no_constraints_issued.cert)
+    assert not is_ca_or_v1_root(no_constraints_issued.cert)
     # Old roots without extensions are CAs by being self-signed.
-    assert is_ca(no_constraints_root.cert)
+    assert is_ca_or_v1_root(no_constraints_root.cert)
 
 
 def test_self_signed_needs_the_signature_not_just_the_names(root) -> None:
-    assert is_self_signed(root.cert)
-    assert not is_self_signed(make_intermediate(root).cert)
+    assert presumed_self_signed(root.cert)
+    assert not presumed_self_signed(make_intermediate(root).cert)
     # Same subject and issuer as the root, but signed by the root's key, not its own.
     look_alike = make_cert("Helper Test Root", issuer=root, ca=True)
     assert look_alike.cert.subject == look_alike.cert.issuer
-    assert not is_self_signed(look_alike.cert)
+    assert not presumed_self_signed(look_alike.cert)
 
 
 def test_rsa_root_is_self_signed() -> None:
-    assert is_self_signed(make_root("RSA Root", key_type="rsa").cert)
+    assert presumed_self_signed(make_root("RSA Root", key_type="rsa").cert)
+
+
+_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.AUTO)
+
+
+@pytest.mark.parametrize(
+    ("key_type", "rsa_padding"),
+    [
+        ("rsa", padding.PKCS1v15()),
+        ("rsa-pss", _PSS),
+        ("ec", None),
+        ("dsa", None),
+        ("ed25519", None),
+    ],
+)
+def test_verify_signature_checks_each_key_type_and_tells_a_forgery(
+    key_type: str, rsa_padding: padding.AsymmetricPadding | None
+) -> None:
+    signed = b"to be signed"
+    digest: hashes.HashAlgorithm | None = hashes.SHA256()
+    if key_type.startswith("rsa"):
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        assert rsa_padding is not None
+        # A signer picks a PSS salt length; a verifier reads it from the signature (AUTO).
+        signing = (
+            padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.DIGEST_LENGTH)
+            if key_type == "rsa-pss"
+            else rsa_padding
+        )
+        signature = key.sign(signed, signing, hashes.SHA256())
+    elif key_type == "ec":
+        key = ec.generate_private_key(ec.SECP256R1())
+        signature = key.sign(signed, ec.ECDSA(hashes.SHA256()))
+    elif key_type == "dsa":
+        key = dsa.generate_private_key(key_size=2048)
+        signature = key.sign(signed, hashes.SHA256())
+    else:
+        key = ed25519.Ed25519PrivateKey.generate()
+        signature = key.sign(signed)
+        digest = None  # Ed25519 hashes for itself
+    public = key.public_key()
+
+    def verify(data: bytes) -> bool | None:
+        return verify_signature(public, signature, data, digest=digest, rsa_padding=rsa_padding)
+
+    assert verify(signed) is True
+    assert verify(b"something else") is False
+
+
+def test_verify_signature_cannot_judge_rsa_without_its_padding() -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    signature = key.sign(b"data", padding.PKCS1v15(), hashes.SHA256())
+    assert (
+        verify_signature(
+            key.public_key(), signature, b"data", digest=hashes.SHA256(), rsa_padding=None
+        )
+        is None
+    )
 
 
 def test_summary_names_prefer_cn_then_ou_then_o(root) -> None:

@@ -16,28 +16,14 @@ import pytest
 from cryptography import x509
 from requests.utils import requote_uri
 
-from smtp_ca.check import CheckOutcome, CheckTarget, TrustStores, run_check
+from smtp_ca.check import TrustStores
 from support.certs import Issued, make_root, utcnow
+from support.checking import check, check_pki, text
 from support.http_server import LocalServer, Reply
 from support.pki import as_pkcs7, issue, server_context
 from support.smtp_server import SMTPTestServer
 
-NO_STORES = TrustStores(public_roots=Path("/nonexistent/certifi.pem"), system=None)
-
-
-@pytest.fixture(scope="module")
-def root() -> Issued:
-    return make_root("smtp-ca AIA Root CA")
-
-
-@pytest.fixture(scope="module")
-def intermediate(root: Issued) -> Issued:
-    return issue("smtp-ca AIA Issuing CA", root, ca=True)
-
-
-@pytest.fixture
-def root_file(root: Issued, tmp_path: Path) -> Path:
-    return root.write(tmp_path / "root.pem")
+root, intermediate, root_file = check_pki("AIA")
 
 
 @pytest.fixture
@@ -65,16 +51,6 @@ def leaf_alone(
     return SMTPTestServer(mode="starttls", ssl_context=server_context(leaf))
 
 
-def check(server: SMTPTestServer, ca_file: Path, timeout: float = 5) -> CheckOutcome:
-    return run_check(
-        CheckTarget("localhost", server.port, timeout=timeout), ca_file, stores=NO_STORES
-    )
-
-
-def text(outcome: CheckOutcome) -> str:
-    return "\n".join([outcome.summary, *outcome.details, outcome.hint or "", *outcome.notices])
-
-
 @pytest.mark.parametrize(
     "encoding", ["der", "pem", "pkcs7-der", "pkcs7-pem"], ids=lambda name: name
 )
@@ -89,10 +65,13 @@ def test_missing_intermediate_is_fetched_and_the_chain_verifies(
     }[encoding]
     http.serve("/issuer", body, headers={"Content-Type": "application/pkix-cert"})
     with leaf_alone(intermediate, http) as server:
-        outcome = check(server, root_file)
+        outcome = check(server.port, root_file)
     assert outcome.verified, text(outcome)
     assert outcome.cause == "missing-intermediate"
-    assert "once the bundle holds the intermediate certificate" in outcome.summary
+    assert outcome.summary == (
+        f"localhost:{server.port} (STARTTLS): verified, {outcome.tls_version}, once the bundle "
+        "holds the intermediate certificate the server does not send."
+    )
     assert outcome.anchor == "smtp-ca AIA Root CA"
     (notice,) = outcome.notices
     assert "does not send the intermediate certificate smtp-ca AIA Issuing CA" in notice
@@ -112,7 +91,7 @@ def test_two_missing_certificates_are_fetched_one_after_the_other(
     http.serve("/upper", upper.der)
     http.serve("/issuer", lower.der)
     with leaf_alone(lower, http) as server:
-        outcome = check(server, root_file)
+        outcome = check(server.port, root_file)
     assert outcome.cause == "missing-intermediate", text(outcome)
     (extra,) = outcome.extra_certificates
     assert x509.load_pem_x509_certificates(extra) == [lower.cert, upper.cert]
@@ -124,7 +103,7 @@ def test_a_certificate_that_did_not_sign_the_leaf_is_refused(
     impostor = issue("smtp-ca AIA Issuing CA", root, ca=True)  # same name, another key
     http.serve("/issuer", impostor.der)
     with leaf_alone(intermediate, http) as server:
-        outcome = check(server, root_file)
+        outcome = check(server.port, root_file)
     assert outcome.cause == "unknown-issuer"
     assert not outcome.extra_certificates
     assert "which did not sign localhost" in text(outcome)
@@ -136,7 +115,7 @@ def test_an_issuer_that_is_not_a_ca_is_refused(
     not_a_ca = issue("smtp-ca AIA Not A CA", root, ca=False)
     http.serve("/issuer", not_a_ca.der)
     with leaf_alone(not_a_ca, http) as server:
-        outcome = check(server, root_file)
+        outcome = check(server.port, root_file)
     assert outcome.cause == "unknown-issuer"
     assert "is not a CA certificate" in text(outcome)
 
@@ -148,11 +127,7 @@ def test_an_issuer_that_does_not_reach_the_bundle_is_not_added(
     public = root.write(tmp_path / "cacert.pem")
     http.serve("/issuer", intermediate.der)
     with leaf_alone(intermediate, http) as server:
-        outcome = run_check(
-            CheckTarget("localhost", server.port, timeout=5),
-            other,
-            stores=TrustStores(public_roots=public, system=None),
-        )
+        outcome = check(server.port, other, stores=TrustStores(public_roots=public, system=None))
     assert outcome.cause == "unknown-issuer"
     assert not outcome.extra_certificates
     # With the fetched intermediate, certifi's roots would anchor the chain: say so.
@@ -165,7 +140,7 @@ def test_an_unreachable_issuer_url_is_named(
 ) -> None:
     http.serve("/issuer", b"gone\n", status=404)
     with leaf_alone(intermediate, http) as server:
-        outcome = check(server, root_file)
+        outcome = check(server.port, root_file)
     assert outcome.cause == "unknown-issuer"
     assert f"Could not fetch the issuer from {http.url('/issuer')}" in text(outcome)
     assert "HTTP 404" in text(outcome)
@@ -176,7 +151,7 @@ def test_something_that_is_not_a_certificate_is_named(
 ) -> None:
     http.serve("/issuer", b"<html>moved</html>")
     with leaf_alone(intermediate, http) as server:
-        outcome = check(server, root_file)
+        outcome = check(server.port, root_file)
     assert "does not hold a certificate (DER, PEM or PKCS#7)" in text(outcome)
 
 
@@ -185,7 +160,7 @@ def test_an_oversized_answer_is_refused(
 ) -> None:
     http.serve("/issuer", b"0" * (300 * 1024), content_length=False)
     with leaf_alone(intermediate, http) as server:
-        outcome = check(server, root_file)
+        outcome = check(server.port, root_file)
     assert outcome.cause == "unknown-issuer"
     assert "larger than" in text(outcome)
 
@@ -196,7 +171,7 @@ def test_a_hanging_issuer_url_is_bounded_by_the_check_timeout(
     http.script("/issuer", Reply(action="hang", delay=20))
     with leaf_alone(intermediate, http) as server:
         started = time.monotonic()
-        outcome = check(server, root_file, timeout=1.5)
+        outcome = check(server.port, root_file, timeout=1.5)
         elapsed = time.monotonic() - started
     assert outcome.cause == "unknown-issuer"
     assert "Could not fetch the issuer" in text(outcome)
@@ -211,7 +186,7 @@ def test_a_completed_chain_that_then_fails_names_that_cause(
     with leaf_alone(
         intermediate, http, not_before=ended - dt.timedelta(days=60), not_after=ended
     ) as server:
-        outcome = check(server, root_file)
+        outcome = check(server.port, root_file)
     assert outcome.cause == "expired", text(outcome)
     assert not outcome.extra_certificates
     assert "With it, fetched through AIA, the chain reaches the bundle" in text(outcome)
@@ -230,7 +205,7 @@ def test_a_url_cannot_write_lines_into_the_bundle(
     http.serve("/issuer", intermediate.der)
     leaf = issue("localhost", intermediate, hostnames=("localhost",), ca_issuers=url)
     with SMTPTestServer(mode="starttls", ssl_context=server_context(leaf)) as server:
-        outcome = check(server, root_file)
+        outcome = check(server.port, root_file)
     written = b"".join(outcome.extra_certificates)
     assert b"\n-----BEGIN CERTIFICATE-----\n" + evil.pem.split(b"\n", 1)[1] not in written
     assert outcome.cause == "missing-intermediate"  # the fetch itself worked
@@ -240,23 +215,14 @@ def test_a_url_cannot_write_lines_into_the_bundle(
 # --- A warm build fetches nothing: what a caIssuers URL served is kept in the cache ---------
 
 
-def check_cached(server: SMTPTestServer, ca_file: Path, cache_dir: Path) -> CheckOutcome:
-    return run_check(
-        CheckTarget("localhost", server.port, timeout=5),
-        ca_file,
-        stores=NO_STORES,
-        cache_dir=cache_dir,
-    )
-
-
 def test_fetched_issuer_is_kept_for_the_next_build(
     intermediate: Issued, root_file: Path, http: LocalServer, tmp_path: Path
 ) -> None:
     http.serve("/issuer", intermediate.der)
     with leaf_alone(intermediate, http) as server:
-        first = check_cached(server, root_file, tmp_path)
+        first = check(server.port, root_file, cache_dir=tmp_path)
         http.serve("/issuer", b"gone")  # a second fetch would now fail
-        second = check_cached(server, root_file, tmp_path)
+        second = check(server.port, root_file, cache_dir=tmp_path)
     assert (first.cause, second.cause) == ("missing-intermediate", "missing-intermediate")
     assert second.extra_certificates == first.extra_certificates
     assert http.count("/issuer") == 1
@@ -267,12 +233,12 @@ def test_kept_issuer_that_no_longer_fits_is_fetched_again(
 ) -> None:
     http.serve("/issuer", intermediate.der)
     with leaf_alone(intermediate, http) as server:
-        check_cached(server, root_file, tmp_path)
+        check(server.port, root_file, cache_dir=tmp_path)
     # The provider moves to a new intermediate at the same URL.
     successor = issue("smtp-ca AIA Issuing CA 2", root, ca=True)
     http.serve("/issuer", successor.der)
     with leaf_alone(successor, http) as server:
-        outcome = check_cached(server, root_file, tmp_path)
+        outcome = check(server.port, root_file, cache_dir=tmp_path)
     assert outcome.verified, text(outcome)
     (extra,) = outcome.extra_certificates
     assert x509.load_pem_x509_certificates(extra) == [successor.cert]

@@ -21,7 +21,7 @@ from typing import Protocol
 import pytest
 from cryptography import x509
 
-from smtp_ca.check_command import parse_address
+from smtp_ca.check.command import parse_address
 from smtp_ca.errors import BuildError
 from support.certs import Issued, make_root
 from support.http_server import LocalServer
@@ -112,16 +112,31 @@ def root_file(root: Issued, tmp_path: Path) -> Path:
     return root.write(tmp_path / "root.pem")
 
 
-def test_verified_exits_0(bin_check: BinCheck, intermediate: Issued, root_file: Path) -> None:
+def test_verified_exits_0(
+    bin_check: BinCheck, root: Issued, intermediate: Issued, root_file: Path
+) -> None:
     leaf = issue("localhost", intermediate, hostnames=("localhost",))
     with SMTPTestServer(mode="starttls", ssl_context=server_context(leaf, intermediate)) as server:
         result = bin_check(f"localhost:{server.port}", "--ca-file", str(root_file))
     assert result.returncode == 0, result.output
-    assert f"-----> Checking localhost:{server.port} (STARTTLS) against {root_file}" in (
-        result.stdout
-    )
-    assert "verified, TLSv1." in result.stdout
-    assert "Anchored by smtp-ca bin/check Root CA" in result.stdout
+    version = "TLSv1.3" if "verified, TLSv1.3." in result.stdout else "TLSv1.2"
+    fingerprint = hashlib.sha256(root.der).hexdigest()
+    until = "%Y-%m-%d %H:%M UTC"
+    lines = result.stdout.splitlines()
+    step = f"-----> Checking localhost:{server.port} (STARTTLS) against {root_file}"
+    # Everything from the check's step on (the dependency step before it depends on the cache).
+    assert lines[lines.index(step) :] == [
+        step,
+        f"       localhost:{server.port} (STARTTLS): verified, {version}.",
+        "       The server presented:",
+        "         1. localhost, issued by smtp-ca bin/check Issuing CA, valid until "
+        f"{leaf.cert.not_valid_after_utc:{until}}",
+        "         2. smtp-ca bin/check Issuing CA, issued by smtp-ca bin/check Root CA, valid "
+        f"until {intermediate.cert.not_valid_after_utc:{until}}",
+        "       Anchored by smtp-ca bin/check Root CA, from the bundle "
+        f"(SHA-256 {fingerprint[:8]}…{fingerprint[-8:]}).",
+        "       Revocation: not checked, the certificate names no OCSP responder.",
+    ]
 
 
 def test_implicit_tls_with_tls_flag(

@@ -15,29 +15,15 @@ from pathlib import Path
 import pytest
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from smtp_ca.check import CheckOutcome, CheckTarget, TrustStores, run_check
-from support.certs import Issued, make_root
+from smtp_ca.check import CheckOutcome
+from support.certs import Issued
+from support.checking import check, check_pki
 from support.http_server import LocalServer
 from support.ocsp_responder import OcspResponder
 from support.pki import issue, server_context
 from support.smtp_server import SMTPTestServer, free_port
 
-NO_STORES = TrustStores(public_roots=Path("/nonexistent/certifi.pem"), system=None)
-
-
-@pytest.fixture(scope="module")
-def root() -> Issued:
-    return make_root("smtp-ca OCSP Root CA")
-
-
-@pytest.fixture(scope="module")
-def intermediate(root: Issued) -> Issued:
-    return issue("smtp-ca OCSP Issuing CA", root, ca=True)
-
-
-@pytest.fixture
-def root_file(root: Issued, tmp_path: Path) -> Path:
-    return root.write(tmp_path / "root.pem")
+root, intermediate, root_file = check_pki("OCSP")
 
 
 @pytest.fixture
@@ -54,12 +40,6 @@ def leaf_asking(responder_url: str, intermediate: Issued) -> Issued:
     return issue("localhost", intermediate, hostnames=("localhost",), ocsp=responder_url)
 
 
-def check(server: SMTPTestServer, ca_file: Path, timeout: float = 5) -> CheckOutcome:
-    return run_check(
-        CheckTarget("localhost", server.port, timeout=timeout), ca_file, stores=NO_STORES
-    )
-
-
 def revocation_line(outcome: CheckOutcome) -> str:
     (line,) = [line for line in outcome.details if line.startswith("Revocation:")]
     return line
@@ -68,7 +48,7 @@ def revocation_line(outcome: CheckOutcome) -> str:
 def test_good_answer(intermediate: Issued, root_file: Path, responder: OcspResponder) -> None:
     leaf = leaf_asking(responder.url, intermediate)
     with server_for(leaf, intermediate) as server:
-        outcome = check(server, root_file)
+        outcome = check(server.port, root_file)
     assert outcome.cause == "verified"
     assert outcome.revocation == "good"
     assert revocation_line(outcome).startswith(
@@ -85,7 +65,7 @@ def test_revoked_certificate_fails_the_check(
     leaf = leaf_asking(responder.url, intermediate)
     responder.revoke(leaf)
     with server_for(leaf, intermediate) as server:
-        outcome = check(server, root_file)
+        outcome = check(server.port, root_file)
     assert not outcome.verified
     assert outcome.cause == "revoked"
     assert outcome.summary == (
@@ -106,7 +86,7 @@ def test_unknown_to_the_responder_is_a_note(
     leaf = leaf_asking(responder.url, intermediate)
     responder.set_status(leaf, "unknown")
     with server_for(leaf, intermediate) as server:
-        outcome = check(server, root_file)
+        outcome = check(server.port, root_file)
     assert outcome.verified
     assert outcome.revocation == "unknown"
     assert "does not know this certificate" in revocation_line(outcome)
@@ -124,7 +104,7 @@ def test_delegated_responder_with_ocsp_signing_is_trusted(
         leaf = leaf_asking(responder.url, intermediate)
         responder.revoke(leaf)
         with server_for(leaf, intermediate) as server:
-            outcome = check(server, root_file)
+            outcome = check(server.port, root_file)
     assert outcome.cause == "revoked"
     assert (
         "signed by smtp-ca OCSP Responder, which smtp-ca OCSP Issuing CA delegated to"
@@ -141,7 +121,7 @@ def test_delegated_responder_without_ocsp_signing_is_not_trusted(
         leaf = leaf_asking(responder.url, intermediate)
         responder.revoke(leaf)
         with server_for(leaf, intermediate) as server:
-            outcome = check(server, root_file)
+            outcome = check(server.port, root_file)
     assert outcome.verified
     assert "is not a certificate for OCSP signing" in revocation_line(outcome)
 
@@ -158,7 +138,7 @@ def test_responder_issued_by_someone_else_is_not_trusted(
         leaf = leaf_asking(responder.url, intermediate)
         responder.revoke(leaf)
         with server_for(leaf, intermediate) as server:
-            outcome = check(server, root_file)
+            outcome = check(server.port, root_file)
     assert outcome.verified
     assert "was not issued by smtp-ca OCSP Issuing CA" in revocation_line(outcome)
 
@@ -170,7 +150,7 @@ def test_forged_signature_is_not_trusted(
     leaf = leaf_asking(responder.url, intermediate)
     responder.revoke(leaf)
     with server_for(leaf, intermediate) as server:
-        outcome = check(server, root_file)
+        outcome = check(server.port, root_file)
     assert outcome.verified
     assert "its signature does not verify" in revocation_line(outcome)
 
@@ -194,7 +174,7 @@ def test_answers_that_leave_the_question_open_are_notes(
     leaf = leaf_asking(responder.url, intermediate)
     responder.revoke(leaf)  # even a revoked one: an answer that cannot be trusted counts nothing
     with server_for(leaf, intermediate) as server:
-        outcome = check(server, root_file)
+        outcome = check(server.port, root_file)
     assert outcome.verified
     assert words in revocation_line(outcome)
 
@@ -202,7 +182,7 @@ def test_answers_that_leave_the_question_open_are_notes(
 def test_unreachable_responder_is_a_note(intermediate: Issued, root_file: Path) -> None:
     leaf = leaf_asking(f"http://127.0.0.1:{free_port()}/ocsp", intermediate)
     with server_for(leaf, intermediate) as server:
-        outcome = check(server, root_file)
+        outcome = check(server.port, root_file)
     assert outcome.cause == "verified"
     assert "could not be asked" in revocation_line(outcome)
 
@@ -214,7 +194,7 @@ def test_hanging_responder_is_bounded_by_the_check_timeout(
     leaf = leaf_asking(responder.url, intermediate)
     with server_for(leaf, intermediate) as server:
         started = time.monotonic()
-        outcome = check(server, root_file, timeout=1.5)
+        outcome = check(server.port, root_file, timeout=1.5)
         elapsed = time.monotonic() - started
     assert outcome.cause == "verified"
     assert "could not be asked" in revocation_line(outcome)
@@ -227,7 +207,7 @@ def test_responder_behind_a_redirect_is_followed(
     leaf = leaf_asking(responder.redirect("/moved"), intermediate)
     responder.revoke(leaf)
     with server_for(leaf, intermediate) as server:
-        outcome = check(server, root_file)
+        outcome = check(server.port, root_file)
     assert outcome.cause == "revoked"
     assert [request.path for request in responder.requests] == ["/moved", "/ocsp"]
 
@@ -246,7 +226,7 @@ def test_revoked_after_an_aia_completion(
         )
         responder.revoke(leaf)
         with SMTPTestServer(mode="starttls", ssl_context=server_context(leaf)) as server:
-            outcome = check(server, root_file)
+            outcome = check(server.port, root_file)
     assert outcome.cause == "revoked"
     assert outcome.notices  # the missing intermediate is still worth saying
 
@@ -254,28 +234,19 @@ def test_revoked_after_an_aia_completion(
 # --- A warm build asks no responder: trusted answers are kept until their nextUpdate ---------
 
 
-def check_cached(
-    server: SMTPTestServer, ca_file: Path, cache_dir: Path, now: dt.datetime | None = None
-) -> CheckOutcome:
-    return run_check(
-        CheckTarget("localhost", server.port, timeout=5),
-        ca_file,
-        stores=NO_STORES,
-        cache_dir=cache_dir,
-        now=now,
-    )
-
-
 def test_answer_is_reused_until_next_update(
     intermediate: Issued, root_file: Path, responder: OcspResponder, tmp_path: Path
 ) -> None:
     leaf = leaf_asking(responder.url, intermediate)
     with server_for(leaf, intermediate) as server:
-        first = check_cached(server, root_file, tmp_path)
-        second = check_cached(server, root_file, tmp_path)
+        first = check(server.port, root_file, cache_dir=tmp_path)
+        second = check(server.port, root_file, cache_dir=tmp_path)
         # The responder's answers are valid for 12 hours; a day later the build asks again.
-        later = check_cached(
-            server, root_file, tmp_path, now=dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)
+        later = check(
+            server.port,
+            root_file,
+            cache_dir=tmp_path,
+            now=dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1),
         )
     assert (first.revocation, second.revocation) == ("good", "good")
     assert "kept from an earlier build until" in revocation_line(second)
@@ -289,9 +260,9 @@ def test_revoked_answer_from_the_cache_still_fails(
     leaf = leaf_asking(responder.url, intermediate)
     responder.revoke(leaf)
     with server_for(leaf, intermediate) as server:
-        check_cached(server, root_file, tmp_path)
+        check(server.port, root_file, cache_dir=tmp_path)
         responder.stop()  # the answer now comes only from the cache
-        outcome = check_cached(server, root_file, tmp_path)
+        outcome = check(server.port, root_file, cache_dir=tmp_path)
     assert outcome.cause == "revoked"
 
 
@@ -300,11 +271,11 @@ def test_damaged_cached_answer_is_thrown_away(
 ) -> None:
     leaf = leaf_asking(responder.url, intermediate)
     with server_for(leaf, intermediate) as server:
-        check_cached(server, root_file, tmp_path)
+        check(server.port, root_file, cache_dir=tmp_path)
         (cached,) = (tmp_path / "ocsp").glob("*.der")
         data = cached.read_bytes()
         cached.write_bytes(data[:-1] + bytes([data[-1] ^ 0x01]))  # a broken signature
-        outcome = check_cached(server, root_file, tmp_path)
+        outcome = check(server.port, root_file, cache_dir=tmp_path)
     assert outcome.revocation == "good"
     assert "kept from" not in revocation_line(outcome)
     assert len(responder.requests) == 2
@@ -317,5 +288,5 @@ def test_unknown_answer_is_not_cached(
     leaf = leaf_asking(responder.url, intermediate)
     responder.set_status(leaf, "unknown")
     with server_for(leaf, intermediate) as server:
-        check_cached(server, root_file, tmp_path)
+        check(server.port, root_file, cache_dir=tmp_path)
     assert not list((tmp_path / "ocsp").glob("*.der"))

@@ -8,6 +8,7 @@ the app then moves to another path and real ActionMailer sends through a real ST
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -75,8 +76,12 @@ def test_mastodon_mail_fails_without_and_is_delivered_over_verified_tls_with(
             build_dir=build_dir,
         )
         assert build.returncode == 0, build.output
-        assert "-----> Checking localhost:" in build.stdout
-        assert "verified" in build.stdout
+        check_step = build.stdout.splitlines().index(
+            f"-----> Checking localhost:{server.port} (STARTTLS) against the bundle"
+        )
+        assert build.stdout.splitlines()[check_step + 1] == (
+            f"       localhost:{server.port} (STARTTLS): verified, TLSv1.3."
+        )
         assert PASSWORD not in build.output
         assert "Traceback" not in build.output
 
@@ -96,7 +101,19 @@ def test_real_godaddy_bundle_by_file_url_merged_with_public_roots(
 ) -> None:
     build = world.build(tmp_path, godaddy_vars())
     assert build.returncode == 0, build.output
-    assert "SMTP_SERVER is not set" in build.stdout
+    lines = build.stdout.splitlines()
+    bundle_step = lines.index("-----> Preparing the SMTP CA bundle")
+    assert lines[bundle_step + 1] == (
+        f"       Read {GODADDY_BUNDLE} (3 certificates, SHA-256 0aa4…d858 matches the pin)"
+    )
+    # certifi's version and its count of roots change with requirements.lock.
+    assert re.fullmatch(
+        r"       Merged with \d+ public roots from certifi \S+: \d+ certificates",
+        lines[bundle_step + 2],
+    )
+    assert lines[bundle_step + 3] == (
+        "-----> Skipping the SMTP handshake check: SMTP_SERVER is not set"
+    )
     bundle = load_pem_certificates((build.build_dir / BUNDLE_PATH).read_bytes())
     subjects = [cert.subject.rfc4514_string() for cert in bundle]
     godaddy = load_pem_certificates(GODADDY_BUNDLE.read_bytes())
@@ -120,7 +137,15 @@ def test_pin_mismatch_fails_and_changes_nothing(world: World, tmp_path: Path) ->
         build_dir=build_dir,
     )
     assert build.returncode == 1
-    assert "0" * 64 in build.stderr and GODADDY_SHA256 in build.stderr
+    errors = build.stderr.splitlines()
+    mismatch = errors.index(
+        f" !     The CA bundle at SMTP_CA_BUNDLE_URL ({GODADDY_BUNDLE}) does not match "
+        "SMTP_CA_BUNDLE_SHA256."
+    )
+    assert errors[mismatch + 1 : mismatch + 3] == [
+        f" !       expected (SMTP_CA_BUNDLE_SHA256): {'0' * 64}",
+        f" !       actual (the file's SHA-256):     {GODADDY_SHA256}",
+    ]
     assert "Traceback" not in build.output
     assert snapshot(build_dir) == before
 
@@ -142,8 +167,14 @@ def test_strict_check_failure_names_the_cause_and_changes_nothing(
             build_dir=build_dir,
         )
     assert build.returncode == 1, build.output
-    assert " !     " in build.stderr
-    assert "certificate verify failed" in build.stderr
+    assert (
+        f" !     localhost:{server.port} (STARTTLS): certificate verify failed: no certificate "
+        "in the bundle anchors the server's chain (unable to get local issuer certificate)."
+    ) in build.stderr.splitlines()
+    assert build.stderr.splitlines()[-1] == (
+        " !     SMTP_CA_CHECK=strict fails the build on a failed check; "
+        "SMTP_CA_CHECK=warn only warns."
+    )
     assert "Traceback" not in build.output
     assert snapshot(build_dir) == before
 
@@ -157,7 +188,14 @@ def test_warn_check_failure_builds_with_a_warning(
             {**smtp_config_vars("localhost", server.port), **provider_bundle_vars},
         )
     assert build.returncode == 0, build.output
-    assert " !     Warning: localhost:" in build.stderr
+    assert (
+        f" !     Warning: localhost:{server.port} (STARTTLS): certificate verify failed: no "
+        "certificate in the bundle anchors the server's chain (unable to get local issuer "
+        "certificate)."
+    ) in build.stderr.splitlines()
+    assert build.stderr.splitlines()[-1] == (
+        " !     The build goes on (SMTP_CA_CHECK=warn); SMTP_CA_CHECK=strict would fail it."
+    )
     assert (build.build_dir / BUNDLE_PATH).is_file()
 
 
@@ -179,7 +217,7 @@ def test_warm_build_reuses_the_cache_and_writes_identical_files(
         build_dir=tmp_path / "app-two",
     )
     assert first.returncode == 0 and second.returncode == 0, first.output + second.output
-    assert "Using cached dependencies" in second.stdout
+    assert "-----> Using cached dependencies" in second.stdout.splitlines()
     assert len(world.apt.requests) == apt_requests
     assert snapshot(first.build_dir) == snapshot(second.build_dir)
 
@@ -204,9 +242,19 @@ def test_export_gives_later_buildpacks_the_build_path(
 @pytest.mark.parametrize(
     ("stack", "message"),
     [
-        ("heroku-20", "heroku-20 is end of life"),
-        ("cedar-14", "cedar-14 is end of life"),
-        ("scratch", "Unknown stack 'scratch'"),
+        (
+            "heroku-20",
+            " !     The stack heroku-20 is end of life and not supported by this buildpack.",
+        ),
+        (
+            "cedar-14",
+            " !     The stack cedar-14 is end of life and not supported by this buildpack.",
+        ),
+        (
+            "scratch",
+            " !     Unknown stack 'scratch': this buildpack supports heroku-22, heroku-24, "
+            "heroku-26.",
+        ),
     ],
 )
 def test_unsupported_stack_is_refused_by_name(
@@ -214,7 +262,8 @@ def test_unsupported_stack_is_refused_by_name(
 ) -> None:
     build = world.build(tmp_path, godaddy_vars(), stack=stack)
     assert build.returncode == 1
-    assert message in build.stderr
+    assert message in build.stderr.splitlines()
+    assert "----->" not in build.stdout  # refused before any step
     assert "Traceback" not in build.output
 
 
@@ -232,7 +281,7 @@ def test_no_python3_is_a_clear_message(tmp_path: Path) -> None:
         check=False,
     )
     assert completed.returncode == 1
-    assert "No python3 found on PATH" in completed.stderr
+    assert " !     No python3 found on PATH." in completed.stderr.splitlines()
 
 
 def test_detect_and_release(tmp_path: Path) -> None:

@@ -95,7 +95,7 @@ def test_the_aia_entry_point(http: LocalServer) -> None:
     assert fetch.is_fetchable("http://x.test/ca.cer")
     assert not fetch.is_fetchable("ldap://x.test/cn=ca")
     assert not fetch.is_fetchable("http://[::1/ca.cer")
-    assert fetch.safe_url("http://u:p@x.test/c?t=1") == "http://[REDACTED]@x.test/c?[REDACTED]"
+    assert fetch.display_url("http://u:p@x.test/c?t=1") == "http://[REDACTED]@x.test/c?[REDACTED]"
 
 
 def test_the_aia_entry_point_never_waits_past_the_deadline(http: LocalServer) -> None:
@@ -160,16 +160,6 @@ def test_file_urls(tmp_path: Path) -> None:
         fetch.read_file_url("file://other.host/b.pem", 10)
     with pytest.raises(fetch.NotAbsolute):
         fetch.read_file_url("file:b.pem", 10)
-
-
-def test_url_secrets() -> None:
-    assert fetch.url_secrets("https://u:p%40ss@h/x?sig=0123456789ab&raw=1") == [
-        "p%40ss",
-        "p@ss",
-        "0123456789ab",
-    ]
-    assert fetch.url_secrets("https://TOKEN-0123456789@h/") == ["TOKEN-0123456789"]
-    assert fetch.url_secrets("https://[::1/x") == []
 
 
 def test_retries_and_redirects_share_the_overall_deadline(http: LocalServer) -> None:

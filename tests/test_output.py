@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from smtp_ca.output import Log, Redactor
+from smtp_ca.output import Log, Redactor, url_secrets
 
 
 def test_heroku_prefixes_and_streams() -> None:
@@ -132,3 +132,22 @@ def test_errors_in_threads_and_finalizers_go_through_the_log_without_their_text(
     assert "hunter2-secret" not in written
     assert "A background task failed (RuntimeError)" in err.getvalue()
     assert "Ignored an error while cleaning up (ValueError)" in err.getvalue()
+
+
+def test_url_secrets_are_the_password_a_token_user_name_and_long_query_values() -> None:
+    assert url_secrets("https://u:p%40ss@h/x?sig=0123456789ab&raw=1") == [
+        "p%40ss",
+        "p@ss",
+        "0123456789ab",
+    ]
+    assert url_secrets("https://TOKEN-0123456789@h/") == ["TOKEN-0123456789"]
+    assert url_secrets("https://user@h/") == []  # a short user name alone is not a secret
+    assert url_secrets("https://[::1/x") == []
+
+
+def test_a_redactor_taught_a_url_hides_its_token_wherever_it_appears() -> None:
+    redactor = Redactor()
+    redactor.add_url_secrets("https://TOKEN-0123456789@h.test/b.pem")
+    assert (
+        redactor("GET /b.pem?auth=TOKEN-0123456789 failed") == "GET /b.pem?auth=[REDACTED] failed"
+    )

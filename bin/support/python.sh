@@ -31,14 +31,16 @@ smtp_ca::pycache_prefix() {
 }
 
 # Compiles the buildpack's modules into the bytecode cache as checked-hash .pyc files, once per
-# python3, STACK, buildpack path and set of modules. A timestamp .pyc goes stale whenever the
+# python3, STACK, buildpack path and set of modules (subpackages included: the key lists every
+# .py below src/smtp_ca by its relative path, sorted). A timestamp .pyc goes stale whenever the
 # buildpack is fetched afresh with new mtimes (a git clone gives every file the time of the
 # clone); a checked-hash one only when its source changes, and Python writes it checked-hash
 # again when it recompiles it. Best effort: a failure costs compile time later, never the build.
 smtp_ca::compile_bytecode() {
 	local python=$1 prefix=$2 src=$3
-	local modules=("${src}"/smtp_ca/*.py)
-	local key="${python} ${STACK:-} ${src} ${modules[*]##*/}"
+	local modules
+	modules=$(cd "${src}" && find smtp_ca -name '*.py' -print | LC_ALL=C sort | tr '\n' ' ') || true
+	local key="${python} ${STACK:-} ${src} ${modules% }"
 	local stamp="${prefix}/.checked-hash" compiled=""
 	if [[ -r "${stamp}" ]]; then
 		IFS= read -r compiled <"${stamp}" || true

@@ -33,14 +33,14 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from smtp_ca.certificates import SYSTEM_STORE
 from smtp_ca.errors import BuildError
 from smtp_ca.files import write_atomically
-from smtp_ca.output import Log
+from smtp_ca.output import Log, url_secrets
 
 MARKER_NAME = ".smtp-ca-complete.json"
 MARKER_FORMAT = 2  # 2: the marker lists every file and its size
 STAGING_PREFIX = ".staging-"
-SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 APT_PIP_PACKAGE = "python3-pip"
 # Where Debian and Ubuntu's python3-pip puts pip; it vendors its own dependencies there too.
 DEB_PIP_SITE = Path("usr/lib/python3/dist-packages")
@@ -66,7 +66,7 @@ _PIP_VARS_NOT_PASSED = frozenset(
         "PIP_PYTHON",
     }
 )
-# pip settings whose values are URLs that may carry user:password@.
+# pip settings whose values are URLs that may carry user:password@ or a token.
 _PIP_URL_VARS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_PROXY")
 
 _INSTALL_HINT = (
@@ -262,10 +262,10 @@ def _install(
     _remove(layout.deps)
     layout.deps.mkdir(parents=True)
 
-    env, notes = pip_environment(os.environ, env_dir, system_ca=SYSTEM_CA_BUNDLE)
+    env, notes = pip_environment(os.environ, env_dir, system_ca=SYSTEM_STORE)
     for note in notes:
         log.info(note)
-    for secret in url_passwords(env):
+    for secret in pip_url_secrets(env):
         log.redact.add(secret)
     pip_argv, pip_path = _find_pip(layout, stack, log)
     if pip_path is not None:
@@ -355,20 +355,15 @@ def pip_environment(
     return env, notes
 
 
-def url_passwords(env: Mapping[str, str]) -> list[str]:
-    """Passwords in pip's URL settings, so the log redacts them however pip prints them."""
-    from urllib.parse import unquote, urlsplit
-
-    secrets: list[str] = []
-    for name in _PIP_URL_VARS:
-        for url in env.get(name, "").split():
-            try:
-                password = urlsplit(url).password
-            except ValueError:
-                continue
-            if password:
-                secrets.extend({password, unquote(password)})
-    return secrets
+def pip_url_secrets(env: Mapping[str, str]) -> list[str]:
+    """The secrets in pip's URL settings (``output.url_secrets``: passwords, a token given as
+    the user name, long query values), so the log redacts them however pip prints them."""
+    return [
+        secret
+        for name in _PIP_URL_VARS
+        for url in env.get(name, "").split()
+        for secret in url_secrets(url)
+    ]
 
 
 def _find_pip(layout: _Layout, stack: str, log: Log) -> tuple[list[str], Path | None]:

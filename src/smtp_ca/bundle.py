@@ -28,7 +28,6 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from smtp_ca import fetch
 from smtp_ca.bundle_store import FORMAT_VERSION, CachedSource, Merged, MergedCache, SourceCache
@@ -48,7 +47,7 @@ from smtp_ca.certificates import (
 )
 from smtp_ca.errors import BuildError
 from smtp_ca.output import Log
-from smtp_ca.settings import DEFAULT_BUNDLE_URL, Settings
+from smtp_ca.settings import Settings, check_bundle_url
 
 URL_VARIABLE = "SMTP_CA_BUNDLE_URL"
 PIN_VARIABLE = "SMTP_CA_BUNDLE_SHA256"
@@ -109,7 +108,7 @@ def prepare_bundle(
     Raises ``BuildError`` for anything the user must fix. ``now`` is for tests.
     """
     now = now or datetime.now(timezone.utc)
-    fetch.register_url_secrets(settings.url, log.redact)
+    log.redact.add_url_secrets(settings.url)
     directory = cache_dir / CACHE_SUBDIR
     source = _read_source(settings, directory, log)
     _check_pin(settings, source)
@@ -158,21 +157,10 @@ class _Source:
 
 
 def _read_source(settings: BundleSettings, directory: Path, log: Log) -> _Source:
-    scheme = urlsplit(settings.url).scheme.lower()
-    if scheme == "file":
+    # Settings checked the URL already; BundleSettings made another way gets the same rule.
+    if check_bundle_url(settings.url) == "file":
         return _read_file(settings.url)
     display = fetch.display_url(settings.url)
-    if scheme == "http":
-        raise BuildError(
-            f"{URL_VARIABLE} ({display}) uses http://, which anyone on the network path can "
-            "rewrite: a CA bundle decides whom the app trusts.",
-            hint="Use the https:// address of the bundle, or a file:// path.",
-        )
-    if scheme != "https":
-        raise BuildError(
-            f"{URL_VARIABLE} ({display}) must be an https:// URL or a file:// path.",
-            hint=f"Unset it to use the default, {DEFAULT_BUNDLE_URL}",
-        )
 
     cache = SourceCache(directory, settings.url, log)
     cached = cache.load()

@@ -19,15 +19,22 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric.padding import AsymmetricPadding
+    from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+    from cryptography.hazmat.primitives.hashes import HashAlgorithm
 
 _BEGIN = re.compile(rb"^-----BEGIN ([A-Z0-9 ]+)-----$")
 _END = re.compile(rb"^-----END ([A-Z0-9 ]+)-----$")
 # "X509 CERTIFICATE" is the label older OpenSSL wrote; both hold a plain DER certificate.
 CERTIFICATE_LABELS = frozenset({"CERTIFICATE", "X509 CERTIFICATE"})
+# Debian's and Ubuntu's system store: every Heroku stack has it (heroku-24 dropped cert.pem).
+# pip trusts it while it installs the dependencies; a failed check compares the bundle with it.
+SYSTEM_STORE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 
 class CertificateError(ValueError):
@@ -262,9 +269,15 @@ def fingerprint_sha256(cert: x509.Certificate) -> str:
     return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
 
 
-def is_self_signed(cert: x509.Certificate) -> bool:
-    """Subject equals issuer and the certificate's own key verifies its signature (or, for an
-    algorithm nothing here can check, the names alone match, as OpenSSL's "self-issued" test)."""
+def presumed_self_signed(cert: x509.Certificate) -> bool:
+    """Subject equals issuer and the certificate's own key verifies its signature, or, for an
+    algorithm nothing here can check, the names alone match (OpenSSL's "self-issued" test).
+
+    Presumed, because a store's certificate is trusted by being in the store: an old root
+    signed with an algorithm cryptography no longer checks (MD2, MD5) is still a root. The
+    check's chain walk wants proof instead (``check.chain.proven_self_signed``), because there a
+    namesake of a root would end the walk too early.
+    """
     return cert.subject == cert.issuer and signature_verifies(cert, cert) is not False
 
 
@@ -277,26 +290,50 @@ def signature_verifies(child: x509.Certificate, parent: x509.Certificate) -> boo
     in a root (trust comes from being in the store), but it still tells the real issuer from a
     certificate with a look-alike name.
     """
-    from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.asymmetric import padding
 
     try:
         key = parent.public_key()
         digest = child.signature_hash_algorithm
     except (ValueError, TypeError, UnsupportedAlgorithm):
         return None
-    signature, signed = child.signature, child.tbs_certificate_bytes
+    try:
+        parameters = child.signature_algorithm_parameters
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        parameters = None
+    # RSA signs with PKCS#1 v1.5 or PSS; any other parameters belong to other key types.
+    rsa_padding = parameters if isinstance(parameters, padding.PKCS1v15 | padding.PSS) else None
+    return verify_signature(
+        key, child.signature, child.tbs_certificate_bytes, digest=digest, rsa_padding=rsa_padding
+    )
+
+
+def verify_signature(
+    key: CertificatePublicKeyTypes,
+    signature: bytes,
+    signed: bytes,
+    *,
+    digest: HashAlgorithm | None,
+    rsa_padding: AsymmetricPadding | None,
+) -> bool | None:
+    """Whether ``key`` made ``signature`` over ``signed``, by the key's type: True, False
+    (it did not), or None when that cannot be judged (a key type, digest or padding
+    cryptography does not know). Certificates (``signature_verifies``) and OCSP answers
+    (``check.ocsp``) are both signed this way."""
+    from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+
     try:
         if isinstance(key, rsa.RSAPublicKey) and digest is not None:
-            params = child.signature_algorithm_parameters
-            if not isinstance(params, (padding.PKCS1v15, padding.PSS)):
+            if rsa_padding is None:
                 return None
-            key.verify(signature, signed, params, digest)
+            key.verify(signature, signed, rsa_padding, digest)
         elif isinstance(key, ec.EllipticCurvePublicKey) and digest is not None:
             key.verify(signature, signed, ec.ECDSA(digest))
         elif isinstance(key, dsa.DSAPublicKey) and digest is not None:
             key.verify(signature, signed, digest)
-        elif isinstance(key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
+        elif isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
             key.verify(signature, signed)
         else:
             return None
@@ -317,15 +354,18 @@ def basic_constraints_ca(cert: x509.Certificate) -> bool | None:
         return None
 
 
-def is_ca(cert: x509.Certificate, *, self_signed: bool | None = None) -> bool:
-    """basicConstraints says CA:TRUE, or is absent on a self-signed (X.509 v1 style) root.
+def is_ca_or_v1_root(cert: x509.Certificate, *, self_signed: bool | None = None) -> bool:
+    """basicConstraints says CA:TRUE, or is absent on a self-signed (X.509 v1 style) root:
+    what a bundle may hold as a trust anchor.
 
-    ``self_signed`` saves a second signature check when the caller already knows.
+    An intermediate fetched from the network must show more (``check.chain``'s
+    ``may_sign_certificates``: CA:TRUE itself, and keyCertSign). ``self_signed`` saves a second
+    signature check when the caller already knows.
     """
     flag = basic_constraints_ca(cert)
     if flag is not None:
         return flag
-    return is_self_signed(cert) if self_signed is None else self_signed
+    return presumed_self_signed(cert) if self_signed is None else self_signed
 
 
 def readable_name(name: x509.Name) -> str:
@@ -341,14 +381,14 @@ def readable_name(name: x509.Name) -> str:
 
 
 def summarize(cert: x509.Certificate) -> CertificateSummary:
-    self_signed = is_self_signed(cert)
+    self_signed = presumed_self_signed(cert)
     return CertificateSummary(
         subject=printable(cert.subject.rfc4514_string()),
         issuer=printable(cert.issuer.rfc4514_string()),
         not_before=cert.not_valid_before_utc.astimezone(timezone.utc),
         not_after=cert.not_valid_after_utc.astimezone(timezone.utc),
         sha256=fingerprint_sha256(cert),
-        is_ca=is_ca(cert, self_signed=self_signed),
+        is_ca=is_ca_or_v1_root(cert, self_signed=self_signed),
         self_signed=self_signed,
         name=readable_name(cert.subject),
     )

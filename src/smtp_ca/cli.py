@@ -67,9 +67,9 @@ def _check(arguments: argparse.Namespace, log: Log) -> int:
         config_dir=None,
         log=log,
     )
-    from smtp_ca import check_command  # needs the dependencies on sys.path
+    from smtp_ca.check import run_command  # needs the dependencies on sys.path
 
-    return check_command.run(arguments, cache_dir, log)
+    return run_command(arguments, cache_dir, log)
 
 
 def _timeout(text: str) -> float:

@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
-from urllib.parse import parse_qsl, unquote, urljoin, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 from smtp_ca.certificates import printable
 from smtp_ca.output import Redactor
@@ -42,9 +42,6 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # second never trips the read timeout, and must not hold the build for an hour.
 BODY_DEADLINE_FACTOR = 3
 USER_AGENT = "heroku-buildpack-smtp-ca"
-# Shorter URL user names or query values are not treated as secrets: redacting "raw" or "true"
-# everywhere in the log would hide more than it protects.
-MIN_SECRET_QUERY_VALUE = 8
 
 
 @dataclass(frozen=True)
@@ -182,11 +179,6 @@ def is_fetchable(url: str) -> bool:
         return False
 
 
-def safe_url(url: str) -> str:
-    """``url`` as it may be printed: without user info and query (see ``display_url``)."""
-    return display_url(url)
-
-
 def fetch(
     url: str,
     deadline: Budget,
@@ -202,7 +194,7 @@ def fetch(
     take time from them. Raises a ``FetchError`` (``TimeoutError`` never escapes).
     """
     if not is_fetchable(url):
-        raise InvalidUrl(f"{safe_url(url)} is not an http:// or https:// URL")
+        raise InvalidUrl(f"{display_url(url)} is not an http:// or https:// URL")
     try:
         seconds = deadline.remaining()
     except TimeoutError:
@@ -247,7 +239,7 @@ def fetch_url(
     from requests.adapters import HTTPAdapter
     from urllib3.util.retry import Retry
 
-    register_url_secrets(url, redactor)
+    redactor.add_url_secrets(url)
     if urlsplit(url).scheme.lower() not in schemes:
         raise InvalidUrl(f"{display_url(url)} is not a {' or '.join(schemes)} URL")
     method = "GET" if body is None else "POST"
@@ -323,7 +315,7 @@ def _redirect_target(
 ) -> str:
     target = urljoin(url, response.headers["location"])
     # Signed download links (S3, GitHub releases) carry their token in the query.
-    register_url_secrets(target, redactor)
+    redactor.add_url_secrets(target)
     if urlsplit(target).scheme.lower() not in schemes:
         raise SchemeRefused(display_url(url), display_url(target))
     return target
@@ -439,30 +431,3 @@ def display_url(url: str) -> str:
     userinfo = "[REDACTED]@" if "@" in parts.netloc else ""
     query = "?[REDACTED]" if parts.query else ""
     return f"{parts.scheme}://{userinfo}{host}{parts.path}{query}"
-
-
-def url_secrets(url: str) -> list[str]:
-    """The parts of ``url`` that may be credentials: its password (or a lone user name, how
-    some services take a token) and query values of at least 8 characters, as written and
-    percent-decoded."""
-    try:
-        parts = urlsplit(url)
-        password, username = parts.password, parts.username
-    except ValueError:
-        return []
-    candidates = [password or ""]
-    if password is None:
-        # https://TOKEN@host/: a user name alone is how some services take a token.
-        candidates.append(username or "")
-    candidates.extend(value for _, value in parse_qsl(parts.query, keep_blank_values=False))
-    secrets: list[str] = []
-    for secret in candidates:
-        if len(secret) >= MIN_SECRET_QUERY_VALUE or (secret and secret == password):
-            secrets.extend(form for form in dict.fromkeys((secret, unquote(secret))) if form)
-    return secrets
-
-
-def register_url_secrets(url: str, redactor: Redactor) -> None:
-    """Teaches ``redactor`` the URL's secrets, which library errors and logs may quote."""
-    for secret in url_secrets(url):
-        redactor.add(secret)

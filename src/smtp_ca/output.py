@@ -37,7 +37,7 @@ import re
 import sys
 from collections.abc import Iterable
 from typing import TextIO
-from urllib.parse import quote, quote_plus
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
 
 STEP_PREFIX = "-----> "
 DETAIL_PREFIX = "       "
@@ -45,6 +45,9 @@ ALERT_PREFIX = " !     "
 REDACTED = "[REDACTED]"
 # Values this long are redacted even inside longer words; shorter ones only as words of their own.
 MIN_REDACTED_ANYWHERE = 8
+# Shorter URL user names or query values are not treated as secrets: redacting "raw" or "true"
+# everywhere in the log would hide more than it protects.
+MIN_SECRET_QUERY_VALUE = 8
 
 # user:password@ in any URL, whatever the scheme: requests and urllib put whole URLs in errors.
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
@@ -79,6 +82,26 @@ def _pattern(form: str) -> str | None:
     return f"{before}{escaped}{after}"
 
 
+def url_secrets(url: str) -> list[str]:
+    """The parts of ``url`` that may be credentials: its password (or a lone user name, how
+    some services take a token: ``https://TOKEN@host/``) and query values of at least 8
+    characters, as written and percent-decoded. Empty for a URL that cannot be parsed."""
+    try:
+        parts = urlsplit(url)
+        password, username = parts.password, parts.username
+    except ValueError:
+        return []
+    candidates = [password or ""]
+    if password is None:
+        candidates.append(username or "")
+    candidates.extend(value for _, value in parse_qsl(parts.query, keep_blank_values=False))
+    secrets: list[str] = []
+    for secret in candidates:
+        if len(secret) >= MIN_SECRET_QUERY_VALUE or (secret and secret == password):
+            secrets.extend(form for form in dict.fromkeys((secret, unquote(secret))) if form)
+    return secrets
+
+
 class Redactor:
     """Replaces known secret values and URL credentials with ``[REDACTED]`` (rule above)."""
 
@@ -100,6 +123,11 @@ class Redactor:
             for form in forms
             if (pattern := _pattern(form)) is not None
         ]
+
+    def add_url_secrets(self, url: str) -> None:
+        """Learns the secrets of ``url`` (``url_secrets``), which library errors may quote."""
+        for secret in url_secrets(url):
+            self.add(secret)
 
     def __call__(self, text: str) -> str:
         spans = sorted(

@@ -113,8 +113,7 @@ def check(settings: Settings, prepared: PreparedBundle, cache_dir: Path, log: Lo
     """The handshake check against the bundle; returns PEM to add to the written bundle (the
     intermediates the server did not send), usually none. Raises ``BuildError`` when the check
     fails and SMTP_CA_CHECK=strict."""
-    from smtp_ca.check import CheckTarget, check_bundle
-    from smtp_ca.check_outcome import where_of
+    from smtp_ca.check import CheckTarget, check_bundle, where_of
 
     if settings.check_mode == "off":
         log.step("Skipping the SMTP handshake check (SMTP_CA_CHECK=off)")
@@ -187,12 +186,9 @@ def _unencrypted(settings: Settings, log: Log) -> None:
 
 
 def _report(settings: Settings, outcome: CheckOutcome, log: Log) -> None:
-    for notice in outcome.notices:
-        log.warn(notice)
-    if outcome.verified:
-        log.info(outcome.summary)
-        for line in outcome.details:
-            log.info(line)
+    from smtp_ca.check import report_verified
+
+    if report_verified(outcome, log):
         if settings.verify_mode == "none":
             log.warn(
                 "With this bundle, SMTP_OPENSSL_VERIFY_MODE=peer works: "

@@ -15,6 +15,7 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, TypeVar, get_args
 from urllib.parse import urlsplit
 
 from smtp_ca.errors import BuildError
@@ -26,13 +27,18 @@ SUPPORTED_STACKS = ("heroku-22", "heroku-24", "heroku-26")
 # Heroku's retired stacks: named so the refusal can say they are end of life, not unknown.
 END_OF_LIFE_STACKS = ("cedar", "cedar-14", "heroku-16", "heroku-18", "heroku-20")
 
-CHECK_MODES = ("strict", "warn", "off")
+CheckMode = Literal["strict", "warn", "off"]
+CHECK_MODES: tuple[CheckMode, ...] = get_args(CheckMode)
 DEFAULT_CHECK_TIMEOUT = 10.0
 MAX_CHECK_TIMEOUT = 120.0
 # net-smtp connects to port 25 when the app passes no port, and Mastodon passes SMTP_PORT as is.
 DEFAULT_SMTP_PORT = 25
-VERIFY_MODES = ("none", "peer", "client_once", "fail_if_no_peer_cert")
-STARTTLS_MODES = ("auto", "always", "never")
+# SMTP_OPENSSL_VERIFY_MODE, lower-cased: the mail gem's OpenSSL::SSL::VERIFY_<VALUE> names.
+VerifyMode = Literal["none", "peer", "client_once", "fail_if_no_peer_cert"]
+VERIFY_MODES: tuple[VerifyMode, ...] = get_args(VerifyMode)
+# SMTP_ENABLE_STARTTLS, as Mastodon reads it (exact, case-sensitive).
+StartTls = Literal["auto", "always", "never"]
+STARTTLS_MODES: tuple[StartTls, ...] = get_args(StartTls)
 
 # Values that must never reach a build log, even inside a library's exception text.
 SECRET_VARIABLES = ("SMTP_PASSWORD", "SMTP_LOGIN", "BULK_SMTP_PASSWORD", "BULK_SMTP_LOGIN")
@@ -79,6 +85,8 @@ _HOSTNAME = re.compile(r"[A-Za-z0-9._:\[\]-]+")
 _PORT = re.compile(r"[0-9]{1,5}")
 _SECONDS = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
 
+_Choice = TypeVar("_Choice", bound=str)
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -88,13 +96,13 @@ class Settings:
     bundle_url: str
     bundle_sha256: str | None
     public_roots: bool
-    check_mode: str
+    check_mode: CheckMode
     check_timeout: float
     smtp_server: str | None
     smtp_port: int
     implicit_tls: bool
-    starttls: str
-    verify_mode: str | None
+    starttls: StartTls
+    verify_mode: VerifyMode | None
     user_ca_file: str | None
     notices: tuple[str, ...]
     """Things worth a warning that do not fail the build (values Mastodon would read oddly)."""
@@ -220,12 +228,19 @@ def check_stack(stack: str | None) -> str:
     )
 
 
-def _choice(variables: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+def _one_of(value: str, choices: tuple[_Choice, ...]) -> _Choice | None:
+    """``value`` as the member of ``choices`` it equals (typed as one), or None."""
+    return next((choice for choice in choices if choice == value), None)
+
+
+def _choice(
+    variables: Mapping[str, str], name: str, choices: tuple[_Choice, ...], default: _Choice
+) -> _Choice:
     raw = variables.get(name, "").strip()
     if not raw:
         return default
-    value = raw.lower()
-    if value not in choices:
+    value = _one_of(raw.lower(), choices)
+    if value is None:
         raise BuildError(
             f"{name} is {_shown(raw)}, which is not one of: {', '.join(choices)}.",
             hint=f"Set it with: heroku config:set {name}={default}",
@@ -287,6 +302,23 @@ def _port(variables: Mapping[str, str]) -> int:
 
 def _bundle_source(variables: Mapping[str, str]) -> tuple[str, str | None]:
     url = variables.get("SMTP_CA_BUNDLE_URL", "").strip() or DEFAULT_BUNDLE_URL
+    check_bundle_url(url)
+    raw_pin = variables.get("SMTP_CA_BUNDLE_SHA256", "").strip()
+    if raw_pin:
+        pin = raw_pin.lower().removeprefix("sha256:")
+        if not _SHA256_HEX.fullmatch(pin):
+            raise BuildError(
+                "SMTP_CA_BUNDLE_SHA256 must be 64 hexadecimal digits (a SHA-256 digest); "
+                f"it has {len(raw_pin)} characters.",
+                hint="Compute it with: sha256sum ca-bundle.crt",
+            )
+        return url, pin
+    return url, (DEFAULT_BUNDLE_SHA256 if url == DEFAULT_BUNDLE_URL else None)
+
+
+def check_bundle_url(url: str) -> str:
+    """The scheme of an SMTP_CA_BUNDLE_URL, ``https`` or ``file``; a ``BuildError`` for
+    anything else. The one wording of that rule: the bundle stage asks here too."""
     try:
         parts = urlsplit(url)
         scheme, hostname = parts.scheme.lower(), parts.hostname
@@ -314,17 +346,7 @@ def _bundle_source(variables: Mapping[str, str]) -> tuple[str, str | None]:
             "SMTP_CA_BUNDLE_URL must be an https:// URL or a file:// path.",
             hint=f"Unset it to use the default, {DEFAULT_BUNDLE_URL}",
         )
-    raw_pin = variables.get("SMTP_CA_BUNDLE_SHA256", "").strip()
-    if raw_pin:
-        pin = raw_pin.lower().removeprefix("sha256:")
-        if not _SHA256_HEX.fullmatch(pin):
-            raise BuildError(
-                "SMTP_CA_BUNDLE_SHA256 must be 64 hexadecimal digits (a SHA-256 digest); "
-                f"it has {len(raw_pin)} characters.",
-                hint="Compute it with: sha256sum ca-bundle.crt",
-            )
-        return url, pin
-    return url, (DEFAULT_BUNDLE_SHA256 if url == DEFAULT_BUNDLE_URL else None)
+    return scheme
 
 
 def _smtp_server(variables: Mapping[str, str]) -> str | None:
@@ -339,7 +361,7 @@ def _smtp_server(variables: Mapping[str, str]) -> str | None:
     return server.strip("[]")
 
 
-def _mastodon_transport(variables: Mapping[str, str]) -> tuple[bool, str, list[str]]:
+def _mastodon_transport(variables: Mapping[str, str]) -> tuple[bool, StartTls, list[str]]:
     """Reads the TLS variables the way Mastodon's production.rb does: exact strings.
 
     Mastodon 3.5 and later treat only the exact string 'true' as true for SMTP_TLS and SMTP_SSL
@@ -366,9 +388,8 @@ def _mastodon_transport(variables: Mapping[str, str]) -> tuple[bool, str, list[s
     implicit_tls = variables.get("SMTP_TLS") == "true" or variables.get("SMTP_SSL") == "true"
 
     starttls_raw = variables.get("SMTP_ENABLE_STARTTLS", "")
-    if starttls_raw in STARTTLS_MODES:
-        starttls = starttls_raw
-    else:
+    starttls = _one_of(starttls_raw, STARTTLS_MODES)
+    if starttls is None:
         if starttls_raw:
             notices.append(
                 f"SMTP_ENABLE_STARTTLS is {_shown(starttls_raw)}; Mastodon knows 'auto', "
@@ -385,13 +406,13 @@ def _mastodon_transport(variables: Mapping[str, str]) -> tuple[bool, str, list[s
     return implicit_tls, starttls, notices
 
 
-def _verify_mode(variables: Mapping[str, str]) -> str | None:
+def _verify_mode(variables: Mapping[str, str]) -> VerifyMode | None:
     raw = variables.get("SMTP_OPENSSL_VERIFY_MODE", "").strip()
     if not raw:
         return None
     # The mail gem upcases the value and looks up OpenSSL::SSL::VERIFY_<VALUE>.
-    value = raw.lower()
-    if value not in VERIFY_MODES:
+    value = _one_of(raw.lower(), VERIFY_MODES)
+    if value is None:
         raise BuildError(
             f"SMTP_OPENSSL_VERIFY_MODE is {_shown(raw)}; the mail gem accepts "
             f"{', '.join(VERIFY_MODES)}, and the app would fail to send mail.",
@@ -420,7 +441,7 @@ VERIFY_MODE_UNSET_NOTICE = (
 )
 
 
-def _verify_mode_notice(verify_mode: str | None) -> list[str]:
+def _verify_mode_notice(verify_mode: VerifyMode | None) -> list[str]:
     return [VERIFY_MODE_UNSET_NOTICE] if verify_mode is None else []
 
 

@@ -83,18 +83,22 @@ def compile_app(
     *,
     stack: str = "heroku-24",
     timeout: float = 300,
+    merge_output: bool = False,
 ) -> BuildResult:
+    """Run bin/compile. With ``merge_output``, stderr goes into stdout, in the order the lines
+    were written, as Heroku shows the build log (``stderr`` is then empty)."""
     run_env = {**env, "STACK": stack}
     completed = subprocess.run(
         [str(buildpack / "bin" / "compile"), str(build_dir), str(cache_dir), str(env_dir)],
         env=run_env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT if merge_output else subprocess.PIPE,
         text=True,
         timeout=timeout,
         stdin=subprocess.DEVNULL,
         check=False,
     )
-    return BuildResult(completed.returncode, completed.stdout, completed.stderr, build_dir)
+    return BuildResult(completed.returncode, completed.stdout, completed.stderr or "", build_dir)
 
 
 def move_to_dyno_path(build_dir: Path, dyno_dir: Path) -> Path:

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import certifi
 import trustme
 
 from support.godaddy import GODADDY_BUNDLE, GODADDY_SHA256
@@ -30,7 +31,7 @@ from support.heroku import (
     write_env_dir,
 )
 from support.http_server import LocalServer
-from support.local_apt import LocalAptRepo
+from support.local_apt import LocalAptRepo, unreachable_url, write_apt_config
 from support.offline_inputs import Inputs, load_inputs
 from support.pipless_python import make_pipless_python
 
@@ -63,6 +64,24 @@ class World:
             "SMTP_CA_BUNDLE_SHA256": hashlib.sha256(body).hexdigest(),
         }
 
+    def environment(self, where: Path, *, offline: bool = False) -> dict[str, str]:
+        """The build process's environment, with its HOME under ``where``. ``offline``: the
+        apt repository unreachable and the wheelhouse empty, so a build that still needs
+        either fails (what a warm build must not need)."""
+        env = build_environment(
+            self.python_bin,
+            self.inputs,
+            self.apt.apt_config,
+            where / "home",
+            REQUESTS_CA_BUNDLE=str(self.bundle_host_ca),
+        )
+        if offline:
+            empty_wheelhouse = where / "empty-wheelhouse"
+            empty_wheelhouse.mkdir(parents=True, exist_ok=True)
+            env["PIP_FIND_LINKS"] = str(empty_wheelhouse)
+            env["APT_CONFIG"] = str(write_apt_config(where / "offline-apt", unreachable_url()))
+        return env
+
     def build(
         self,
         where: Path,
@@ -72,6 +91,7 @@ class World:
         build_dir: Path | None = None,
         stack: str = "heroku-24",
         buildpack: Path | None = None,
+        merge_output: bool = False,
     ) -> BuildResult:
         return run_build(
             self,
@@ -81,6 +101,7 @@ class World:
             build_dir=build_dir,
             stack=stack,
             buildpack=buildpack,
+            merge_output=merge_output,
         )
 
 
@@ -93,9 +114,11 @@ def run_build(
     build_dir: Path | None = None,
     stack: str = "heroku-24",
     buildpack: Path | None = None,
+    merge_output: bool = False,
 ) -> BuildResult:
     """bin/compile from a clean buildpack copy (or ``buildpack``), with a copy of the warm
-    cache (or ``cache`` itself, to see what builds leave there)."""
+    cache (or ``cache`` itself, to see what builds leave there). ``merge_output``: see
+    support.heroku.compile_app."""
     buildpack = buildpack or clean_buildpack_copy(where / "buildpack")
     build_dir = build_dir or where / "build_0123abcd"
     build_dir.mkdir(parents=True, exist_ok=True)
@@ -103,14 +126,10 @@ def run_build(
         cache = where / "cache"
         shutil.copytree(world.warm_cache, cache, symlinks=True)
     env_dir = write_env_dir(where / "env", config_vars)
-    env = build_environment(
-        world.python_bin,
-        world.inputs,
-        world.apt.apt_config,
-        where / "home",
-        REQUESTS_CA_BUNDLE=str(world.bundle_host_ca),
+    env = world.environment(where)
+    return compile_app(
+        buildpack, build_dir, cache, env_dir, env, stack=stack, merge_output=merge_output
     )
-    return compile_app(buildpack, build_dir, cache, env_dir, env, stack=stack)
 
 
 @contextmanager
@@ -118,8 +137,10 @@ def open_world(root: Path) -> Iterator[World]:
     inputs = load_inputs()
     python = make_pipless_python(root / "python")
     host_ca = trustme.CA()
+    # What the build's requests trusts for the bundle's host: its CA, plus certifi's roots, as
+    # on Heroku (OpenSSL loads some 140 roots on every build; the benchmark times that too).
     host_ca_file = root / "bundle-host-ca.pem"
-    host_ca.cert_pem.write_to_path(str(host_ca_file))
+    host_ca_file.write_bytes(host_ca.cert_pem.bytes() + Path(certifi.where()).read_bytes())
     with (
         LocalAptRepo(root / "apt", inputs.debs) as apt,
         LocalServer(tls=host_ca) as bundle_server,

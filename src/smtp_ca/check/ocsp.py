@@ -16,10 +16,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from smtp_ca.certificates import printable, readable_name
-from smtp_ca.chain import access_urls, day, signed_by
+from smtp_ca.certificates import printable, readable_name, verify_signature
+from smtp_ca.check.chain import access_urls, day, signed_by
 from smtp_ca.deadline import Deadline
-from smtp_ca.fetch import FetchError, fetch, is_fetchable, safe_url
+from smtp_ca.fetch import FetchError, display_url, fetch, is_fetchable
 from smtp_ca.files import write_atomically
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ def check_revocation(
             "unchecked",
             "Revocation: not checked, the certificate names no OCSP responder.",
         )
-    shown = printable(safe_url(urls[0]))  # the certificate's words
+    shown = printable(display_url(urls[0]))  # the certificate's words
     cached = _cache_path(cache_dir, leaf, issuer)
     if cached is not None and cached.is_file():
         answer = _interpret(cached.read_bytes(), leaf, issuer, now, shown, cached=True)
@@ -134,26 +134,11 @@ def _interpret(
     """Turns a DER OCSP response into a Revocation, trusting it only if it verifies."""
     from cryptography.x509 import ocsp
 
-    try:
-        response = ocsp.load_der_ocsp_response(data)
-    except ValueError:
-        return _Answer(_unchecked(f"at {shown} answered something that is not an OCSP response"))
-    if response.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
-        status = response.response_status.name.lower().replace("_", " ")
-        return _Answer(_unchecked(f"at {shown} answered '{status}'"))
-    signer, problem = _trusted_signer(response, issuer, now)
-    if signer is None:
-        return _Answer(_unchecked(f"at {shown} gave an answer that cannot be trusted: {problem}"))
-    single = _answer_for(response, leaf, issuer)
-    if single is None:
-        return _Answer(_unchecked(f"at {shown} answered about another certificate"))
-    if single.this_update_utc > now + CLOCK_SKEW:
-        return _Answer(_unchecked(f"at {shown} gave an answer dated in the future"))
+    trusted = _trusted_answer(data, leaf, issuer, now)
+    if isinstance(trusted, str):
+        return _Answer(_unchecked(f"at {shown} {trusted}"))
+    single, signer = trusted
     next_update = single.next_update_utc
-    if next_update is not None and next_update < now - CLOCK_SKEW:
-        return _Answer(
-            _unchecked(f"at {shown} gave an out-of-date answer (until {day(next_update)})")
-        )
     # Without a nextUpdate the responder may know something newer at any time: never cached.
     cacheable = next_update is not None and next_update > now
     kept = (
@@ -195,6 +180,36 @@ def _interpret(
             "certificate.",
         )
     )
+
+
+def _trusted_answer(
+    data: bytes, leaf: x509.Certificate, issuer: x509.Certificate, now: datetime
+) -> tuple[ocsp.OCSPSingleResponse, x509.Certificate] | str:
+    """The answer about ``leaf`` in the DER response ``data``, and who signed it, when the
+    response is one to trust: successful, signed by the issuer or its delegate, about this
+    certificate, and current. Otherwise what the responder did, as "the OCSP responder at URL
+    ..." goes on."""
+    from cryptography.x509 import ocsp
+
+    try:
+        response = ocsp.load_der_ocsp_response(data)
+    except ValueError:
+        return "answered something that is not an OCSP response"
+    if response.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
+        status = response.response_status.name.lower().replace("_", " ")
+        return f"answered '{status}'"
+    signer, problem = _trusted_signer(response, issuer, now)
+    if signer is None:
+        return f"gave an answer that cannot be trusted: {problem}"
+    single = _answer_for(response, leaf, issuer)
+    if single is None:
+        return "answered about another certificate"
+    if single.this_update_utc > now + CLOCK_SKEW:
+        return "gave an answer dated in the future"
+    next_update = single.next_update_utc
+    if next_update is not None and next_update < now - CLOCK_SKEW:
+        return f"gave an out-of-date answer (until {day(next_update)})"
+    return single, signer
 
 
 def _answer_for(
@@ -248,31 +263,24 @@ def _trusted_signer(
 
 
 def _signature_verifies(response: ocsp.OCSPResponse, signer: x509.Certificate) -> bool:
-    from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+    """Only a signature that verifies counts: one that cannot be judged does not."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.asymmetric import padding
     from cryptography.x509.oid import SignatureAlgorithmOID
 
-    key = signer.public_key()
-    digest = response.signature_hash_algorithm
-    data = response.tbs_response_bytes
     try:
-        if isinstance(key, rsa.RSAPublicKey) and digest is not None:
-            if response.signature_algorithm_oid == SignatureAlgorithmOID.RSASSA_PSS:
-                pad: padding.AsymmetricPadding = padding.PSS(
-                    mgf=padding.MGF1(digest), salt_length=padding.PSS.AUTO
-                )
-            else:
-                pad = padding.PKCS1v15()
-            key.verify(response.signature, data, pad, digest)
-        elif isinstance(key, ec.EllipticCurvePublicKey) and digest is not None:
-            key.verify(response.signature, data, ec.ECDSA(digest))
-        elif isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
-            key.verify(response.signature, data)
-        else:
-            return False
-    except (InvalidSignature, UnsupportedAlgorithm, ValueError, TypeError):
+        key = signer.public_key()
+        digest = response.signature_hash_algorithm
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         return False
-    return True
+    # An OCSP answer names its RSA padding by its algorithm OID alone.
+    rsa_padding: padding.AsymmetricPadding = padding.PKCS1v15()
+    if digest is not None and response.signature_algorithm_oid == SignatureAlgorithmOID.RSASSA_PSS:
+        rsa_padding = padding.PSS(mgf=padding.MGF1(digest), salt_length=padding.PSS.AUTO)
+    verified = verify_signature(
+        key, response.signature, response.tbs_response_bytes, digest=digest, rsa_padding=rsa_padding
+    )
+    return verified is True
 
 
 def _key_hash(cert: x509.Certificate, algorithm: hashes.HashAlgorithm) -> bytes:

@@ -1,4 +1,4 @@
-"""Why a check failed, in words that say what to change: the check's diagnosis (``check``).
+"""Why a check failed, in words that say what to change: the check's diagnosis.
 
 OpenSSL's verdict names one error code. Given the chain the server presented (read in a second
 handshake that verifies nothing), this module says which certificate is at fault, whether
@@ -6,7 +6,7 @@ certifi's roots or the system store would anchor the chain, and what else is wro
 next build would otherwise reveal. It also names TLS and transport failures that never got as
 far as certificates.
 
-The check's flow (handshakes, AIA completion, revocation) is ``check``; everything here works
+The check's flow (handshakes, AIA completion, revocation) is ``flow``; everything here works
 on what the flow hands it, through a ``Context``. The one exception is the legacy-version probe
 of ``tls_failure``, a handshake whose only purpose is to name the failure.
 """
@@ -22,9 +22,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from smtp_ca.certificates import fingerprint_sha256, readable_name
-from smtp_ca.chain import (
-    SYSTEM_STORE,
+from smtp_ca.certificates import SYSTEM_STORE, fingerprint_sha256, readable_name
+from smtp_ca.check.chain import (
     Store,
     Trusted,
     day,
@@ -32,14 +31,13 @@ from smtp_ca.chain import (
     describe_chain,
     host_names,
     is_ip_address,
-    is_self_issued,
     load_store,
     presented_path,
+    proven_self_signed,
     short_sha256,
 )
-from smtp_ca.check_outcome import CheckOutcome, where_of
-from smtp_ca.deadline import Deadline
-from smtp_ca.smtp_session import (
+from smtp_ca.check.outcome import Cause, CheckOutcome, where_of
+from smtp_ca.check.smtp_session import (
     CheckTarget,
     NoStartTlsError,
     Progress,
@@ -47,11 +45,12 @@ from smtp_ca.smtp_session import (
     legacy_probe_context,
     open_tls,
 )
+from smtp_ca.deadline import Deadline
 
 if TYPE_CHECKING:
     from cryptography import x509
 
-    from smtp_ca.aia import Completion
+    from smtp_ca.check.aia import Completion
 
 # OpenSSL's X509_V_ERR_* codes, as ssl.SSLCertVerificationError.verify_code reports them.
 _UNKNOWN_ISSUER_CODES = {2, 20, 21}
@@ -160,22 +159,12 @@ def unknown_issuer(
     missing issuers through AIA found, when the check tried and it did not reach the bundle."""
     path = presented_path(presented)
     top = path[-1]
-    reach = top
+    reach, completion_notes = _reach(path, completion)
     details: list[str] = []
-    notes = list(notes)
-    if completion is not None:
-        # That a CA certificate names no caIssuers URL is normal; worth saying only when
-        # the server sent its leaf alone, where the URL was the way to the intermediate.
-        notes.extend(
-            note
-            for note in completion.notes
-            if len(path) == 1 or "names no http:// caIssuers URL" not in note
-        )
-        if completion.fetched:
-            reach = completion.fetched[-1].cert
+    notes = [*notes, *completion_notes]
 
     missing = readable_name(reach.issuer)
-    if is_self_issued(top):
+    if proven_self_signed(top):
         details.append(
             f"The server's chain ends at the root {readable_name(top.subject)}, which the "
             "bundle does not hold."
@@ -208,34 +197,63 @@ def unknown_issuer(
     details.extend(_other_problems(context, presented, "unknown-issuer"))
     details.extend(["The server presented:", *chain_lines])
 
+    return CheckOutcome(
+        cause="unknown-issuer",
+        summary=(
+            f"{context.where}: certificate verify failed: no certificate in the bundle anchors the "
+            f"server's chain ({_message(error)})."
+        ),
+        details=tuple(details),
+        hint=_unknown_issuer_fix(
+            public, system, missing, leaf_alone=len(path) == 1 and not proven_self_signed(top)
+        ),
+        chain=chain_lines,
+    )
+
+
+def _reach(
+    path: list[x509.Certificate], completion: Completion | None
+) -> tuple[x509.Certificate, list[str]]:
+    """How far the chain reaches: the top of what the server sent, or of what AIA fetched on
+    top of it; and what fetching noted on the way."""
+    if completion is None:
+        return path[-1], []
+    # That a CA certificate names no caIssuers URL is normal; worth saying only when the
+    # server sent its leaf alone, where the URL was the way to the intermediate.
+    notes = [
+        note
+        for note in completion.notes
+        if len(path) == 1 or "names no http:// caIssuers URL" not in note
+    ]
+    reach = completion.fetched[-1].cert if completion.fetched else path[-1]
+    return reach, notes
+
+
+def _unknown_issuer_fix(
+    public: Trusted | None, system: Trusted | None, missing: str, *, leaf_alone: bool
+) -> str:
+    """The fix for an unknown issuer: the public roots if they hold it, else the system
+    store's certificate in a bundle of the user's, else the provider's bundle. ``leaf_alone``:
+    the server sent only its own certificate, so its intermediate may be all that is missing."""
     if public is not None:
-        hint = (
+        return (
             "Set SMTP_CA_PUBLIC_ROOTS=true (heroku config:set SMTP_CA_PUBLIC_ROOTS=true) so "
             f"the bundle holds certifi's public roots, {public.name} among them; or point "
             f"SMTP_CA_BUNDLE_URL at a bundle that holds {public.name}."
         )
-    elif system is not None:
-        hint = (
+    if system is not None:
+        return (
             f"The app does not use the system store once SMTP_CA_FILE names the bundle: put "
             f"{system.name} in a PEM file, point SMTP_CA_BUNDLE_URL at it and set "
             "SMTP_CA_BUNDLE_SHA256 (sha256sum FILE)."
         )
-    else:
-        hint = (
-            f"Ask the mail provider for its CA bundle (the one that holds {missing}), point "
-            "SMTP_CA_BUNDLE_URL at it and set SMTP_CA_BUNDLE_SHA256 (sha256sum FILE)."
-        )
-        if len(path) == 1 and not is_self_issued(top):
-            hint += " Or ask the provider to send its intermediate certificate."
-    return CheckOutcome(
-        False,
-        "unknown-issuer",
-        f"{context.where}: certificate verify failed: no certificate in the bundle anchors the "
-        f"server's chain ({_message(error)}).",
-        details=tuple(details),
-        hint=hint,
-        chain=chain_lines,
+    hint = (
+        f"Ask the mail provider for its CA bundle (the one that holds {missing}), point "
+        "SMTP_CA_BUNDLE_URL at it and set SMTP_CA_BUNDLE_SHA256 (sha256sum FILE)."
     )
+    if leaf_alone:
+        hint += " Or ask the provider to send its intermediate certificate."
+    return hint
 
 
 def _other_stores(context: Context, top: x509.Certificate) -> tuple[Trusted | None, Trusted | None]:
@@ -261,10 +279,11 @@ def _self_signed(
 ) -> CheckOutcome:
     leaf = presented[0]
     return CheckOutcome(
-        False,
-        "self-signed",
-        f"{context.where}: the server presents a self-signed certificate, "
-        f"{readable_name(leaf.subject)} ({_message(error)}).",
+        cause="self-signed",
+        summary=(
+            f"{context.where}: the server presents a self-signed certificate, "
+            f"{readable_name(leaf.subject)} ({_message(error)})."
+        ),
         details=(
             f"It signed itself: {describe(leaf)}; SHA-256 "
             f"{short_sha256(fingerprint_sha256(leaf))}. No CA vouches for it.",
@@ -314,9 +333,8 @@ def _dates(
                 "provider's current CA bundle and update SMTP_CA_BUNDLE_SHA256."
             )
         return CheckOutcome(
-            False,
-            "expired",
-            summary,
+            cause="expired",
+            summary=summary,
             details=(
                 f"It was valid from {day(cert.not_valid_before_utc)} to "
                 f"{day(cert.not_valid_after_utc)}; it is now {day(context.now)}.",
@@ -324,10 +342,11 @@ def _dates(
             hint=hint,
         )
     return CheckOutcome(
-        False,
-        "not-yet-valid",
-        f"{context.where}: {role}, {name}, is not valid until "
-        f"{day(cert.not_valid_before_utc)} ({_message(error)}).",
+        cause="not-yet-valid",
+        summary=(
+            f"{context.where}: {role}, {name}, is not valid until "
+            f"{day(cert.not_valid_before_utc)} ({_message(error)})."
+        ),
         details=(f"The build machine's clock says it is {day(context.now)}.",),
         hint="Check the clock of the build machine, or ask the provider: the certificate was "
         "installed before its start date.",
@@ -350,16 +369,17 @@ def _name_mismatch(
     hint += "documents), not an alias or an IP address"
     hint += f": heroku config:set SMTP_SERVER={suggestion}" if suggestion else "."
     return CheckOutcome(
-        False,
-        "hostname-mismatch",
-        f"{context.where}: the certificate's names do not cover SMTP_SERVER={host} "
-        f"({_message(error)}).",
+        cause="hostname-mismatch",
+        summary=(
+            f"{context.where}: the certificate's names do not cover SMTP_SERVER={host} "
+            f"({_message(error)})."
+        ),
         details=tuple(details),
         hint=hint,
     )
 
 
-def _other_problems(context: Context, presented: list[x509.Certificate], cause: str) -> list[str]:
+def _other_problems(context: Context, presented: list[x509.Certificate], cause: Cause) -> list[str]:
     """What else is wrong with the server's certificate: OpenSSL stops at the first error,
     and fixing one cause should not reveal the next only at the next build."""
     leaf = presented[0]
@@ -390,54 +410,52 @@ def generic_verify_failure(
     where = where_of(target)
     if code in _UNKNOWN_ISSUER_CODES or code == _SELF_SIGNED_IN_CHAIN:
         return CheckOutcome(
-            False,
-            "unknown-issuer",
-            f"{where}: certificate verify failed: no certificate in the bundle anchors the "
-            f"server's chain ({message}).",
+            cause="unknown-issuer",
+            summary=(
+                f"{where}: certificate verify failed: no certificate in the bundle anchors the "
+                f"server's chain ({message})."
+            ),
             hint="Point SMTP_CA_BUNDLE_URL at your provider's CA bundle (and set "
             "SMTP_CA_BUNDLE_SHA256), or keep SMTP_CA_PUBLIC_ROOTS=true if you turned it off.",
         )
     if code == _EXPIRED:
         return CheckOutcome(
-            False,
-            "expired",
-            f"{where}: a certificate in the server's chain has expired ({message}).",
+            cause="expired",
+            summary=f"{where}: a certificate in the server's chain has expired ({message}).",
             hint="Only the mail provider can fix this: ask them to renew the certificate. "
             "Do not switch SMTP_OPENSSL_VERIFY_MODE to none.",
         )
     if code == _NOT_YET_VALID:
         return CheckOutcome(
-            False,
-            "not-yet-valid",
-            f"{where}: the server's certificate is not valid yet ({message}).",
+            cause="not-yet-valid",
+            summary=f"{where}: the server's certificate is not valid yet ({message}).",
             hint="Check the clock of the build machine, or ask the provider.",
         )
     if code == _SELF_SIGNED:
         return CheckOutcome(
-            False,
-            "self-signed",
-            f"{where}: the server presents a self-signed certificate ({message}).",
+            cause="self-signed",
+            summary=f"{where}: the server presents a self-signed certificate ({message}).",
             hint="Put that server's own CA certificate in a bundle and set SMTP_CA_BUNDLE_URL "
             "to it, with its SMTP_CA_BUNDLE_SHA256.",
         )
     if code == _REVOKED:
         return CheckOutcome(
-            False,
-            "revoked",
-            f"{where}: the server's certificate has been revoked ({message}).",
+            cause="revoked",
+            summary=f"{where}: the server's certificate has been revoked ({message}).",
             hint="Only the mail provider can fix this: ask them to replace the certificate.",
         )
     if code in _NAME_MISMATCH_CODES:
         return CheckOutcome(
-            False,
-            "hostname-mismatch",
-            f"{where}: the certificate's names do not cover SMTP_SERVER={target.host} ({message}).",
+            cause="hostname-mismatch",
+            summary=(
+                f"{where}: the certificate's names do not cover SMTP_SERVER={target.host} "
+                f"({message})."
+            ),
             hint="Set SMTP_SERVER to the host name the provider documents, not an alias.",
         )
     return CheckOutcome(
-        False,
-        "verify-failed",
-        f"{where}: certificate verify failed ({message}, OpenSSL code {code}).",
+        cause="verify-failed",
+        summary=f"{where}: certificate verify failed ({message}, OpenSSL code {code}).",
         hint="Run bin/check HOST:PORT from this buildpack for the full chain, and ask the "
         "provider about this error.",
     )
@@ -459,31 +477,29 @@ def tls_failure(target: CheckTarget, error: ssl.SSLError, deadline: Deadline) ->
             return _old_tls(target, version, None if closed else reason)
     if closed:
         return CheckOutcome(
-            False,
-            "tls",
-            f"{where}: the server closed the connection during the TLS handshake.",
+            cause="tls",
+            summary=f"{where}: the server closed the connection during the TLS handshake.",
             hint=_mode_hint(target),
         )
     if reason in _NOT_TLS_REASONS:
         if target.implicit_tls:
             return CheckOutcome(
-                False,
-                "tls",
-                f"{where}: the server did not answer in TLS ({reason}): this port "
-                "speaks plain SMTP first, and wants STARTTLS.",
+                cause="tls",
+                summary=(
+                    f"{where}: the server did not answer in TLS ({reason}): this port "
+                    "speaks plain SMTP first, and wants STARTTLS."
+                ),
                 hint="Unset SMTP_TLS and SMTP_SSL to use STARTTLS on this port, or set "
                 "SMTP_PORT=465 for TLS from the first byte.",
             )
         return CheckOutcome(
-            False,
-            "tls",
-            f"{where}: the server answered STARTTLS but then did not speak TLS ({reason}).",
+            cause="tls",
+            summary=f"{where}: the server answered STARTTLS but then did not speak TLS ({reason}).",
             hint=_mode_hint(target),
         )
     return CheckOutcome(
-        False,
-        "tls",
-        f"{where}: the TLS handshake failed ({reason}).",
+        cause="tls",
+        summary=f"{where}: the TLS handshake failed ({reason}).",
         hint=_mode_hint(target),
     )
 
@@ -492,10 +508,11 @@ def _old_tls(target: CheckTarget, version: str | None, reason: str | None) -> Ch
     where = where_of(target)
     spoken = f"only {version}" if version else "only TLS older than 1.2"
     return CheckOutcome(
-        False,
-        "old-tls",
-        f"{where}: the server speaks {spoken}; the check and the app's OpenSSL "
-        f"require TLS 1.2 or later{f' ({reason})' if reason else ''}.",
+        cause="old-tls",
+        summary=(
+            f"{where}: the server speaks {spoken}; the check and the app's OpenSSL "
+            f"require TLS 1.2 or later{f' ({reason})' if reason else ''}."
+        ),
         hint="Only the mail provider can fix this: ask them for TLS 1.2 or 1.3, or use "
         "the host and port they document for it. Do not work around it: TLS 1.0 and 1.1 "
         "are broken.",
@@ -522,18 +539,18 @@ def transport_failure(
     where = where_of(target)
     if isinstance(error, NoStartTlsError):
         return CheckOutcome(
-            False,
-            "no-starttls",
-            f"{where}: the server does not offer STARTTLS, so mail would go unencrypted and "
-            "nothing can be verified.",
+            cause="no-starttls",
+            summary=(
+                f"{where}: the server does not offer STARTTLS, so mail would go unencrypted and "
+                "nothing can be verified."
+            ),
             hint="Check SMTP_SERVER and SMTP_PORT (587 is the usual STARTTLS port); for TLS from "
             "the first byte (port 465) set SMTP_TLS=true.",
         )
     if isinstance(error, SmtpProtocolError):
         return CheckOutcome(
-            False,
-            "smtp",
-            f"{where}: {error}.",
+            cause="smtp",
+            summary=f"{where}: {error}.",
             hint="Check SMTP_SERVER and SMTP_PORT, and SMTP_TLS for port 465.",
         )
     if isinstance(error, TimeoutError):
@@ -545,29 +562,25 @@ def transport_failure(
                 "byte (port 465 usually does): set SMTP_TLS=true. Otherwise " + hint[0].lower()
             ) + hint[1:]
         return CheckOutcome(
-            False,
-            "timeout",
-            f"{where}: no answer within {target.timeout:g} s ({stage}).",
+            cause="timeout",
+            summary=f"{where}: no answer within {target.timeout:g} s ({stage}).",
             hint=hint,
         )
     if isinstance(error, ConnectionRefusedError):
         return CheckOutcome(
-            False,
-            "refused",
-            f"{where}: connection refused.",
+            cause="refused",
+            summary=f"{where}: connection refused.",
             hint="Check SMTP_PORT: SendGrid and most providers take 587 (STARTTLS) or 465 (TLS).",
         )
     if isinstance(error, socket.gaierror):
         return CheckOutcome(
-            False,
-            "dns",
-            f"{where}: the host name does not resolve ({error.strerror}).",
+            cause="dns",
+            summary=f"{where}: the host name does not resolve ({error.strerror}).",
             hint="Check SMTP_SERVER for a typo.",
         )
     return CheckOutcome(
-        False,
-        "network",
-        f"{where}: {error.strerror or error.__class__.__name__} ({stage}).",
+        cause="network",
+        summary=f"{where}: {error.strerror or error.__class__.__name__} ({stage}).",
         hint="Check SMTP_SERVER and SMTP_PORT.",
     )
 

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from smtp_ca.certificates import fingerprint_sha256, printable, readable_name, to_pem
-from smtp_ca.chain import Store, Trusted, access_urls, is_ca_certificate, signed_by
+from smtp_ca.check.chain import Store, Trusted, access_urls, may_sign_certificates, signed_by
 from smtp_ca.deadline import Deadline
-from smtp_ca.fetch import FetchError, fetch, is_fetchable, safe_url
+from smtp_ca.fetch import FetchError, display_url, fetch, is_fetchable
 from smtp_ca.files import write_atomically
 
 if TYPE_CHECKING:
@@ -134,7 +134,7 @@ def _fetch_issuer(
 ) -> Fetched | None:
     # The URL is the certificate's words: printable, or a newline in it could write lines of
     # its own into the bundle's comments (and so a certificate of its own into the bundle).
-    shown = printable(safe_url(url))
+    shown = printable(display_url(url))
     kept = (
         cache_dir / "aia" / f"{hashlib.sha256(url.encode()).hexdigest()}.bin" if cache_dir else None
     )
@@ -173,7 +173,7 @@ def _issuer_in(
     for cert in candidates:
         if not signed_by(child, cert):
             continue
-        if not is_ca_certificate(cert):
+        if not may_sign_certificates(cert):
             notes.append(
                 f"{shown} holds {readable_name(cert.subject)}, which signed {child_name} but is "
                 "not a CA certificate."

@@ -2,7 +2,7 @@
 
 STARTTLS on a plain connection (greeting, EHLO, STARTTLS) or TLS from the first byte, the way
 the mail gem does; the name lookup runs inside the deadline too, since a socket timeout does
-not cover it. Nothing here judges certificates: that is the check's job (``check``).
+not cover it. Nothing here judges certificates: that is the check's job (``flow``, ``diagnosis``).
 """
 
 from __future__ import annotations

@@ -35,8 +35,6 @@ from smtp_ca.certificates import (
 if TYPE_CHECKING:
     from cryptography import x509
 
-# Debian's and Ubuntu's system store (every Heroku stack has it; heroku-24 dropped cert.pem).
-SYSTEM_STORE = Path("/etc/ssl/certs/ca-certificates.crt")
 # The bundle marks where each certificate came from with a "# From: <origin>" comment line.
 _ORIGIN_PREFIX = b"# From: "
 ORIGIN_DESCRIPTIONS = {
@@ -235,8 +233,11 @@ def _key_identifiers_match(child: x509.Certificate, parent: x509.Certificate) ->
     return authority.key_identifier is not None and authority.key_identifier == subject.digest
 
 
-def is_ca_certificate(cert: x509.Certificate) -> bool:
-    """basicConstraints CA:TRUE, and keyCertSign if the certificate restricts its key usage."""
+def may_sign_certificates(cert: x509.Certificate) -> bool:
+    """basicConstraints CA:TRUE, and keyCertSign if the certificate restricts its key usage:
+    what an intermediate fetched from the network must show before the check trusts it to have
+    signed the server's certificate. A bundle's anchors are judged more leniently
+    (``certificates.is_ca_or_v1_root``: an X.509 v1 root has no extensions at all)."""
     from cryptography import x509
 
     if basic_constraints_ca(cert) is not True:
@@ -248,7 +249,11 @@ def is_ca_certificate(cert: x509.Certificate) -> bool:
     return usage.key_cert_sign
 
 
-def is_self_issued(cert: x509.Certificate) -> bool:
+def proven_self_signed(cert: x509.Certificate) -> bool:
+    """Subject equals issuer and ``signed_by`` proves the certificate signed itself (its key
+    identifiers standing in for a signature cryptography cannot check): where a chain the
+    server sent ends. Proof, unlike ``certificates.presumed_self_signed``: a namesake of a root
+    must not end the walk as if it were the root."""
     return cert.subject == cert.issuer and signed_by(cert, cert)
 
 
@@ -260,7 +265,7 @@ def presented_path(presented: Sequence[x509.Certificate]) -> list[x509.Certifica
     if not presented:
         return []
     path = [presented[0]]
-    while len(path) < MAX_PATH_LENGTH and not is_self_issued(path[-1]):
+    while len(path) < MAX_PATH_LENGTH and not proven_self_signed(path[-1]):
         current = path[-1]
         issuer = next(
             (

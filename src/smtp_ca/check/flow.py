@@ -1,4 +1,9 @@
-"""The build-time proof: a real SMTP handshake that trusts only the bundle the build wrote.
+"""The check's flow: a real SMTP handshake that trusts only the bundle, and which handshakes
+follow when it fails.
+
+The build checks the bundle it is about to write (``check_bundle`` puts it in a scratch file
+first), so nothing reaches the app until the check has spoken; ``bin/check`` checks a bundle it
+makes the same way, or a file the user names (``run_check``).
 
 It models the strictest Ruby client (old net/smtp, whose ``ca_file`` is its only trust): the
 TLS context trusts nothing but ``ca_file`` and checks the host name against SMTP_SERVER, as the
@@ -12,7 +17,7 @@ through the AIA caIssuers URL of its certificate (``aia``); a chain that verifie
 checked for revocation with the OCSP responder its certificate names (``ocsp``).
 
 This module is the flow: which handshakes, in which order. What a failure means, in words, is
-``diagnosis``.
+``diagnosis``; what the server's chain holds, ``chain``.
 """
 
 from __future__ import annotations
@@ -25,26 +30,21 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from smtp_ca import diagnosis
 from smtp_ca.certificates import readable_name, to_pem
-from smtp_ca.chain import (
+from smtp_ca.check import diagnosis
+from smtp_ca.check.chain import (
     Store,
     describe_chain,
-    is_self_issued,
     presented_chain,
     presented_path,
+    proven_self_signed,
     short_sha256,
     verified_chain,
 )
-
-# CheckOutcome, CheckTarget and TrustStores are part of this module's API (run_check takes and
-# gives them): re-exported.
-from smtp_ca.check_outcome import CheckOutcome as CheckOutcome
-from smtp_ca.check_outcome import where_of
-from smtp_ca.deadline import Deadline
-from smtp_ca.diagnosis import TrustStores as TrustStores
-from smtp_ca.smtp_session import CheckTarget as CheckTarget
-from smtp_ca.smtp_session import (
+from smtp_ca.check.diagnosis import TrustStores
+from smtp_ca.check.outcome import CheckOutcome, where_of
+from smtp_ca.check.smtp_session import (
+    CheckTarget,
     Progress,
     SmtpProtocolError,
     open_tls,
@@ -52,12 +52,13 @@ from smtp_ca.smtp_session import (
     reading_context,
     tls_context,
 )
+from smtp_ca.deadline import Deadline
 
 if TYPE_CHECKING:
     from cryptography import x509
 
-    from smtp_ca.aia import Completion
-    from smtp_ca.ocsp import Revocation
+    from smtp_ca.check.aia import Completion
+    from smtp_ca.check.ocsp import Revocation
 
 
 @dataclass(frozen=True)
@@ -135,10 +136,11 @@ class _Check:
         except (ssl.SSLError, OSError) as error:
             reason = error.reason if isinstance(error, ssl.SSLError) else error.strerror
             return CheckOutcome(
-                False,
-                "bundle",
-                f"{self.where}: not checked: OpenSSL cannot load the bundle {self.ca_file} "
-                f"({reason or error.__class__.__name__}).",
+                cause="bundle",
+                summary=(
+                    f"{self.where}: not checked: OpenSSL cannot load the bundle {self.ca_file} "
+                    f"({reason or error.__class__.__name__})."
+                ),
                 hint="The bundle must be a file of PEM certificates.",
             )
         try:
@@ -158,41 +160,29 @@ class _Check:
     # --- verified ------------------------------------------------------------------------------
 
     def _verified(self, handshake: _Handshake, completion: Completion | None) -> CheckOutcome:
-        from smtp_ca.aia import render_fetched
+        from smtp_ca.check.aia import render_fetched
 
         chain_lines = tuple(describe_chain(handshake.presented))
         details = ["The server presented:", *chain_lines]
         anchor_name = None
         if handshake.verified:
-            anchor_cert = handshake.verified[-1]
-            anchor = self.bundle.find(anchor_cert)
-            anchor_name = readable_name(anchor_cert.subject)
-            origin = anchor.describe_origin() if anchor else "from the bundle"
-            fingerprint = f" (SHA-256 {short_sha256(anchor.sha256)})" if anchor else ""
-            details.append(f"Anchored by {anchor_name}, {origin}{fingerprint}.")
+            anchor_name, anchor_line = self._anchor(handshake.verified[-1])
+            details.append(anchor_line)
         notices: list[str] = []
         extras: tuple[bytes, ...] = ()
         if completion is not None:
-            fetched = ", ".join(readable_name(item.cert.subject) for item in completion.fetched)
-            urls = ", ".join(dict.fromkeys(item.url for item in completion.fetched))
-            anchor_of = completion.anchor.name if completion.anchor else "the bundle"
-            notices.append(
-                f"{self.where} does not send the intermediate certificate {fetched}. The build "
-                f"fetched it from {urls} (the AIA caIssuers URL of the server's certificate), "
-                f"checked that it signed that certificate and chains to {anchor_of}, and adds "
-                "it to the bundle, because the app's SMTP client does not fetch missing "
-                "intermediates. Ask the provider to send its full chain."
-            )
+            notices.append(self._fetched_notice(completion))
             extras = (render_fetched(completion.fetched, self.where),)
 
         revocation = self._revocation(handshake.verified)
         version = handshake.version
         if revocation is not None and revocation.status == "revoked":
             return CheckOutcome(
-                False,
-                "revoked",
-                f"{self.where}: the server's certificate has been revoked "
-                f"({readable_name(handshake.verified[0].subject)}).",
+                cause="revoked",
+                summary=(
+                    f"{self.where}: the server's certificate has been revoked "
+                    f"({readable_name(handshake.verified[0].subject)})."
+                ),
                 details=(revocation.detail, *details),
                 hint="Only the mail provider can fix this: ask them to replace the certificate. "
                 "Do not switch SMTP_OPENSSL_VERIFY_MODE to none: a revoked certificate's key "
@@ -213,9 +203,8 @@ class _Check:
                 "certificate the server does not send."
             )
         return CheckOutcome(
-            True,
-            "missing-intermediate" if completion is not None else "verified",
-            summary,
+            cause="missing-intermediate" if completion is not None else "verified",
+            summary=summary,
             details=tuple(details),
             tls_version=version,
             chain=chain_lines,
@@ -225,8 +214,30 @@ class _Check:
             revocation=revocation.status if revocation else None,
         )
 
+    def _anchor(self, anchor_cert: x509.Certificate) -> tuple[str, str]:
+        """The name of the bundle certificate that anchored the chain, and the line that says
+        which part of the bundle it came from."""
+        anchor = self.bundle.find(anchor_cert)
+        name = readable_name(anchor_cert.subject)
+        origin = anchor.describe_origin() if anchor else "from the bundle"
+        fingerprint = f" (SHA-256 {short_sha256(anchor.sha256)})" if anchor else ""
+        return name, f"Anchored by {name}, {origin}{fingerprint}."
+
+    def _fetched_notice(self, completion: Completion) -> str:
+        """The warning a verified check gives when it needed an intermediate AIA fetched."""
+        fetched = ", ".join(readable_name(item.cert.subject) for item in completion.fetched)
+        urls = ", ".join(dict.fromkeys(item.url for item in completion.fetched))
+        anchor_of = completion.anchor.name if completion.anchor else "the bundle"
+        return (
+            f"{self.where} does not send the intermediate certificate {fetched}. The build "
+            f"fetched it from {urls} (the AIA caIssuers URL of the server's certificate), "
+            f"checked that it signed that certificate and chains to {anchor_of}, and adds "
+            "it to the bundle, because the app's SMTP client does not fetch missing "
+            "intermediates. Ask the provider to send its full chain."
+        )
+
     def _revocation(self, verified: Sequence[x509.Certificate]) -> Revocation | None:
-        from smtp_ca import ocsp
+        from smtp_ca.check import ocsp
 
         if len(verified) < 2:
             return None  # a certificate trusted as itself has no issuer to ask about it
@@ -244,8 +255,8 @@ class _Check:
             return diagnosis.diagnose(self._diagnosis(), error, presented, notes)
         top = presented_path(presented)[-1]
         completion = None
-        if not is_self_issued(top):
-            from smtp_ca.aia import complete_chain
+        if not proven_self_signed(top):
+            from smtp_ca.check.aia import complete_chain
 
             completion = complete_chain(top, self.bundle, self.deadline, self.cache_dir)
             if completion.complete:

@@ -13,8 +13,9 @@ import os
 from pathlib import Path
 
 from smtp_ca.bundle import BundleSettings, prepare_bundle
-from smtp_ca.check import CheckOutcome, CheckTarget, check_bundle, run_check
-from smtp_ca.check_outcome import where_of
+from smtp_ca.check.flow import check_bundle, run_check
+from smtp_ca.check.outcome import CheckOutcome, report_verified, where_of
+from smtp_ca.check.smtp_session import CheckTarget
 from smtp_ca.errors import BuildError
 from smtp_ca.output import Log
 from smtp_ca.settings import (
@@ -56,7 +57,7 @@ def parse_address(address: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def run(arguments: argparse.Namespace, cache_dir: Path, log: Log) -> int:
+def run_command(arguments: argparse.Namespace, cache_dir: Path, log: Log) -> int:
     host, port = parse_address(arguments.address)
     ca_file: Path | None = arguments.ca_file
     target = CheckTarget(host, port, implicit_tls=arguments.tls, timeout=arguments.timeout)
@@ -83,12 +84,7 @@ def run(arguments: argparse.Namespace, cache_dir: Path, log: Log) -> int:
 
 
 def _report(outcome: CheckOutcome, log: Log, *, ca_file: Path | None) -> int:
-    for notice in outcome.notices:
-        log.warn(notice)
-    if outcome.verified:
-        log.info(outcome.summary)
-        for line in outcome.details:
-            log.info(line)
+    if report_verified(outcome, log):
         if not outcome.extra_certificates:
             return 0
         if ca_file is None:

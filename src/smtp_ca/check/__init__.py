@@ -1,0 +1,31 @@
+"""The build-time proof: a real SMTP handshake that trusts only the bundle, and, when it fails,
+the cause in words.
+
+The public surface is what the build and ``bin/check`` use; the modules behind it are the
+check's own:
+
+- ``flow``: which handshakes, in which order (``run_check``, ``check_bundle``);
+- ``smtp_session``: the SMTP conversation up to a TLS socket (``CheckTarget``);
+- ``outcome``: what a check says (``CheckOutcome``, ``where_of``, ``report_verified``);
+- ``diagnosis``: what a refused chain means, in words (``TrustStores``);
+- ``chain``: reading and describing the chains the server presents;
+- ``aia`` and ``ocsp``: fetching a missing intermediate and asking about revocation;
+- ``command``: ``bin/check HOST[:PORT]`` (``run_command``).
+"""
+
+from smtp_ca.check.command import run_command
+from smtp_ca.check.diagnosis import TrustStores
+from smtp_ca.check.flow import check_bundle, run_check
+from smtp_ca.check.outcome import CheckOutcome, report_verified, where_of
+from smtp_ca.check.smtp_session import CheckTarget
+
+__all__ = [
+    "CheckOutcome",
+    "CheckTarget",
+    "TrustStores",
+    "check_bundle",
+    "report_verified",
+    "run_check",
+    "run_command",
+    "where_of",
+]
