@@ -19,7 +19,10 @@ Usage::
         ...  # point a client at server.host:server.port
         assert server.messages[0].tls
 
-Every delivered message is recorded (:class:`ReceivedMessage`), and so is every AUTH attempt.
+Every delivered message is recorded (:class:`ReceivedMessage`), and so is every AUTH attempt:
+:attr:`SMTPTestServer.auth_commands` holds every AUTH command received, even one refused before
+TLS or for an unknown mechanism; :attr:`SMTPTestServer.auth_attempts` the ones checked against
+the credentials.
 """
 
 from __future__ import annotations
@@ -171,14 +174,27 @@ class _Controller(Controller):
     there (setting ``auth_require_tls=False`` up front would warn on every connection).
     """
 
-    def __init__(self, *args: Any, implicit_tls: bool, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, implicit_tls: bool, owner: SMTPTestServer, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._implicit_tls = implicit_tls
+        self._owner = owner
 
     def factory(self) -> SMTP:
         smtpd: SMTP = super().factory()  # type: ignore[no-untyped-call]
         if self._implicit_tls:
             smtpd._auth_require_tls = False
+        # Every AUTH command, before aiosmtpd decides anything: one refused before TLS or for
+        # an unknown mechanism never reaches the authenticator, but it is still a login try.
+        handle_auth = smtpd._smtp_methods["AUTH"]
+        owner = self._owner
+
+        async def recording_auth(arg: str) -> None:
+            owner._record_auth_command(arg.split()[0].upper() if arg and arg.split() else "")
+            await handle_auth(arg)
+
+        smtpd._smtp_methods["AUTH"] = recording_auth
         return smtpd
 
 
@@ -232,6 +248,7 @@ class SMTPTestServer:
         self._lock = threading.Condition()
         self._messages: list[ReceivedMessage] = []
         self._auth_attempts: list[AuthAttempt] = []
+        self._auth_commands: list[str] = []
         self._controller: Controller | None = None
 
         smtp_kwargs: dict[str, Any] = {
@@ -266,6 +283,7 @@ class SMTPTestServer:
                     hostname=self.host,
                     port=port,
                     implicit_tls=self.mode == "implicit-tls",
+                    owner=self,
                     **self._smtp_kwargs,
                 )
                 try:
@@ -312,6 +330,12 @@ class SMTPTestServer:
         with self._lock:
             return tuple(self._auth_attempts)
 
+    @property
+    def auth_commands(self) -> tuple[str, ...]:
+        """The mechanism named by every AUTH command received, accepted or refused."""
+        with self._lock:
+            return tuple(self._auth_commands)
+
     def wait_for_messages(
         self, count: int = 1, timeout: float = 5.0
     ) -> tuple[ReceivedMessage, ...]:
@@ -331,6 +355,7 @@ class SMTPTestServer:
         with self._lock:
             self._messages.clear()
             self._auth_attempts.clear()
+            self._auth_commands.clear()
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -350,6 +375,10 @@ class SMTPTestServer:
         with self._lock:
             self._messages.append(message)
             self._lock.notify_all()
+
+    def _record_auth_command(self, mechanism: str) -> None:
+        with self._lock:
+            self._auth_commands.append(mechanism)
 
     def _authenticate(
         self,
