@@ -9,7 +9,8 @@
 
 Apps are built on the host with bin/compile (the session ``world``), copied into the chroot at
 /app and started as a dyno: config vars in the environment, .profile.d sourced. The chroot shares
-the host's network, so ActionMailer reaches the aiosmtpd server on the host's loopback.
+the host's network, so ActionMailer reaches the aiosmtpd server on the host's loopback. The
+dyno check (``ruby .smtp-ca/check.rb``) runs there too, with each era's Ruby.
 """
 
 from __future__ import annotations
@@ -81,16 +82,21 @@ def mail_vars(server: SMTPTestServer, **extra: str) -> dict[str, str]:
 
 
 def start_dyno(
-    session: ChrootSession, app_dir: Path, config_vars: Mapping[str, str]
+    session: ChrootSession,
+    app_dir: Path,
+    config_vars: Mapping[str, str],
+    *,
+    command: str = DYNO_COMMAND,
 ) -> subprocess.CompletedProcess[str]:
     """Puts ``app_dir`` at /app in the chroot (replacing any earlier app) and runs the mail
-    delivery as a dyno starts: config vars in the environment, .profile.d sourced."""
+    delivery (or ``command``) as a dyno starts: config vars in the environment, .profile.d
+    sourced."""
     target = session.path("/app")
     if target.exists():
         shutil.rmtree(target)
     session.copy_in(app_dir, "/app")
     env = {**config_vars, "HOME": "/app", "RAILS_ENV": "production"}
-    return session.run(["bash", "-c", DYNO_COMMAND], env=env, cwd="/app", timeout=120)
+    return session.run(["bash", "-c", command], env=env, cwd="/app", timeout=120)
 
 
 def output(proc: subprocess.CompletedProcess[str]) -> str:
@@ -213,6 +219,56 @@ def test_mail_28_refuses_mastodon_1x_starttls_auto_true_and_the_build_said_so(
     old = start_dyno(era_session("bullseye", tmp_path), app, config_vars)
     assert "ArgumentError" not in old.stderr, output(old)
     assert "certificate verify failed" in old.stderr, output(old)
+
+
+# 3. The dyno check, with each era's Ruby ---------------------------------------------------------
+
+DYNO_CHECK = 'for f in .profile.d/*.sh; do [ -r "$f" ] && . "$f"; done; exec ruby .smtp-ca/check.rb'
+
+
+@pytest.mark.parametrize(
+    ("suite", "shape", "trust_line", "store_saves_it"),
+    [
+        (
+            "bullseye",
+            "mastodon-1.3",
+            "Nothing else is trusted: this net/smtp has no default store",
+            False,
+        ),
+        ("trixie", "mastodon-3.5", "Also trusted: OpenSSL's default store", True),
+    ],
+)
+def test_the_dyno_check_runs_on_each_eras_ruby_and_knows_its_trust(
+    world: World,
+    tmp_path: Path,
+    provider_ca: trustme.CA,
+    provider_server: SMTPTestServer,
+    suite: str,
+    shape: Shape,
+    trust_line: str,
+    store_saves_it: bool,
+) -> None:
+    """``ruby .smtp-ca/check.rb`` passes with the build's wiring on Ruby 2.7 and 3.3. With the
+    provider's root only in the system store and SMTP_CA_FILE naming another CA, Ruby 2.7's
+    check fails as its mail would, and Ruby 3.3's passes as its mail would."""
+    session = era_session(suite, tmp_path)
+    config_vars = mail_vars(provider_server)
+    built = build_app(world, tmp_path / "build", shape, config_vars, provider_ca)
+    (built / "other-ca.pem").write_bytes(trustme.CA().cert_pem.bytes())
+
+    check = start_dyno(session, built, config_vars, command=DYNO_CHECK)
+    assert check.returncode == 0, output(check)
+    assert trust_line in check.stdout, output(check)
+    assert f"localhost:{provider_server.port} (STARTTLS): verified" in check.stdout
+    assert PASSWORD not in check.stdout + check.stderr
+    assert provider_server.messages == ()  # the check sends no mail
+
+    add_to_system_store(session, "provider", provider_ca.cert_pem.bytes())
+    elsewhere = {**config_vars, "SMTP_CA_FILE": "/app/other-ca.pem"}
+    check = start_dyno(session, built, elsewhere, command=DYNO_CHECK)
+    mail = start_dyno(session, built, elsewhere)
+    assert (check.returncode == 0) is store_saves_it, output(check)
+    assert (mail.returncode == 0) is store_saves_it, output(mail)
 
 
 # 4. heroku-26: a build with Python 3.14 and no pip, inside sid ----------------------------------
