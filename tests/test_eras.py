@@ -237,6 +237,7 @@ DYNO_CHECK = 'for f in .profile.d/*.sh; do [ -r "$f" ] && . "$f"; done; exec rub
         ),
         ("trixie", "mastodon-3.5", "Also trusted: OpenSSL's default store", True),
     ],
+    ids=["ruby-2.7", "ruby-3.3"],
 )
 def test_the_dyno_check_runs_on_each_eras_ruby_and_knows_its_trust(
     world: World,
