@@ -29,6 +29,11 @@ process. Scenarios:
   and fails the same way). The floor has its own copy of the buildpack's modules and its own
   bytecode cache, warmed before timing: it is what the build would cost if it did nothing but
   import, with every module's bytecode at hand.
+* CNB warm build: the same warm build as a Cloud Native Buildpack, timed as the wall time of
+  the CNB lifecycle's ``builder`` phase (lifecycle from .ci/prepare-lifecycle, run as
+  tests/test_cnb.py runs it, as its unprivileged user), each from the layers of the build
+  before; with its own floor, the same modules imported by the python3 that build runs. Skipped,
+  and said so, when the lifecycle is missing.
 * check alone: ``smtp_ca.check.run_check`` in this process, against the loopback STARTTLS
   server, trusting the bundle a warm build wrote.
 * warm dependency check: ``smtp_ca.bootstrap.ensure_dependencies`` on the warm cache, called
@@ -77,6 +82,7 @@ if TYPE_CHECKING:
     from support.world import World as TestsWorld
 
 STACK = "heroku-24"
+CACHE_NAMESPACE = "smtp-ca"  # smtp_ca.platforms.CACHE_NAMESPACE, the buildpack's part of CACHE_DIR
 WARM_TO_FLOOR_TARGET = 1.5
 DEPENDENCY_CHECK_TARGET = 0.050
 COLD_INSTALL_TARGET = 30.0
@@ -190,6 +196,7 @@ class World:
     tests_world: TestsWorld
     config_vars: dict[str, str]
     smtp_port: int
+    provider_pem: bytes  # what the bundle server serves at BUNDLE_PATH
     online_env: dict[str, str] = field(init=False)  # with the apt repository and the wheelhouse
     offline_env: dict[str, str] = field(init=False)  # apt repository unreachable, no wheels
     buildpack: Path = field(init=False)
@@ -261,6 +268,7 @@ def world(root: Path) -> Iterator[World]:
                 "SMTP_CA_CHECK": "strict",
             },
             smtp_port=smtp.port,
+            provider_pem=pem,
         )
 
 
@@ -355,7 +363,7 @@ def dependency_dir(cache: Path, lock_file: Path) -> Path:
 
 def warm_and_floor(w: World, cache: Path, runs: int) -> tuple[Sample, Sample, str, list[str]]:
     modules = floor_modules(w, cache)
-    deps = dependency_dir(cache, w.buildpack / "requirements.lock")
+    deps = dependency_dir(cache / CACHE_NAMESPACE, w.buildpack / "requirements.lock")
     # The floor's own copy of the buildpack's modules, and its own bytecode cache, both kept
     # from one run to the next: no module is ever compiled twice, the floor is the best case.
     floor_src = w.root / "floor-src"
@@ -400,6 +408,115 @@ def warm_and_floor(w: World, cache: Path, runs: int) -> tuple[Sample, Sample, st
     )
 
 
+def cnb_warm_and_floor(w: World, modules: list[str], runs: int) -> tuple[Sample, Sample, str] | str:
+    """Warm builds as a Cloud Native Buildpack: the CNB lifecycle's ``builder`` phase (the
+    lifecycle .ci/prepare-lifecycle builds, run as tests/test_cnb.py runs it), each from the
+    layers of the build before, restored as the restorer restores them; and the floor of the
+    python3 that build runs. The time is the wall time of the whole ``builder`` process; the
+    ``detector`` runs before it, untimed. Returns why it was skipped when the lifecycle is
+    missing."""
+    import pytest
+
+    from support.cnb import (
+        buildpack_descriptor,
+        lay_out,
+        lifecycle_env,
+        make_reachable,
+        phase_argv,
+    )
+    from support.cnb_world import open_cnb_world
+
+    try:
+        opened = open_cnb_world()
+        cw = opened.__enter__()
+    except pytest.skip.Exception as missing:
+        return f"skipped: {missing.msg}"
+    try:
+        config = {**w.config_vars, **cw.bundle_vars(BUNDLE_PATH, w.provider_pem, etag=ETAG)}
+        # The first build with this bundle fills the cache layer (and the bytecode) for it.
+        primed = cw.build("primed", config, probe=False)
+        if primed.returncode != 0:
+            raise BenchmarkError(f"the CNB build failed:\n{primed.output}")
+        layers = primed.layout.layers
+        cache = primed.layout.buildpack_layers(buildpack_descriptor()[0]) / "cache"
+        deps = dependency_dir(cache, w.buildpack / "requirements.lock")
+        account = cw.lifecycle.account
+        floor_src = make_reachable(cw.root / "floor")
+        shutil.copytree(
+            w.buildpack / "src", floor_src / "src", ignore=shutil.ignore_patterns("__pycache__")
+        )
+        make_reachable(floor_src / "pycache")
+        account.give(floor_src / "pycache")
+        floor_argv = [
+            cw.python_bin / "python3",
+            "-X",
+            f"pycache_prefix={floor_src / 'pycache'}",
+            "-c",
+            FLOOR_CODE,
+            str(deps),
+            *modules,
+        ]
+        floor_env = {"PATH": cw.path, "LANG": "C.UTF-8", "PYTHONPATH": str(floor_src / "src")}
+
+        def timed(argv: Sequence[str | Path], env: Mapping[str, str], what: str) -> float:
+            started = time.perf_counter()
+            completed = account.run(argv, env=env)
+            seconds = time.perf_counter() - started
+            if completed.returncode != 0:
+                raise BenchmarkError(f"{what} failed:\n{completed.stdout}{completed.stderr}")
+            if what == "CNB warm build" and "Using cached dependencies" not in completed.stdout:
+                raise BenchmarkError(f"the CNB build was not warm:\n{completed.stdout}")
+            return seconds
+
+        timed(floor_argv, floor_env, "CNB floor")  # fills its bytecode cache: the best case
+        requests_before = len(cw.bundle_server.requests)
+        # Every warm build at the same paths, as on a platform (/workspace, /layers): bytecode
+        # is cached by the absolute path of its source, the dependencies' included.
+        root, stash = cw.root / "warm", cw.root / "previous-layers"
+        warm, floors = [], []
+        for run in range(runs):
+            shutil.rmtree(stash, ignore_errors=True)
+            shutil.copytree(layers, stash, symlinks=True)
+            shutil.rmtree(root, ignore_errors=True)
+            layout = lay_out(
+                root,
+                config_vars=config,
+                build_settings=cw.build_settings(offline=True),
+                account=account,
+                buildpacks=cw.buildpacks,
+                layers_from=stash,
+                probe=False,
+            )
+            env = lifecycle_env(layout, cw.path)
+            timed(phase_argv(cw.lifecycle, layout, "detector"), env, "CNB detect")
+            warm.append(timed(phase_argv(cw.lifecycle, layout, "builder"), env, "CNB warm build"))
+            floors.append(timed(floor_argv, floor_env, "CNB floor"))
+            layers = layout.layers
+            _progress(
+                f"CNB warm build {run + 1}/{runs}: {duration(warm[-1])}, "
+                f"floor {duration(floors[-1])}"
+            )
+        requests = cw.bundle_server.requests[requests_before:]
+        conditional = [r for r in requests if r.headers.get("if-none-match") == ETAG]
+        network = (
+            ("pass" if len(requests) == runs == len(conditional) else "FAIL")
+            + f": the bundle server saw {len(requests)} requests for {runs} CNB warm builds, "
+            f"{len(conditional)} of them conditional; the apt repository was unreachable and "
+            "the wheelhouse empty"
+        )
+    finally:
+        opened.__exit__(None, None, None)
+    return (
+        Sample(
+            f"CNB warm build (lifecycle {cw.lifecycle.version} builder phase, cache layer "
+            "restored, bundle unchanged: 304)",
+            warm,
+        ),
+        Sample("CNB floor: the build's python3 importing the same modules", floors),
+        network,
+    )
+
+
 def check_alone(w: World, runs: int) -> Sample:
     from smtp_ca.check import CheckTarget, run_check
 
@@ -418,6 +535,8 @@ def check_alone(w: World, runs: int) -> Sample:
 def dependency_checks(w: World, cache: Path, runs: int) -> tuple[Sample, Sample]:
     from smtp_ca.bootstrap import ensure_dependencies
     from smtp_ca.output import Log
+
+    cache = cache / CACHE_NAMESPACE  # the buildpack's own directory in CACHE_DIR
 
     lock = w.buildpack / "requirements.lock"
     env_dir = w.root / "env" / "warm-0"
@@ -555,6 +674,7 @@ def main(argv: list[str] | None = None) -> int:
         ):
             cold, install, cache = cold_builds(w, arguments.cold_runs)
             warm, floor, network, modules = warm_and_floor(w, cache, arguments.runs)
+            cnb = cnb_warm_and_floor(w, modules, arguments.runs)
             check = check_alone(w, arguments.runs * 3)
             calls, fresh = dependency_checks(w, cache, arguments.runs)
             silent = silent_server(w, cache, arguments.silent_runs)
@@ -579,12 +699,27 @@ def main(argv: list[str] | None = None) -> int:
         f"end of the build (limit SMTP_CA_CHECK_TIMEOUT + 1 s = {silent_limit:g} s): "
         f"{verdict(max(silent.seconds) <= silent_limit)}",
     ]
+    cnb_samples: list[Sample] = []
+    if isinstance(cnb, str):
+        targets.append(f"CNB warm build: {cnb}")
+    else:
+        cnb_warm, cnb_floor, cnb_network = cnb
+        cnb_samples = [cnb_warm, cnb_floor]
+        cnb_ratio = cnb_warm.median / cnb_floor.median
+        targets[1:1] = [
+            f"CNB warm build / its floor: {cnb_ratio:.2f}x, medians (target at most "
+            f"{WARM_TO_FLOOR_TARGET}x): {verdict(cnb_ratio <= WARM_TO_FLOOR_TARGET)}",
+            f"No network on a CNB warm build but the conditional GET and the handshake: "
+            f"{cnb_network}",
+        ]
     today = datetime.date.today().isoformat()
     about = (
         f"Measured {today} with `benchmarks/build_time.py --runs {arguments.runs} "
         f"--cold-runs {arguments.cold_runs}` on {about}."
     )
-    text = report([cold, install, warm, floor, check, calls, fresh, silent], targets, about)
+    text = report(
+        [cold, install, warm, floor, *cnb_samples, check, calls, fresh, silent], targets, about
+    )
     print(text)
     print("Floor modules:", " ".join(modules), file=sys.stderr)
     if not arguments.no_write:

@@ -1,4 +1,8 @@
-"""buildpack.toml: the registry name, and a publish.Ignore that keeps everything a build needs.
+"""buildpack.toml: the registry name, the Cloud Native Buildpack descriptor, and a publish.Ignore
+that keeps everything a build needs.
+
+The same file serves both APIs: classic Heroku reads ``[buildpack] name`` and ``[publish.Ignore]``;
+the CNB lifecycle and ``pack`` read ``api``, ``[buildpack]`` id/version and ``[[targets]]``.
 
 Heroku's buildpack registry prunes the paths in ``[publish.Ignore] files`` when it packages the
 buildpack. An entry ending in ``/`` is a directory; any other entry is a file path. The matcher
@@ -8,6 +12,7 @@ below also accepts glob characters, so a pattern that would catch a needed file 
 from __future__ import annotations
 
 import fnmatch
+import re
 import sys
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -25,6 +30,7 @@ BUILDPACK_TOML = ROOT / "buildpack.toml"
 # What a build runs or reads, as paths relative to the buildpack's root.
 NEEDED = [
     "bin/compile",
+    "bin/build",
     "bin/detect",
     "bin/release",
     "bin/check",
@@ -95,6 +101,31 @@ def test_matcher_understands_directories_files_and_globs() -> None:
 def test_name() -> None:
     buildpack = _toml()["buildpack"]
     assert buildpack["name"] == "SMTP CA"
+
+
+def test_cnb_descriptor_names_buildpack_api_0_10_and_a_namespaced_id() -> None:
+    descriptor = _toml()
+    assert descriptor["api"] == "0.10"
+    buildpack = descriptor["buildpack"]
+    # The lifecycle's rules: namespace/name, lower case, and never the reserved "config"/"app".
+    assert re.fullmatch(r"[a-z0-9][a-z0-9.-]*/[a-z0-9][a-z0-9.-]*", buildpack["id"])
+    assert buildpack["id"] not in ("config", "app")
+    assert re.fullmatch(r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)", buildpack["version"])
+    for key in ("name", "homepage", "description"):
+        assert isinstance(buildpack[key], str) and buildpack[key]
+    licenses = buildpack["licenses"]
+    assert licenses and all(isinstance(entry.get("type"), str) for entry in licenses)
+
+
+def test_cnb_targets_are_linux_on_both_architectures_and_any_distro() -> None:
+    targets = _toml()["targets"]
+    assert sorted((target["os"], target["arch"]) for target in targets) == [
+        ("linux", "amd64"),
+        ("linux", "arm64"),
+    ]
+    # No distro: the buildpack runs on the python3 of each Ubuntu under Heroku's images, and
+    # refuses an unknown one by name itself, with a message rather than a failed detect.
+    assert all("distros" not in target for target in targets)
 
 
 def test_optional_metadata_has_the_right_types() -> None:

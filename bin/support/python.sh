@@ -1,7 +1,7 @@
 # shellcheck shell=bash
-# Shared by bin/compile and bin/check: find the stack's python3 or explain why there is none,
-# and (bin/compile) keep its bytecode in CACHE_DIR. Sourced, not run: the caller has set
-# -euo pipefail.
+# Shared by bin/compile, bin/build and bin/check: find the stack's python3 or explain why there
+# is none, and (bin/compile, bin/build) keep its bytecode in the buildpack's cache. Sourced, not
+# run: the caller has set -euo pipefail.
 
 smtp_ca::find_python() {
 	local python
@@ -31,7 +31,7 @@ smtp_ca::pycache_prefix() {
 }
 
 # Compiles the buildpack's modules into the bytecode cache as checked-hash .pyc files, once per
-# python3, STACK, buildpack path and set of modules (subpackages included: the key lists every
+# python3, stack, buildpack path and set of modules (subpackages included: the key lists every
 # .py below src/smtp_ca by its relative path, sorted). A timestamp .pyc goes stale whenever the
 # buildpack is fetched afresh with new mtimes (a git clone gives every file the time of the
 # clone); a checked-hash one only when its source changes, and Python writes it checked-hash
@@ -40,7 +40,9 @@ smtp_ca::compile_bytecode() {
 	local python=$1 prefix=$2 src=$3
 	local modules
 	modules=$(cd "${src}" && find smtp_ca -name '*.py' -print | LC_ALL=C sort | tr '\n' ' ') || true
-	local key="${python} ${STACK:-} ${src} ${modules% }"
+	# The stack: STACK on classic Heroku, the run image's distro under the CNB lifecycle.
+	local stack=${STACK:-${CNB_TARGET_DISTRO_NAME:-}${CNB_TARGET_DISTRO_VERSION:-}}
+	local key="${python} ${stack} ${src} ${modules% }"
 	local stamp="${prefix}/.checked-hash" compiled=""
 	if [[ -r "${stamp}" ]]; then
 		IFS= read -r compiled <"${stamp}" || true

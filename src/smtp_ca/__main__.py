@@ -1,4 +1,4 @@
-"""``python3 -m smtp_ca COMMAND ...``, run by bin/compile and bin/check.
+"""``python3 -m smtp_ca COMMAND ...``, run by bin/compile, bin/build and bin/check.
 
 This file must parse on any python3 a stack might have, so it can refuse an old one politely.
 """

@@ -102,12 +102,18 @@ def dependency_key(
 
 
 def ensure_dependencies(
-    cache_dir: Path, *, stack: str, env_dir: Path | None, lock_file: Path, log: Log
+    cache_dir: Path,
+    *,
+    stack: str,
+    env_dir: Path | None,
+    lock_file: Path,
+    log: Log,
+    reset_hint: str = "Clear the build cache (heroku builds:cache:purge) and build again.",
 ) -> Path:
     """Returns a directory holding the locked dependencies, installing them first if needed.
 
     The caller puts the returned directory first on ``sys.path``. Raises ``BuildError`` with
-    what failed and how to fix it.
+    what failed and how to fix it; ``reset_hint`` says how this platform clears its cache.
     """
     try:
         lock_bytes = lock_file.read_bytes()
@@ -140,7 +146,7 @@ def ensure_dependencies(
         raise BuildError(
             f"Could not install the buildpack's Python dependencies into the build cache: "
             f"{error.strerror or error} ({error.filename or cache_dir}).",
-            hint="Clear the build cache (heroku builds:cache:purge) and build again.",
+            hint=reset_hint,
         ) from None
 
 

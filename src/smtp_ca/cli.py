@@ -30,6 +30,7 @@ from smtp_ca import pipeline
 from smtp_ca.errors import BuildError
 from smtp_ca.output import Log, LogHandler, Redactor
 from smtp_ca.platforms.classic import ClassicPlatform
+from smtp_ca.platforms.cnb import CnbPlatform
 from smtp_ca.settings import (
     MAX_CHECK_TIMEOUT,
     SECRET_VARIABLES,
@@ -49,6 +50,12 @@ def _compile(arguments: argparse.Namespace, log: Log) -> int:
         arguments.env_dir,
         buildpack_dir=pipeline.BUILDPACK_DIR,
     )
+    pipeline.run(platform, log)
+    return 0
+
+
+def _build(arguments: argparse.Namespace, log: Log) -> int:
+    platform = CnbPlatform.from_environment(os.environ, Path.cwd())
     pipeline.run(platform, log)
     return 0
 
@@ -106,6 +113,12 @@ def _parser() -> argparse.ArgumentParser:
     compile_command.add_argument("cache_dir")
     compile_command.add_argument("env_dir", nargs="?")
     compile_command.set_defaults(run=_compile)
+    build_command = commands.add_parser("build", help="the Cloud Native Buildpack bin/build")
+    # Where SMTP_CA_DEBUG is read from after an internal error, as ENV_DIR is for compile.
+    platform_dir = os.environ.get("CNB_PLATFORM_DIR")
+    build_command.set_defaults(
+        run=_build, env_dir=str(Path(platform_dir) / "env") if platform_dir else None
+    )
     check_command = commands.add_parser(
         "check", help="handshake with an SMTP server and say why it does or does not verify"
     )

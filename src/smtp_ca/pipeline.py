@@ -44,7 +44,7 @@ def run(platform: Platform, log: Log) -> None:
     load_dependencies(
         platform.cache_dir,
         what=f"{platform.cache_dir_name} {platform.cache_dir}",
-        hint="Clear the build cache (heroku builds:cache:purge) and build again.",
+        hint=platform.cache_reset_hint,
         stack=settings.stack,
         config_dir=platform.config_dir,
         log=log,
@@ -104,7 +104,7 @@ def load_dependencies(
             f"{what} cannot be created: {error.strerror or error}.", hint=hint
         ) from None
     dependencies = ensure_dependencies(
-        cache_dir, stack=stack, env_dir=config_dir, lock_file=LOCK_FILE, log=log
+        cache_dir, stack=stack, env_dir=config_dir, lock_file=LOCK_FILE, log=log, reset_hint=hint
     )
     sys.path.insert(0, str(dependencies))
 

@@ -62,6 +62,11 @@ class Platform(Protocol):
         ...
 
     @property
+    def cache_reset_hint(self) -> str:
+        """What a user does to start the cache afresh (a damaged or unwritable cache)."""
+        ...
+
+    @property
     def config_dir(self) -> Path | None:
         """The directory of config vars, one file per variable (None: no config vars)."""
         ...

@@ -29,6 +29,7 @@ class ClassicPlatform:
     buildpack_dir: Path
     config_dir_name: str = "ENV_DIR"
     cache_dir_name: str = "CACHE_DIR"
+    cache_reset_hint: str = "Clear the build cache (heroku builds:cache:purge) and build again."
 
     @classmethod
     def from_arguments(
