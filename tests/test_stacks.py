@@ -3,7 +3,9 @@
 Heroku's build images have different Pythons (heroku-22 3.10, heroku-24 3.12, heroku-26 3.14)
 and none has pip. Each build here starts from an empty CACHE_DIR with a pip-less venv of that
 version, so the bootstrap installs that version's wheels, and the whole pipeline runs on it,
-handshake check included. A version this machine lacks is skipped, with the reason.
+handshake check included. A version this machine lacks is skipped, with the reason; heroku-26's
+3.14 then builds inside the Debian sid chroot instead (support.heroku26), as a root machine with
+.ci/prepare-chroots run has it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from pathlib import Path
 import pytest
 import trustme
 
+from support.chroots import ChrootSession, require_chroot
 from support.heroku import build_environment, clean_buildpack_copy, compile_app, write_env_dir
+from support.heroku26 import Heroku26Build
 from support.interpreters import STACK_PYTHONS, find_python
 from support.local_apt import LocalAptRepo
 from support.pipless_python import make_pipless_python
@@ -29,6 +33,9 @@ def test_cold_build_with_the_stacks_python(
     world: World, tmp_path: Path, stack: str, version: str
 ) -> None:
     base = find_python(version)
+    if base is None and stack == "heroku-26":
+        build_heroku_26_in_sid(world, tmp_path)
+        return
     if base is None:
         pytest.skip(f"no Python {version} on this machine (the python3 of {stack})")
     python = make_pipless_python(tmp_path / "python", base)
@@ -76,3 +83,29 @@ def test_cold_build_with_the_stacks_python(
     # The compiled parts of the dependencies are that Python's own.
     tag = "cpython-" + version.replace(".", "")
     assert list((cache / "smtp-ca" / "python-deps").glob(f"*/markupsafe/_speedups.{tag}-*.so"))
+
+
+def build_heroku_26_in_sid(world: World, tmp_path: Path) -> None:
+    """The same cold build with sid's python3.14, its real python3-pip fetched by apt-get."""
+    session = ChrootSession(require_chroot("sid"), tmp_path / "sid")
+    provider = trustme.CA()
+    with (
+        Heroku26Build(session, world.inputs, tmp_path / "apt") as heroku26,
+        SMTPTestServer(mode="starttls", ca=provider) as server,
+    ):
+        build = heroku26.compile(
+            "app",
+            {
+                **smtp_config_vars("localhost", server.port),
+                **heroku26.bundle_vars("provider.pem", provider.cert_pem.bytes()),
+                "SMTP_CA_CHECK": "strict",
+            },
+        )
+    assert build.returncode == 0, build.stdout + build.stderr
+    assert "This python3 has no pip" in build.stdout
+    assert f"localhost:{server.port} (STARTTLS): verified" in build.stdout
+    app = heroku26.app("app")
+    assert (app / ".smtp-ca" / "ca-bundle.pem").is_file()
+    assert (app / "config" / "initializers" / "smtp_ca.rb").is_file()
+    deps = session.path("/cache/smtp-ca/python-deps")
+    assert list(deps.glob("*/markupsafe/_speedups.cpython-314-*.so"))

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from smtp_ca.bootstrap import ensure_dependencies
 from smtp_ca.errors import BuildError
+from smtp_ca.gemfile_lock import tailor_to_gemfile_lock
 from smtp_ca.output import Log
 from smtp_ca.platforms import Platform
 from smtp_ca.settings import (
@@ -79,7 +80,9 @@ def read_settings(platform: Platform, log: Log) -> Settings:
     for name in SECRET_VARIABLES:
         if variables.get(name):
             log.redact.add(variables[name])
-    return load_settings(variables, platform.raw_stack())
+    settings = load_settings(variables, platform.raw_stack())
+    # The app's Gemfile.lock names its mail, net-smtp and Ruby: the warnings become exact.
+    return tailor_to_gemfile_lock(settings, variables, platform.app_dir, log)
 
 
 def load_dependencies(

@@ -570,15 +570,22 @@ def _unknown_own_variables(variables: Mapping[str, str]) -> list[str]:
     return notices
 
 
+def verify_mode_unset_notice(name: str = "SMTP_OPENSSL_VERIFY_MODE") -> str:
+    """The general form; smtp_ca.gemfile_lock replaces it with an exact one when the app's
+    Gemfile.lock names its net-smtp or Ruby."""
+    return (
+        f"{name} is not set: Ruby 2.7 and older then verify no certificate. "
+        f"Set it: heroku config:set {name}=peer"
+    )
+
+
+VERIFY_MODE_UNSET_NOTICE = verify_mode_unset_notice()
+
+
 def _verify_mode_notice(
     verify_mode: VerifyMode | None, name: str = "SMTP_OPENSSL_VERIFY_MODE"
 ) -> list[str]:
-    if verify_mode is not None:
-        return []
-    return [
-        f"{name} is not set: Ruby 2.7 and older then verify no certificate. "
-        f"Set it: heroku config:set {name}=peer"
-    ]
+    return [verify_mode_unset_notice(name)] if verify_mode is None else []
 
 
 def _bulk_server(variables: Mapping[str, str]) -> tuple[SmtpServer | None, list[str]]:

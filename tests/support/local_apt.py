@@ -55,13 +55,18 @@ def build_flat_repo(directory: Path, debs: Iterable[Path]) -> None:
     )
 
 
-def write_apt_config(directory: Path, url: str) -> Path:
-    """Writes an apt.conf (for APT_CONFIG) whose only source is ``url``; returns its path."""
+def write_apt_config(directory: Path, url: str, *, seen_as: Path | None = None) -> Path:
+    """Writes an apt.conf (for APT_CONFIG) whose only source is ``url``; returns its path.
+
+    ``seen_as`` is where apt-get will find ``directory`` when that is not where it is written
+    (inside a chroot); the paths in the config are then that directory's.
+    """
     directory.mkdir(parents=True, exist_ok=True)
-    empty = directory / "empty.d"
-    empty.mkdir(exist_ok=True)
-    sources = directory / "sources.list"
-    sources.write_text(f"deb [trusted=yes] {url}/ ./\n")
+    (directory / "empty.d").mkdir(exist_ok=True)
+    (directory / "sources.list").write_text(f"deb [trusted=yes] {url}/ ./\n")
+    seen = seen_as or directory
+    empty = seen / "empty.d"
+    sources = seen / "sources.list"
     config = directory / "apt.conf"
     config.write_text(
         f'Dir::Etc::SourceList "{sources}";\n'

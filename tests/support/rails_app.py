@@ -9,7 +9,8 @@ The app lives in ``tests/fixtures/rails``: ``common/`` (application, environment
 * ``"mastodon-3.5"``: ``ca_file: ENV['SMTP_CA_FILE'].presence ||
   '/etc/ssl/certs/ca-certificates.crt'``.
 
-It runs on Debian's ruby + ruby-actionmailer + ruby-railties (no Bundler, no Gemfile).
+It runs on Debian's ruby + ruby-actionmailer + ruby-railties (no Bundler, no Gemfile): Debian
+12's Rails 6.1 here, and unchanged on bullseye's Rails 6.0 and trixie's 7.2 in tests/test_eras.py.
 """
 
 from __future__ import annotations
