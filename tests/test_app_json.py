@@ -172,6 +172,7 @@ def test_example_values_pass_the_buildpacks_own_validation() -> None:
     variables = _config(app["env"])
     settings = load_settings(variables, "heroku-24")
     assert settings.notices == (), "the example must not trigger warnings"
+    assert settings.config_notices == (), "the example must not trigger warnings"
     assert settings.verify_mode == "peer"
     test_variables = {**variables, **app["environments"]["test"].get("env", {})}
     assert load_settings(test_variables, "heroku-24").check_mode == "off"

@@ -18,6 +18,7 @@ from cryptography import x509
 from smtp_ca import pipeline
 from smtp_ca.errors import BuildError
 from smtp_ca.output import Log
+from smtp_ca.pipeline import STRICT_VERDICT
 from smtp_ca.platforms.classic import ClassicPlatform
 from support.certs import Issued, make_root
 from support.http_server import LocalServer
@@ -163,10 +164,14 @@ def test_strict_build_fails_on_a_revoked_certificate_and_writes_nothing(
             pytest.raises(BuildError) as raised,
         ):
             run(server.port, SMTP_CA_CHECK="strict")
-    assert "the server's certificate has been revoked" in raised.value.message
-    assert "says the certificate was revoked on" in raised.value.message
-    assert "Only the mail provider" in (raised.value.hint or "")
-    assert "SMTP_CA_CHECK=strict" in (raised.value.hint or "")
+    errors = run.err.getvalue()
+    assert (
+        f" !     localhost:{server.port} (STARTTLS): the server's certificate has been revoked"
+        in (errors)
+    )
+    assert "says the certificate was revoked on" in errors
+    assert " !     Only the mail provider" in errors
+    assert raised.value.message == STRICT_VERDICT
     assert list(run.build_dir.iterdir()) == []
 
 
@@ -278,7 +283,39 @@ def test_a_strict_build_fails_when_only_the_bulk_mail_server_fails(
             BULK_SMTP_PORT=str(bulk.port),
         )
     assert f"localhost:{main.port} (STARTTLS): verified" in run.out.getvalue()
-    assert raised.value.message.startswith(f"localhost:{bulk.port} (STARTTLS): ")
+    assert f" !     localhost:{bulk.port} (STARTTLS): certificate verify failed" in (
+        run.err.getvalue()
+    )
+    assert raised.value.message == STRICT_VERDICT
+    assert not (run.build_dir / BUNDLE).exists()
+
+
+def test_a_strict_build_checks_every_server_before_it_fails(run: Run) -> None:
+    """Both servers fail: the log says why for each, under its own step, then the build fails
+    once, so one deploy shows everything to fix."""
+    stranger = issue("smtp-ca Stranger CA", make_root("smtp-ca Stranger Root"), ca=True)
+    bad = issue("localhost", stranger, hostnames=("localhost",))
+    with (
+        SMTPTestServer(mode="starttls", ssl_context=server_context(bad, stranger)) as main,
+        SMTPTestServer(mode="starttls", ssl_context=server_context(bad, stranger)) as bulk,
+        pytest.raises(BuildError) as raised,
+    ):
+        run(
+            main.port,
+            SMTP_CA_CHECK="strict",
+            BULK_SMTP_SERVER="localhost",
+            BULK_SMTP_PORT=str(bulk.port),
+        )
+    steps = [line for line in run.out.getvalue().splitlines() if line.startswith("-----> ")]
+    assert steps[-2:] == [
+        f"-----> Checking localhost:{main.port} (STARTTLS) against the bundle",
+        f"-----> Checking the bulk mail server (BULK_SMTP_SERVER) localhost:{bulk.port} "
+        "(STARTTLS) against the bundle",
+    ]
+    errors = run.err.getvalue()
+    for port in (main.port, bulk.port):
+        assert f" !     localhost:{port} (STARTTLS): certificate verify failed" in errors
+    assert raised.value.message == STRICT_VERDICT
     assert not (run.build_dir / BUNDLE).exists()
 
 

@@ -366,9 +366,12 @@ def test_url_credentials_never_survive(url: str) -> None:
 def test_the_log_redacts_every_line_it_writes() -> None:
     out, err = io.StringIO(), io.StringIO()
     log = Log(Redactor(["hunter2-password"]), out=out, err=err)
-    for write in (log.step, log.info, log.warn, log.error, log.alert):
+    for write in (log.step, log.info, log.warn, log.error):
         write("a\nhunter2-password\nb")
+    log.warn("first", "then hunter2-password")  # the further lines of a warning or an error
+    log.error("first", "then hunter2-password")
     assert "hunter2-password" not in out.getvalue() + err.getvalue()
+    assert err.getvalue().count(" !     then [REDACTED]\n") == 2
 
 
 @pytest.mark.parametrize(

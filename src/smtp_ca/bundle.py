@@ -218,8 +218,11 @@ def _read_source(settings: BundleSettings, directory: Path, log: Log) -> _Source
             if cached is None or settings.sha256 not in (None, cached.sha256):
                 raise _file_missing(gone.path, cached) from None
             reason = f"{gone.path} does not exist"
-            log.warn(f"{URL_VARIABLE} names {gone.path}, which does not exist.")
-            return _stand_in(cached, str(gone.path), reason, log, "read")
+            log.warn(
+                f"{URL_VARIABLE} names {gone.path}, which does not exist.",
+                _standing_in(cached, "read"),
+            )
+            return _stand_in(cached, str(gone.path), reason)
     display = fetch.display_url(settings.url)
 
     cached = cache.load()
@@ -243,8 +246,11 @@ def _read_source(settings: BundleSettings, directory: Path, log: Log) -> _Source
                 f"{problem.reason}.{note}",
                 hint=problem.hint or _unavailable_hint(problem),
             ) from None
-        log.warn(f"Could not download the CA bundle from {display}: {problem.reason}.")
-        return _stand_in(usable, display, problem.reason, log, "downloaded")
+        log.warn(
+            f"Could not download the CA bundle from {display}: {problem.reason}.",
+            _standing_in(usable, "downloaded"),
+        )
+        return _stand_in(usable, display, problem.reason)
     if download.not_modified:
         assert usable is not None  # no conditional request was sent without it
         return _Source(
@@ -267,12 +273,16 @@ def _read_source(settings: BundleSettings, directory: Path, log: Log) -> _Source
     )
 
 
-def _stand_in(cached: CachedSource, display: str, reason: str, log: Log, verb: str) -> _Source:
-    """The cached copy, standing in for a source that cannot be read this time."""
-    log.alert(
+def _standing_in(cached: CachedSource, verb: str) -> str:
+    """What the warning about an unreadable source says the build does instead."""
+    return (
         f"Using the copy an earlier build {verb}{_on_date(cached.fetched_at)}; "
         "its SHA-256 is checked as a fresh copy's would be."
     )
+
+
+def _stand_in(cached: CachedSource, display: str, reason: str) -> _Source:
+    """The cached copy, standing in for a source that cannot be read this time."""
     return _Source(
         cached.data,
         cached.sha256,
@@ -288,18 +298,14 @@ def _stand_in(cached: CachedSource, display: str, reason: str, log: Log, verb: s
 def _warn_going_without(display: str, reason: str, log: Log) -> None:
     log.warn(
         f"Could not download the default CA bundle ({display}): {reason}; no earlier build "
-        "cached it."
-    )
-    log.alert(
+        "cached it.",
         "The build goes on with certifi's public roots alone. What they lack is "
         f"{DEFAULT_BUNDLE_ADDS}, the intermediate of GoDaddy's server certificates (its root, "
         "Go Daddy Root Certificate Authority - G2, is a public root): a server that does not "
-        "send that intermediate cannot be verified without it."
-    )
-    log.alert(
+        "send that intermediate cannot be verified without it.",
         "The SMTP handshake check proves whether it matters: it fetches an intermediate the "
         "server does not send (AIA) and adds it to the bundle. The next build downloads the "
-        "bundle again."
+        "bundle again.",
     )
 
 
@@ -822,10 +828,10 @@ def _report_source(
     if settings.sha256 is None:
         log.warn(
             f"{PIN_VARIABLE} is not set, so nothing checks that the bundle at {URL_VARIABLE} "
-            "is the one you meant: whoever can change that file decides whom your mail trusts."
+            "is the one you meant: whoever can change that file decides whom your mail trusts.",
+            f"Its SHA-256 is {source.sha256}. To pin it:",
+            f"heroku config:set {PIN_VARIABLE}={source.sha256}",
         )
-        log.alert(f"Its SHA-256 is {source.sha256}. To pin it:")
-        log.alert(f"heroku config:set {PIN_VARIABLE}={source.sha256}")
 
 
 def _report_added(part: Part, log: Log, now: datetime) -> None:

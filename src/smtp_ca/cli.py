@@ -217,13 +217,10 @@ def main(argv: list[str], log: Log | None = None) -> int:
             run: Callable[[argparse.Namespace, Log], int] = arguments.run
             return run(arguments, log)
         except _UsageError as error:
-            log.error(error.message)
-            log.alert(error.usage)
+            log.error(error.message, error.usage)
             return EXIT_USAGE
         except BuildError as error:
-            log.error(error.message)
-            if error.hint:
-                log.alert(error.hint)
+            log.error(error.message, *([error.hint] if error.hint else []))
             return 1
         except KeyboardInterrupt:
             log.error("Interrupted.")
@@ -231,11 +228,10 @@ def main(argv: list[str], log: Log | None = None) -> int:
         except Exception as error:
             log.error(
                 f"Internal error in the SMTP CA buildpack ({error.__class__.__name__}). "
-                "This is a bug, not a problem with your app."
+                "This is a bug, not a problem with your app.",
+                f"Please report it to {REPORT_TO}.",
+                "".join(traceback.format_exception(error))
+                if _debug_enabled(arguments)
+                else "Set SMTP_CA_DEBUG=1 to see the details.",
             )
-            log.alert(f"Please report it to {REPORT_TO}.")
-            if _debug_enabled(arguments):
-                log.alert("".join(traceback.format_exception(error)))
-            else:
-                log.alert("Set SMTP_CA_DEBUG=1 to see the details.")
             return 1

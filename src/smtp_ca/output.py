@@ -174,15 +174,17 @@ class Log:
     def info(self, message: str) -> None:
         self._write(self._out, DETAIL_PREFIX, message)
 
-    def warn(self, message: str) -> None:
+    def warn(self, message: str, *more: str) -> None:
+        """A warning, on stderr with the alert prefix; ``more`` are its further lines (the
+        details, the fix), each on lines of its own under it."""
         self._write(self._err, ALERT_PREFIX, f"Warning: {message}")
+        for line in more:
+            self._write(self._err, ALERT_PREFIX, line)
 
-    def error(self, message: str) -> None:
-        self._write(self._err, ALERT_PREFIX, message)
-
-    def alert(self, message: str) -> None:
-        """A continuation line of a warning or error, on stderr with the alert prefix."""
-        self._write(self._err, ALERT_PREFIX, message)
+    def error(self, message: str, *more: str) -> None:
+        """An error, on stderr with the alert prefix; ``more`` as for ``warn``."""
+        for line in (message, *more):
+            self._write(self._err, ALERT_PREFIX, line)
 
     def verbatim(self, text: str) -> None:
         """Text meant to be copied as is (a PEM block), on stdout with no prefix."""

@@ -55,6 +55,8 @@ def run(platform: Platform, log: Log) -> None:
     from smtp_ca.wiring import BUNDLE_PATH, commit, plan_wiring
 
     log.step("Preparing the SMTP CA bundle")
+    for notice in settings.config_notices:
+        log.warn(notice)
     prepared = prepare_bundle(BundleSettings.from_settings(settings), platform.cache_dir, log)
 
     # An intermediate the server does not send, fetched through AIA during the check, must be
@@ -110,23 +112,34 @@ def load_dependencies(
     sys.path.insert(0, str(dependencies))
 
 
+STRICT_VERDICT = (
+    "SMTP_CA_CHECK=strict fails the build on a failed check; SMTP_CA_CHECK=warn only warns."
+)
+
+
 def check(settings: Settings, prepared: PreparedBundle, cache_dir: Path, log: Log) -> bytes:
     """The handshake check against the bundle, for every server the app sends through
     (SMTP_SERVER, and Mastodon's bulk mailer at BULK_SMTP_SERVER): each its own step and its
     own result. Returns PEM to add to the written bundle (the intermediates a server did not
-    send), usually none. Raises ``BuildError`` when a check fails and SMTP_CA_CHECK=strict."""
+    send), usually none. With SMTP_CA_CHECK=strict, raises ``BuildError`` once every server was
+    checked, if any failed: the log then says what is wrong with each of them."""
     if settings.check_mode == "off":
         log.step("Skipping the SMTP handshake check (SMTP_CA_CHECK=off)")
-        _notices(settings, log)
+        _mail_notices(settings, log)
         return b""
     if not settings.smtp_server:
         log.step("Skipping the SMTP handshake check: SMTP_SERVER is not set")
-        _notices(settings, log)
+        _mail_notices(settings, log)
     extras: dict[bytes, None] = {}  # in order, each once: both servers may lack the same one
+    any_failed = False
     for number, server in enumerate(settings.servers):
-        notices_shown = number > 0 or not settings.smtp_server
-        found = _check_server(settings, server, prepared, cache_dir, log, notices_shown)
+        # The notices go under the first step about the mail, whichever that is.
+        notices_here = number == 0 and bool(settings.smtp_server)
+        verified, found = _check_server(settings, server, prepared, cache_dir, log, notices_here)
+        any_failed = any_failed or not verified
         extras.update(dict.fromkeys(found))
+    if any_failed and settings.check_mode == "strict":
+        raise BuildError(STRICT_VERDICT)
     return b"".join(extras)
 
 
@@ -136,8 +149,11 @@ def _check_server(
     prepared: PreparedBundle,
     cache_dir: Path,
     log: Log,
-    notices_shown: bool,
-) -> tuple[bytes, ...]:
+    notices_here: bool,
+) -> tuple[bool, tuple[bytes, ...]]:
+    """One server's step and result: whether it verified (an unencrypted one counts as
+    verified under warn, and fails the build at once under strict) and the PEM it needs
+    added."""
     from smtp_ca.check import CheckTarget, check_bundle, where_of
 
     target = CheckTarget(
@@ -151,13 +167,13 @@ def _check_server(
         log.step(
             f"Skipping the SMTP handshake check: mail to {which}{where_of(target)} is not encrypted"
         )
-        if not notices_shown:
-            _notices(settings, log)
+        if notices_here:
+            _mail_notices(settings, log)
         _unencrypted(settings, server, log)
-        return ()
+        return True, ()
     log.step(f"Checking {which}{where_of(target)} against the bundle")
-    if not notices_shown:
-        _notices(settings, log)
+    if notices_here:
+        _mail_notices(settings, log)
     if server.verify_mode == "none":
         log.warn(
             f"{server.variable('OPENSSL_VERIFY_MODE')}=none: the app verifies no certificate, "
@@ -167,11 +183,10 @@ def _check_server(
     outcome = check_bundle(
         target, prepared.pem, scratch_dir=_scratch_dir(cache_dir), cache_dir=cache_dir
     )
-    _report(settings, server, outcome, log)
-    return outcome.extra_certificates
+    return _report(settings, server, outcome, log), outcome.extra_certificates
 
 
-def _notices(settings: Settings, log: Log) -> None:
+def _mail_notices(settings: Settings, log: Log) -> None:
     """Config vars that the app reads differently than the user may think: under the check's
     step, because that is where they change what happens to the mail."""
     for notice in settings.notices:
@@ -200,38 +215,38 @@ def _unencrypted(settings: Settings, server: SmtpServer, log: Log) -> None:
         )
     log.warn(
         f"STARTTLS is turned off ({starttls}=never or {auto}=false) and {tls} is not true: "
-        "the app sends mail and its SMTP password unencrypted, and nothing can be verified."
+        "the app sends mail and its SMTP password unencrypted, and nothing can be verified.",
+        fix,
     )
-    log.alert(fix)
 
 
-def _report(settings: Settings, server: SmtpServer, outcome: CheckOutcome, log: Log) -> None:
+def _report(settings: Settings, server: SmtpServer, outcome: CheckOutcome, log: Log) -> bool:
+    """Says how one server's check went; returns whether it verified."""
     from smtp_ca.check import report_verified
 
     verify = server.variable("OPENSSL_VERIFY_MODE")
     if report_verified(outcome, log):
         if server.verify_mode == "none":
             log.warn(f"With this bundle, {verify}=peer works: heroku config:set {verify}=peer")
-        return
+        return True
     # With none the app sends mail anyway; what the user needs to know is that peer would not.
     peer = (
         [f"{verify}=peer would fail with this bundle, for the reason above."]
         if server.verify_mode == "none"
         else []
     )
+    fix = [outcome.hint] if outcome.hint else []
     if settings.check_mode == "strict":
-        raise BuildError(
-            "\n".join([outcome.summary, *outcome.details, *peer]),
-            hint=(f"{outcome.hint}\n" if outcome.hint else "")
-            + "SMTP_CA_CHECK=strict fails the build on a failed check; "
-            "SMTP_CA_CHECK=warn only warns.",
+        log.error(outcome.summary, *outcome.details, *peer, *fix)  # the verdict comes last
+    else:
+        log.warn(
+            outcome.summary,
+            *outcome.details,
+            *peer,
+            *fix,
+            "The build goes on (SMTP_CA_CHECK=warn); SMTP_CA_CHECK=strict would fail it.",
         )
-    log.warn(outcome.summary)
-    for line in [*outcome.details, *peer]:
-        log.alert(line)
-    if outcome.hint:
-        log.alert(outcome.hint)
-    log.alert("The build goes on (SMTP_CA_CHECK=warn); SMTP_CA_CHECK=strict would fail it.")
+    return False
 
 
 def _report_ca_file_settings(

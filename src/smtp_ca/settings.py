@@ -148,9 +148,13 @@ class Settings:
     verify_mode: VerifyMode | None
     user_ca_file: str | None
     notices: tuple[str, ...]
-    """Things worth a warning that do not fail the build (values Mastodon would read oddly)."""
+    """Things about the app's mail worth a warning that do not fail the build (values Mastodon
+    would read oddly): shown under the check's step."""
     user_bulk_ca_file: str | None = None
     ca_certs: str | None = None
+    config_notices: tuple[str, ...] = ()
+    """The same about the buildpack's own config vars (a pin that checks nothing, a name it does
+    not read): shown under the bundle's step, the buildpack's first."""
     """SMTP_CA_CERTS: PEM text of CA certificates, checked and merged by the bundle stage."""
     bulk_server: SmtpServer | None = None
     """Mastodon's bulk mailer (BULK_SMTP_*), when BULK_SMTP_SERVER is set."""
@@ -640,7 +644,7 @@ def ca_file_warnings(settings: Settings, build_dir: Path) -> list[str]:
 def load_settings(variables: Mapping[str, str], stack: str | None) -> Settings:
     """Validates every variable the buildpack reads; the first bad one raises BuildError."""
     parse_debug(variables.get("SMTP_CA_DEBUG"))  # read by the CLI; a typo fails here, named
-    url, pin, notices = _bundle_source(variables)
+    url, pin, config_notices = _bundle_source(variables)
     public_roots = _flag(variables, "SMTP_CA_PUBLIC_ROOTS", default=True)
     ca_certs = variables.get("SMTP_CA_CERTS", "").strip() or None
     if url is None and not public_roots and ca_certs is None:
@@ -650,13 +654,12 @@ def load_settings(variables: Mapping[str, str], stack: str | None) -> Settings:
             hint='Put your CA certificates in SMTP_CA_CERTS: heroku config:set SMTP_CA_CERTS="$('
             'cat relay-ca.pem)". Or unset SMTP_CA_PUBLIC_ROOTS or SMTP_CA_BUNDLE_URL.',
         )
-    implicit_tls, starttls, transport_notices = _mastodon_transport(variables)
-    notices += transport_notices
+    implicit_tls, starttls, notices = _mastodon_transport(variables)
     verify_mode = _verify_mode(variables)
     notices += _verify_mode_notice(verify_mode)
     bulk_server, bulk_notices = _bulk_server(variables)
     notices += bulk_notices
-    notices += _unknown_own_variables(variables)
+    config_notices += _unknown_own_variables(variables)
     return Settings(
         stack=check_stack(stack),
         bundle_url=url,
@@ -676,6 +679,7 @@ def load_settings(variables: Mapping[str, str], stack: str | None) -> Settings:
         verify_mode=verify_mode,
         user_ca_file=variables.get("SMTP_CA_FILE", "").strip() or None,
         notices=tuple(notices),
+        config_notices=tuple(config_notices),
         user_bulk_ca_file=variables.get("BULK_SMTP_CA_FILE", "").strip() or None,
         ca_certs=ca_certs,
         bulk_server=bulk_server,

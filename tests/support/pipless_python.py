@@ -58,9 +58,7 @@ try:
         log=log,
     )
 except BuildError as error:
-    log.error(error.message)
-    if error.hint:
-        log.alert(error.hint)
+    log.error(error.message, *([error.hint] if error.hint else []))
     sys.exit(1)
 sys.path.insert(0, str(deps))
 import certifi, cryptography, jinja2, requests

@@ -109,9 +109,7 @@ def _report(outcome: CheckOutcome, log: Log, *, ca_file: Path | None) -> int:
         for pem in outcome.extra_certificates:
             log.verbatim(pem.decode("ascii", "replace").strip("\n"))
         return 1
-    log.error(outcome.summary)
-    for line in outcome.details:
-        log.alert(line)
-    if outcome.hint:
-        log.alert(f"Fix: {outcome.hint}")
+    log.error(
+        outcome.summary, *outcome.details, *([f"Fix: {outcome.hint}"] if outcome.hint else [])
+    )
     return 1
