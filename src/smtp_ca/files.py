@@ -8,7 +8,6 @@ the next one must not read a torn file.
 from __future__ import annotations
 
 import os
-import tempfile
 from contextlib import suppress
 from pathlib import Path
 
@@ -20,6 +19,10 @@ def write_atomically(path: Path, data: bytes) -> None:
     Temporaries that a killed build left beside ``path`` are removed first: no other build
     shares this buildpack's cache.
     """
+    # tempfile pulls in shutil, random and the compression modules: imported here, where a file
+    # is written, so that a warm build, which writes nothing, does not pay for it.
+    import tempfile
+
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{path.name}.*.tmp"):
         with suppress(OSError):
