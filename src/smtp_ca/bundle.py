@@ -813,12 +813,7 @@ def _report_source(
     else:
         log.info(f"Read {source.display} {details}")
 
-    for notice in part.notices:
-        log.info(notice)
-    for warning in part.warnings:
-        log.warn(warning)
-    for item in part.left_out:
-        log.warn(f"Left out {item.certificate.describe()}: {item.reason}.")
+    _report_checks(part, "", log)
     _warn_about_dates(
         part.kept,
         f"Get the provider's new bundle before then and update {URL_VARIABLE} and {PIN_VARIABLE}.",
@@ -838,13 +833,19 @@ def _report_added(part: Part, log: Log, now: datetime) -> None:
     log.info(f"Added {_plural(len(part.kept), 'certificate')} from {CERTS_VARIABLE}:")
     for summary in part.kept:
         log.info(f"  {summary.display_name} (not after {summary.not_after:%Y-%m-%d})")
+    _report_checks(part, f" from {CERTS_VARIABLE}", log)
+    _warn_about_dates(part.kept, f"Put its successor in {CERTS_VARIABLE} before then.", log, now)
+
+
+def _report_checks(part: Part, source: str, log: Log) -> None:
+    """What validating one input found: notes, warnings, and each certificate left out of it
+    (``source`` says which input, for the inputs after the first)."""
     for notice in part.notices:
         log.info(notice)
     for warning in part.warnings:
         log.warn(warning)
     for item in part.left_out:
-        log.warn(f"Left out {item.certificate.describe()} from {CERTS_VARIABLE}: {item.reason}.")
-    _warn_about_dates(part.kept, f"Put its successor in {CERTS_VARIABLE} before then.", log, now)
+        log.warn(f"Left out {item.certificate.describe()}{source}: {item.reason}.")
 
 
 def _warn_about_dates(
