@@ -132,8 +132,11 @@ def test_unknown_issuer_only_the_system_store_knows(
     assert outcome.cause == "unknown-issuer"
     assert f"The system store ({system}) would verify it" in text(outcome)
     assert "certifi's" not in "\n".join(outcome.details)
-    assert "SMTP_CA_BUNDLE_URL" in (outcome.hint or "")
-    assert "system store" in (outcome.hint or "")
+    assert outcome.hint == (
+        "The app does not use the system store once SMTP_CA_FILE names the bundle: put "
+        'smtp-ca Check Root CA in SMTP_CA_CERTS (heroku config:set SMTP_CA_CERTS="$(cat '
+        'ca.pem)").'
+    )
 
 
 def test_a_root_sent_by_the_server_is_still_an_unknown_issuer(
@@ -256,6 +259,12 @@ def test_self_signed(root_file: Path) -> None:
         "localhost (self-signed certificate)."
     )
     assert any(line.startswith("It signed itself: localhost") for line in outcome.details)
+    # A private server's certificate needs no hosted file: a config var takes it.
+    assert outcome.hint == (
+        "Put that server's own certificate (or its CA's) in SMTP_CA_CERTS "
+        '(heroku config:set SMTP_CA_CERTS="$(cat ca.pem)"). Better: ask the provider for a '
+        "certificate from a public CA."
+    )
 
 
 def test_other_problems_are_named_too(intermediate: Issued, other_ca_file: Path) -> None:

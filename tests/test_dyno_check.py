@@ -437,6 +437,10 @@ def test_a_self_signed_server_no_starttls_and_a_refused_port_are_named(
             or "localhost (self signed certificate)." in run.stderr
         ), run.output
         assert "No CA vouches for it." in run.stderr
+        assert (
+            " !     Fix: Put that server's own certificate (or its CA's) in SMTP_CA_CERTS "
+            '(heroku config:set SMTP_CA_CERTS="$(cat ca.pem)") and deploy again.' in run.stderr
+        ), run.output
         assert_harmless(run, smtp)
 
     with SMTPTestServer(mode="plain") as smtp:

@@ -68,6 +68,10 @@ _NOT_TLS_REASONS = {"WRONG_VERSION_NUMBER", "PACKET_LENGTH_TOO_LONG", "RECORD_LA
 # What the legacy probe may learn; anything else means the probe taught nothing.
 _LEGACY_VERSIONS = ("TLSv1", "TLSv1.1", "SSLv3")
 
+# How a user gives the build a CA certificate of their own (a private relay's, a self-signed
+# server's): a config var, no file to host.
+_SET_CA_CERTS = 'heroku config:set SMTP_CA_CERTS="$(cat ca.pem)"'
+
 
 @dataclass(frozen=True)
 class TrustStores:
@@ -244,12 +248,12 @@ def _unknown_issuer_fix(
     if system is not None:
         return (
             f"The app does not use the system store once SMTP_CA_FILE names the bundle: put "
-            f"{system.name} in a PEM file, point SMTP_CA_BUNDLE_URL at it and set "
-            "SMTP_CA_BUNDLE_SHA256 (sha256sum FILE)."
+            f"{system.name} in SMTP_CA_CERTS ({_SET_CA_CERTS})."
         )
     hint = (
         f"Ask the mail provider for its CA bundle (the one that holds {missing}), point "
-        "SMTP_CA_BUNDLE_URL at it and set SMTP_CA_BUNDLE_SHA256 (sha256sum FILE)."
+        "SMTP_CA_BUNDLE_URL at it and set SMTP_CA_BUNDLE_SHA256 (sha256sum FILE); or, for "
+        f"a private CA, put its certificate in SMTP_CA_CERTS ({_SET_CA_CERTS})."
     )
     if leaf_alone:
         hint += " Or ask the provider to send its intermediate certificate."
@@ -288,9 +292,8 @@ def _self_signed(
             f"It signed itself: {describe(leaf)}; SHA-256 "
             f"{short_sha256(fingerprint_sha256(leaf))}. No CA vouches for it.",
         ),
-        hint="Put that server's own certificate (or its CA's) in a bundle, point "
-        "SMTP_CA_BUNDLE_URL at it and set SMTP_CA_BUNDLE_SHA256. Better: ask the provider "
-        "for a certificate from a public CA.",
+        hint="Put that server's own certificate (or its CA's) in SMTP_CA_CERTS "
+        f"({_SET_CA_CERTS}). Better: ask the provider for a certificate from a public CA.",
     )
 
 
@@ -435,8 +438,7 @@ def generic_verify_failure(
         return CheckOutcome(
             cause="self-signed",
             summary=f"{where}: the server presents a self-signed certificate ({message}).",
-            hint="Put that server's own CA certificate in a bundle and set SMTP_CA_BUNDLE_URL "
-            "to it, with its SMTP_CA_BUNDLE_SHA256.",
+            hint=f"Put that server's own CA certificate in SMTP_CA_CERTS ({_SET_CA_CERTS}).",
         )
     if code == _REVOKED:
         return CheckOutcome(
