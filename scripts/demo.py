@@ -4,7 +4,8 @@ Stand-ins for the internet: an HTTPS server plays the CA's website (serving the 
 provider's CA bundle), aiosmtpd plays the provider's SMTP server (STARTTLS, AUTH PLAIN, a
 certificate from a CA no default store trusts), a local apt repository and wheelhouse play
 the package mirrors. Everything else is real: bin/compile from a clean copy of the buildpack
-with a pip-less python3, and Rails' ActionMailer on the moved app, .profile.d sourced.
+with a pip-less python3, Rails' ActionMailer on the moved app, .profile.d sourced, and the
+build's dyno check (ruby .smtp-ca/check.rb) there.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from support.rails_app import (
     dyno_environment,
     make_rails_app,
     run_delivery,
+    run_dyno_check,
     smtp_config_vars,
 )
 from support.smtp_server import SMTPTestServer
@@ -109,6 +111,12 @@ def main() -> int:
                 f"    The SMTP server received the mail over {message.tls_version}, "
                 f"authenticated as {message.authenticated_as}."
             )
+
+            banner("4. The dyno check: heroku run ruby .smtp-ca/check.rb (no login, no mail)")
+            check = run_dyno_check(dyno_dir, config_vars)
+            print(indent(check.stdout + check.stderr))
+            if check.returncode != 0:
+                return 1
     return 0
 
 

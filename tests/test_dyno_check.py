@@ -26,10 +26,10 @@ from support.heroku import move_to_dyno_path
 from support.pki import server_context
 from support.rails_app import (
     SHAPES,
-    dyno_environment,
     make_rails_app,
     require_ruby_rails,
     run_delivery,
+    run_dyno_check,
     smtp_config_vars,
     write_initializer,
 )
@@ -41,9 +41,6 @@ pytestmark = pytest.mark.e2e
 
 LOGIN = "mastodon-mailer-login"
 PASSWORD = "SG.dyno-s3cret-never-printed"
-CHECK_COMMAND = (
-    'for f in .profile.d/*.sh; do [ -r "$f" ] && . "$f"; done; exec ruby .smtp-ca/check.rb "$@"'
-)
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -110,16 +107,7 @@ class DynoRun:
 def run_check(app: Path, config_vars: Mapping[str, str], *arguments: str) -> DynoRun:
     """``heroku run ruby .smtp-ca/check.rb ARGS`` as a dyno starts it."""
     started = time.monotonic()
-    completed = subprocess.run(
-        ["bash", "-c", CHECK_COMMAND, "check", *arguments],
-        cwd=app,
-        env=dyno_environment(app, config_vars),
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+    completed = run_dyno_check(app, config_vars, *arguments)
     return DynoRun(
         completed.returncode, completed.stdout, completed.stderr, time.monotonic() - started
     )

@@ -37,6 +37,10 @@ APT_INSTALL_COMMAND = "apt-get install -y ruby ruby-actionmailer ruby-railties"
 DYNO_COMMAND = (
     'for f in .profile.d/*.sh; do [ -r "$f" ] && . "$f"; done; exec ruby bin/send-test-mail'
 )
+# ``heroku run ruby .smtp-ca/check.rb ARGS``: the same dyno start, the build's dyno check.
+DYNO_CHECK_COMMAND = (
+    'for f in .profile.d/*.sh; do [ -r "$f" ] && . "$f"; done; exec ruby .smtp-ca/check.rb "$@"'
+)
 
 _BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
 
@@ -123,6 +127,22 @@ def run_delivery(
     """
     return subprocess.run(
         ["bash", "-c", DYNO_COMMAND],
+        cwd=app_dir,
+        env=dyno_environment(app_dir, env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def run_dyno_check(
+    app_dir: Path, env: Mapping[str, str], *arguments: str, timeout: float = 90.0
+) -> subprocess.CompletedProcess[str]:
+    """``ruby .smtp-ca/check.rb ARGS`` as ``heroku run`` starts it, like :func:`run_delivery`."""
+    return subprocess.run(
+        ["bash", "-c", DYNO_CHECK_COMMAND, "check", *arguments],
         cwd=app_dir,
         env=dyno_environment(app_dir, env),
         capture_output=True,
