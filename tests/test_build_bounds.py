@@ -26,9 +26,14 @@ from pathlib import Path
 import pytest
 import trustme
 
-from support.heroku import build_environment, clean_buildpack_copy, write_env_dir
+from support.heroku import (
+    build_environment,
+    clean_buildpack_copy,
+    offline_overrides,
+    write_env_dir,
+)
 from support.http_server import LocalServer
-from support.local_apt import LocalAptRepo, unreachable_url, write_apt_config
+from support.local_apt import LocalAptRepo
 from support.offline_inputs import Inputs, load_inputs
 from support.pipless_python import make_pipless_python
 from support.silent_server import SilentServer
@@ -95,10 +100,7 @@ class World:
             **extra,
         )
         if offline:
-            empty = where / "empty-wheelhouse"
-            empty.mkdir(parents=True, exist_ok=True)
-            env["PIP_FIND_LINKS"] = str(empty)
-            env["APT_CONFIG"] = str(write_apt_config(where / "offline-apt", unreachable_url()))
+            env.update(offline_overrides(where))
         return env
 
 

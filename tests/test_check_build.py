@@ -39,6 +39,13 @@ def intermediate(root: Issued) -> Issued:
     return issue("smtp-ca Build Issuing CA", root, ca=True)
 
 
+@pytest.fixture(scope="module")
+def stranger() -> tuple[Issued, Issued]:
+    """A leaf for localhost and its issuing CA, under a root the bundle does not hold."""
+    issuer = issue("smtp-ca Stranger CA", make_root("smtp-ca Stranger Root"), ca=True)
+    return issue("localhost", issuer, hostnames=("localhost",)), issuer
+
+
 @pytest.fixture
 def http() -> Iterator[LocalServer]:
     with LocalServer() as server:
@@ -201,10 +208,8 @@ def test_verify_mode_none_is_warned_and_peer_is_recommended_when_it_works(
     assert "SMTP_OPENSSL_VERIFY_MODE=peer works" in err
 
 
-def test_verify_mode_none_says_peer_would_fail(run: Run, intermediate: Issued) -> None:
-    stranger = issue("smtp-ca Stranger CA", make_root("smtp-ca Stranger Root"), ca=True)
-    leaf = issue("localhost", stranger, hostnames=("localhost",))
-    with SMTPTestServer(mode="starttls", ssl_context=server_context(leaf, stranger)) as server:
+def test_verify_mode_none_says_peer_would_fail(run: Run, stranger: tuple[Issued, Issued]) -> None:
+    with SMTPTestServer(mode="starttls", ssl_context=server_context(*stranger)) as server:
         run(server.port, SMTP_OPENSSL_VERIFY_MODE="none")
     assert "SMTP_OPENSSL_VERIFY_MODE=peer would fail with this bundle" in run.err.getvalue()
 
@@ -266,14 +271,13 @@ def test_the_bulk_mail_server_gets_its_own_step_and_result(run: Run, intermediat
 
 
 def test_a_strict_build_fails_when_only_the_bulk_mail_server_fails(
-    run: Run, intermediate: Issued
+    run: Run, intermediate: Issued, stranger: tuple[Issued, Issued]
 ) -> None:
     good = issue("localhost", intermediate, hostnames=("localhost",))
-    stranger = issue("smtp-ca Stranger CA", make_root("smtp-ca Stranger Root"), ca=True)
-    bad = issue("localhost", stranger, hostnames=("localhost",))
+    bad, stranger_ca = stranger
     with (
         SMTPTestServer(mode="starttls", ssl_context=server_context(good, intermediate)) as main,
-        SMTPTestServer(mode="starttls", ssl_context=server_context(bad, stranger)) as bulk,
+        SMTPTestServer(mode="starttls", ssl_context=server_context(bad, stranger_ca)) as bulk,
         pytest.raises(BuildError) as raised,
     ):
         run(
@@ -290,14 +294,15 @@ def test_a_strict_build_fails_when_only_the_bulk_mail_server_fails(
     assert not (run.build_dir / BUNDLE).exists()
 
 
-def test_a_strict_build_checks_every_server_before_it_fails(run: Run) -> None:
+def test_a_strict_build_checks_every_server_before_it_fails(
+    run: Run, stranger: tuple[Issued, Issued]
+) -> None:
     """Both servers fail: the log says why for each, under its own step, then the build fails
     once, so one deploy shows everything to fix."""
-    stranger = issue("smtp-ca Stranger CA", make_root("smtp-ca Stranger Root"), ca=True)
-    bad = issue("localhost", stranger, hostnames=("localhost",))
+    bad, stranger_ca = stranger
     with (
-        SMTPTestServer(mode="starttls", ssl_context=server_context(bad, stranger)) as main,
-        SMTPTestServer(mode="starttls", ssl_context=server_context(bad, stranger)) as bulk,
+        SMTPTestServer(mode="starttls", ssl_context=server_context(bad, stranger_ca)) as main,
+        SMTPTestServer(mode="starttls", ssl_context=server_context(bad, stranger_ca)) as bulk,
         pytest.raises(BuildError) as raised,
     ):
         run(
@@ -320,11 +325,10 @@ def test_a_strict_build_checks_every_server_before_it_fails(run: Run) -> None:
 
 
 def test_a_warn_build_warns_about_the_bulk_mail_server_and_builds(
-    run: Run, intermediate: Issued
+    run: Run, intermediate: Issued, stranger: tuple[Issued, Issued]
 ) -> None:
-    stranger = issue("smtp-ca Stranger CA", make_root("smtp-ca Stranger Root"), ca=True)
-    bad = issue("localhost", stranger, hostnames=("localhost",))
-    with SMTPTestServer(mode="starttls", ssl_context=server_context(bad, stranger)) as bulk:
+    bad, stranger_ca = stranger
+    with SMTPTestServer(mode="starttls", ssl_context=server_context(bad, stranger_ca)) as bulk:
         run(
             1,
             SMTP_SERVER="",

@@ -25,7 +25,14 @@ import trustme
 
 from support.chroots import ChrootSession, add_to_system_store, require_chroot
 from support.heroku26 import Heroku26Build
-from support.rails_app import DYNO_COMMAND, Shape, make_rails_app, smtp_config_vars
+from support.rails_app import (
+    DYNO_CHECK_COMMAND,
+    DYNO_COMMAND,
+    Shape,
+    delivery_output,
+    make_rails_app,
+    smtp_config_vars,
+)
 from support.smtp_server import SMTPTestServer
 from support.world import World, godaddy_vars
 
@@ -99,10 +106,6 @@ def start_dyno(
     return session.run(["bash", "-c", command], env=env, cwd="/app", timeout=120)
 
 
-def output(proc: subprocess.CompletedProcess[str]) -> str:
-    return f"--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr}"
-
-
 def build_app(
     world: World,
     tmp_path: Path,
@@ -140,17 +143,17 @@ def test_ruby_27_trusts_only_ca_file_and_the_buildpack_gives_it_one(
         add_to_system_store(session, "provider", provider_ca.cert_pem.bytes())
 
     seed = start_dyno(old, app, config_vars)
-    assert seed.returncode != 0, output(seed)
-    assert "certificate verify failed" in seed.stderr, output(seed)
+    assert seed.returncode != 0, delivery_output(seed)
+    assert "certificate verify failed" in seed.stderr, delivery_output(seed)
     assert provider_server.messages == ()
 
     modern = start_dyno(new, app, config_vars)
-    assert modern.returncode == 0, output(modern)
+    assert modern.returncode == 0, delivery_output(modern)
     provider_server.wait_for_messages(1)
 
     built = build_app(world, tmp_path / "build", "mastodon-1.3", config_vars, provider_ca)
     fixed = start_dyno(old, built, config_vars)
-    assert fixed.returncode == 0, output(fixed)
+    assert fixed.returncode == 0, delivery_output(fixed)
     assert "DELIVERED" in fixed.stdout
     _, message = provider_server.wait_for_messages(2)
     assert message.tls
@@ -181,12 +184,12 @@ def test_each_mastodon_shape_delivers_on_its_eras_ruby(
     config_vars = mail_vars(provider_server)
 
     before = start_dyno(session, make_rails_app(tmp_path / "plain-app", shape), config_vars)
-    assert before.returncode != 0, output(before)
-    assert "certificate verify failed" in before.stderr, output(before)
+    assert before.returncode != 0, delivery_output(before)
+    assert "certificate verify failed" in before.stderr, delivery_output(before)
 
     built = build_app(world, tmp_path / "build", shape, config_vars, provider_ca)
     after = start_dyno(session, built, config_vars)
-    assert after.returncode == 0, output(after)
+    assert after.returncode == 0, delivery_output(after)
     assert "DELIVERED" in after.stdout
     (message,) = provider_server.wait_for_messages(1)
     assert message.tls
@@ -208,22 +211,20 @@ def test_mail_28_refuses_mastodon_1x_starttls_auto_true_and_the_build_said_so(
     assert build.returncode == 0, build.output
 
     modern = start_dyno(era_session("trixie", tmp_path), app, config_vars)
-    assert modern.returncode != 0, output(modern)
+    assert modern.returncode != 0, delivery_output(modern)
     error = 'ArgumentError: Unrecognized :enable_starttls_auto value "true"'
-    assert error in modern.stderr, output(modern)
+    assert error in modern.stderr, delivery_output(modern)
     assert error in build.stderr
     assert provider_server.messages == ()
 
     # mail 2.7 takes the string and goes on to the handshake (which the GoDaddy bundle, not
     # the provider's, cannot verify).
     old = start_dyno(era_session("bullseye", tmp_path), app, config_vars)
-    assert "ArgumentError" not in old.stderr, output(old)
-    assert "certificate verify failed" in old.stderr, output(old)
+    assert "ArgumentError" not in old.stderr, delivery_output(old)
+    assert "certificate verify failed" in old.stderr, delivery_output(old)
 
 
 # 3. The dyno check, with each era's Ruby ---------------------------------------------------------
-
-DYNO_CHECK = 'for f in .profile.d/*.sh; do [ -r "$f" ] && . "$f"; done; exec ruby .smtp-ca/check.rb'
 
 
 @pytest.mark.parametrize(
@@ -257,19 +258,19 @@ def test_the_dyno_check_runs_on_each_eras_ruby_and_knows_its_trust(
     built = build_app(world, tmp_path / "build", shape, config_vars, provider_ca)
     (built / "other-ca.pem").write_bytes(trustme.CA().cert_pem.bytes())
 
-    check = start_dyno(session, built, config_vars, command=DYNO_CHECK)
-    assert check.returncode == 0, output(check)
-    assert trust_line in check.stdout, output(check)
+    check = start_dyno(session, built, config_vars, command=DYNO_CHECK_COMMAND)
+    assert check.returncode == 0, delivery_output(check)
+    assert trust_line in check.stdout, delivery_output(check)
     assert f"localhost:{provider_server.port} (STARTTLS): verified" in check.stdout
     assert PASSWORD not in check.stdout + check.stderr
     assert provider_server.messages == ()  # the check sends no mail
 
     add_to_system_store(session, "provider", provider_ca.cert_pem.bytes())
     elsewhere = {**config_vars, "SMTP_CA_FILE": "/app/other-ca.pem"}
-    check = start_dyno(session, built, elsewhere, command=DYNO_CHECK)
+    check = start_dyno(session, built, elsewhere, command=DYNO_CHECK_COMMAND)
     mail = start_dyno(session, built, elsewhere)
-    assert (check.returncode == 0) is store_saves_it, output(check)
-    assert (mail.returncode == 0) is store_saves_it, output(mail)
+    assert (check.returncode == 0) is store_saves_it, delivery_output(check)
+    assert (mail.returncode == 0) is store_saves_it, delivery_output(mail)
 
 
 # 4. heroku-26: a build with Python 3.14 and no pip, inside sid ----------------------------------
@@ -280,7 +281,7 @@ def test_heroku_26_builds_cold_and_warm_with_python_314_inside_sid(
 ) -> None:
     session = era_session("sid", tmp_path)
     version = session.run(["python3", "-c", "import sys; print(sys.version_info[:2])"])
-    assert version.stdout.strip() == "(3, 14)", output(version)
+    assert version.stdout.strip() == "(3, 14)", delivery_output(version)
     assert session.run(["python3", "-m", "pip", "--version"]).returncode != 0
 
     with Heroku26Build(session, world.inputs, tmp_path / "apt") as heroku26:
@@ -288,15 +289,15 @@ def test_heroku_26_builds_cold_and_warm_with_python_314_inside_sid(
         cold = heroku26.compile(
             "cold", {**mail_vars(provider_server), **bundle_vars, "SMTP_CA_CHECK": "strict"}
         )
-        assert cold.returncode == 0, output(cold)
-        assert "This python3 has no pip" in cold.stdout, output(cold)
+        assert cold.returncode == 0, delivery_output(cold)
+        assert "This python3 has no pip" in cold.stdout, delivery_output(cold)
         assert any("python3-pip" in path for path in heroku26.apt.requests)
         assert f"localhost:{provider_server.port} (STARTTLS): verified" in cold.stdout
         built = heroku26.app("cold")
         assert (built / ".smtp-ca" / "ca-bundle.pem").is_file()
         assert (built / ".profile.d" / "smtp-ca.sh").is_file()
         deps = session.path("/cache/smtp-ca/python-deps")
-        assert list(deps.glob("*/markupsafe/_speedups.cpython-314-*.so")), output(cold)
+        assert list(deps.glob("*/markupsafe/_speedups.cpython-314-*.so")), delivery_output(cold)
 
         # Warm: the same cache, no apt, no pip; a server no bundle anchors fails strict.
         requests_before = len(heroku26.apt.requests)
@@ -305,11 +306,11 @@ def test_heroku_26_builds_cold_and_warm_with_python_314_inside_sid(
                 "warm", {**mail_vars(stranger), **bundle_vars, "SMTP_CA_CHECK": "strict"}
             )
         assert len(heroku26.apt.requests) == requests_before
-    assert warm.returncode == 1, output(warm)
+    assert warm.returncode == 1, delivery_output(warm)
     assert "Using cached dependencies" in warm.stdout
     assert "This python3 has no pip" not in warm.stdout
     assert " !     " in warm.stderr
-    assert "certificate verify failed" in warm.stderr, output(warm)
+    assert "certificate verify failed" in warm.stderr, delivery_output(warm)
     assert "Traceback" not in warm.stdout + warm.stderr
     assert PASSWORD not in warm.stdout + warm.stderr
     assert not heroku26.app("warm").joinpath(".smtp-ca").exists()

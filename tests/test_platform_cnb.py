@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,12 +14,8 @@ from smtp_ca.output import Log, Redactor
 from smtp_ca.pipeline import read_settings
 from smtp_ca.platforms.cnb import CnbPlatform, stack_from_target
 from smtp_ca.wiring import BUNDLE_PATH, INITIALIZER_PATH, commit, plan_wiring
+from support.cnb import read_toml
 from support.heroku import clean_buildpack_copy
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    tomllib = pytest.importorskip("tomli")
 
 PEM = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 
@@ -66,16 +61,11 @@ def _platform(tmp_path: Path) -> CnbPlatform:
     return CnbPlatform.from_environment(environ, tmp_path / "app")
 
 
-def _toml(path: Path) -> dict[str, object]:
-    with path.open("rb") as handle:
-        return tomllib.load(handle)
-
-
 def test_the_platform_declares_its_cache_layer_before_any_work(tmp_path: Path) -> None:
     platform = _platform(tmp_path)
     assert platform.cache_dir == tmp_path / "layers" / "cache"
     assert platform.cache_dir.is_dir()
-    assert _toml(tmp_path / "layers" / "cache.toml") == {
+    assert read_toml(tmp_path / "layers" / "cache.toml") == {
         "types": {"launch": False, "build": False, "cache": True}
     }
     assert platform.config_dir == tmp_path / "platform" / "env"
@@ -116,7 +106,7 @@ def test_wiring_writes_the_app_files_and_the_ca_file_layer(tmp_path: Path) -> No
     assert (app / INITIALIZER_PATH).is_file()
     assert not (app / ".profile.d").exists()  # never sourced on CNB
     layers = tmp_path / "layers"
-    assert _toml(layers / "ca-file.toml") == {
+    assert read_toml(layers / "ca-file.toml") == {
         "types": {"launch": True, "build": True, "cache": False}
     }
     written = {
@@ -140,7 +130,7 @@ def test_a_restored_metadata_only_declaration_is_replaced(tmp_path: Path) -> Non
     restored.write_text("")  # what the restorer leaves of last build's launch layer
     app = tmp_path / "app"
     commit(app, plan_wiring(app, PEM, platform.runtime_files(BUNDLE_PATH)))
-    assert _toml(restored)["types"] == {"launch": True, "build": True, "cache": False}
+    assert read_toml(restored)["types"] == {"launch": True, "build": True, "cache": False}
 
 
 def test_cnb_detect_passes_and_plans_nothing(tmp_path: Path) -> None:

@@ -6,7 +6,8 @@ hands each retry to the caller as a ``RetryNote`` (which attempt failed, why, ho
 next), waits ``backoff_factor * 2**(n-1)`` seconds before the n-th retry, and gives up instead
 of retrying when the wait would end past ``ends_at``.
 
-Imported only by ``fetch.fetch_url``, after ``requests``: a warm build never loads urllib3.
+Imported only by ``fetch.fetch_url``, after ``requests``: it adds nothing to what a download
+loads already (``requests`` brings urllib3).
 """
 
 from __future__ import annotations

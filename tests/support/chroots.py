@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 
-import pytest
+from support.offline_inputs import skip_or_fail
 
 REPO = Path(__file__).resolve().parents[2]
 PREPARE = REPO / ".ci" / "prepare-chroots"
@@ -81,9 +81,7 @@ def require_chroot(suite: str) -> Path:
     problem, found = chroot_problem(suite)
     if found is not None:
         return found
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{problem}; CI must be able to run the era tests", pytrace=False)
-    pytest.skip(problem)
+    skip_or_fail(f"{problem}; CI must be able to run the era tests")
 
 
 @functools.cache

@@ -39,16 +39,25 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from support.heroku import clean_buildpack_copy
-from support.offline_inputs import REPO
+from support.offline_inputs import REPO, inputs_root, skip_or_fail
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     tomllib = pytest.importorskip("tomli")
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file the lifecycle or a buildpack wrote (group.toml, a layer's declaration)."""
+    with path.open("rb") as handle:
+        data: dict[str, Any] = tomllib.load(handle)
+    return data
+
 
 LIFECYCLE_USER = "smtp-ca-cnb"
 # The newest Platform API the pinned lifecycle (0.21) supports.
@@ -73,12 +82,6 @@ def buildpack_descriptor() -> tuple[str, str]:
     with (REPO / "buildpack.toml").open("rb") as handle:
         descriptor = tomllib.load(handle)["buildpack"]
     return str(descriptor["id"]), str(descriptor["version"])
-
-
-def _missing(message: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
 
 
 @dataclass(frozen=True)
@@ -132,7 +135,7 @@ def lifecycle_account() -> Account:
     try:
         entry = pwd.getpwnam(LIFECYCLE_USER)
     except KeyError:
-        _missing(
+        skip_or_fail(
             f"the user {LIFECYCLE_USER} is missing; the CNB detector and builder refuse to run "
             "as root: run .ci/prepare-lifecycle (scripts/setup-dev does)"
         )
@@ -172,10 +175,9 @@ class Lifecycle:
 def find_lifecycle() -> Lifecycle:
     """The lifecycle .ci/prepare-lifecycle built; a skip (a failure with CI=true) if none."""
     version = lifecycle_version()
-    inputs = Path(os.environ.get("SMTP_CA_TEST_INPUTS") or REPO / ".test-inputs")
-    bin_dir = inputs / "lifecycle" / version
+    bin_dir = inputs_root() / "lifecycle" / version
     if not all((bin_dir / name).is_file() for name in ("lifecycle", "launcher", "builder")):
-        _missing(f"the CNB lifecycle {version} is not in {bin_dir}: run .ci/prepare-lifecycle")
+        skip_or_fail(f"the CNB lifecycle {version} is not in {bin_dir}: run .ci/prepare-lifecycle")
     return Lifecycle(version, bin_dir, lifecycle_account())
 
 
@@ -210,11 +212,10 @@ def pipless_python_base(account: Account) -> Path:
             continue
         if completed.returncode == 0 and completed.stdout.strip() == wanted:
             return candidate
-    _missing(
+    skip_or_fail(
         f"no {wanted} interpreter that the user {LIFECYCLE_USER} can run (the tests' own is "
         f"{sys.executable}); the CNB build needs one"
     )
-    raise AssertionError  # unreachable: _missing raises
 
 
 # --- the platform's directories -------------------------------------------------------------
@@ -381,8 +382,7 @@ def restore_layers(previous: Path, layers: Path) -> None:
         for descriptor in buildpack_layers.glob("*.toml"):
             if descriptor.name == "store.toml":
                 continue
-            with descriptor.open("rb") as handle:
-                data = tomllib.load(handle)
+            data = read_toml(descriptor)
             # The buildpack keeps no layer metadata, so the restored file is just empty.
             assert not data.get("metadata"), f"{descriptor} has metadata the harness drops"
             target = layers / buildpack_layers.name

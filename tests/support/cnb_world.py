@@ -39,7 +39,7 @@ from support.cnb import (
     pipless_python_base,
     run_phases,
 )
-from support.godaddy import GODADDY_BUNDLE, GODADDY_SHA256
+from support.godaddy import GODADDY_PEM, GODADDY_SHA256
 from support.heroku import build_environment
 from support.http_server import LocalServer
 from support.local_apt import LocalAptRepo, unreachable_url, write_apt_config
@@ -197,7 +197,7 @@ def open_cnb_world() -> Iterator[CnbWorld]:
             )
             # One cold build fills the cache layer that the other builds start from, with the
             # real GoDaddy bundle (served over HTTPS: the checkout may be out of reach).
-            godaddy = world.bundle_vars("/gd_bundle-g2-g1.crt", GODADDY_BUNDLE.read_bytes())
+            godaddy = world.bundle_vars("/gd_bundle-g2-g1.crt", GODADDY_PEM)
             assert godaddy["SMTP_CA_BUNDLE_SHA256"] == GODADDY_SHA256
             cold = world.build("cold", godaddy, cold=True)
             assert cold.returncode == 0, cold.output

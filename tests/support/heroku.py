@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from support.local_apt import unreachable_url, write_apt_config
 from support.offline_inputs import REPO, Inputs
 
 # What a build needs; everything else (tests, scripts, docs) is left out of the copy, as the
@@ -65,6 +66,18 @@ def build_environment(
     }
     env.update(extra)
     return env
+
+
+def offline_overrides(where: Path) -> dict[str, str]:
+    """Build environment entries that take the network away from a build: an empty wheelhouse
+    and an apt repository where nothing listens, made under ``where``. A build that still needs
+    either fails, which is what a warm build must not need."""
+    empty_wheelhouse = where / "empty-wheelhouse"
+    empty_wheelhouse.mkdir(parents=True, exist_ok=True)
+    return {
+        "PIP_FIND_LINKS": str(empty_wheelhouse),
+        "APT_CONFIG": str(write_apt_config(where / "offline-apt", unreachable_url())),
+    }
 
 
 def write_env_dir(env_dir: Path, config_vars: Mapping[str, str]) -> Path:

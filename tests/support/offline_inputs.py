@@ -11,6 +11,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -23,8 +24,21 @@ class Inputs:
     debs: list[Path]
 
 
+def inputs_root() -> Path:
+    """Where .ci/prepare-test-inputs (and .ci/prepare-lifecycle) put the test inputs."""
+    return Path(os.environ.get("SMTP_CA_TEST_INPUTS") or REPO / ".test-inputs")
+
+
+def skip_or_fail(message: str) -> NoReturn:
+    """Skips the calling test for a missing prerequisite; with CI=true fails it, because CI
+    must install everything the tests need."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
 def load_inputs() -> Inputs:
-    root = Path(os.environ.get("SMTP_CA_TEST_INPUTS") or REPO / ".test-inputs")
+    root = inputs_root()
     wheelhouse = root / "wheelhouse"
     debs = sorted((root / "debs").glob("python3-pip_*.deb"))
     problems = []
@@ -35,8 +49,5 @@ def load_inputs() -> Inputs:
     if shutil.which("dpkg-scanpackages") is None:
         problems.append("dpkg-scanpackages is missing (apt-get install dpkg-dev)")
     if problems:
-        message = "; ".join(problems) + ": run .ci/prepare-test-inputs"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_or_fail("; ".join(problems) + ": run .ci/prepare-test-inputs")
     return Inputs(wheelhouse, debs)

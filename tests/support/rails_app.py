@@ -18,13 +18,14 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-import pytest
+from support.offline_inputs import skip_or_fail
 
 Shape = Literal["mastodon-1.3", "mastodon-1.4", "mastodon-3.5"]
 SHAPES: tuple[Shape, ...] = get_args(Shape)
@@ -125,24 +126,21 @@ def run_delivery(
     ``env`` are the app's config vars; see :func:`dyno_environment` for what is added. Never
     raises on a failed delivery: check ``returncode`` and :func:`delivery_output`.
     """
-    return subprocess.run(
-        ["bash", "-c", DYNO_COMMAND],
-        cwd=app_dir,
-        env=dyno_environment(app_dir, env),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+    return _start_as_dyno(DYNO_COMMAND, app_dir, env, timeout=timeout)
 
 
 def run_dyno_check(
     app_dir: Path, env: Mapping[str, str], *arguments: str, timeout: float = 90.0
 ) -> subprocess.CompletedProcess[str]:
     """``ruby .smtp-ca/check.rb ARGS`` as ``heroku run`` starts it, like :func:`run_delivery`."""
+    return _start_as_dyno(DYNO_CHECK_COMMAND, app_dir, env, *arguments, timeout=timeout)
+
+
+def _start_as_dyno(
+    command: str, app_dir: Path, env: Mapping[str, str], *arguments: str, timeout: float
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["bash", "-c", DYNO_CHECK_COMMAND, "check", *arguments],
+        ["bash", "-c", command, "dyno", *arguments],
         cwd=app_dir,
         env=dyno_environment(app_dir, env),
         capture_output=True,
@@ -151,6 +149,15 @@ def run_dyno_check(
         check=False,
         stdin=subprocess.DEVNULL,
     )
+
+
+def assert_no_secret_or_backtrace(output: str, *secrets: str) -> None:
+    """What a dyno printed holds none of ``secrets``, no Python traceback and no Ruby
+    backtrace line."""
+    for secret in secrets:
+        assert secret not in output
+    assert "Traceback" not in output
+    assert not re.search(r"\.rb:\d+:in ", output), output  # a Ruby backtrace line
 
 
 def delivery_output(proc: subprocess.CompletedProcess[str]) -> str:
@@ -200,6 +207,4 @@ def require_ruby_rails() -> None:
     problem = ruby_rails_problem()
     if problem is None:
         return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{problem}; CI must install them: {APT_INSTALL_COMMAND}", pytrace=False)
-    pytest.skip(f"{problem} (install with: {APT_INSTALL_COMMAND})")
+    skip_or_fail(f"{problem}; install them: {APT_INSTALL_COMMAND}")

@@ -28,10 +28,11 @@ from support.heroku import (
     build_environment,
     clean_buildpack_copy,
     compile_app,
+    offline_overrides,
     write_env_dir,
 )
 from support.http_server import LocalServer
-from support.local_apt import LocalAptRepo, unreachable_url, write_apt_config
+from support.local_apt import LocalAptRepo
 from support.offline_inputs import Inputs, load_inputs
 from support.pipless_python import make_pipless_python
 
@@ -76,10 +77,7 @@ class World:
             REQUESTS_CA_BUNDLE=str(self.bundle_host_ca),
         )
         if offline:
-            empty_wheelhouse = where / "empty-wheelhouse"
-            empty_wheelhouse.mkdir(parents=True, exist_ok=True)
-            env["PIP_FIND_LINKS"] = str(empty_wheelhouse)
-            env["APT_CONFIG"] = str(write_apt_config(where / "offline-apt", unreachable_url()))
+            env.update(offline_overrides(where))
         return env
 
     def build(
