@@ -194,6 +194,16 @@ def test_output_loads_into_openssl(tmp_path: Path, cache: Path) -> None:
     assert prepared.certificate_count == 3 + prepared.public_root_count
 
 
+def test_a_warm_build_from_a_file_source_writes_nothing_to_the_cache(cache: Path) -> None:
+    settings = settings_for(file_url(GODADDY_PATH), DEFAULT_BUNDLE_SHA256)
+    run(settings, cache)
+    before = {path: path.stat().st_mtime_ns for path in cache.rglob("*") if path.is_file()}
+    prepared, _ = run(settings, cache)
+    after = {path: path.stat().st_mtime_ns for path in cache.rglob("*") if path.is_file()}
+    assert after == before
+    assert prepared.certificate_count == 3 + prepared.public_root_count
+
+
 def test_output_header_comments_name_each_certificate(cache: Path) -> None:
     prepared, _ = run(settings_for(file_url(GODADDY_PATH), DEFAULT_BUNDLE_SHA256), cache)
     text = prepared.pem.decode()

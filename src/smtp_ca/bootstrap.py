@@ -31,6 +31,7 @@ import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from pathlib import Path
 
 from smtp_ca.certificates import SYSTEM_STORE
@@ -38,6 +39,8 @@ from smtp_ca.errors import BuildError
 from smtp_ca.files import write_atomically
 from smtp_ca.output import Log, url_secrets
 
+# How classic Heroku users start the build cache afresh; each platform says it its own way.
+CLASSIC_CACHE_RESET_HINT = "Clear the build cache (heroku builds:cache:purge) and build again."
 MARKER_NAME = ".smtp-ca-complete.json"
 MARKER_FORMAT = 2  # 2: the marker lists every file and its size
 STAGING_PREFIX = ".staging-"
@@ -108,7 +111,7 @@ def ensure_dependencies(
     env_dir: Path | None,
     lock_file: Path,
     log: Log,
-    reset_hint: str = "Clear the build cache (heroku builds:cache:purge) and build again.",
+    reset_hint: str = CLASSIC_CACHE_RESET_HINT,
 ) -> Path:
     """Returns a directory holding the locked dependencies, installing them first if needed.
 
@@ -186,12 +189,10 @@ def _forget_other_stack(layout: _Layout, stack: str) -> str | None:
         _remove(layout.deps)
         _remove(layout.pip)
         _remove(layout.apt)
-    try:
-        layout.root.mkdir(parents=True, exist_ok=True)
+    # Failing only costs an announcement on the next stack change; the install reports real
+    # errors.
+    with suppress(OSError):
         write_atomically(layout.stack_file, (stack + "\n").encode())
-    except OSError:
-        # Only costs an announcement on the next stack change; the install reports real errors.
-        pass
     return previous or None
 
 

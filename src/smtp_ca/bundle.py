@@ -153,12 +153,17 @@ def prepare_bundle(
     key = _merge_key(read, certs, public)
     merged_cache = MergedCache(directory, log)
     merged = merged_cache.load(key, now)
+    merged_was_cached = merged is not None
     if merged is None:
         content = _keep_source_certificates(read, now) if read else None
         added = _keep_added_certificates(certs, content, now) if certs else None
         merged = _merge(content, added, public, now)
         merged_cache.store(key, merged)
-    if read is not None and read.origin in ("network", "file") and settings.url is not None:
+    # A download is kept for its validators. A file:// source is read on every build: its copy
+    # is kept only when these bytes are new, which a merged result cached under the same source
+    # hash rules out, so a warm build writes nothing.
+    fresh_file = read is not None and read.origin == "file" and not merged_was_cached
+    if read is not None and (read.origin == "network" or fresh_file) and settings.url is not None:
         SourceCache(directory, settings.url, log).store(
             read.data,
             etag=read.etag,

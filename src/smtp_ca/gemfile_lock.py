@@ -150,7 +150,10 @@ def tailor_to_gemfile_lock(
     lock = read_gemfile_lock(app_dir)
     if lock is None:
         return settings
-    advice = advise(settings, variables, lock, _read_text(app_dir / PRODUCTION_RB))
+    production_rb = (
+        _read_text(app_dir / PRODUCTION_RB) if _needs_production_rb(lock, variables) else None
+    )
+    advice = advise(settings, variables, lock, production_rb)
     log.step(f"Reading the app's {LOCK_NAME}")
     for line in advice.lines:
         log.info(line)
@@ -177,6 +180,19 @@ def _net_smtp(lock: LockedGems) -> tuple[str, bool] | None:
     if lock.ruby is not None:
         return f"Ruby {lock.ruby}'s net/smtp", _version(lock.ruby) >= _VERIFYING_RUBY
     return None
+
+
+def _needs_production_rb(lock: LockedGems | str, variables: Mapping[str, str]) -> bool:
+    """Whether the advice can use production.rb: only mail 2.8+ rejects the strings that
+    Mastodon 1.x-3.x passes, and only when those config vars are set."""
+    return (
+        isinstance(lock, LockedGems)
+        and lock.mail is not None
+        and _version(lock.mail) >= _STRICT_MAIL
+        and any(
+            variables.get(name) is not None for name in ("SMTP_ENABLE_STARTTLS_AUTO", "SMTP_TLS")
+        )
+    )
 
 
 def _strict_mail_notices(

@@ -152,10 +152,10 @@ class Settings:
     would read oddly): shown under the check's step."""
     user_bulk_ca_file: str | None = None
     ca_certs: str | None = None
+    """SMTP_CA_CERTS: PEM text of CA certificates, checked and merged by the bundle stage."""
     config_notices: tuple[str, ...] = ()
     """The same about the buildpack's own config vars (a pin that checks nothing, a name it does
     not read): shown under the bundle's step, the buildpack's first."""
-    """SMTP_CA_CERTS: PEM text of CA certificates, checked and merged by the bundle stage."""
     bulk_server: SmtpServer | None = None
     """Mastodon's bulk mailer (BULK_SMTP_*), when BULK_SMTP_SERVER is set."""
 

@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from smtp_ca.bootstrap import CLASSIC_CACHE_RESET_HINT
 from smtp_ca.errors import BuildError
 from smtp_ca.platforms import CACHE_NAMESPACE, RuntimeFile
 
@@ -29,7 +30,7 @@ class ClassicPlatform:
     buildpack_dir: Path
     config_dir_name: str = "ENV_DIR"
     cache_dir_name: str = "CACHE_DIR"
-    cache_reset_hint: str = "Clear the build cache (heroku builds:cache:purge) and build again."
+    cache_reset_hint: str = CLASSIC_CACHE_RESET_HINT
 
     @classmethod
     def from_arguments(
