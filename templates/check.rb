@@ -696,14 +696,14 @@ module SmtpCaDynoCheck
 
     def report_verify_mode(values, context)
       mode = context ? context.verify_mode : OpenSSL::SSL::VERIFY_PEER
-      var = var('SMTP_OPENSSL_VERIFY_MODE')
+      mode_var = var('SMTP_OPENSSL_VERIFY_MODE')
       set = values[:openssl_verify_mode]
       shown = set.nil? || set.to_s.empty? ? 'not set' : set.to_s
       if mode.nil? || mode == OpenSSL::SSL::VERIFY_NONE
         @out.info("Verify mode: none (openssl_verify_mode: #{shown})")
         @out.warn("the app does not verify the server's certificate: an impostor answering for " \
                   "#{host} would get its mail and its SMTP password. This check verifies anyway.")
-        @out.error("Fix: heroku config:set #{var}=peer once this check passes.")
+        @out.error("Fix: heroku config:set #{mode_var}=peer once this check passes.")
       else
         @out.info("Verify mode: peer (openssl_verify_mode: #{shown})")
       end
