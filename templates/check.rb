@@ -16,7 +16,6 @@
 # Exit status: 0 verified; 1 not verified, or could not check (the message says which); 2 a
 # usage mistake. Written for Ruby 2.7 and later: old Mastodon apps run old Rubies.
 
-require 'forwardable'
 require 'openssl'
 require 'timeout'
 
@@ -479,15 +478,20 @@ module SmtpCaDynoCheck
   end
 
   # Reads a session's facts by their names (where, trust, host...), for the classes below.
+  # (By hand, not with Forwardable: a gem loaded before the app boots can clash with the
+  # version in the app's Gemfile.lock.)
   module SessionFacts
-    extend Forwardable
+    %i[where var host port implicit starttls timeout].each do |name|
+      define_method(name) { |*arguments| @session.public_send(name, *arguments) }
+    end
 
-    def_delegators :@session, :where, :var, :host, :port, :implicit, :starttls, :timeout
-    def_delegator :@session, :trusted, :trust # Struct#trust is Object#trust, on Ruby 2.7
+    def trust
+      @session.trusted # not a member named trust: Object#trust exists on Ruby 2.7
+    end
   end
 
-  # Boots nothing and decides nothing: lets the mail gem build its SMTP session from the app's
-  # settings as a delivery does, reports how it is set up, and handshakes.
+  # Lets the mail gem build its SMTP session from the app's settings as a delivery does,
+  # reports how it is set up, and handshakes (App has booted the app).
   class Check
     include SessionFacts
 
