@@ -73,7 +73,7 @@ def settings_variable_names() -> set[str]:
 def template_variable_names() -> set[str]:
     """Variables the runtime files read or set (shell ${VAR} and Ruby ENV["VAR"])."""
     names: set[str] = set()
-    for template in TEMPLATES.glob("*.j2"):
+    for template in [*TEMPLATES.glob("*.j2"), *TEMPLATES.glob("*.rb")]:
         text = template.read_text(encoding="utf-8")
         names.update(re.findall(r"\$\{?((?:BULK_)?SMTP_[A-Z0-9_]+)", text))
         names.update(re.findall(r"ENV\[[\"']((?:BULK_)?SMTP_[A-Z0-9_]+)[\"']\]", text))

@@ -38,6 +38,7 @@ NEEDED = [
     "src/smtp_ca/__init__.py",
     "src/smtp_ca/__main__.py",
     "src/smtp_ca/settings.py",
+    "templates/check.rb",
     "templates/initializer.rb.j2",
     "templates/profile.sh.j2",
     "templates/export.sh.j2",
@@ -56,6 +57,7 @@ NOT_SHIPPED = [
     "CHANGELOG.md",
     "app.json",
     ".gitignore",
+    ".rubocop.yml",
 ]
 
 

@@ -30,6 +30,9 @@ INITIALIZER_PATH = "config/initializers/smtp_ca.rb"
 # The check a dyno runs with the app's own Ruby: ruby .smtp-ca/check.rb (heroku-24 has no python3).
 DYNO_CHECK_PATH = ".smtp-ca/check.rb"
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
+# A plain Ruby file, copied as it is (rubocop and minitest read the same file): it finds the
+# bundle beside itself and carries its own generated-by line.
+DYNO_CHECK_SOURCE = TEMPLATES_DIR / "check.rb"
 
 
 @dataclass(frozen=True)
@@ -120,8 +123,7 @@ def plan_wiring(
             )
     kept: list[str] = []
     if (app_dir / "config").is_dir():
-        check = render("check.rb.j2", bundle_path=BUNDLE_PATH)
-        files.append(PlannedFile(DYNO_CHECK_PATH, check.encode(), 0o755))
+        files.append(PlannedFile(DYNO_CHECK_PATH, DYNO_CHECK_SOURCE.read_bytes(), 0o755))
         initializer = app_dir / INITIALIZER_PATH
         if initializer.exists() and not is_generated(initializer):
             kept.append(INITIALIZER_PATH)

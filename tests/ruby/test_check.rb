@@ -1,0 +1,498 @@
+# frozen_string_literal: true
+
+# Unit tests for the pure parts of the dyno check (templates/check.rb): argument parsing,
+# redaction, how certificates and names are shown, where the CA file came from, and the
+# messages built from a failed verification. The end-to-end runs, with a booted Rails app and a
+# real SMTP server, are tests/test_dyno_check.py's.
+#
+#   ruby tests/ruby/test_check.rb
+
+require 'fileutils'
+require 'minitest/autorun'
+require 'net/smtp' # the check loads it before any connection (App.load_net_smtp)
+require 'openssl'
+require 'tmpdir'
+require_relative '../../templates/check'
+
+# Real certificates, made here with OpenSSL: a root, an intermediate, leaves.
+module Certs
+  module_function
+
+  def key
+    OpenSSL::PKey::EC.generate('prime256v1')
+  end
+
+  # rubocop:disable Metrics/ParameterLists -- a certificate has this many parts
+  def make(subject, key:, issuer: nil, issuer_key: nil, authority: false, san: nil,
+           not_before: Time.now - 3600, not_after: Time.now + (30 * 86_400))
+    cert = OpenSSL::X509::Certificate.new
+    cert.version = 2
+    cert.serial = rand(1 << 64)
+    cert.subject = OpenSSL::X509::Name.parse(subject)
+    cert.issuer = issuer ? issuer.subject : cert.subject
+    cert.public_key = key
+    cert.not_before = not_before
+    cert.not_after = not_after
+    extensions(cert, issuer || cert, authority, san)
+    cert.sign(issuer_key || key, OpenSSL::Digest.new('SHA256'))
+  end
+  # rubocop:enable Metrics/ParameterLists
+
+  def extensions(cert, issuer, is_ca, san)
+    factory = OpenSSL::X509::ExtensionFactory.new(issuer, cert)
+    cert.add_extension(factory.create_extension('basicConstraints', "CA:#{is_ca}", true))
+    cert.add_extension(factory.create_extension('subjectAltName', san)) if san
+  end
+end
+
+# A stand-in for the Probe: what OpenSSL had built when verification stopped.
+FakeProbe = Struct.new(:ssl_socket, :chain, :failure) # rubocop:disable Lint/StructNewOverride -- the Probe's names
+
+# Sources, sessions and contexts as the check builds them, without an app.
+module CheckTestHelpers
+  include SmtpCaDynoCheck
+
+  def source(prefix = '')
+    SmtpCaDynoCheck::App::Source.new('ActionMailer::Base.smtp_settings', {}, prefix)
+  end
+
+  def session(trust: nil, host: 'smtp.example.com', port: 587, implicit: false, prefix: '')
+    SmtpCaDynoCheck::Session.new(source(prefix), trust, nil, host, port, implicit, :auto, 10.0)
+  end
+
+  # A context as net-smtp 0.2+ makes it: the default store, plus the ca_file given.
+  def context(ca_file: nil, default_store: true)
+    context = OpenSSL::SSL::SSLContext.new
+    context.ca_file = ca_file
+    context.cert_store = OpenSSL::X509::Store.new if default_store
+    context
+  end
+
+  def with_env(values)
+    saved = values.keys.to_h { |name| [name, ENV.fetch(name, nil)] }
+    values.each { |name, value| ENV[name] = value }
+    yield
+  ensure
+    saved.each { |name, value| ENV[name] = value }
+  end
+end
+
+# ruby .smtp-ca/check.rb [--bulk] [--timeout SECONDS]
+class TestArguments < Minitest::Test
+  def parse(*argv)
+    SmtpCaDynoCheck::Arguments.parse(argv)
+  end
+
+  def test_defaults_to_the_main_settings_and_ten_seconds
+    options = parse
+    refute options.bulk
+    assert_in_delta 10.0, options.timeout
+  end
+
+  def test_reads_bulk_and_both_spellings_of_timeout
+    assert parse('--bulk').bulk
+    assert_in_delta 2.5, parse('--timeout', '2.5').timeout
+    assert_in_delta 3.0, parse('--timeout=3').timeout
+  end
+
+  def test_refuses_a_timeout_that_is_not_plain_seconds_within_the_bound
+    ['0', '-1', '1e3', '121', 'ten', ''].each do |value|
+      error = assert_raises(SmtpCaDynoCheck::UsageError) { parse("--timeout=#{value}") }
+      assert_equal "--timeout #{value.inspect}: give seconds above 0 and at most 120, in plain " \
+                   'digits (10, 2.5).', error.message
+    end
+  end
+
+  def test_names_a_missing_timeout_and_an_unknown_argument
+    error = assert_raises(SmtpCaDynoCheck::UsageError) { parse('--timeout') }
+    assert_equal '--timeout needs a number of seconds.', error.message
+    error = assert_raises(SmtpCaDynoCheck::UsageError) { parse('--bluk') }
+    assert_equal 'unknown argument "--bluk".', error.message
+  end
+end
+
+# Heroku-style lines, and the login and password taken out of them.
+class TestOutput < Minitest::Test
+  def output(*secrets)
+    out = SmtpCaDynoCheck::Output.new
+    secrets.each { |secret| out.add_secret(secret) }
+    out
+  end
+
+  def test_writes_heroku_style_lines_to_stdout_and_stderr
+    stdout, stderr = capture_io do
+      out = output
+      out.step('Checking')
+      out.info('detail')
+      out.warn('careful')
+      out.error('broken')
+    end
+    assert_equal "-----> Checking\n       detail\n", stdout
+    assert_equal " !     Warning: careful\n !     broken\n", stderr
+  end
+
+  def test_a_long_secret_goes_wherever_it_occurs
+    out = output('SG.s3cret-password')
+    assert_equal 'key=[REDACTED]; again [REDACTED]x',
+                 out.redact('key=SG.s3cret-password; again SG.s3cret-passwordx')
+  end
+
+  def test_a_short_secret_goes_only_as_a_word_of_its_own
+    out = output('smtp')
+    assert_equal 'login [REDACTED] wrote smtp_ca.rb', out.redact('login smtp wrote smtp_ca.rb')
+  end
+
+  def test_punctuation_only_and_empty_values_are_not_secrets
+    out = output('--', '', nil)
+    assert_equal 'a -- b', out.redact('a -- b')
+  end
+
+  def test_the_inspected_form_of_a_secret_goes_too
+    out = output("pass\"word\n")
+    assert_equal 'answered "[REDACTED]"', out.redact('answered "pass\\"word\\n"')
+  end
+end
+
+# Certificates and names as the report shows them.
+class TestNames < Minitest::Test
+  Names = SmtpCaDynoCheck::Names
+
+  def setup
+    @root_key = Certs.key
+    @root = Certs.make('/O=Example Org/CN=Example Root CA', key: @root_key, authority: true)
+    @leaf = Certs.make('/CN=mail.example.com', key: Certs.key, issuer: @root,
+                                               issuer_key: @root_key,
+                                               san: 'DNS:mail.example.com,IP:127.0.0.1')
+  end
+
+  def test_name_of_prefers_cn_then_ou_then_o_then_the_whole_name
+    assert_equal 'Example Root CA', Names.name_of(@root.subject)
+    assert_equal 'Unit', Names.name_of(OpenSSL::X509::Name.parse('/O=Org/OU=Unit'))
+    assert_equal 'Org', Names.name_of(OpenSSL::X509::Name.parse('/C=DE/O=Org'))
+    assert_equal '/C=DE', Names.name_of(OpenSSL::X509::Name.parse('/C=DE'))
+  end
+
+  def test_printable_escapes_control_characters_and_replaces_broken_utf8
+    assert_equal 'a\\x0aforged line\\x1b[2J', Names.printable("a\nforged line\e[2J")
+    assert_equal 'caf? ok', Names.printable("caf\xC3 ok".b)
+    assert_equal 'Zürich', Names.printable('Zürich')
+  end
+
+  def test_a_name_with_a_line_break_cannot_forge_a_line
+    name = OpenSSL::X509::Name.new([['CN', "evil\n !     Fix: none"]])
+    assert_equal 'evil\\x0a !     Fix: none', Names.name_of(name)
+  end
+
+  def test_describes_a_certificate_and_a_chain_as_the_build_does
+    until_text = Names.day(@leaf.not_after)
+    assert_match(/\A\d{4}-\d\d-\d\d \d\d:\d\d UTC\z/, until_text)
+    assert_equal ["  1. mail.example.com, issued by Example Root CA, valid until #{until_text}",
+                  '  2. Example Root CA, issued by Example Root CA, valid until ' \
+                  "#{Names.day(@root.not_after)}"],
+                 Names.chain_lines([@leaf, @root])
+  end
+
+  def test_day_is_in_utc
+    assert_equal '2031-05-03 07:00 UTC', Names.day(Time.new(2031, 5, 3, 9, 0, 0, '+02:00'))
+  end
+
+  def test_self_issued_and_host_names
+    assert Names.self_issued?(@root)
+    refute Names.self_issued?(@leaf)
+    assert_equal ['mail.example.com', '127.0.0.1'], Names.host_names(@leaf)
+    assert_equal ['Example Root CA'], Names.host_names(@root) # no subjectAltName: the CN
+  end
+
+  def test_short_sha256_is_the_first_and_last_eight_hex_digits
+    digest = OpenSSL::Digest::SHA256.hexdigest(@leaf.to_der)
+    assert_equal "#{digest[0, 8]}…#{digest[-8, 8]}", Names.short_sha256(@leaf)
+  end
+
+  def test_pem_certificates_reads_each_block_and_marks_a_broken_one
+    Dir.mktmpdir do |dir|
+      path = File.join(dir, 'bundle.pem')
+      broken = "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n"
+      File.write(path, "# comment\n#{@root.to_pem}#{broken}#{@leaf.to_pem}")
+      read = Names.pem_certificates(path)
+      assert_equal([@root.to_der, nil, @leaf.to_der], read.map { |cert| cert&.to_der })
+    end
+  end
+end
+
+# How every line names the session.
+class TestSession < Minitest::Test
+  include CheckTestHelpers
+
+  def test_where_names_host_port_and_mode_with_an_ipv6_address_in_brackets
+    assert_equal 'smtp.example.com:587 (STARTTLS)', session.where
+    assert_equal '[::1]:465 (TLS)', session(host: '::1', port: 465, implicit: true).where
+  end
+
+  def test_config_var_names_follow_the_settings_prefix
+    assert_equal 'BULK_SMTP_SERVER', session(prefix: 'BULK_').var('SMTP_SERVER')
+  end
+end
+
+# Where the CA file came from, and the fix that goes with it.
+class TestTrust < Minitest::Test
+  include CheckTestHelpers
+
+  def setup
+    @app = File.realpath(Dir.mktmpdir)
+    Dir.mkdir(File.join(@app, '.smtp-ca'))
+    @bundle = File.join(@app, SmtpCaDynoCheck::BUNDLE_PATH)
+    File.write(@bundle, '')
+    @own = File.join(@app, 'own.pem')
+    File.write(@own, '')
+  end
+
+  def teardown
+    FileUtils.remove_entry(@app)
+  end
+
+  def trust(context)
+    SmtpCaDynoCheck::Trust.new(context, source, @app)
+  end
+
+  def test_the_bundle_named_by_the_config_var
+    with_env('SMTP_CA_FILE' => @bundle) do
+      found = trust(context(ca_file: @bundle))
+      assert_equal :bundle, found.origin
+      assert_equal 'the bundle the build wrote (.smtp-ca/ca-bundle.pem), named by SMTP_CA_FILE',
+                   found.describe_origin
+    end
+  end
+
+  def test_the_bundle_named_by_the_settings_and_a_relative_path
+    with_env('SMTP_CA_FILE' => nil) do
+      found = trust(context(ca_file: '.smtp-ca/ca-bundle.pem'))
+      assert_equal :bundle, found.origin
+      assert_match(/named by the app's settings\z/, found.describe_origin)
+    end
+  end
+
+  def test_another_file_from_the_config_var_or_the_settings
+    with_env('SMTP_CA_FILE' => @own) do
+      found = trust(context(ca_file: @own))
+      assert_equal :config_var, found.origin
+      assert_match(/\AUse the bundle: heroku config:unset SMTP_CA_FILE/,
+                   found.fix('the CA certificate X').split('. ', 2).last)
+    end
+    with_env('SMTP_CA_FILE' => nil) do
+      assert_equal :settings, trust(context(ca_file: @own)).origin
+    end
+  end
+
+  def test_no_ca_file_and_the_config_var_names_a_missing_file
+    with_env('SMTP_CA_FILE' => '/nowhere/ca.pem') do
+      found = trust(context)
+      assert_equal :none, found.origin
+      assert_equal "OpenSSL's default store", found.label
+      assert_equal 'SMTP_CA_FILE is set to /nowhere/ca.pem, which does not exist on this dyno.',
+                   found.unused_config_var
+      assert_match(/\ASMTP_CA_FILE names a file that is not on the dyno/, found.fix('X'))
+    end
+  end
+
+  def test_old_net_smtp_has_no_default_store
+    refute trust(context(default_store: false)).default_store
+    assert trust(nil).default_store # net-smtp makes its own context: the default store
+  end
+end
+
+# The lines before the handshake: the server, the CA file, the verify mode.
+class TestReport < Minitest::Test
+  include CheckTestHelpers
+
+  def report_lines(verify_mode, shown)
+    Dir.mktmpdir do |dir|
+      file = File.join(dir, 'ca.pem')
+      File.write(file, Certs.make('/CN=Root', key: Certs.key, authority: true).to_pem * 2)
+      used = context(ca_file: file)
+      used.verify_mode = verify_mode
+      trust = SmtpCaDynoCheck::Trust.new(used, source, dir)
+      checked = session(trust: trust)
+      checked.context = used
+      printed = capture_io do
+        SmtpCaDynoCheck::Report.new(SmtpCaDynoCheck::Output.new, checked)
+                               .setup({ openssl_verify_mode: shown })
+      end
+      printed.map { |text| text.split("\n") } << file
+    end
+  end
+
+  def test_reports_the_server_the_ca_file_and_a_verifying_mode
+    stdout, stderr, file = report_lines(OpenSSL::SSL::VERIFY_PEER, 'peer')
+    assert_includes stdout, '       Server: smtp.example.com:587, STARTTLS when the server ' \
+                            'offers it'
+    assert_includes stdout, "       ca_file: #{file}, from the app's own settings, not the " \
+                            'bundle the build wrote (.smtp-ca/ca-bundle.pem): exists, 2 ' \
+                            'certificates'
+    assert_includes stdout, '       ca_path: not set'
+    assert_includes stdout, '       Verify mode: peer (openssl_verify_mode: peer)'
+    assert_empty stderr
+  end
+
+  def test_warns_when_the_app_does_not_verify
+    stdout, stderr, = report_lines(OpenSSL::SSL::VERIFY_NONE, 'none')
+    assert_includes stdout, '       Verify mode: none (openssl_verify_mode: none)'
+    assert_equal [" !     Warning: the app does not verify the server's certificate: an " \
+                  'impostor answering for smtp.example.com would get its mail and its SMTP ' \
+                  'password. This check verifies anyway.',
+                  ' !     Fix: heroku config:set SMTP_OPENSSL_VERIFY_MODE=peer once this check ' \
+                  'passes.'], stderr
+  end
+
+  def test_an_unset_verify_mode_is_shown_as_not_set
+    stdout, = report_lines(OpenSSL::SSL::VERIFY_PEER, nil)
+    assert_includes stdout, '       Verify mode: peer (openssl_verify_mode: not set)'
+  end
+end
+
+# Failures outside certificate verification.
+class TestDiagnosis < Minitest::Test
+  include CheckTestHelpers
+
+  def setup
+    @app = Dir.mktmpdir
+  end
+
+  def teardown
+    FileUtils.remove_entry(@app)
+  end
+
+  def diagnosis(implicit: false, ca_file: nil)
+    trust = SmtpCaDynoCheck::Trust.new(context(ca_file: ca_file), source, @app)
+    SmtpCaDynoCheck::Diagnosis.new(session(trust: trust, implicit: implicit), @app)
+  end
+
+  def test_a_silent_server_on_the_starttls_port_may_want_tls_from_the_first_byte
+    failure = diagnosis.timeout_failure('waiting for the SMTP greeting')
+    assert_equal 'smtp.example.com:587 (STARTTLS): no answer within 10 s (waiting for the SMTP ' \
+                 'greeting).', failure.message
+    assert_equal 'A server that says nothing after the connection may expect TLS from the first ' \
+                 'byte (port 465 usually does): set SMTP_TLS=true. Otherwise check SMTP_SERVER ' \
+                 'and SMTP_PORT (a firewall may drop the connection), or raise --timeout.',
+                 failure.hint
+    assert_match(/\ACheck SMTP_SERVER/, diagnosis(implicit: true).timeout_failure('x').hint)
+  end
+
+  def test_a_socket_closed_in_the_handshake_points_at_the_tls_mode
+    failure = diagnosis.connection_failure(EOFError.new('end of file reached'),
+                                           'during the TLS handshake')
+    assert_equal 'smtp.example.com:587 (STARTTLS): the server closed the connection during the ' \
+                 'TLS handshake.', failure.message
+    assert_equal 'Check SMTP_PORT and SMTP_TLS: port 465 usually wants SMTP_TLS=true.',
+                 failure.hint
+  end
+
+  def test_a_refused_connection_and_a_name_that_does_not_resolve
+    refused = diagnosis.connection_failure(Errno::ECONNREFUSED.new, 'connecting')
+    assert_equal 'smtp.example.com:587 (STARTTLS): connection refused.', refused.message
+    unresolved = diagnosis.connection_failure(SocketError.new('getaddrinfo: nope'), 'connecting')
+    assert_equal 'Check SMTP_SERVER for a typo.', unresolved.hint
+  end
+
+  def test_a_missing_ca_file_is_found_before_any_connection
+    error = assert_raises(SmtpCaDynoCheck::Failure) do
+      diagnosis(ca_file: File.join(@app, 'gone.pem')).check_ca_files
+    end
+    assert_match(/the ca_file .*gone.pem does not exist on this dyno/, error.message)
+  end
+
+  def test_a_ca_file_without_pem
+    file = File.join(@app, 'empty.pem')
+    File.write(file, 'not a certificate')
+    error = assert_raises(SmtpCaDynoCheck::Failure) { diagnosis(ca_file: file).check_ca_files }
+    assert_equal "smtp.example.com:587 (STARTTLS): the ca_file #{file} holds no PEM certificate, " \
+                 'so OpenSSL cannot load it and every delivery fails.', error.message
+  end
+end
+
+# Why verification failed, from what OpenSSL reported and the chain it saw.
+class TestCertificateDiagnosis < Minitest::Test
+  include CheckTestHelpers
+
+  def setup
+    @root_key = Certs.key
+    @root = Certs.make('/CN=Provider Root CA', key: @root_key, authority: true)
+    @int_key = Certs.key
+    @int = Certs.make('/CN=Provider Intermediate', key: @int_key, issuer: @root,
+                                                   issuer_key: @root_key, authority: true)
+    @app = Dir.mktmpdir
+  end
+
+  def teardown
+    FileUtils.remove_entry(@app)
+  end
+
+  def leaf(**options)
+    Certs.make('/CN=mail.example.com', key: Certs.key, issuer: @int, issuer_key: @int_key,
+                                       san: 'DNS:mail.example.com,DNS:*.example.com', **options)
+  end
+
+  # What verify_failure makes of OpenSSL's code and message, with the chain it had built.
+  def diagnose(code, message, chain, host: 'smtp.example.com', **failure)
+    trust = SmtpCaDynoCheck::Trust.new(context, source, @app)
+    diagnosis = SmtpCaDynoCheck::CertificateDiagnosis.new(session(trust: trust, host: host))
+    diagnosis.verify_failure({ code: code, message: message, depth: 0, cert: nil, **failure },
+                             FakeProbe.new(nil, chain))
+  end
+
+  def test_a_leaf_without_its_intermediate_names_the_missing_issuer
+    failure = diagnose(20, 'unable to get local issuer certificate', [leaf])
+    assert_equal 'smtp.example.com:587 (STARTTLS): certificate verify failed: no certificate in ' \
+                 "OpenSSL's default store anchors the server's chain (unable to get local issuer " \
+                 'certificate).', failure.message
+    assert_equal ['The chain the server sent ends at mail.example.com, issued by Provider ' \
+                  "Intermediate: OpenSSL's default store holds no Provider Intermediate.",
+                  'The server sent only its own certificate: it may be missing its ' \
+                  'intermediate certificate.',
+                  'The server presented:'], failure.details[0, 3]
+  end
+
+  def test_a_chain_ending_at_a_root_the_store_lacks
+    failure = diagnose(19, 'self-signed certificate in certificate chain', [leaf, @int, @root])
+    assert_equal "The server's chain ends at the root Provider Root CA, which OpenSSL's default " \
+                 'store does not hold.', failure.details.first
+  end
+
+  def test_a_name_mismatch_suggests_a_name_the_certificate_holds
+    failure = diagnose(62, 'hostname mismatch', [leaf], host: '127.0.0.1')
+    assert_equal 'The certificate holds: mail.example.com, *.example.com.', failure.details.first
+    assert_match(/SMTP_SERVER is an IP address/, failure.details.last)
+    assert_match(/: heroku config:set SMTP_SERVER=mail.example.com\z/, failure.hint)
+  end
+
+  def test_an_expired_server_certificate_is_the_providers_to_renew
+    expired = leaf(not_before: Time.utc(2020, 1, 1), not_after: Time.utc(2021, 1, 1))
+    failure = diagnose(10, 'certificate has expired', [expired, @int])
+    assert_equal "smtp.example.com:587 (STARTTLS): the server's certificate, mail.example.com, " \
+                 'expired on 2021-01-01 00:00 UTC (certificate has expired).', failure.message
+    assert_match(/\AOnly the mail provider can fix this/, failure.hint)
+  end
+
+  def test_an_expired_anchor_is_named_as_the_stores
+    old_root = Certs.make('/CN=Old Root', key: Certs.key, authority: true,
+                                          not_before: Time.utc(2000, 1, 1),
+                                          not_after: Time.utc(2010, 1, 1))
+    failure = diagnose(10, 'certificate has expired', [leaf, @int], depth: 2, cert: old_root)
+    assert_match(/: the anchor in OpenSSL's default store, Old Root, expired on 2010-01-01/,
+                 failure.message)
+  end
+
+  def test_a_self_signed_server_certificate
+    key = Certs.key
+    own = Certs.make('/CN=mail.example.com', key: key)
+    failure = diagnose(18, 'self-signed certificate', [own])
+    assert_match(/the server presents a self-signed certificate, mail.example.com/,
+                 failure.message)
+    assert_match(/; SHA-256 \h{8}…\h{8}\. No CA vouches for it\.\z/, failure.details.first)
+  end
+
+  def test_any_other_code_is_named_with_its_number
+    failure = diagnose(50, 'application verification failure', [leaf])
+    assert_equal 'smtp.example.com:587 (STARTTLS): certificate verify failed (application ' \
+                 'verification failure, OpenSSL code 50).', failure.message
+  end
+end
