@@ -64,6 +64,7 @@ from smtp_ca.certificates import (
 from smtp_ca.errors import BuildError
 from smtp_ca.output import Log
 from smtp_ca.settings import Settings, check_bundle_url
+from smtp_ca.untrusted import at_most
 
 if TYPE_CHECKING:
     from smtp_ca.retry import RetryNote
@@ -495,6 +496,8 @@ def _keep_ca_certificates(
     notices: list[str] = []
     warnings: list[str] = []
     seen: set[str] = set()
+    # Copies left out, by fingerprint: counted in one line each, not one line per copy.
+    copies: dict[str, tuple[CertificateSummary, int]] = {}
     certificate_blocks = [block for block in blocks if block.is_certificate]
     for block in blocks:
         if not block.is_certificate:
@@ -511,7 +514,7 @@ def _keep_ca_certificates(
             raise BuildError(f"{what}: {error}.", hint=hint) from None
         summary = summarize(cert)
         if summary.sha256 in seen:
-            notices.append(f"Left out a second copy of {summary.describe()}.")
+            copies[summary.sha256] = (summary, copies.get(summary.sha256, (summary, 0))[1] + 1)
             continue
         seen.add(summary.sha256)
         if summary.sha256 in already:
@@ -537,11 +540,13 @@ def _keep_ca_certificates(
             left_out.append(LeftOut(summary, "it has expired"))
         else:
             kept.append(_Kept(summary, to_pem(cert)))
+    notices += [_copies_left_out(summary, count) for summary, count in copies.values()]
     if not certificate_blocks:
         labels = ", ".join(sorted({block.label for block in blocks}))
         raise BuildError(f"{what} has no certificate, only {labels}.", hint=hint)
     if not kept and not already.intersection(seen):
-        lines = "".join(f"\n  {item.certificate.describe()}: {item.reason}" for item in left_out)
+        reasons = [f"{item.certificate.describe()}: {item.reason}" for item in left_out]
+        lines = "".join(f"\n  {line}" for line in at_most(reasons))
         raise BuildError(
             f"{what} has no CA certificate that can be used:{lines}",
             hint=(
@@ -844,13 +849,16 @@ def _report_added(part: Part, log: Log, now: datetime) -> None:
 
 def _report_checks(part: Part, source: str, log: Log) -> None:
     """What validating one input found: notes, warnings, and each certificate left out of it
-    (``source`` says which input, for the inputs after the first)."""
-    for notice in part.notices:
+    (``source`` says which input, for the inputs after the first); the first few of each, and
+    how many more: a bundle of thousands of odd blocks must not make a log of thousands of
+    lines."""
+    for notice in at_most(part.notices):
         log.info(notice)
-    for warning in part.warnings:
+    for warning in at_most(part.warnings):
         log.warn(warning)
-    for item in part.left_out:
-        log.warn(f"Left out {item.certificate.describe()}{source}: {item.reason}.")
+    left_out = [f"{item.certificate.describe()}{source}: {item.reason}." for item in part.left_out]
+    for line in at_most(left_out):
+        log.warn(f"Left out {line}")
 
 
 def _warn_about_dates(
@@ -866,6 +874,12 @@ def _warn_about_dates(
             days = summary.days_left(now)
             when = _plural(days, "day") if days else "less than a day"
             log.warn(f"{summary.describe()} expires in {when}. {renew}")
+
+
+def _copies_left_out(summary: CertificateSummary, count: int) -> str:
+    if count == 1:
+        return f"Left out a second copy of {summary.describe()}."
+    return f"Left out {count:,} more copies of {summary.describe()}."
 
 
 def _plural(count: int, word: str) -> str:

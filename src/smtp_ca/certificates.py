@@ -22,6 +22,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from smtp_ca.untrusted import escaped, shown
+
 if TYPE_CHECKING:
     from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric.padding import AsymmetricPadding
@@ -141,8 +143,10 @@ class CertificateSummary:
 
 
 def printable(text: str) -> str:
-    """``text`` with control characters (newlines included) shown as escapes."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    """``text`` with control characters (newlines included) shown as escapes, not cut: for
+    text that must stay whole (a URL the build fetches, a bundle comment). What the log quotes
+    is also cut to length: ``untrusted.shown``."""
+    return escaped(text)
 
 
 def guess_format(data: bytes) -> str:
@@ -376,15 +380,15 @@ def readable_name(name: x509.Name) -> str:
         attributes = name.get_attributes_for_oid(oid)
         if attributes:
             value = attributes[0].value
-            return printable(value if isinstance(value, str) else value.decode("utf-8", "replace"))
-    return printable(name.rfc4514_string())
+            return shown(value if isinstance(value, str) else value.decode("utf-8", "replace"))
+    return shown(name.rfc4514_string())
 
 
 def summarize(cert: x509.Certificate) -> CertificateSummary:
     self_signed = presumed_self_signed(cert)
     return CertificateSummary(
-        subject=printable(cert.subject.rfc4514_string()),
-        issuer=printable(cert.issuer.rfc4514_string()),
+        subject=shown(cert.subject.rfc4514_string()),
+        issuer=shown(cert.issuer.rfc4514_string()),
         not_before=cert.not_valid_before_utc.astimezone(timezone.utc),
         not_after=cert.not_valid_after_utc.astimezone(timezone.utc),
         sha256=fingerprint_sha256(cert),

@@ -32,6 +32,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 from smtp_ca.certificates import printable
 from smtp_ca.output import Redactor
+from smtp_ca.untrusted import shown
 
 if TYPE_CHECKING:
     import requests
@@ -372,7 +373,7 @@ def _read_response(response: requests.Response, conditional: bool, limits: Limit
     if status == 304 and conditional:
         return Fetched(b"", True, etag, last_modified, response.url)
     if status != 200:
-        reason = printable(response.reason or "").strip()
+        reason = shown((response.reason or "").strip())
         raise Unavailable(
             f"the server answered HTTP {status}{' ' + reason if reason else ''}", status=status
         )

@@ -39,6 +39,8 @@ from collections.abc import Iterable
 from typing import TextIO
 from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
 
+from smtp_ca.untrusted import escape_controls
+
 STEP_PREFIX = "-----> "
 DETAIL_PREFIX = "       "
 ALERT_PREFIX = " !     "
@@ -151,7 +153,8 @@ class Redactor:
 
 
 class Log:
-    """The build log. Every line passes through the redactor."""
+    """The build log. Every line passes through the redactor, then through the safety net
+    for text from outside (``untrusted.escape_controls``)."""
 
     def __init__(
         self,
@@ -164,8 +167,10 @@ class Log:
         self._err = err or sys.stderr
 
     def _write(self, stream: TextIO, prefix: str, message: str) -> None:
+        # Text from outside is escaped and cut where it is quoted (``untrusted.shown``); the
+        # safety net catches what a message forgot: no control character reaches the terminal.
         for line in self.redact(message).splitlines() or [""]:
-            stream.write(f"{prefix}{line}".rstrip() + "\n")
+            stream.write(f"{prefix}{escape_controls(line)}".rstrip() + "\n")
         stream.flush()
 
     def step(self, message: str) -> None:

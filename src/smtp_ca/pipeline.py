@@ -31,6 +31,7 @@ from smtp_ca.settings import (
     load_settings,
     read_config_dir,
 )
+from smtp_ca.untrusted import echoed
 
 if TYPE_CHECKING:
     from smtp_ca.bundle import PreparedBundle
@@ -255,13 +256,13 @@ def _report_ca_file_settings(
     """Where the app will find its CA file at runtime, and what stands in the way."""
     if settings.user_ca_file:
         log.warn(
-            f"SMTP_CA_FILE is set to {settings.user_ca_file}: the app uses that file, not "
-            f"{bundle_path}. Unset it to use the bundle: heroku config:unset SMTP_CA_FILE"
+            f"SMTP_CA_FILE is set to {echoed(settings.user_ca_file)}: the app uses that file, "
+            f"not {bundle_path}. Unset it to use the bundle: heroku config:unset SMTP_CA_FILE"
         )
     if settings.user_bulk_ca_file and settings.bulk_server:
         log.warn(
-            f"BULK_SMTP_CA_FILE is set to {settings.user_bulk_ca_file}: the bulk mailer uses that "
-            f"file, not {bundle_path}. Unset it to use the bundle: "
+            f"BULK_SMTP_CA_FILE is set to {echoed(settings.user_bulk_ca_file)}: the bulk mailer "
+            f"uses that file, not {bundle_path}. Unset it to use the bundle: "
             "heroku config:unset BULK_SMTP_CA_FILE"
         )
     for warning in ca_file_warnings(settings, platform.app_dir):

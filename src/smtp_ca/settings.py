@@ -20,6 +20,7 @@ from typing import Literal, TypeVar, get_args
 from urllib.parse import urlsplit
 
 from smtp_ca.errors import BuildError
+from smtp_ca.untrusted import echoed
 
 DEFAULT_BUNDLE_URL = "https://certs.godaddy.com/repository/gd_bundle-g2-g1.crt"
 DEFAULT_BUNDLE_SHA256 = "0aa4014e6a34e2553b6258c671946620a44e03aedf0fde497781fe8a6abfd858"
@@ -622,20 +623,21 @@ def ca_file_warnings(settings: Settings, build_dir: Path) -> list[str]:
     ):
         if not value:
             continue
+        quoted = echoed(value)  # the user's words: maybe long, maybe odd
         if value.startswith(f"{build_dir}/") or _BUILD_PATH.match(value):
             warnings.append(
-                f"{name} is set to {value}, a path that exists only during the build: the app "
+                f"{name} is set to {quoted}, a path that exists only during the build: the app "
                 "runs at /app, where Ruby fails with SSL_CTX_load_verify_file. Unset it: "
                 f"heroku config:unset {name}"
             )
         elif settings.stack in _REMOVED_CA_FILES.get(value, ()):
             warnings.append(
-                f"{name} is set to {value}, which {settings.stack} no longer has: use "
+                f"{name} is set to {quoted}, which {settings.stack} no longer has: use "
                 f"/etc/ssl/certs/ca-certificates.crt, or unset it: heroku config:unset {name}"
             )
         elif "$" in value:
             warnings.append(
-                f"{name} is set to {value}: config vars are not expanded by a shell, so the app "
+                f"{name} is set to {quoted}: config vars are not expanded by a shell, so the app "
                 f"gets that text as it is. Unset it: heroku config:unset {name}"
             )
     return warnings

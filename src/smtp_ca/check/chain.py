@@ -31,6 +31,7 @@ from smtp_ca.certificates import (
     signature_verifies,
     split_pem,
 )
+from smtp_ca.untrusted import at_most
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -41,8 +42,10 @@ ORIGIN_DESCRIPTIONS = {
     "SMTP_CA_BUNDLE_URL": "from SMTP_CA_BUNDLE_URL",
     "certifi": "one of certifi's public roots (SMTP_CA_PUBLIC_ROOTS)",
 }
-# Longer than any real chain; stops a loop of certificates that name each other.
-MAX_PATH_LENGTH = 10
+# A listing of the chain a server presented shows this many certificates at most: the first
+# few (the leaf and its issuers) and the last few (where a long chain ends).
+LISTED_FIRST = 5
+LISTED_LAST = 5
 
 
 # --- reading the socket -------------------------------------------------------------------------
@@ -260,12 +263,16 @@ def proven_self_signed(cert: x509.Certificate) -> bool:
 def presented_path(presented: Sequence[x509.Certificate]) -> list[x509.Certificate]:
     """The leaf, then its issuer, then that one's, as far as the server sent them.
 
-    Servers send extra or out-of-order certificates; this follows signatures, not the order.
+    Servers send extra or out-of-order certificates; this follows signatures, not the order,
+    to the real end of what was sent: a certificate whose issuer the server did not send, or
+    a root. No certificate is used twice, so certificates that name each other end the walk
+    too, and it never takes more steps than the server sent certificates (a TLS handshake
+    caps those: OpenSSL's max_cert_list).
     """
     if not presented:
         return []
     path = [presented[0]]
-    while len(path) < MAX_PATH_LENGTH and not proven_self_signed(path[-1]):
+    while not proven_self_signed(path[-1]):
         current = path[-1]
         issuer = next(
             (
@@ -339,4 +346,8 @@ def describe(cert: x509.Certificate) -> str:
 
 
 def describe_chain(certs: Sequence[x509.Certificate]) -> list[str]:
-    return [f"  {number}. {describe(cert)}" for number, cert in enumerate(certs, start=1)]
+    """One line per certificate, numbered as sent; a long chain as its first few and last few
+    lines around "… N more", so a server that sends a hundred certificates gets a listing a
+    person can read."""
+    lines = [f"  {number}. {describe(cert)}" for number, cert in enumerate(certs, start=1)]
+    return at_most(lines, LISTED_FIRST + LISTED_LAST, last=LISTED_LAST, indent="  ")

@@ -46,6 +46,7 @@ from smtp_ca.check.smtp_session import (
     open_tls,
 )
 from smtp_ca.deadline import Deadline
+from smtp_ca.untrusted import shown
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -361,7 +362,7 @@ def _name_mismatch(
 ) -> CheckOutcome:
     names = host_names(presented[0])
     host = context.target.host
-    details = [f"The certificate holds: {', '.join(names) if names else 'no names at all'}."]
+    details = [f"The certificate holds: {shown(', '.join(names)) if names else 'no names at all'}."]
     if is_ip_address(host):
         details.append(
             "SMTP_SERVER is an IP address: the mail gem checks it against the IP "
@@ -396,7 +397,7 @@ def _other_problems(context: Context, presented: list[x509.Certificate], cause: 
             f"Also: the server's certificate is not valid until {day(leaf.not_valid_before_utc)}."
         )
     if cause not in ("hostname-mismatch", "self-signed") and not _covers(leaf, context.target.host):
-        names = ", ".join(host_names(leaf)) or "no names"
+        names = shown(", ".join(host_names(leaf))) or "no names"
         problems.append(
             f"Also: the certificate's names ({names}) do not cover "
             f"SMTP_SERVER={context.target.host}."
@@ -553,7 +554,7 @@ def transport_failure(
         return CheckOutcome(
             cause="smtp",
             summary=f"{where}: {error}.",
-            hint="Check SMTP_SERVER and SMTP_PORT, and SMTP_TLS for port 465.",
+            hint=error.hint or "Check SMTP_SERVER and SMTP_PORT, and SMTP_TLS for port 465.",
         )
     if isinstance(error, TimeoutError):
         hint = "Check SMTP_SERVER and SMTP_PORT (a firewall may drop the connection), or raise "

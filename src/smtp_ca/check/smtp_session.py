@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from smtp_ca.deadline import Deadline
+from smtp_ca.untrusted import shown
 
 # Waiting for the reply to QUIT costs at most this: the verdict is already in.
 QUIT_WAIT = 1.0
@@ -33,12 +34,32 @@ class CheckTarget:
 
 
 class SmtpProtocolError(Exception):
-    """The server answered, but not as an SMTP server that offers TLS would."""
+    """The server answered, but not as an SMTP server that offers TLS would. ``hint``: what
+    to do about it, when the default advice (check the host and port) would not fit."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 class NoStartTlsError(SmtpProtocolError):
     def __init__(self) -> None:
         super().__init__("the server does not offer STARTTLS")
+
+
+# What one reply may hold, capped the way a mail client caps it (Postfix's smtp client reads
+# lines of at most line_length_limit, 2048 bytes): an honest greeting or EHLO answer is a few
+# lines of under 100 bytes. Without caps, a server answering with endless "250-" lines grows
+# the check's memory by tens of megabytes a second until SMTP_CA_CHECK_TIMEOUT.
+MAX_LINE_BYTES = 2048
+MAX_REPLY_LINES = 200
+MAX_REPLY_BYTES = 64 * 1024
+# How much of a reply's text a message quotes (it is the server's words: ``untrusted.shown``).
+QUOTED_REPLY = 200
+_ENDLESS_HINT = (
+    "A mail server's replies are a few short lines; this one did not stop. Check that "
+    "SMTP_SERVER and SMTP_PORT name your provider's mail server, and ask the provider if they do."
+)
 
 
 class Progress:
@@ -48,25 +69,51 @@ class Progress:
         self.stage = "connecting"
 
 
-def _read_reply(sock: socket.socket | ssl.SSLSocket, deadline: Deadline) -> tuple[int, list[str]]:
+def _read_reply(
+    sock: socket.socket | ssl.SSLSocket, deadline: Deadline, what: str
+) -> tuple[int, list[str]]:
+    """One reply, its code and its lines' text. ``what`` names it in errors: "greeting",
+    "reply to EHLO". Caps lines, line length and bytes, and fails saying which it hit."""
     buffer = b""
+    received = 0
     lines: list[str] = []
     while True:
         while b"\n" not in buffer:
+            if len(buffer) > MAX_LINE_BYTES:
+                raise SmtpProtocolError(
+                    f"the server's {what} has a line longer than {MAX_LINE_BYTES:,} bytes",
+                    _ENDLESS_HINT,
+                )
             sock.settimeout(deadline.remaining())
             chunk = sock.recv(4096)
             if not chunk:
-                raise SmtpProtocolError("the server closed the connection")
+                raise SmtpProtocolError(
+                    f"the server closed the connection before the end of its {what}"
+                )
+            received += len(chunk)
+            if received > MAX_REPLY_BYTES:
+                raise SmtpProtocolError(
+                    f"the server's {what} ran past {MAX_REPLY_BYTES:,} bytes", _ENDLESS_HINT
+                )
             buffer += chunk
-            if len(buffer) > 65536:
-                raise SmtpProtocolError("the server sent an over-long reply")
         raw, buffer = buffer.split(b"\n", 1)
+        if len(raw) > MAX_LINE_BYTES:
+            raise SmtpProtocolError(
+                f"the server's {what} has a line longer than {MAX_LINE_BYTES:,} bytes",
+                _ENDLESS_HINT,
+            )
         line = raw.decode("utf-8", "replace").rstrip("\r")
         if len(line) < 3 or not line[:3].isdigit():
-            raise SmtpProtocolError(f"the server sent a reply that is not SMTP: {line[:60]!r}")
+            raise SmtpProtocolError(
+                f"the server sent a reply that is not SMTP ({what}): {shown(line, 60)}"
+            )
         lines.append(line[4:])
         if line[3:4] != "-":
             return int(line[:3]), lines
+        if len(lines) >= MAX_REPLY_LINES:
+            raise SmtpProtocolError(
+                f"the server's {what} ran past {MAX_REPLY_LINES} lines", _ENDLESS_HINT
+            )
 
 
 def _command(
@@ -74,13 +121,17 @@ def _command(
 ) -> tuple[int, list[str]]:
     sock.settimeout(deadline.remaining())
     sock.sendall(command.encode("ascii") + b"\r\n")
-    return _read_reply(sock, deadline)
+    return _read_reply(sock, deadline, f"reply to {command.split(' ')[0]}")
+
+
+def _reply_text(lines: list[str]) -> str:
+    return shown(" ".join(lines), QUOTED_REPLY)
 
 
 def _expect_greeting(sock: socket.socket | ssl.SSLSocket, deadline: Deadline) -> None:
-    code, lines = _read_reply(sock, deadline)
+    code, lines = _read_reply(sock, deadline, "greeting")
     if code != 220:
-        raise SmtpProtocolError(f"the greeting was {code} {' '.join(lines)[:80]}")
+        raise SmtpProtocolError(f"the greeting was {code} {_reply_text(lines)}")
 
 
 def tls_context(ca_file: Path | None, extra_pem: bytes = b"") -> ssl.SSLContext:
@@ -186,7 +237,7 @@ def open_tls(
             progress.stage = "waiting for the answer to STARTTLS"
             code, lines = _command(sock, deadline, "STARTTLS")
             if code != 220:
-                raise SmtpProtocolError(f"STARTTLS was answered with {code} {' '.join(lines)}")
+                raise SmtpProtocolError(f"STARTTLS was answered with {code} {_reply_text(lines)}")
         progress.stage = "during the TLS handshake"
         sock.settimeout(deadline.remaining())
         tls = context.wrap_socket(sock, server_hostname=target.host)
