@@ -306,7 +306,11 @@ class PackWorld:
     def clean_up(self) -> None:
         for image in self.images:
             self.tools.docker("rmi", "--force", image, timeout=120)
-        for volume in self.volumes:
+        # The build caches named here, and the launch caches pack names after each image.
+        launch_caches = self.tools.docker(
+            "volume", "ls", "--quiet", "--filter", "name=pack-cache-smtp-ca-test_", timeout=60
+        ).stdout.split()
+        for volume in [*self.volumes, *launch_caches]:
             self.tools.docker("volume", "rm", "--force", volume, timeout=60)
         self.tools.docker("image", "prune", "--force", timeout=120)
 
@@ -324,9 +328,9 @@ def _build_settings(wheelhouse: str, apt_config: str) -> dict[str, str]:
 
 @contextmanager
 def open_pack_world() -> Iterator[PackWorld]:
-    inputs = load_inputs()
     with open_docker() as docker_host, open_scratch("smtp-ca-pack-") as root:
         tools = find_pack_tools(docker_host, root / "home")
+        inputs = load_inputs()
         builder = make_builder(tools, root)
         bare_builder = make_builder(tools, root, with_buildpack=False)
         # What the build reads is in one directory, mounted read-only: the build runs as the
