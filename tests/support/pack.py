@@ -19,10 +19,12 @@ is ever on a command line.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -108,6 +110,33 @@ def _prepared_names() -> dict[str, str]:
     return dict(line.split("=", 1) for line in names.stdout.splitlines() if "=" in line)
 
 
+# Held while the daemon is in use, by the tests and by .ci/prepare-pack: one user at a time, so
+# that none stops the daemon under another, and the fixed image names never collide.
+DAEMON_LOCK = Path("/run/smtp-ca-test-docker.lock")
+LOCK_WAIT = 900.0
+
+
+@contextmanager
+def _daemon_lock() -> Iterator[None]:
+    with DAEMON_LOCK.open("a") as handle:
+        deadline = time.monotonic() + LOCK_WAIT
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise AssertionError(
+                        f"{DAEMON_LOCK} was held for {LOCK_WAIT:.0f} s: another run of the pack "
+                        "tests or .ci/prepare-pack did not finish"
+                    ) from None
+                time.sleep(1)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 @contextmanager
 def open_docker() -> Iterator[str]:
     """The tests' daemon (DOCKER_HOST); started if it was not running, and then stopped again:
@@ -116,6 +145,11 @@ def open_docker() -> Iterator[str]:
         _missing("not root (dockerd and the builds need root)")
     if not DOCKER.is_file() or shutil.which("dockerd") is None:
         _missing(f"{DOCKER} or dockerd is missing (Debian's docker.io)")
+    with _daemon_lock():
+        yield from _started_docker()
+
+
+def _started_docker() -> Iterator[str]:
     daemon = REPO / ".ci" / "test-dockerd"
     started = subprocess.run(
         ["bash", str(daemon), "start"], capture_output=True, text=True, timeout=120, check=False
