@@ -87,11 +87,15 @@ class PackTools:
             check=False,
         )
 
-    def pack_run(self, *args: str | Path, **kw: object) -> subprocess.CompletedProcess[str]:
-        return self.run([self.pack, "--no-color", *args], **kw)  # type: ignore[arg-type]
+    def pack_run(
+        self, *args: str | Path, env: Mapping[str, str] | None = None, timeout: float = TIMEOUT
+    ) -> subprocess.CompletedProcess[str]:
+        return self.run([self.pack, "--no-color", *args], env=env, timeout=timeout)
 
-    def docker(self, *args: str | Path, **kw: object) -> subprocess.CompletedProcess[str]:
-        return self.run([DOCKER, *args], **kw)  # type: ignore[arg-type]
+    def docker(
+        self, *args: str | Path, env: Mapping[str, str] | None = None, timeout: float = TIMEOUT
+    ) -> subprocess.CompletedProcess[str]:
+        return self.run([DOCKER, *args], env=env, timeout=timeout)
 
     def image_exists(self, image: str) -> bool:
         return self.docker("image", "inspect", image, timeout=60).returncode == 0
@@ -322,7 +326,7 @@ class PackWorld:
             self.images.append(image)
         if cache not in self.volumes:
             self.volumes.append(cache)
-        done = self.tools.run([self.tools.pack, "--no-color", *argv], env=variables)
+        done = self.tools.pack_run(*argv, env=variables)
         return PackRun(image, done.returncode, done.stdout + done.stderr)
 
     def launch(
