@@ -55,6 +55,7 @@ NOT_SHIPPED = [
     ".ci/run",
     "pyproject.toml",
     "CHANGELOG.md",
+    "package.toml",
     "app.json",
     ".gitignore",
     ".rubocop.yml",
