@@ -33,9 +33,18 @@ install_missing_packages() {
 		exit 1
 	fi
 	echo "-----> Installing Debian packages: ${missing_packages[*]}"
-	apt-get -o DPkg::Lock::Timeout=300 update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq \
-		--no-install-recommends "${missing_packages[@]}" >/dev/null
+	# apt's own lines only when it fails: the step line above says what happens.
+	local log
+	log=$(mktemp)
+	if ! { apt-get -o DPkg::Lock::Timeout=300 update -qq &&
+		DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq \
+			--no-install-recommends "${missing_packages[@]}"; } >"${log}" 2>&1; then
+		tail -n 20 "${log}" >&2
+		rm -f "${log}"
+		echo " !     apt-get could not install: ${missing_packages[*]}" >&2
+		exit 1
+	fi
+	rm -f "${log}"
 	missing_packages=()
 }
 
@@ -47,7 +56,7 @@ install_venv() {
 	if [[ ! -x .venv/bin/python ]]; then
 		python3 -m venv .venv
 	fi
-	echo "-----> Installing ${lock} into .venv ($(grep -c '^[a-z]' "${lock}") pinned packages)"
+	echo "-----> Installing the packages pinned in ${lock} into .venv"
 	# The lock pins every package with its hashes; --no-deps keeps pip from adding any other.
 	.venv/bin/python -m pip install --quiet --disable-pip-version-check \
 		--require-hashes --no-deps -r "${lock}"
