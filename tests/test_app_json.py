@@ -1,8 +1,11 @@
-"""app.json: the shapes Heroku's app.json schema requires, and agreement with the README.
+"""app.json: the shapes Heroku's app.json schema requires, and agreement with the config var table.
 
-The README's config var table is the list of variables users are told about. app.json must
-offer exactly those, and every variable name that settings.py reads must be in the table.
-The table must also state the defaults and accepted values that settings.py enforces.
+docs/configuration.md's table is the one list of config vars: the list users are told about,
+and the source the others are checked against. app.json must offer exactly those, every
+variable name the code in src/ reads (whichever module reads it) and the runtime files use must
+be in the table, and nothing is in the table that nothing reads. The table must also state the
+defaults and accepted values that settings enforces, and app.json's values for the buildpack's
+own variables must be those defaults.
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ from smtp_ca.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 APP_JSON = ROOT / "app.json"
-README = ROOT / "README.md"
-SETTINGS_PY = ROOT / "src" / "smtp_ca" / "settings.py"
+CONFIGURATION = ROOT / "docs" / "configuration.md"
+SRC = ROOT / "src" / "smtp_ca"
 TEMPLATES = ROOT / "templates"
 
 BUILDPACK_NAME = "heroku-buildpack-smtp-ca"
@@ -38,36 +41,45 @@ def _app() -> dict[str, Any]:
     return data
 
 
-def _readme_section(title: str) -> str:
-    text = README.read_text(encoding="utf-8")
+def _configuration_section(title: str) -> str:
+    text = CONFIGURATION.read_text(encoding="utf-8")
     match = re.search(rf"^## {re.escape(title)}\s*$(?P<body>.*?)(?=^## |\Z)", text, re.M | re.S)
-    assert match, f"README.md has no '## {title}' section"
+    assert match, f"docs/configuration.md has no '## {title}' section"
     return match.group("body")
 
 
-def readme_table() -> dict[str, str]:
+def config_var_table() -> dict[str, str]:
     """The config var table: variable name -> the rest of its row."""
     rows: dict[str, str] = {}
-    for line in _readme_section("Config vars").splitlines():
+    for line in _configuration_section("Config vars").splitlines():
         match = TABLE_ROW.match(line.strip())
         if match:
             name = match.group("name")
-            assert name not in rows, f"{name} appears twice in the README table"
+            assert name not in rows, f"{name} appears twice in the config var table"
             rows[name] = match.group("rest")
-    assert rows, "the README's Config vars section has no table rows"
+    assert rows, "docs/configuration.md's Config vars section has no table rows"
     return rows
 
 
-def settings_variable_names() -> set[str]:
-    """String literals in settings.py that are whole variable names (SMTP_*, BULK_SMTP_*)."""
-    tree = ast.parse(SETTINGS_PY.read_text(encoding="utf-8"))
-    return {
-        node.value
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Constant)
-        and isinstance(node.value, str)
-        and VARIABLE_NAME.fullmatch(node.value)
-    }
+#: Environment variables that src/ reads but that are not config vars of a build: bin/check's
+#: own, described in docs/configuration.md's "bin/check's environment".
+NOT_CONFIG_VARS = {"SMTP_CA_CACHE_DIR"}
+
+
+def src_variable_names() -> set[str]:
+    """String literals anywhere in src/smtp_ca that are whole variable names (SMTP_*,
+    BULK_SMTP_*): what the code reads, however its modules are split."""
+    names: set[str] = set()
+    for module in SRC.rglob("*.py"):
+        tree = ast.parse(module.read_text(encoding="utf-8"))
+        names.update(
+            node.value
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and VARIABLE_NAME.fullmatch(node.value)
+        )
+    return names - NOT_CONFIG_VARS
 
 
 def template_variable_names() -> set[str]:
@@ -185,57 +197,84 @@ def test_validation_does_reject_a_bad_example_value() -> None:
         load_settings(variables, "heroku-24")
 
 
-# --- app.json against the README ----------------------------------------------------------
+# --- app.json against the config var table ------------------------------------------------
 
 
-def test_every_readme_variable_is_in_app_json() -> None:
-    missing = sorted(set(readme_table()) - set(_app()["env"]))
-    assert not missing, f"in the README table but not in app.json env: {missing}"
+def test_every_documented_variable_is_in_app_json() -> None:
+    missing = sorted(set(config_var_table()) - set(_app()["env"]))
+    assert not missing, f"in the config var table but not in app.json env: {missing}"
 
 
-def test_every_smtp_variable_in_app_json_is_in_the_readme() -> None:
+def test_every_smtp_variable_in_app_json_is_documented() -> None:
     smtp_keys = {name for name in _app()["env"] if VARIABLE_NAME.fullmatch(name)}
-    missing = sorted(smtp_keys - set(readme_table()))
-    assert not missing, f"in app.json env but not in the README table: {missing}"
+    missing = sorted(smtp_keys - set(config_var_table()))
+    assert not missing, f"in app.json env but not in the config var table: {missing}"
 
 
-def test_readme_table_only_lists_smtp_variables() -> None:
-    odd = sorted(name for name in readme_table() if not VARIABLE_NAME.fullmatch(name))
-    assert not odd, f"README table rows that are not SMTP variables: {odd}"
+def test_the_table_only_lists_smtp_variables() -> None:
+    odd = sorted(name for name in config_var_table() if not VARIABLE_NAME.fullmatch(name))
+    assert not odd, f"config var table rows that are not SMTP variables: {odd}"
 
 
-def test_every_variable_settings_reads_is_in_the_readme() -> None:
-    names = settings_variable_names()
-    # Sanity: the scan finds what settings.py is known to read.
+def test_every_variable_src_reads_is_documented() -> None:
+    names = src_variable_names()
+    # Sanity: the scan finds what the settings are known to read.
     assert {"SMTP_CA_CHECK", "SMTP_SERVER", "SMTP_PASSWORD", "SMTP_CA_FILE"} <= names
-    missing = sorted(names - set(readme_table()))
-    assert not missing, f"settings.py reads these, the README table lacks them: {missing}"
+    missing = sorted(names - set(config_var_table()))
+    assert not missing, f"src/ reads these, the config var table lacks them: {missing}"
 
 
-def test_every_variable_the_runtime_files_use_is_in_the_readme() -> None:
+def test_every_variable_the_runtime_files_use_is_documented() -> None:
     names = template_variable_names()
     assert "SMTP_CA_FILE" in names
-    missing = sorted(names - set(readme_table()))
-    assert not missing, f"templates/ use these, the README table lacks them: {missing}"
+    missing = sorted(names - set(config_var_table()))
+    assert not missing, f"templates/ use these, the config var table lacks them: {missing}"
 
 
-# --- the README table against settings.py -------------------------------------------------
+def test_every_documented_variable_is_read_by_the_code_or_the_runtime_files() -> None:
+    unread = sorted(set(config_var_table()) - src_variable_names() - template_variable_names())
+    assert not unread, f"documented, but neither src/ nor templates/ use them: {unread}"
+
+
+def test_variables_that_are_not_config_vars_are_documented_too() -> None:
+    text = CONFIGURATION.read_text(encoding="utf-8")
+    for name in NOT_CONFIG_VARS:
+        assert f"`{name}`" in text, f"docs/configuration.md must describe {name}"
+
+
+#: Config vars of the buildpack's own (not Mastodon's, whose app.json values are examples).
+def _buildpack_variables() -> list[str]:
+    return [n for n in config_var_table() if n.startswith("SMTP_CA_") and n != "SMTP_CA_FILE"]
+
+
+def test_app_json_gives_the_buildpacks_own_variables_their_documented_defaults() -> None:
+    env = _app()["env"]
+    with_values = [name for name in _buildpack_variables() if "value" in env[name]]
+    assert with_values, "app.json gives none of the buildpack's variables a value"
+    for name in with_values:
+        default = _row(name).split("|")[0].strip()
+        assert default == _quoted(env[name]["value"]), (
+            f"app.json gives {name}={env[name]['value']!r}, the table's default is {default}"
+        )
+
+
+# --- the config var table against settings ------------------------------------------------
 
 
 def _row(name: str) -> str:
-    return readme_table()[name]
+    return config_var_table()[name]
 
 
 def _quoted(value: str) -> str:
     return f"`{value}`"
 
 
-def test_readme_states_the_bundle_defaults() -> None:
+def test_the_table_states_the_bundle_defaults() -> None:
     assert _quoted(settings_module.DEFAULT_BUNDLE_URL) in _row("SMTP_CA_BUNDLE_URL")
     assert _quoted(settings_module.DEFAULT_BUNDLE_SHA256) in _row("SMTP_CA_BUNDLE_SHA256")
 
 
-def test_readme_states_check_modes_and_default() -> None:
+def test_the_table_states_check_modes_and_default() -> None:
     row = _row("SMTP_CA_CHECK")
     for mode in settings_module.CHECK_MODES:
         assert _quoted(mode) in row
@@ -243,46 +282,46 @@ def test_readme_states_check_modes_and_default() -> None:
     assert row.split("|")[0].strip() == "`warn`"
 
 
-def test_readme_states_the_timeout_default_and_bound() -> None:
+def test_the_table_states_the_timeout_default_and_bound() -> None:
     row = _row("SMTP_CA_CHECK_TIMEOUT")
     assert row.split("|")[0].strip() == _quoted(f"{settings_module.DEFAULT_CHECK_TIMEOUT:g}")
     assert _quoted(f"{settings_module.MAX_CHECK_TIMEOUT:g}") in row
 
 
-def test_readme_states_the_public_roots_default() -> None:
+def test_the_table_states_the_public_roots_default() -> None:
     assert load_settings({}, "heroku-24").public_roots is True
     assert _row("SMTP_CA_PUBLIC_ROOTS").split("|")[0].strip() == "`true`"
 
 
-def test_readme_states_the_port_default() -> None:
+def test_the_table_states_the_port_default() -> None:
     default = _quoted(str(settings_module.DEFAULT_SMTP_PORT))
     assert _row("SMTP_PORT").split("|")[0].strip().startswith(default)
 
 
-def test_readme_states_the_verify_modes() -> None:
+def test_the_table_states_the_verify_modes() -> None:
     row = _row("SMTP_OPENSSL_VERIFY_MODE")
     for mode in settings_module.VERIFY_MODES:
         assert _quoted(mode) in row
 
 
-def test_readme_states_the_starttls_modes() -> None:
+def test_the_table_states_the_starttls_modes() -> None:
     row = _row("SMTP_ENABLE_STARTTLS")
     for mode in settings_module.STARTTLS_MODES:
         assert _quoted(mode) in row
 
 
-def test_readme_says_secrets_are_redacted() -> None:
+def test_the_table_says_secrets_are_redacted() -> None:
     for name in settings_module.SECRET_VARIABLES:
-        assert "redacted" in _row(name).lower(), f"README must say {name} is redacted"
+        assert "redacted" in _row(name).lower(), f"the table must say {name} is redacted"
 
 
-def test_readme_states_the_fetch_timeout_default_and_bound() -> None:
+def test_the_table_states_the_fetch_timeout_default_and_bound() -> None:
     row = _row("SMTP_CA_FETCH_TIMEOUT")
     assert row.split("|")[0].strip() == _quoted(f"{settings_module.DEFAULT_FETCH_TIMEOUT:g}")
     assert _quoted(f"{settings_module.MAX_FETCH_TIMEOUT:g}") in row
     assert load_settings({}, "heroku-24").fetch_timeout == settings_module.DEFAULT_FETCH_TIMEOUT
 
 
-def test_readme_states_that_the_bundle_url_may_be_none() -> None:
+def test_the_table_states_that_the_bundle_url_may_be_none() -> None:
     assert _quoted(settings_module.NO_BUNDLE_URL) in _row("SMTP_CA_BUNDLE_URL")
     assert load_settings({"SMTP_CA_BUNDLE_URL": "none"}, "heroku-24").bundle_url is None

@@ -2,7 +2,7 @@
 has no pip, from a local apt repository and wheelhouse, with no network beyond loopback.
 
 The end-to-end tests need the inputs made by ``.ci/prepare-test-inputs`` (found through
-``SMTP_CA_TEST_INPUTS``, default ``<repo>/.test-inputs``) and dpkg-scanpackages; without them
+``SMTP_CA_TEST_INPUTS``, default ``<repo>/.test-inputs``); without them
 they are skipped, or fail when CI=true. One cold install is shared by the module; each test
 that changes the cache works on a copy of it.
 """

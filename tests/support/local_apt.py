@@ -12,9 +12,10 @@ Usage::
         ...
         assert repo.requests  # paths apt-get asked for
 
-The repository is flat (``deb [trusted=yes] URL ./``) with a Packages index made by
-dpkg-scanpackages and an unsigned Release file listing its hashes, which apt accepts for a
-``trusted=yes`` source.
+The repository is flat (``deb [trusted=yes] URL ./``) with a Packages index written here from
+each .deb's control fields (``dpkg-deb --field``: dpkg is in every Debian, dpkg-dev's
+dpkg-scanpackages is not) and an unsigned Release file listing its hashes, which apt accepts
+for a ``trusted=yes`` source.
 """
 
 from __future__ import annotations
@@ -38,20 +39,32 @@ LOOPBACK = "127.0.0.1"
 def build_flat_repo(directory: Path, debs: Iterable[Path]) -> None:
     """Copies ``debs`` into ``directory`` and writes its Packages and Release indexes."""
     directory.mkdir(parents=True, exist_ok=True)
+    stanzas = []
     for deb in debs:
         shutil.copy2(deb, directory / deb.name)
-    packages = subprocess.run(
-        ["dpkg-scanpackages", "--multiversion", ".", "/dev/null"],
-        cwd=directory,
-        check=True,
-        capture_output=True,
-    ).stdout
+        stanzas.append(_packages_stanza(directory / deb.name))
+    packages = "\n".join(stanzas).encode()
     (directory / "Packages").write_bytes(packages)
     digest = hashlib.sha256(packages).hexdigest()
     (directory / "Release").write_text(
         "Origin: smtp-ca-tests\nLabel: smtp-ca-tests\nSuite: local\nCodename: local\n"
         f"Date: {email.utils.formatdate(usegmt=True)}\n"
         f"SHA256:\n {digest} {len(packages)} Packages\n"
+    )
+
+
+def _packages_stanza(deb: Path) -> str:
+    """The Packages index entry for ``deb``, as dpkg-scanpackages writes it: the control
+    fields, then where the file is and its hashes."""
+    control = subprocess.run(
+        ["dpkg-deb", "--field", str(deb)], check=True, capture_output=True, text=True
+    ).stdout
+    data = deb.read_bytes()
+    return (
+        control.rstrip("\n") + f"\nFilename: ./{deb.name}\nSize: {len(data)}\n"
+        f"MD5sum: {hashlib.md5(data).hexdigest()}\n"
+        f"SHA1: {hashlib.sha1(data).hexdigest()}\n"
+        f"SHA256: {hashlib.sha256(data).hexdigest()}\n"
     )
 
 
