@@ -314,6 +314,9 @@ def describe_network_error(error: BaseException, clock: DownloadClock) -> tuple[
     urllib3 wraps socket errors; the useful words are at the bottom of the chain
     ("Connection refused", "certificate verify failed: unable to get local issuer").
     """
+    ran_out = clock.timeout_reason()
+    if ran_out is not None:
+        return ran_out, None
     chain = _exception_chain(error)
     for item in chain:
         if isinstance(item, ssl.SSLCertVerificationError):
@@ -323,9 +326,6 @@ def describe_network_error(error: BaseException, clock: DownloadClock) -> tuple[
                 "REQUESTS_CA_BUNDLE to a file with that proxy's CA certificate in the build's "
                 "environment (a config var does not reach it during the build).",
             )
-    ran_out = clock.timeout_reason()
-    if ran_out is not None:
-        return ran_out, None
     for item in reversed(chain):
         if isinstance(item, ssl.SSLError):
             return f"the TLS handshake failed ({item.reason or item})", None
@@ -344,10 +344,12 @@ def _exception_chain(error: BaseException) -> list[BaseException]:
         if any(item is seen for seen in chain):
             continue
         chain.append(item)
-        # urllib3's MaxRetryError keeps its cause in .reason, ProtocolError in its args.
+        # urllib3's MaxRetryError keeps its cause in .reason, ProtocolError in its args. Not
+        # __context__: a fetch made while the caller handles an error (the check fetches a
+        # missing issuer after the handshake failed) would blame the fetch for that error.
         queue.extend(
             e
-            for e in (getattr(item, "reason", None), item.__cause__, item.__context__, *item.args)
+            for e in (getattr(item, "reason", None), item.__cause__, *item.args)
             if isinstance(e, BaseException)
         )
     return chain
