@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -126,9 +127,11 @@ def compile_measured(
             stdin=stdin,
             stdout=subprocess.PIPE,
             stderr=stderr,
+            # Its own process group, so that the watchdog ends bin/compile and all it started.
+            start_new_session=True,
         ) as process,
     ):
-        watchdog = threading.Timer(timeout, process.kill)
+        watchdog = threading.Timer(timeout, os.killpg, (process.pid, signal.SIGKILL))
         watchdog.start()
         try:
             assert process.stdout is not None
