@@ -7,6 +7,8 @@ credentials in URLs) is tested through ``prepare_bundle`` in test_bundle.py.
 from __future__ import annotations
 
 import http.server as http_server
+import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +19,10 @@ import pytest
 
 from smtp_ca import fetch
 from smtp_ca.output import Redactor
+from smtp_ca.retry import RetryNote
+from support.hostile_http import HostileServer
 from support.http_server import LocalServer, Reply
+from support.silent_server import SilentServer
 
 
 class Budget:
@@ -149,28 +154,171 @@ def test_a_body_is_posted_as_ocsp_requests_are() -> None:
 def test_file_urls(tmp_path: Path) -> None:
     path = tmp_path / "b.pem"
     path.write_bytes(b"pem")
-    assert fetch.read_file_url(path.as_uri(), 10) == (b"pem", path)
+    assert fetch.read_file_url(path.as_uri(), 10, 5) == (b"pem", path)
     with pytest.raises(fetch.TooLarge):
-        fetch.read_file_url(path.as_uri(), 2)
+        fetch.read_file_url(path.as_uri(), 2, 5)
     with pytest.raises(fetch.FileMissing):
-        fetch.read_file_url((tmp_path / "gone").as_uri(), 10)
+        fetch.read_file_url((tmp_path / "gone").as_uri(), 10, 5)
     with pytest.raises(fetch.FileUnreadable):
-        fetch.read_file_url(tmp_path.as_uri(), 10)  # a directory
+        fetch.read_file_url(tmp_path.as_uri(), 10, 5)  # a directory
     with pytest.raises(fetch.NotLocal):
-        fetch.read_file_url("file://other.host/b.pem", 10)
+        fetch.read_file_url("file://other.host/b.pem", 10, 5)
     with pytest.raises(fetch.NotAbsolute):
-        fetch.read_file_url("file:b.pem", 10)
+        fetch.read_file_url("file:b.pem", 10, 5)
 
 
 def test_retries_and_redirects_share_the_overall_deadline(http: LocalServer) -> None:
-    """Each try of a hanging server would wait the whole timeout: with ``ends_at`` the tries
-    and the redirects before them share what is left, so the download ends near it."""
+    """A hanging server may hold the first attempt for the whole bound, and then no retry
+    follows: the tries and the redirects before them all end by the one deadline."""
     http.script("/hang", Reply(action="hang", delay=10))
     http.redirect("/start", http.url("/hang"))
     limits = fetch.Limits(max_bytes=100, timeout=2.0, retries=3, ends_at=time.monotonic() + 2.0)
     started = time.monotonic()
-    with pytest.raises(fetch.Unavailable):
+    with pytest.raises(fetch.Unavailable) as error:
         fetch.fetch_url(http.url("/start"), limits, Redactor(), schemes=("http",))
-    # Without the shared deadline: 4 tries x 2 s. With it: about 2 s, plus the short backoffs.
-    assert time.monotonic() - started < 4.0
-    assert http.count("/hang") >= 2  # it did retry, within the deadline
+    assert time.monotonic() - started < 3.0
+    assert error.value.reason == (
+        "after 1 redirect, no answer within the 2 s the download was given"
+    )
+    assert http.count("/hang") == 1
+
+
+# --- one deadline over every byte (support.hostile_http) ------------------------------------
+
+
+def _fails_within(url: str, seconds: float, *, retries: int = 0) -> str:
+    limits = fetch.Limits(max_bytes=10_000, timeout=seconds, retries=retries)
+    started = time.monotonic()
+    with pytest.raises(fetch.Unavailable) as error:
+        fetch.fetch_url(url, limits, Redactor(), schemes=("http",))
+    took = time.monotonic() - started
+    assert took < seconds + 0.5, f"took {took:.2f} s for a {seconds} s bound"
+    return error.value.reason
+
+
+@pytest.mark.parametrize(
+    ("script", "reason"),
+    [
+        ("drip-status", "the server sent its status line too slowly"),
+        ("drip-header", "the server sent its headers too slowly"),
+        ("endless-headers", "the server sent its headers too slowly"),
+        ("drip-body", "the server sent the body too slowly"),
+    ],
+)
+def test_a_dripping_server_is_cut_off_at_the_deadline_saying_what_it_was_doing(
+    script: str, reason: str
+) -> None:
+    with HostileServer(script, delay=0.05, body=b"x" * 1000) as server:
+        said = _fails_within(server.url(), 1.0, retries=3)
+    assert said == f"{reason}: no whole answer within the 1 s the download was given"
+    assert len(server.paths) == 1  # no retry squeezed into what was left
+
+
+def test_a_dripping_redirect_target_says_which_redirect() -> None:
+    with HostileServer("redirects", delay=0.05, hops=2) as server:
+        said = _fails_within(server.url("/hop/0"), 1.0)
+    assert said == (
+        "after 2 redirects, the server sent its headers too slowly: no whole answer within "
+        "the 1 s the download was given"
+    )
+    assert server.paths == ["/hop/0", "/hop/1", "/hop/2"]
+
+
+def test_a_stalled_tls_handshake_ends_at_the_deadline() -> None:
+    with SilentServer() as silent:
+        limits = fetch.Limits(max_bytes=100, timeout=0.5, retries=2)
+        started = time.monotonic()
+        with pytest.raises(fetch.Unavailable) as error:
+            fetch.fetch_url(f"https://127.0.0.1:{silent.port}/b.pem", limits, Redactor())
+    assert time.monotonic() - started < 1.0
+    assert error.value.reason == (
+        "the TLS handshake did not finish within the 0.5 s the download was given"
+    )
+
+
+def test_a_slow_honest_answer_may_take_most_of_the_bound() -> None:
+    # The old split gave each of four attempts (3 s - 3.5 s of waits) / 4: 0.05 s.
+    with HostileServer("slow", delay=1.0, body=b"pem") as server:
+        limits = fetch.Limits(max_bytes=100, timeout=3, retries=3)
+        fetched = fetch.fetch_url(server.url(), limits, Redactor(), schemes=("http",))
+    assert fetched.data == b"pem"
+
+
+def test_a_retry_is_made_only_with_time_for_a_real_attempt(
+    http: LocalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fetch, "BACKOFF_FACTOR", 0.3)
+    http.script("/flaky", Reply(status=503), Reply(body=b"pem"))
+    notes: list[RetryNote] = []
+    limits = fetch.Limits(max_bytes=100, timeout=2, retries=3)
+    fetched = fetch.fetch_url(
+        http.url("/flaky"), limits, Redactor(), schemes=("http",), on_retry=notes.append
+    )
+    assert fetched.data == b"pem"
+    assert [(note.attempt, note.wait) for note in notes] == [(1, 0.3)]
+    # 0.7 s of a 1 s bound gone on a slow 503: a retry after 0.3 s would get a sliver. None.
+    notes.clear()
+    with HostileServer("slow", delay=0.7, status=503) as slow:
+        limits = fetch.Limits(max_bytes=100, timeout=1, retries=3)
+        with pytest.raises(fetch.Unavailable) as error:
+            fetch.fetch_url(
+                slow.url(), limits, Redactor(), schemes=("http",), on_retry=notes.append
+            )
+    assert error.value.status == 503
+    assert notes == []
+    assert len(slow.paths) == 1
+
+
+def test_the_deadline_socket_bounds_makefile_reads_and_says_so() -> None:
+    from smtp_ca.deadline_http import DeadlineExceeded, DeadlineSocket, DownloadClock
+
+    left, right = socket.socketpair()
+    with left, right:
+        clock = DownloadClock(time.monotonic() + 0.3, "the 0.3 s")
+        clock.enter("answer")
+        wrapped = DeadlineSocket(left, clock)
+        stream = wrapped.makefile("rb")
+        right.sendall(b"HTTP/1.1 200")
+        started = time.monotonic()
+        with pytest.raises(DeadlineExceeded) as error:
+            stream.readline()
+        assert 0.25 < time.monotonic() - started < 0.6
+        assert str(error.value) == (
+            "the server sent its status line too slowly: no whole answer within the 0.3 s"
+        )
+        with pytest.raises(DeadlineExceeded):
+            wrapped.sendall(b"x")  # nothing is left: fails at once
+        stream.close()
+        wrapped.close()
+        assert left.fileno() == -1  # closed once the file made from it was
+
+
+def test_a_silent_pipe_or_a_fifo_without_writer_is_read_within_the_bound(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    started = time.monotonic()
+    with pytest.raises(fetch.FileUnreadable) as error:
+        fetch.read_file_url(fifo.as_uri(), 100, 0.5)
+    assert time.monotonic() - started < 1.0
+    assert error.value.detail == (
+        "it is a pipe, and nothing arrived within the 0.5 s the read was given"
+    )
+    reader, writer = os.pipe()
+    try:
+        os.write(writer, b"pem")
+        with pytest.raises(fetch.FileUnreadable, match=r"nothing more arrived within the 0\.5 s"):
+            fetch.read_file_url(f"file:///proc/self/fd/{reader}", 100, 0.5)
+        os.close(writer)
+        writer = -1
+    finally:
+        os.close(reader)
+        if writer != -1:
+            os.close(writer)
+    # A pipe whose writer ends is read to its end.
+    reader, writer = os.pipe()
+    os.write(writer, b"pem")
+    os.close(writer)
+    try:
+        assert fetch.read_file_url(f"file:///proc/self/fd/{reader}", 100, 0.5)[0] == b"pem"
+    finally:
+        os.close(reader)

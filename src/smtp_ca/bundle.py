@@ -216,7 +216,7 @@ def _read_source(settings: BundleSettings, directory: Path, log: Log) -> _Source
     # Settings checked the URL already; BundleSettings made another way gets the same rule.
     if check_bundle_url(settings.url) == "file":
         try:
-            return _read_file(settings.url)
+            return _read_file(settings.url, settings.timeout)
         except fetch.FileMissing as gone:
             cached = cache.load()
             # A file:// path that is gone is a source that cannot be reached, like a server
@@ -340,9 +340,9 @@ def _unavailable_hint(problem: fetch.Unavailable) -> str:
     )
 
 
-def _read_file(url: str) -> _Source:
+def _read_file(url: str, timeout: float) -> _Source:
     try:
-        data, path = fetch.read_file_url(url, MAX_BUNDLE_BYTES)
+        data, path = fetch.read_file_url(url, MAX_BUNDLE_BYTES, timeout)
     except fetch.NotLocal as error:
         raise BuildError(
             f"{URL_VARIABLE} ({fetch.display_url(url)}) names a file on another host "

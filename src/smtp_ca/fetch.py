@@ -1,8 +1,11 @@
 """Getting bytes from a URL, within limits: https:// (and http:// where the caller allows it) and
 file://.
 
-Every request has a timeout, a size cap, a redirect limit and a deadline for the whole body, and
-the first two have no default: each caller says how much it is prepared to wait for and to read.
+Every fetch has a deadline, a size cap and a redirect limit, and the first two have no default:
+each caller says how much it is prepared to wait for and to read. The deadline covers every
+byte (connect, TLS, status line, headers, body, redirects, retries): ``deadline_http`` keeps it
+in the sockets under requests, and a ``file://`` source that is a pipe or device is polled
+with what is left of it.
 Nothing here knows which config var or certificate a URL came from: failures are ``FetchError``
 subclasses whose ``reason`` is a phrase with no credentials or query in it, and the caller turns
 them into a message that names the variable or the certificate.
@@ -21,10 +24,12 @@ from the bundle cache, never loads it.
 
 from __future__ import annotations
 
-import logging
+import math
+import os
+import select
+import stat
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -37,15 +42,16 @@ from smtp_ca.untrusted import shown
 if TYPE_CHECKING:
     import requests
 
+    from smtp_ca.deadline_http import DownloadClock
     from smtp_ca.retry import RetryNote
 
 MAX_REDIRECTS = 3
 # The n-th retry waits f * 2**(n-1) seconds: 0.5 s, 1 s, 2 s for three retries.
 BACKOFF_FACTOR = 0.5
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-# The body must arrive within this many read timeouts: a server that drips one byte per
-# second never trips the read timeout, and must not hold the build for an hour.
-BODY_DEADLINE_FACTOR = 3
+# A retry is made only if, after its wait, this much time is left for it (or a quarter of the
+# bound, when that is less): an attempt squeezed into the last 50 ms could not succeed.
+MIN_ATTEMPT_SECONDS = 1.0
 USER_AGENT = "heroku-buildpack-smtp-ca"
 
 
@@ -54,12 +60,16 @@ class Limits:
     """What one fetch may cost. No defaults for the first two, on purpose."""
 
     max_bytes: int  # the body is refused past this many bytes, whatever Content-Length says
-    timeout: float  # seconds, for the connect and for each read; the body gets 3x this in all
-    retries: int = 3  # for connection errors, timeouts and 429/5xx answers
+    # Seconds for the whole fetch: connect, TLS, status line, headers, body, redirects, and
+    # every retry with the waits before it. The first attempt may use all of it.
+    timeout: float
+    retries: int = 3  # for connection errors and 429/5xx answers, while time is left
     max_redirects: int = MAX_REDIRECTS
-    # A time.monotonic() past which the body is abandoned (a shared deadline); without it the
-    # body gets BODY_DEADLINE_FACTOR timeouts from the start of the answer.
+    # The time.monotonic() the fetch ends by, when the caller's clock started earlier;
+    # without it, ``timeout`` seconds from the call.
     ends_at: float | None = None
+    # How messages name the bound: "the 5 s the download was given" by default.
+    bound: str | None = None
 
 
 @dataclass(frozen=True)
@@ -144,24 +154,70 @@ class FileUnreadable(FetchError):
 # --- file:// ----------------------------------------------------------------------------------
 
 
-def read_file_url(url: str, max_bytes: int) -> tuple[bytes, Path]:
-    """The bytes of a ``file://`` URL on this machine, at most ``max_bytes`` of them."""
+def read_file_url(url: str, max_bytes: int, timeout: float) -> tuple[bytes, Path]:
+    """The bytes of a ``file://`` URL on this machine, at most ``max_bytes`` of them.
+
+    A regular file is read as it is. Anything else (a pipe such as /dev/stdin, a FIFO, a
+    device) is opened without blocking and read as it becomes readable, for at most
+    ``timeout`` seconds: a FIFO with no writer, or a pipe that stays silent, would otherwise
+    block the build in open() or read() until the platform killed it.
+    """
     parts = urlsplit(url)
     if parts.netloc not in ("", "localhost"):
         raise NotLocal(parts.netloc.rpartition("@")[2])
     path = Path(unquote(parts.path))
     if not path.is_absolute():
         raise NotAbsolute(f"{url} is not an absolute file:// path")
+    ends_at = time.monotonic() + timeout
     try:
-        with path.open("rb") as stream:
-            data = stream.read(max_bytes + 1)
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise FileMissing(path) from None
     except OSError as error:
         raise FileUnreadable(path, str(error.strerror or error)) from None
+    try:
+        mode = os.fstat(descriptor).st_mode
+        if stat.S_ISREG(mode):
+            with os.fdopen(descriptor, "rb", closefd=False) as stream:
+                data = stream.read(max_bytes + 1)
+        else:
+            data = _read_when_ready(descriptor, max_bytes + 1, ends_at, path, mode, timeout)
+    except OSError as error:
+        raise FileUnreadable(path, str(error.strerror or error)) from None
+    finally:
+        os.close(descriptor)
     if len(data) > max_bytes:
         raise TooLarge(str(path), max_bytes)
     return data, path
+
+
+def _read_when_ready(
+    descriptor: int, limit: int, ends_at: float, path: Path, mode: int, timeout: float
+) -> bytes:
+    """Up to ``limit`` bytes of a pipe or device, until its end or ``ends_at``."""
+    chunks: list[bytes] = []
+    size = 0
+    poller = select.poll()
+    poller.register(descriptor, select.POLLIN)
+    while size < limit:
+        left = ends_at - time.monotonic()
+        if left <= 0 or not poller.poll(max(1, math.ceil(left * 1000))):
+            kind = "a pipe" if stat.S_ISFIFO(mode) else "not a regular file"
+            nothing = "nothing more" if chunks else "nothing"
+            raise FileUnreadable(
+                path,
+                f"it is {kind}, and {nothing} arrived within the {seconds(timeout)} s the "
+                "read was given",
+            )
+        try:
+            chunk = os.read(descriptor, min(64 * 1024, limit - size))
+        except BlockingIOError:
+            continue
+        if not chunk:  # the writer closed its end
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 # --- http(s):// -------------------------------------------------------------------------------
@@ -201,16 +257,17 @@ def fetch(
     if not is_fetchable(url):
         raise InvalidUrl(f"{display_url(url)} is not an http:// or https:// URL")
     try:
-        seconds = deadline.remaining()
+        left = deadline.remaining()
     except TimeoutError:
         raise Unavailable("no time was left for it") from None
     fetched = fetch_url(
         url,
         Limits(
             max_bytes=max_bytes,
-            timeout=seconds,
+            timeout=left,
             retries=0,
-            ends_at=time.monotonic() + seconds,
+            ends_at=time.monotonic() + left,
+            bound=f"the {seconds(left)} s left of the check",
         ),
         Redactor(),
         schemes=("http", "https"),
@@ -245,16 +302,23 @@ def fetch_url(
     CA; else certifi).
     """
     import requests
-    from requests.adapters import HTTPAdapter
 
+    from smtp_ca.deadline_http import (
+        DeadlineAdapter,
+        DownloadClock,
+        describe_network_error,
+        urllib3_quiet,
+    )
     from smtp_ca.retry import ReportingRetry
 
     redactor.add_url_secrets(url)
     if urlsplit(url).scheme.lower() not in schemes:
         raise InvalidUrl(f"{display_url(url)} is not a {' or '.join(schemes)} URL")
+    # The one deadline of the whole fetch: every attempt, wait, redirect and byte.
+    ends_at = limits.ends_at if limits.ends_at is not None else time.monotonic() + limits.timeout
+    bound = limits.bound or f"the {seconds(limits.timeout)} s the download was given"
+    clock = DownloadClock(ends_at, bound)
     method = "GET" if body is None else "POST"
-    backoff_factor = BACKOFF_FACTOR  # read now, so tests can make it fast
-    timeout = _attempt_timeout(limits, backoff_factor)
     retry = ReportingRetry(
         total=limits.retries,
         connect=limits.retries,
@@ -263,14 +327,16 @@ def fetch_url(
         other=0,
         allowed_methods=frozenset({method}),
         status_forcelist=RETRY_STATUSES,
-        backoff_factor=backoff_factor,
+        backoff_factor=BACKOFF_FACTOR,  # read now, so tests can make it fast
         # A Retry-After of an hour would stall the build: back off on our own schedule.
         respect_retry_after_header=False,
         # After the last retry, hand back the 5xx answer so the message can show its status.
         raise_on_status=False,
         on_retry=on_retry,
-        describe=lambda error: describe_network_error(error, timeout)[0],
-        ends_at=limits.ends_at,
+        describe=lambda error: describe_network_error(error, clock)[0],
+        clock=clock,
+        # A retry needs time for a real attempt after its wait, not a sliver of one.
+        min_attempt=min(MIN_ATTEMPT_SECONDS, limits.timeout / 4),
         attempts=limits.retries + 1,
     )
     headers = {"User-Agent": USER_AGENT, "Accept": accept}
@@ -283,13 +349,16 @@ def fetch_url(
             headers["If-Modified-Since"] = validators.last_modified
     conditional = "If-None-Match" in headers or "If-Modified-Since" in headers
 
-    with requests.Session() as session, _urllib3_quiet():
-        adapter = HTTPAdapter(max_retries=retry)
+    with requests.Session() as session, urllib3_quiet():
+        adapter = DeadlineAdapter(clock, max_retries=retry)
         for scheme in schemes:
             session.mount(f"{scheme}://", adapter)
-        for _hop in range(limits.max_redirects + 1):
-            timeout = _attempt_timeout(limits, backoff_factor)
+        for hop in range(limits.max_redirects + 1):
+            clock.redirects = hop
             try:
+                # The sockets keep to the clock; this timeout only keeps urllib3's own
+                # defaults out of the way.
+                timeout = clock.left()
                 response = session.request(
                     method,
                     url,
@@ -302,49 +371,16 @@ def fetch_url(
                 )
             except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema) as error:
                 raise InvalidUrl(redactor(printable(str(error)))) from None
-            except requests.RequestException as error:
-                raise Unavailable(*describe_network_error(error, timeout)) from None
+            except (requests.RequestException, TimeoutError) as error:
+                raise Unavailable(*describe_network_error(error, clock)) from None
             with response:
                 if response.is_redirect:
                     url = _redirect_target(url, response, schemes, redactor)
                     if method == "POST" and response.status_code in (301, 302, 303):
                         method, body = "GET", None
                     continue
-                return _read_response(response, conditional, limits)
+                return _read_response(response, conditional, limits, clock)
     raise Unavailable(f"more than {limits.max_redirects} redirects")
-
-
-@contextmanager
-def _urllib3_quiet() -> Iterator[None]:
-    """Keeps urllib3's log lines ("Retrying (Retry(total=2, ...)) after connection broken by
-    ...") out of the build log while a fetch runs: what they say, the fetch says itself, in
-    the build's words (``on_retry``, ``Unavailable``). urllib3 gives its logger a NullHandler,
-    so with propagation off its records go nowhere."""
-    logger = logging.getLogger("urllib3")
-    previous = logger.propagate
-    logger.propagate = False
-    try:
-        yield
-    finally:
-        logger.propagate = previous
-
-
-def _attempt_timeout(limits: Limits, backoff_factor: float) -> float:
-    """The connect and read timeout of one attempt. With ``ends_at``, the attempts of a hop
-    (the first and its retries) share what is left after the waits between them, so that
-    retries and redirects together cannot outlast it; without, each attempt gets
-    ``limits.timeout``."""
-    if limits.ends_at is None:
-        return limits.timeout
-    from smtp_ca.retry import total_backoff
-
-    left = limits.ends_at - time.monotonic()
-    if left <= 0:
-        raise Unavailable(
-            f"no answer within the {seconds(limits.timeout)} s the download was given"
-        )
-    waits = total_backoff(limits.retries, backoff_factor)
-    return max(0.05, min(limits.timeout, (left - waits) / (limits.retries + 1)))
 
 
 def seconds(value: float) -> str:
@@ -363,9 +399,13 @@ def _redirect_target(
     return target
 
 
-def _read_response(response: requests.Response, conditional: bool, limits: Limits) -> Fetched:
+def _read_response(
+    response: requests.Response, conditional: bool, limits: Limits, clock: DownloadClock
+) -> Fetched:
     import requests
     import urllib3
+
+    from smtp_ca.deadline_http import body_chunks, describe_network_error
 
     status = response.status_code
     etag = response.headers.get("ETag")
@@ -380,89 +420,19 @@ def _read_response(response: requests.Response, conditional: bool, limits: Limit
     length = response.headers.get("Content-Length", "")
     if length.isascii() and length.isdigit() and int(length) > limits.max_bytes:
         raise TooLarge(display_url(response.url), limits.max_bytes)
-    allowed = BODY_DEADLINE_FACTOR * limits.timeout
-    too_slow = f"the download took more than {seconds(allowed)} s"
-    if limits.ends_at is not None:
-        allowed = max(0.0, min(allowed, limits.ends_at - time.monotonic()))
-        too_slow = f"no whole answer within the {seconds(limits.timeout)} s the download was given"
-    deadline = time.monotonic() + allowed
     chunks: list[bytes] = []
     size = 0
     try:
-        # Content-Length can lie or be absent: the cap is enforced on what arrives.
-        for chunk in _body_chunks(response):
+        # Content-Length can lie or be absent: the cap is enforced on what arrives. The
+        # clock's socket ends a body that drips past the deadline.
+        for chunk in body_chunks(response):
             size += len(chunk)
             if size > limits.max_bytes:
                 raise TooLarge(display_url(response.url), limits.max_bytes)
-            if time.monotonic() > deadline:
-                raise Unavailable(too_slow)
             chunks.append(chunk)
     except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as error:
-        raise Unavailable(*describe_network_error(error, limits.timeout)) from None
+        raise Unavailable(*describe_network_error(error, clock)) from None
     return Fetched(b"".join(chunks), False, etag, last_modified, response.url)
-
-
-def _body_chunks(response: requests.Response) -> Iterator[bytes]:
-    """The body as it arrives, decoded.
-
-    ``iter_content`` waits until a whole chunk has arrived, so a server dripping bytes would
-    never reach the deadline check; urllib3's ``read1`` (2.3 and later) returns after one read.
-    """
-    raw = response.raw
-    if not hasattr(raw, "read1"):
-        yield from response.iter_content(4 * 1024)
-        return
-    while chunk := raw.read1(64 * 1024, decode_content=True):
-        yield chunk
-
-
-def describe_network_error(error: BaseException, timeout: float) -> tuple[str, str | None]:
-    """A short reason for a failed request, and a hint; no URL, so nothing secret.
-
-    requests wraps urllib3 wraps socket errors; the useful words are at the bottom of the
-    chain ("Connection refused", "certificate verify failed: unable to get local issuer").
-    """
-    import ssl
-
-    chain = _exception_chain(error)
-    names = {type(e).__name__ for e in chain}
-    for item in chain:
-        if isinstance(item, ssl.SSLCertVerificationError):
-            return (
-                f"its TLS certificate could not be verified ({item.verify_message})",
-                "If the build reaches the internet through a TLS-intercepting proxy, set "
-                "REQUESTS_CA_BUNDLE to a file with that proxy's CA certificate in the build's "
-                "environment (a config var does not reach it during the build).",
-            )
-    if "ConnectTimeoutError" in names or "ConnectTimeout" in names:
-        return f"could not connect within {seconds(timeout)} s", None
-    if "ReadTimeoutError" in names or any(isinstance(e, TimeoutError) for e in chain):
-        return f"no answer within {seconds(timeout)} s", None
-    for item in reversed(chain):
-        if isinstance(item, ssl.SSLError):
-            return f"the TLS handshake failed ({item.reason or item})", None
-    for item in reversed(chain):
-        if isinstance(item, OSError) and item.strerror:
-            return item.strerror, None
-    innermost = chain[-1]
-    return printable(str(innermost) or type(innermost).__name__), None
-
-
-def _exception_chain(error: BaseException) -> list[BaseException]:
-    chain: list[BaseException] = []
-    queue: list[BaseException] = [error]
-    while queue:
-        item = queue.pop(0)
-        if any(item is seen for seen in chain):
-            continue
-        chain.append(item)
-        # urllib3's MaxRetryError keeps its cause in .reason, ProtocolError in its args.
-        queue.extend(
-            e
-            for e in (getattr(item, "reason", None), item.__cause__, item.__context__, *item.args)
-            if isinstance(e, BaseException)
-        )
-    return chain
 
 
 # --- secrets in URLs --------------------------------------------------------------------------

@@ -4,7 +4,8 @@ urllib3's own ``Retry`` logs ``Retrying (Retry(total=2, connect=2, ...)) after c
 by 'NameResolutionError(...)'`` and sleeps on its own schedule, whatever time is left. This one
 hands each retry to the caller as a ``RetryNote`` (which attempt failed, why, how long until the
 next), waits ``backoff_factor * 2**(n-1)`` seconds before the n-th retry, and gives up instead
-of retrying when the wait would end past ``ends_at``.
+of retrying unless, after the wait, the fetch's clock still has ``min_attempt`` seconds for
+the retry: retries use what is left of the bound, never less than an attempt's worth.
 
 Imported only by ``fetch.fetch_url``, after ``requests``: it adds nothing to what a download
 loads already (``requests`` brings urllib3).
@@ -12,13 +13,15 @@ loads already (``requests`` brings urllib3).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from urllib3.exceptions import MaxRetryError, ResponseError
 from urllib3.util.retry import Retry
+
+if TYPE_CHECKING:
+    from smtp_ca.deadline_http import DownloadClock
 
 
 @dataclass(frozen=True)
@@ -36,34 +39,32 @@ def backoff(retry_number: int, factor: float) -> float:
     return factor * (1 << (retry_number - 1))
 
 
-def total_backoff(retries: int, factor: float) -> float:
-    """All the waits of ``retries`` retries together."""
-    return sum(backoff(number, factor) for number in range(1, retries + 1))
-
-
 class ReportingRetry(Retry):
     """A ``Retry`` with a deadline and a reporter (see the module's docstring)."""
 
     def __init__(
         self,
         *args: Any,
-        on_retry: Callable[[RetryNote], None] | None = None,
-        describe: Callable[[Exception], str] | None = None,
-        ends_at: float | None = None,
-        attempts: int = 1,
+        on_retry: Callable[[RetryNote], None] | None,
+        describe: Callable[[Exception], str],
+        clock: DownloadClock,
+        min_attempt: float,
+        attempts: int,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.on_retry = on_retry
         self.describe = describe
-        self.ends_at = ends_at
+        self.clock = clock
+        self.min_attempt = min_attempt
         self.attempts = attempts
 
     def new(self, **kw: Any) -> ReportingRetry:
         # urllib3 makes a new Retry for every increment; ours must keep its own fields.
         kw.setdefault("on_retry", self.on_retry)
         kw.setdefault("describe", self.describe)
-        kw.setdefault("ends_at", self.ends_at)
+        kw.setdefault("clock", self.clock)
+        kw.setdefault("min_attempt", self.min_attempt)
         kw.setdefault("attempts", self.attempts)
         made = super().new(**kw)
         assert isinstance(made, ReportingRetry)
@@ -85,10 +86,10 @@ class ReportingRetry(Retry):
         assert isinstance(made, ReportingRetry)
         wait = made.get_backoff_time()
         if error is not None:
-            reason = self.describe(error) if self.describe else type(error).__name__
+            reason = self.describe(error)
         else:
             reason = f"the server answered HTTP {getattr(response, 'status', '?')}"
-        if self.ends_at is not None and time.monotonic() + wait >= self.ends_at:
+        if not self.clock.has(wait + self.min_attempt):
             # No time for another attempt: fail now, as urllib3 does when retries run out.
             raise MaxRetryError(_pool, url, error or ResponseError(reason))
         if self.on_retry is not None:
