@@ -35,7 +35,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.poolmanager import ProxyManager
 
-from smtp_ca.certificates import printable
+from smtp_ca.untrusted import shown
 
 if TYPE_CHECKING:
     import requests
@@ -333,7 +333,7 @@ def describe_network_error(error: BaseException, clock: DownloadClock) -> tuple[
         if isinstance(item, OSError) and item.strerror:
             return item.strerror, None
     innermost = chain[-1]
-    return printable(str(innermost) or type(innermost).__name__), None
+    return shown(str(innermost) or type(innermost).__name__), None
 
 
 def _exception_chain(error: BaseException) -> list[BaseException]:

@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import unquote, urljoin, urlsplit
 
-from smtp_ca.certificates import printable
 from smtp_ca.output import Redactor
 from smtp_ca.untrusted import shown
 
@@ -370,7 +369,7 @@ def fetch_url(
                     allow_redirects=False,
                 )
             except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema) as error:
-                raise InvalidUrl(redactor(printable(str(error)))) from None
+                raise InvalidUrl(shown(redactor(str(error)))) from None
             except (requests.RequestException, TimeoutError) as error:
                 raise Unavailable(*describe_network_error(error, clock)) from None
             with response:
