@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from smtp_ca.check.naming import CONFIG_VARS, Naming
 from smtp_ca.deadline import Deadline
 
 # Waiting for the reply to QUIT costs at most this: the verdict is already in.
@@ -30,6 +31,7 @@ class CheckTarget:
     port: int
     implicit_tls: bool = False
     timeout: float = 10.0
+    naming: Naming = CONFIG_VARS  # how hints name these settings: config vars, or bin/check's
 
 
 class SmtpProtocolError(Exception):
