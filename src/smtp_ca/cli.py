@@ -148,7 +148,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     check_command.add_argument("--tls", action="store_true", help="TLS from the first byte")
     check_command.add_argument(
-        "--timeout", type=_timeout, default=10.0, metavar="SECONDS", help="give up after (10)"
+        "--timeout",
+        type=_timeout,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long the check may take (default 10)",
     )
     check_command.set_defaults(run=_check)
     return parser
