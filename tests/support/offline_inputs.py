@@ -31,7 +31,11 @@ def inputs_root() -> Path:
 
 def skip_or_fail(message: str) -> NoReturn:
     """Skips the calling test for a missing prerequisite; with CI=true fails it, because CI
-    must install everything the tests need."""
+    must install everything the tests need.
+
+    ``message`` says what the test needs and the one command that gives it ("needs X: run
+    `...`"). The report names the test's own file and line, not this one: tests/conftest.py
+    moves a skip raised in tests/support/ to the test that asked."""
     if os.environ.get("CI") == "true":
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
@@ -46,8 +50,11 @@ def load_inputs() -> Inputs:
         problems.append(f"no wheels in {wheelhouse}")
     if not debs:
         problems.append(f"no python3-pip .deb in {root / 'debs'}")
-    if shutil.which("dpkg-scanpackages") is None:
-        problems.append("dpkg-scanpackages is missing (apt-get install dpkg-dev)")
     if problems:
-        skip_or_fail("; ".join(problems) + ": run .ci/prepare-test-inputs")
+        skip_or_fail(
+            f"needs the offline test inputs ({'; '.join(problems)}): "
+            "run `bash .ci/prepare-test-inputs`"
+        )
+    if shutil.which("dpkg-scanpackages") is None:
+        skip_or_fail("needs dpkg-scanpackages: run `apt-get install dpkg-dev`")
     return Inputs(wheelhouse, debs)
