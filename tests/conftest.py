@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from support.cnb_world import CnbWorld, open_cnb_world
+from support.scratch import fixture_dir
 from support.world import World, open_world
 
 SUPPORT = Path(__file__).parent / "support"
@@ -30,10 +31,12 @@ def pytest_runtest_makereport(
 
 
 @pytest.fixture(scope="session")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
     """The stand-ins for the internet and one warm dependency cache, made once per run: every
     end-to-end build starts from a copy of that cache (see support.world)."""
-    with open_world(tmp_path_factory.mktemp("world")) as opened:
+    with open_world(fixture_dir(request, tmp_path_factory, "world")) as opened:
         yield opened
 
 

@@ -27,6 +27,7 @@ from support.certs import Issued, make_root
 from support.http_server import LocalServer
 from support.offline_inputs import REPO, load_inputs
 from support.pki import issue, server_context
+from support.scratch import fixture_dir
 from support.silent_server import SilentServer
 from support.smtp_server import SMTPTestServer, free_port
 
@@ -43,10 +44,12 @@ class Result:
 
 
 @pytest.fixture(scope="module")
-def environment(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def environment(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
     """A clean environment whose python3 is this one, with a dependency cache filled once."""
     inputs = load_inputs()
-    root = tmp_path_factory.mktemp("bin-check")
+    root = fixture_dir(request, tmp_path_factory, "bin-check")
     tools = root / "bin"
     tools.mkdir()
     (tools / "python3").symlink_to(sys.executable)
