@@ -11,7 +11,7 @@ from support.cnb_world import CnbWorld, open_cnb_world
 from support.scratch import fixture_dir
 from support.world import World, open_world
 
-SUPPORT = Path(__file__).parent / "support"
+SUPPORT = Path(__file__).resolve().parent / "support"
 
 
 @pytest.hookimpl(wrapper=True)
