@@ -41,6 +41,7 @@ from support.pipless_python import (
     make_pipless_python,
     run_bootstrap,
 )
+from support.scratch import fixture_dir
 
 LOCK = REPO / "requirements.lock"
 STACK = "heroku-22"
@@ -63,20 +64,25 @@ def inputs() -> Inputs:
 
 
 @pytest.fixture(scope="module")
-def pipless(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_pipless_python(tmp_path_factory.mktemp("pipless"))
+def pipless(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_pipless_python(fixture_dir(request, tmp_path_factory, "pipless"))
 
 
 @pytest.fixture(scope="module")
-def apt_repo(inputs: Inputs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalAptRepo]:
-    with LocalAptRepo(tmp_path_factory.mktemp("apt"), inputs.debs) as repo:
+def apt_repo(
+    inputs: Inputs, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalAptRepo]:
+    with LocalAptRepo(fixture_dir(request, tmp_path_factory, "apt"), inputs.debs) as repo:
         yield repo
 
 
 @pytest.fixture(scope="module")
-def offline_apt_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def offline_apt_config(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     """An apt config whose only source refuses connections: any apt-get use would fail."""
-    return write_apt_config(tmp_path_factory.mktemp("apt-offline"), unreachable_url())
+    where = fixture_dir(request, tmp_path_factory, "apt-offline")
+    return write_apt_config(where, unreachable_url())
 
 
 @pytest.fixture(scope="module")
@@ -95,10 +101,11 @@ def cold(
     apt_repo: LocalAptRepo,
     base_env: dict[str, str],
     inputs: Inputs,
+    request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> ColdInstall:
     """One cold install, the wheelhouse named by a config var (ENV_DIR), not the environment."""
-    root = tmp_path_factory.mktemp("cold")
+    root = fixture_dir(request, tmp_path_factory, "cold")
     env_dir = root / "env"
     env_dir.mkdir()
     (env_dir / "PIP_FIND_LINKS").write_text(str(inputs.wheelhouse))

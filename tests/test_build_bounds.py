@@ -36,6 +36,7 @@ from support.http_server import LocalServer
 from support.local_apt import LocalAptRepo
 from support.offline_inputs import Inputs, load_inputs
 from support.pipless_python import make_pipless_python
+from support.scratch import fixture_dir
 from support.silent_server import SilentServer
 from support.smtp_server import SMTPTestServer
 
@@ -117,9 +118,11 @@ def _install_audit_hook(python: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
     inputs = load_inputs()
-    root = tmp_path_factory.mktemp("bounds")
+    root = fixture_dir(request, tmp_path_factory, "bounds")
     python = make_pipless_python(root / "python")
     _install_audit_hook(python)
     provider_ca, host_ca = trustme.CA(), trustme.CA()

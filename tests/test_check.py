@@ -17,6 +17,7 @@ import pytest
 import trustme
 
 from smtp_ca.check import CheckTarget, TrustStores, run_check
+from smtp_ca.check.naming import Naming, command_line, config_vars
 from support.certs import Issued, utcnow
 from support.checking import check, check_pki, text
 from support.pki import issue, server_context
@@ -379,6 +380,9 @@ def test_connection_refused(ca_file: Path) -> None:
     outcome = check(port, ca_file, host=LOOPBACK)
     assert outcome.cause == "refused"
     assert outcome.summary == f"{LOOPBACK}:{port} (STARTTLS): connection refused."
+    assert outcome.hint == (
+        "Check SMTP_PORT: SendGrid and most providers take 587 (STARTTLS) or 465 (TLS)."
+    )
 
 
 def test_dns_failure(ca_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -393,7 +397,10 @@ def test_dns_failure(ca_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         "smtp.example.invalid:25 (STARTTLS): the host name does not resolve "
         "(Name or service not known)."
     )
-    assert "SMTP_SERVER" in (outcome.hint or "")
+    # Offline every name fails to resolve: the hint says so, not only "a typo".
+    assert outcome.hint == (
+        "Check SMTP_SERVER for a typo. If it has none, this machine may have no DNS or no network."
+    )
 
 
 def test_a_slow_resolver_is_bounded_by_the_check_timeout(
@@ -451,4 +458,85 @@ def test_silent_server_under_implicit_tls_times_out_in_the_handshake(
     assert outcome.cause == "timeout"
     assert outcome.summary == (
         f"{LOOPBACK}:{silent_listener} (TLS): no answer within 0.5 s (during the TLS handshake)."
+    )
+
+
+# --- how the hints name the server: config vars in a build, what was typed for bin/check --------
+
+
+def test_the_bulk_mailers_hints_name_its_own_config_vars(ca_file: Path) -> None:
+    outcome = check(free_port(), ca_file, host=LOOPBACK, naming=config_vars("BULK_SMTP_"))
+    assert outcome.hint == (
+        "Check BULK_SMTP_PORT: SendGrid and most providers take 587 (STARTTLS) or 465 (TLS)."
+    )
+
+
+def _typed(host: str, port: int, *, port_given: bool = True) -> Naming:
+    return command_line(host, port, port_given=port_given)
+
+
+def test_bin_check_hints_name_the_port_as_typed(ca_file: Path) -> None:
+    port = free_port()
+    given = check(port, ca_file, host=LOOPBACK, naming=_typed(LOOPBACK, port))
+    assert given.hint == (
+        f"Check the port {port}: SendGrid and most providers take 587 (STARTTLS) or 465 (TLS)."
+    )
+    default = check(port, ca_file, host=LOOPBACK, naming=_typed(LOOPBACK, port, port_given=False))
+    assert default.hint == (
+        f"Check the port ({port} when none is given): SendGrid and most providers take 587 "
+        "(STARTTLS) or 465 (TLS)."
+    )
+
+
+def test_bin_check_hints_name_the_host_as_typed(
+    ca_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_such_host(*args: object, **kwargs: object) -> list[object]:
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_host)
+    host = "smtp.sendgrid.net"
+    outcome = check(587, ca_file, host=host, naming=_typed(host, 587))
+    assert outcome.cause == "dns"
+    assert outcome.hint == (
+        "Check smtp.sendgrid.net for a typo. If it has none, this machine may have no DNS or "
+        "no network."
+    )
+
+
+def test_bin_check_hints_name_its_options(ca: trustme.CA, ca_file: Path) -> None:
+    with SMTPTestServer(mode="starttls", ca=ca) as server:
+        naming = _typed("localhost", server.port)
+        outcome = check(server.port, ca_file, implicit_tls=True, naming=naming)
+    assert outcome.cause == "tls"
+    assert outcome.hint == (
+        "Leave out --tls to use STARTTLS on this port, or try localhost:465 for TLS from the "
+        "first byte."
+    )
+
+
+def test_bin_check_hints_for_a_name_mismatch_use_bin_check(ca: trustme.CA, ca_file: Path) -> None:
+    with SMTPTestServer(mode="starttls", ca=ca, cert_names=("mail.example.org",)) as server:
+        outcome = check(server.port, ca_file, naming=_typed("localhost", server.port))
+    assert outcome.summary == (
+        f"localhost:{server.port} (STARTTLS): the certificate's names do not cover "
+        "localhost (Hostname mismatch, certificate is not valid for 'localhost')."
+    )
+    assert outcome.hint == (
+        "Use a name the certificate holds (the host name the provider documents), not an alias "
+        f"or an IP address: bin/check mail.example.org:{server.port}"
+    )
+    assert "SMTP_" not in text(outcome)
+
+
+def test_bin_check_hints_for_a_silent_server_name_its_options(
+    silent_listener: int, ca_file: Path
+) -> None:
+    naming = _typed(LOOPBACK, silent_listener)
+    outcome = check(silent_listener, ca_file, host=LOOPBACK, timeout=0.5, naming=naming)
+    assert outcome.cause == "timeout"
+    assert outcome.hint == (
+        "A server that says nothing after the connection may expect TLS from the first byte "
+        f"(port 465 usually does): add --tls. Otherwise check {LOOPBACK} and the port "
+        f"{silent_listener} (a firewall may drop the connection), or raise --timeout."
     )

@@ -24,7 +24,7 @@ from support.certs import Issued, make_root
 from support.http_server import LocalServer
 from support.ocsp_responder import OcspResponder
 from support.pki import issue, server_context
-from support.smtp_server import SMTPTestServer
+from support.smtp_server import SMTPTestServer, free_port
 
 BUNDLE = ".smtp-ca/ca-bundle.pem"
 
@@ -343,6 +343,15 @@ def test_a_warn_build_warns_about_the_bulk_mail_server_and_builds(
     assert f" !     Warning: localhost:{bulk.port} (STARTTLS): " in err
     assert "BULK_SMTP_OPENSSL_VERIFY_MODE=peer would fail with this bundle" in err
     assert (run.build_dir / BUNDLE).is_file()
+
+
+def test_the_bulk_mail_servers_hints_name_its_own_config_vars(run: Run) -> None:
+    closed = free_port()
+    run(1, SMTP_SERVER="", BULK_SMTP_SERVER="localhost", BULK_SMTP_PORT=str(closed))
+    assert (
+        " !     Check BULK_SMTP_PORT: SendGrid and most providers take 587 (STARTTLS) or 465 (TLS)."
+        in run.err.getvalue()
+    )
 
 
 def test_bulk_mail_without_encryption_fails_a_strict_build_by_its_own_names(run: Run) -> None:

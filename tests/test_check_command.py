@@ -27,6 +27,7 @@ from support.certs import Issued, make_root
 from support.http_server import LocalServer
 from support.offline_inputs import REPO, load_inputs
 from support.pki import issue, server_context
+from support.scratch import fixture_dir
 from support.silent_server import SilentServer
 from support.smtp_server import SMTPTestServer, free_port
 
@@ -43,10 +44,12 @@ class Result:
 
 
 @pytest.fixture(scope="module")
-def environment(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def environment(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
     """A clean environment whose python3 is this one, with a dependency cache filled once."""
     inputs = load_inputs()
-    root = tmp_path_factory.mktemp("bin-check")
+    root = fixture_dir(request, tmp_path_factory, "bin-check")
     tools = root / "bin"
     tools.mkdir()
     (tools / "python3").symlink_to(sys.executable)
@@ -177,6 +180,8 @@ def test_timeout_flag_bounds_the_check(
     result = bin_check(f"127.0.0.1:{silent_port}", "--ca-file", str(root_file), "--timeout", "1")
     assert result.returncode == 1
     assert "no answer within 1 s" in result.stderr
+    last = result.stderr.splitlines()[-1]
+    assert last.endswith("(a firewall may drop the connection), or raise --timeout."), last
     assert time.monotonic() - started < 10  # interpreter start and imports included
 
 
@@ -240,6 +245,57 @@ def test_a_bad_address_is_a_message_not_a_traceback(
     result = bin_check(address, "--ca-file", os.devnull)
     assert result.returncode == 1
     assert words in result.stderr
+
+
+USAGE = [
+    " !     Usage: bin/check HOST[:PORT] [--ca-file FILE] [--tls] [--timeout SECONDS]",
+    " !     For example: bin/check smtp.sendgrid.net:587 (the port is 25 when none is given).",
+]
+
+
+def test_without_arguments_it_prints_its_usage_and_exits_2(bin_check: BinCheck) -> None:
+    result = bin_check()
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == USAGE
+    assert result.stdout == ""  # nothing done before it: no bundle, no dependencies
+
+
+def test_a_usage_mistake_is_named_above_the_usage(bin_check: BinCheck) -> None:
+    result = bin_check("localhost:587", "--timeout", "0")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        " !     argument --timeout: must be above 0 and at most 120 seconds",
+        *USAGE,
+    ]
+
+
+def test_hints_name_the_port_as_typed_not_a_config_var(
+    bin_check: BinCheck, root_file: Path
+) -> None:
+    port = free_port()
+    result = bin_check(f"127.0.0.1:{port}", "--ca-file", str(root_file))
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-2:] == [
+        f" !     127.0.0.1:{port} (STARTTLS): connection refused.",
+        f" !     Fix: Check the port {port}: SendGrid and most providers take 587 (STARTTLS) "
+        "or 465 (TLS).",
+    ]
+    assert "SMTP_" not in result.output
+
+
+def test_hints_name_the_host_as_typed_and_say_the_machine_may_be_offline(
+    bin_check: BinCheck, root_file: Path
+) -> None:
+    # A label of 64 characters is refused before any lookup: no query leaves the machine.
+    host = f"{'a' * 64}.example"
+    result = bin_check(f"{host}:587", "--ca-file", str(root_file))
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-2:] == [
+        f" !     {host}:587 (STARTTLS): the host name does not resolve (not a valid host name).",
+        f" !     Fix: Check {host} for a typo. If it has none, this machine may have no DNS or "
+        "no network.",
+    ]
+    assert "SMTP_" not in result.output
 
 
 def test_ipv6_address_with_port(bin_check: BinCheck, root_file: Path) -> None:

@@ -41,6 +41,7 @@ from support.rails_app import (
     smtp_config_vars,
     write_initializer,
 )
+from support.scratch import fixture_dir
 from support.silent_server import SilentServer
 from support.smtp_server import SMTPTestServer, free_port
 from support.world import World
@@ -78,6 +79,7 @@ def mail_vars(port: int, **extra: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def apps(
     world: World,
+    request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
     provider: Chain,
     server: SMTPTestServer,
@@ -87,7 +89,7 @@ def apps(
     bundle_vars = world.bundle_vars("/dyno-provider-root.crt", provider.root.pem)
     built: dict[str, Path] = {}
     for shape in SHAPES:
-        where = tmp_path_factory.mktemp(f"dyno-{shape}")
+        where = fixture_dir(request, tmp_path_factory, f"dyno-{shape}")
         build_dir = make_rails_app(where / "build_0123abcd", shape)
         build = world.build(
             where,

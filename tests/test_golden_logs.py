@@ -30,6 +30,7 @@ from support.ocsp_responder import OcspResponder
 from support.offline_inputs import REPO
 from support.pki import issue, server_context
 from support.rails_app import make_rails_app, smtp_config_vars
+from support.scratch import fixture_dir
 from support.smtp_server import SMTPTestServer
 from support.world import World
 
@@ -97,11 +98,14 @@ class FirstAndSecond:
 
 @pytest.fixture(scope="module")
 def first_and_second(
-    world: World, provider: Provider, tmp_path_factory: pytest.TempPathFactory
+    world: World,
+    provider: Provider,
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> FirstAndSecond:
     """A first build from an empty cache, then the next build of the same app from that cache.
     Each starts from a fresh copy of the app, as Heroku's build directory is."""
-    where = tmp_path_factory.mktemp("golden-first-and-second")
+    where = fixture_dir(request, tmp_path_factory, "golden-first-and-second")
     cache = where / "cache"
     cache.mkdir()
     config_vars = provider.config_vars(world)

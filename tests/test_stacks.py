@@ -37,7 +37,10 @@ def test_cold_build_with_the_stacks_python(
         build_heroku_26_in_sid(world, tmp_path)
         return
     if base is None:
-        pytest.skip(f"no Python {version} on this machine (the python3 of {stack})")
+        pytest.skip(
+            f"needs Python {version}, the python3 of {stack}, as python{version} on PATH or in "
+            "pyenv's versions/: then run `bash .ci/prepare-test-inputs` for its wheels"
+        )
     python = make_pipless_python(tmp_path / "python", base)
     # The stack's own python3-pip, as its Ubuntu base packages it (heroku-22: pip 22.0.2,
     # heroku-24: 24.0), from the stand-in .debs .ci/prepare-test-inputs builds; Debian 12's

@@ -41,6 +41,11 @@ from smtp_ca.settings import (
 REPORT_TO = "the issue tracker of heroku-buildpack-smtp-ca, with this build log"
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+# What bin/check with no or wrong arguments prints: its usage, in the buildpack's words.
+CHECK_USAGE = (
+    "Usage: bin/check HOST[:PORT] [--ca-file FILE] [--tls] [--timeout SECONDS]",
+    "For example: bin/check smtp.sendgrid.net:587 (the port is 25 when none is given).",
+)
 
 
 def _compile(arguments: argparse.Namespace, log: Log) -> int:
@@ -61,6 +66,8 @@ def _build(arguments: argparse.Namespace, log: Log) -> int:
 
 
 def _check(arguments: argparse.Namespace, log: Log) -> int:
+    if arguments.address is None:  # bin/check alone: what to type, before any work
+        raise _UsageError(None, CHECK_USAGE)
     cache_dir = Path(
         os.environ.get("SMTP_CA_CACHE_DIR")
         or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
@@ -92,17 +99,22 @@ def _timeout(text: str) -> float:
 
 
 class _UsageError(Exception):
-    def __init__(self, message: str, usage: str) -> None:
+    def __init__(self, message: str | None, usage: tuple[str, ...]) -> None:
         super().__init__(message)
-        self.message = message
-        self.usage = usage
+        self.lines = (*([message] if message else []), *usage)
 
 
 class _Parser(argparse.ArgumentParser):
-    """Reports a usage mistake through the log (redacted, Heroku's prefix), not print()."""
+    """Reports a usage mistake through the log (redacted, Heroku's prefix), not print().
+
+    ``voiced_usage``: the usage in the buildpack's words, for a command users type (bin/check);
+    without it, argparse's own (bin/compile and bin/build check their arguments before this).
+    """
+
+    voiced_usage: tuple[str, ...] = ()
 
     def error(self, message: str) -> NoReturn:
-        raise _UsageError(message, self.format_usage().strip())
+        raise _UsageError(message, self.voiced_usage or (self.format_usage().strip(),))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -120,12 +132,28 @@ def _parser() -> argparse.ArgumentParser:
         run=_build, env_dir=str(Path(platform_dir) / "env") if platform_dir else None
     )
     check_command = commands.add_parser(
-        "check", help="handshake with an SMTP server and say why it does or does not verify"
+        "check",
+        help="handshake with an SMTP server and say why it does or does not verify",
+        prog="bin/check",
+        usage=CHECK_USAGE[0].removeprefix("Usage: "),
+        epilog=CHECK_USAGE[1],
     )
-    check_command.add_argument("address", metavar="HOST[:PORT]")
-    check_command.add_argument("--ca-file", type=Path, help="trust this bundle (default: build's)")
+    check_command.voiced_usage = CHECK_USAGE
+    # Optional here so that bin/check alone prints the usage and nothing else.
+    check_command.add_argument(
+        "address", metavar="HOST[:PORT]", nargs="?", help="the SMTP server the app sends to"
+    )
+    check_command.add_argument(
+        "--ca-file", type=Path, metavar="FILE", help="trust this bundle (default: build's)"
+    )
     check_command.add_argument("--tls", action="store_true", help="TLS from the first byte")
-    check_command.add_argument("--timeout", type=_timeout, default=10.0, metavar="SECONDS")
+    check_command.add_argument(
+        "--timeout",
+        type=_timeout,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long the check may take (default 10)",
+    )
     check_command.set_defaults(run=_check)
     return parser
 
@@ -217,7 +245,7 @@ def main(argv: list[str], log: Log | None = None) -> int:
             run: Callable[[argparse.Namespace, Log], int] = arguments.run
             return run(arguments, log)
         except _UsageError as error:
-            log.error(error.message, error.usage)
+            log.error(*error.lines)
             return EXIT_USAGE
         except BuildError as error:
             log.error(error.message, *([error.hint] if error.hint else []))

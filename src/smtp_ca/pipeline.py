@@ -156,12 +156,14 @@ def _check_server(
     verified under warn, and fails the build at once under strict) and the PEM it needs
     added."""
     from smtp_ca.check import CheckTarget, check_bundle, where_of
+    from smtp_ca.check.naming import config_vars
 
     target = CheckTarget(
         host=server.host,
         port=server.port,
         implicit_tls=server.implicit_tls,
         timeout=settings.check_timeout,
+        naming=config_vars(server.prefix),  # the bulk mailer's hints name BULK_SMTP_*
     )
     which = f"the bulk mail server ({server.variable('SERVER')}) " if server.is_bulk else ""
     if server.starttls == "never" and not server.implicit_tls:

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from smtp_ca.check import CheckOutcome, CheckTarget, TrustStores, run_check
+from smtp_ca.check.naming import CONFIG_VARS, Naming
 from support.certs import Issued, make_root
 from support.pki import bundle_with_origins, issue
 
@@ -38,8 +39,9 @@ def check(
     timeout: float = 5,
     cache_dir: Path | None = None,
     now: dt.datetime | None = None,
+    naming: Naming = CONFIG_VARS,
 ) -> CheckOutcome:
-    target = CheckTarget(host, port, implicit_tls=implicit_tls, timeout=timeout)
+    target = CheckTarget(host, port, implicit_tls=implicit_tls, timeout=timeout, naming=naming)
     return run_check(target, ca_file, stores=stores, cache_dir=cache_dir, now=now)
 
 

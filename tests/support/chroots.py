@@ -49,21 +49,27 @@ exec chroot "$root" /bin/sh -c 'cd "$1" && shift && exec "$@"' sh "$cwd" "$@"
 
 
 def chroot_problem(suite: str) -> tuple[str, Path | None]:
-    """(why the suite's chroot cannot be used, or "", and its directory when it is ready)."""
-    if os.geteuid() != 0:
-        return "chroot needs root (CI runs the tests as root)", None
-    for tool in ("unshare", "chroot", "mount"):
-        if shutil.which(tool) is None:
-            return f"{tool} is missing", None
-    namespace = subprocess.run(
-        ["unshare", "--mount", "--fork", "true"], capture_output=True, text=True, check=False
-    )
-    if namespace.returncode != 0:
-        return f"unshare --mount is not allowed here: {namespace.stderr.strip()}", None
+    """(why the suite's chroot cannot be used, with the command that fixes it, or "", and its
+    directory when it is ready)."""
+    problem = _prerequisite_problem()
+    if problem:
+        return problem, None
     found = _prepared_chroot(suite)
     if found is None:
-        return f"no {suite} chroot: run .ci/prepare-chroots (scripts/setup-dev does)", None
+        return f"needs the {suite} chroot: run `bash .ci/prepare-chroots`", None
     return "", found
+
+
+@functools.cache
+def _prerequisite_problem() -> str:
+    """What .ci/prepare-chroots finds missing (root, mount, mount namespaces...): one probe, so
+    a skip says what that script says before it builds anything."""
+    proc = subprocess.run(
+        ["bash", str(PREPARE), "--check"], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        return f"needs .ci/prepare-chroots --check to work: {proc.stderr.strip()}"
+    return proc.stdout.strip()
 
 
 @functools.cache
@@ -81,7 +87,7 @@ def require_chroot(suite: str) -> Path:
     problem, found = chroot_problem(suite)
     if found is not None:
         return found
-    skip_or_fail(f"{problem}; CI must be able to run the era tests")
+    skip_or_fail(problem)
 
 
 @functools.cache

@@ -136,8 +136,8 @@ def lifecycle_account() -> Account:
         entry = pwd.getpwnam(LIFECYCLE_USER)
     except KeyError:
         skip_or_fail(
-            f"the user {LIFECYCLE_USER} is missing; the CNB detector and builder refuse to run "
-            "as root: run .ci/prepare-lifecycle (scripts/setup-dev does)"
+            f"needs the user {LIFECYCLE_USER} (the CNB detector and builder refuse to run as "
+            "root): run `bash .ci/prepare-lifecycle` as root"
         )
         raise
     return Account(entry.pw_uid, entry.pw_gid, Path(entry.pw_dir))
@@ -177,7 +177,10 @@ def find_lifecycle() -> Lifecycle:
     version = lifecycle_version()
     bin_dir = inputs_root() / "lifecycle" / version
     if not all((bin_dir / name).is_file() for name in ("lifecycle", "launcher", "builder")):
-        skip_or_fail(f"the CNB lifecycle {version} is not in {bin_dir}: run .ci/prepare-lifecycle")
+        skip_or_fail(
+            f"needs the CNB lifecycle {version} in {bin_dir}: run `bash .ci/prepare-lifecycle` "
+            "(with a Go of 1.21 or later on PATH)"
+        )
     return Lifecycle(version, bin_dir, lifecycle_account())
 
 
@@ -213,8 +216,8 @@ def pipless_python_base(account: Account) -> Path:
         if completed.returncode == 0 and completed.stdout.strip() == wanted:
             return candidate
     skip_or_fail(
-        f"no {wanted} interpreter that the user {LIFECYCLE_USER} can run (the tests' own is "
-        f"{sys.executable}); the CNB build needs one"
+        f"needs a {wanted} interpreter that the user {LIFECYCLE_USER} can run (the tests' own is "
+        f"{sys.executable}): run `apt-get install python3` for /usr/bin/python3"
     )
 
 

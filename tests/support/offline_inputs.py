@@ -30,7 +30,11 @@ def inputs_root() -> Path:
 
 def skip_or_fail(message: str) -> NoReturn:
     """Skips the calling test for a missing prerequisite; with CI=true fails it, because CI
-    must install everything the tests need."""
+    must install everything the tests need.
+
+    ``message`` says what the test needs and the one command that gives it ("needs X: run
+    `...`"). The report names the test's own file and line, not this one: tests/conftest.py
+    moves a skip raised in tests/support/ to the test that asked."""
     if os.environ.get("CI") == "true":
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
@@ -46,5 +50,8 @@ def load_inputs() -> Inputs:
     if not debs:
         problems.append(f"no python3-pip .deb in {root / 'debs'}")
     if problems:
-        skip_or_fail("; ".join(problems) + ": run .ci/prepare-test-inputs")
+        skip_or_fail(
+            f"needs the offline test inputs ({'; '.join(problems)}): "
+            "run `bash .ci/prepare-test-inputs`"
+        )
     return Inputs(wheelhouse, debs)

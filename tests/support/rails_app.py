@@ -207,4 +207,4 @@ def require_ruby_rails() -> None:
     problem = ruby_rails_problem()
     if problem is None:
         return
-    skip_or_fail(f"{problem}; install them: {APT_INSTALL_COMMAND}")
+    skip_or_fail(f"needs ruby, Rails and ActionMailer ({problem}): run `{APT_INSTALL_COMMAND}`")

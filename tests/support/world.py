@@ -5,7 +5,7 @@ python3, a local apt repository serving python3-pip, the local wheelhouse, and a
 server standing in for the CA's website.
 One cold build fills a dependency cache; each build then starts from a copy of it::
 
-    with open_world(tmp_path_factory.mktemp("world")) as world:
+    with open_world(fixture_dir(request, tmp_path_factory, "world")) as world:
         world.publish("/provider-bundle.crt", root.pem)
         result = world.build(tmp_path, {**world.bundle_vars("/provider-bundle.crt"), ...})
 """

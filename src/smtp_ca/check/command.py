@@ -16,6 +16,7 @@ from pathlib import Path
 
 from smtp_ca.bundle import BundleSettings, prepare_bundle
 from smtp_ca.check.flow import check_bundle, run_check
+from smtp_ca.check.naming import command_line
 from smtp_ca.check.outcome import CheckOutcome, report_verified, where_of
 from smtp_ca.check.smtp_session import CheckTarget
 from smtp_ca.errors import BuildError
@@ -66,9 +67,14 @@ def parse_address(address: str) -> tuple[str, int]:
 
 
 def run_command(arguments: argparse.Namespace, cache_dir: Path, log: Log) -> int:
-    host, port = parse_address(arguments.address)
+    address: str = arguments.address
+    host, port = parse_address(address)
     ca_file: Path | None = arguments.ca_file
-    target = CheckTarget(host, port, implicit_tls=arguments.tls, timeout=arguments.timeout)
+    # The hints name what was typed here: no config var is in play.
+    naming = command_line(host, port, port_given=address not in (host, f"[{host}]"))
+    target = CheckTarget(
+        host, port, implicit_tls=arguments.tls, timeout=arguments.timeout, naming=naming
+    )
     where = where_of(target)
     if ca_file is not None:
         if not ca_file.is_file():

@@ -41,6 +41,7 @@ from smtp_ca.check.smtp_session import (
     CheckTarget,
     NoStartTlsError,
     Progress,
+    ReplyPastCap,
     SmtpProtocolError,
     legacy_probe_context,
     open_tls,
@@ -361,21 +362,21 @@ def _name_mismatch(
     context: Context, error: ssl.SSLCertVerificationError, presented: list[x509.Certificate]
 ) -> CheckOutcome:
     names = host_names(presented[0])
-    host = context.target.host
+    host, naming = context.target.host, context.target.naming
     details = [f"The certificate holds: {shown(', '.join(names)) if names else 'no names at all'}."]
     if is_ip_address(host):
         details.append(
-            "SMTP_SERVER is an IP address: the mail gem checks it against the IP "
+            f"{naming.server} is an IP address: the mail gem checks it against the IP "
             "addresses the certificate holds, not against its host names."
         )
     suggestion = next((name for name in names if not name.startswith("*")), None)
-    hint = "Set SMTP_SERVER to a name the certificate holds (the host name the provider "
+    hint = f"{naming.use_server} a name the certificate holds (the host name the provider "
     hint += "documents), not an alias or an IP address"
-    hint += f": heroku config:set SMTP_SERVER={suggestion}" if suggestion else "."
+    hint += f": {naming.command_using(suggestion)}" if suggestion else "."
     return CheckOutcome(
         cause="hostname-mismatch",
         summary=(
-            f"{context.where}: the certificate's names do not cover SMTP_SERVER={host} "
+            f"{context.where}: the certificate's names do not cover {naming.server_set_to(host)} "
             f"({_message(error)})."
         ),
         details=tuple(details),
@@ -400,7 +401,7 @@ def _other_problems(context: Context, presented: list[x509.Certificate], cause: 
         names = shown(", ".join(host_names(leaf))) or "no names"
         problems.append(
             f"Also: the certificate's names ({names}) do not cover "
-            f"SMTP_SERVER={context.target.host}."
+            f"{context.target.naming.server_set_to(context.target.host)}."
         )
     return problems
 
@@ -451,10 +452,10 @@ def generic_verify_failure(
         return CheckOutcome(
             cause="hostname-mismatch",
             summary=(
-                f"{where}: the certificate's names do not cover SMTP_SERVER={target.host} "
-                f"({message})."
+                f"{where}: the certificate's names do not cover "
+                f"{target.naming.server_set_to(target.host)} ({message})."
             ),
-            hint="Set SMTP_SERVER to the host name the provider documents, not an alias.",
+            hint=f"{target.naming.use_server} the host name the provider documents, not an alias.",
         )
     return CheckOutcome(
         cause="verify-failed",
@@ -492,8 +493,8 @@ def tls_failure(target: CheckTarget, error: ssl.SSLError, deadline: Deadline) ->
                     f"{where}: the server did not answer in TLS ({reason}): this port "
                     "speaks plain SMTP first, and wants STARTTLS."
                 ),
-                hint="Unset SMTP_TLS and SMTP_SSL to use STARTTLS on this port, or set "
-                "SMTP_PORT=465 for TLS from the first byte.",
+                hint=f"{target.naming.use_starttls} to use STARTTLS on this port, or "
+                f"{target.naming.use_port_465} for TLS from the first byte.",
             )
         return CheckOutcome(
             cause="tls",
@@ -539,7 +540,7 @@ def _probe_legacy_version(target: CheckTarget, deadline: Deadline) -> str | None
 def transport_failure(
     target: CheckTarget, error: OSError | SmtpProtocolError, stage: str
 ) -> CheckOutcome:
-    where = where_of(target)
+    where, naming = where_of(target), target.naming
     if isinstance(error, NoStartTlsError):
         return CheckOutcome(
             cause="no-starttls",
@@ -547,22 +548,31 @@ def transport_failure(
                 f"{where}: the server does not offer STARTTLS, so mail would go unencrypted and "
                 "nothing can be verified."
             ),
-            hint="Check SMTP_SERVER and SMTP_PORT (587 is the usual STARTTLS port); for TLS from "
-            "the first byte (port 465) set SMTP_TLS=true.",
+            hint=f"Check {naming.server} and {naming.port} (587 is the usual STARTTLS port); "
+            f"for TLS from the first byte (port 465) {naming.use_implicit_tls}.",
+        )
+    if isinstance(error, ReplyPastCap):
+        return CheckOutcome(
+            cause="smtp",
+            summary=f"{where}: {error}.",
+            hint="A mail server's replies are a few short lines; this one did not stop. Check "
+            f"that {naming.server} and {naming.port} name your provider's mail server, and ask "
+            "the provider if they do.",
         )
     if isinstance(error, SmtpProtocolError):
         return CheckOutcome(
             cause="smtp",
             summary=f"{where}: {error}.",
-            hint=error.hint or "Check SMTP_SERVER and SMTP_PORT, and SMTP_TLS for port 465.",
+            hint=f"Check {naming.server} and {naming.port}, and {naming.tls} for port 465.",
         )
     if isinstance(error, TimeoutError):
-        hint = "Check SMTP_SERVER and SMTP_PORT (a firewall may drop the connection), or raise "
-        hint += "SMTP_CA_CHECK_TIMEOUT."
+        hint = f"Check {naming.server} and {naming.port} (a firewall may drop the connection), "
+        hint += f"or raise {naming.timeout}."
         if stage == "waiting for the SMTP greeting" and not target.implicit_tls:
             hint = (
                 "A server that says nothing after the connection may expect TLS from the first "
-                "byte (port 465 usually does): set SMTP_TLS=true. Otherwise " + hint[0].lower()
+                f"byte (port 465 usually does): {naming.use_implicit_tls}. Otherwise "
+                + hint[0].lower()
             ) + hint[1:]
         return CheckOutcome(
             cause="timeout",
@@ -573,18 +583,21 @@ def transport_failure(
         return CheckOutcome(
             cause="refused",
             summary=f"{where}: connection refused.",
-            hint="Check SMTP_PORT: SendGrid and most providers take 587 (STARTTLS) or 465 (TLS).",
+            hint=f"Check {naming.port}: SendGrid and most providers take 587 (STARTTLS) or 465 "
+            "(TLS).",
         )
     if isinstance(error, socket.gaierror):
         return CheckOutcome(
             cause="dns",
             summary=f"{where}: the host name does not resolve ({error.strerror}).",
-            hint="Check SMTP_SERVER for a typo.",
+            # Offline, every name fails so: a typo is not the only cause worth a word.
+            hint=f"Check {naming.server} for a typo. If it has none, this machine may have no "
+            "DNS or no network.",
         )
     return CheckOutcome(
         cause="network",
         summary=f"{where}: {error.strerror or error.__class__.__name__} ({stage}).",
-        hint="Check SMTP_SERVER and SMTP_PORT.",
+        hint=f"Check {naming.server} and {naming.port}.",
     )
 
 
@@ -622,6 +635,9 @@ def _message(error: ssl.SSLCertVerificationError) -> str:
 
 
 def _mode_hint(target: CheckTarget) -> str:
+    naming = target.naming
     if target.implicit_tls:
-        return "Check SMTP_PORT: TLS from the first byte (SMTP_TLS=true) is usually port 465."
-    return "Check SMTP_PORT and SMTP_TLS: port 465 usually wants SMTP_TLS=true."
+        return (
+            f"Check {naming.port}: TLS from the first byte ({naming.tls_on}) is usually port 465."
+        )
+    return f"Check {naming.port} and {naming.tls}: port 465 usually wants {naming.tls_on}."

@@ -285,7 +285,7 @@ class _Check:
         except (OSError, SmtpProtocolError) as error:
             reason = error.strerror if isinstance(error, OSError) else str(error)
             if isinstance(error, TimeoutError):
-                reason = "the check's time (SMTP_CA_CHECK_TIMEOUT) ran out"
+                reason = f"the check's time ({self.target.naming.timeout}) ran out"
             return [], [
                 "Could not read the chain the server presents in a second handshake "
                 f"({reason or error.__class__.__name__})."

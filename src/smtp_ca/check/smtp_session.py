@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from smtp_ca.check.naming import CONFIG_VARS, Naming
 from smtp_ca.deadline import Deadline
 from smtp_ca.untrusted import shown
 
@@ -31,15 +32,16 @@ class CheckTarget:
     port: int
     implicit_tls: bool = False
     timeout: float = 10.0
+    naming: Naming = CONFIG_VARS  # how hints name these settings: config vars, or bin/check's
 
 
 class SmtpProtocolError(Exception):
-    """The server answered, but not as an SMTP server that offers TLS would. ``hint``: what
-    to do about it, when the default advice (check the host and port) would not fit."""
+    """The server answered, but not as an SMTP server that offers TLS would."""
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.hint = hint
+
+class ReplyPastCap(SmtpProtocolError):
+    """A reply went past a cap (lines, line length, bytes): it did not stop as a mail server's
+    replies do. The diagnosis words its hint, since only it knows how the user named the server."""
 
 
 class NoStartTlsError(SmtpProtocolError):
@@ -56,10 +58,6 @@ MAX_REPLY_LINES = 200
 MAX_REPLY_BYTES = 64 * 1024
 # How much of a reply's text a message quotes (it is the server's words: ``untrusted.shown``).
 QUOTED_REPLY = 200
-_ENDLESS_HINT = (
-    "A mail server's replies are a few short lines; this one did not stop. Check that "
-    "SMTP_SERVER and SMTP_PORT name your provider's mail server, and ask the provider if they do."
-)
 
 
 class Progress:
@@ -80,9 +78,8 @@ def _read_reply(
     while True:
         while b"\n" not in buffer:
             if len(buffer) > MAX_LINE_BYTES:
-                raise SmtpProtocolError(
-                    f"the server's {what} has a line longer than {MAX_LINE_BYTES:,} bytes",
-                    _ENDLESS_HINT,
+                raise ReplyPastCap(
+                    f"the server's {what} has a line longer than {MAX_LINE_BYTES:,} bytes"
                 )
             sock.settimeout(deadline.remaining())
             chunk = sock.recv(4096)
@@ -92,15 +89,12 @@ def _read_reply(
                 )
             received += len(chunk)
             if received > MAX_REPLY_BYTES:
-                raise SmtpProtocolError(
-                    f"the server's {what} ran past {MAX_REPLY_BYTES:,} bytes", _ENDLESS_HINT
-                )
+                raise ReplyPastCap(f"the server's {what} ran past {MAX_REPLY_BYTES:,} bytes")
             buffer += chunk
         raw, buffer = buffer.split(b"\n", 1)
         if len(raw) > MAX_LINE_BYTES:
-            raise SmtpProtocolError(
-                f"the server's {what} has a line longer than {MAX_LINE_BYTES:,} bytes",
-                _ENDLESS_HINT,
+            raise ReplyPastCap(
+                f"the server's {what} has a line longer than {MAX_LINE_BYTES:,} bytes"
             )
         line = raw.decode("utf-8", "replace").rstrip("\r")
         if len(line) < 3 or not line[:3].isdigit():
@@ -111,9 +105,7 @@ def _read_reply(
         if line[3:4] != "-":
             return int(line[:3]), lines
         if len(lines) >= MAX_REPLY_LINES:
-            raise SmtpProtocolError(
-                f"the server's {what} ran past {MAX_REPLY_LINES} lines", _ENDLESS_HINT
-            )
+            raise ReplyPastCap(f"the server's {what} ran past {MAX_REPLY_LINES} lines")
 
 
 def _command(
