@@ -22,7 +22,11 @@ from smtp_ca.settings import load_settings
 ROOT = Path(__file__).resolve().parents[1]
 APP_JSON = ROOT / "app.json"
 README = ROOT / "README.md"
-SETTINGS_PY = ROOT / "src" / "smtp_ca" / "settings.py"
+# settings.py and the modules it reads config vars with.
+SETTINGS_MODULES = [
+    ROOT / "src" / "smtp_ca" / name
+    for name in ("settings.py", "config_values.py", "smtp_settings.py", "ca_settings.py")
+]
 TEMPLATES = ROOT / "templates"
 
 BUILDPACK_NAME = "heroku-buildpack-smtp-ca"
@@ -59,10 +63,12 @@ def readme_table() -> dict[str, str]:
 
 
 def settings_variable_names() -> set[str]:
-    """String literals in settings.py that are whole variable names (SMTP_*, BULK_SMTP_*)."""
-    tree = ast.parse(SETTINGS_PY.read_text(encoding="utf-8"))
+    """String literals in the settings modules that are whole variable names (SMTP_*,
+    BULK_SMTP_*)."""
+    trees = [ast.parse(path.read_text(encoding="utf-8")) for path in SETTINGS_MODULES]
     return {
         node.value
+        for tree in trees
         for node in ast.walk(tree)
         if isinstance(node, ast.Constant)
         and isinstance(node.value, str)

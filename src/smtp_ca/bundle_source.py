@@ -24,9 +24,9 @@ from smtp_ca.bundle_settings import (
     BundleSettings,
 )
 from smtp_ca.bundle_store import CachedSource, SourceCache
+from smtp_ca.ca_settings import check_bundle_url
 from smtp_ca.errors import BuildError
 from smtp_ca.output import Log
-from smtp_ca.settings import check_bundle_url
 
 if TYPE_CHECKING:
     from smtp_ca.retry import RetryNote
