@@ -29,7 +29,7 @@ import jinja2
 import pytest
 import trustme
 
-from smtp_ca import bootstrap, cli, fetch, pipeline, settings
+from smtp_ca import bootstrap, ca_settings, cli, fetch, pipeline
 from smtp_ca.bootstrap import dependency_key
 from smtp_ca.output import Log, Redactor
 from smtp_ca.platforms.classic import PROFILE_PATH
@@ -253,7 +253,7 @@ def _default_bundle_unreachable(rig: Rig) -> None:
     """The default source on a host that cannot be reached, and no cached copy: a first build
     offline, or the CA's site down."""
     url = f"https://127.0.0.1:{_closed_port()}/repository/gd_bundle-g2-g1.crt"
-    rig.monkeypatch.setattr(settings, "DEFAULT_BUNDLE_URL", url)
+    rig.monkeypatch.setattr(ca_settings, "DEFAULT_BUNDLE_URL", url)
     rig.monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     for name in ("SMTP_CA_BUNDLE_URL", "SMTP_CA_BUNDLE_SHA256", "SMTP_CA_PUBLIC_ROOTS"):
         rig.config.pop(name, None)

@@ -19,6 +19,11 @@ NO_BUNDLE_URL = "none"
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
+def is_default_bundle(url: str | None) -> bool:
+    """Whether the bundle comes from the default source (GoDaddy's), not one the user set."""
+    return url == DEFAULT_BUNDLE_URL
+
+
 def bundle_source(variables: Mapping[str, str]) -> tuple[str | None, str | None, list[str]]:
     """SMTP_CA_BUNDLE_URL and its pin: (URL or None for none, pin or None, notices)."""
     url = variables.get("SMTP_CA_BUNDLE_URL", "").strip() or DEFAULT_BUNDLE_URL

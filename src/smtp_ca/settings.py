@@ -19,7 +19,7 @@ from typing import Literal, get_args
 from smtp_ca.ca_settings import DEFAULT_BUNDLE_SHA256 as DEFAULT_BUNDLE_SHA256
 from smtp_ca.ca_settings import DEFAULT_BUNDLE_URL as DEFAULT_BUNDLE_URL
 from smtp_ca.ca_settings import NO_BUNDLE_URL as NO_BUNDLE_URL
-from smtp_ca.ca_settings import bundle_source
+from smtp_ca.ca_settings import bundle_source, is_default_bundle
 from smtp_ca.ca_settings import check_bundle_url as check_bundle_url
 from smtp_ca.config_values import MAX_VARIABLE_BYTES as MAX_VARIABLE_BYTES
 from smtp_ca.config_values import OWN_NAMESPACE, choice, flag, seconds
@@ -111,7 +111,7 @@ class Settings:
     @property
     def default_bundle(self) -> bool:
         """Whether the bundle comes from the default source (GoDaddy's), not one the user set."""
-        return self.bundle_url == DEFAULT_BUNDLE_URL
+        return is_default_bundle(self.bundle_url)
 
 
 def check_stack(stack: str | None) -> str:
