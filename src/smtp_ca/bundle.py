@@ -89,9 +89,11 @@ def prepare_bundle(
     now = now or datetime.now(timezone.utc)
     directory = cache_dir / CACHE_SUBDIR
     source: Source | Missing | None = None
+    source_cache = None
     if settings.url is not None:
         log.redact.add_url_secrets(settings.url)
-        source = read_source(settings, directory, log)
+        source_cache = SourceCache(directory, settings.url, log)
+        source = read_source(settings, source_cache, log)
     if isinstance(source, Source):
         check_pin(settings, source)
     read = source if isinstance(source, Source) else None
@@ -111,9 +113,10 @@ def prepare_bundle(
     # is kept only when these bytes are new, which a merged result cached under the same source
     # hash rules out, so a warm build writes nothing.
     fresh_file = read is not None and read.origin == "file" and not merged_was_cached
-    if read is not None and (read.origin == "network" or fresh_file) and settings.url is not None:
-        SourceCache(directory, settings.url, log).store(
+    if read is not None and (read.origin == "network" or fresh_file) and source_cache is not None:
+        source_cache.store(
             read.data,
+            sha256=read.sha256,
             etag=read.etag,
             last_modified=read.last_modified,
             fetched_at=read.fetched_at,

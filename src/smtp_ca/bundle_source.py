@@ -51,9 +51,9 @@ class Missing:
     reason: str
 
 
-def read_source(settings: BundleSettings, directory: Path, log: Log) -> Source | Missing:
+def read_source(settings: BundleSettings, cache: SourceCache, log: Log) -> Source | Missing:
+    """The source's bytes, or the copy ``cache`` holds standing in for them."""
     assert settings.url is not None
-    cache = SourceCache(directory, settings.url, log)
     # Settings checked the URL already; BundleSettings made another way gets the same rule.
     if check_bundle_url(settings.url) == "file":
         try:
@@ -76,7 +76,7 @@ def read_source(settings: BundleSettings, directory: Path, log: Log) -> Source |
     # A copy that fails the pin is no base for a 304, nor a stand-in: the pin changed since.
     usable = cached if cached and settings.sha256 in (None, cached.sha256) else None
     try:
-        download = _download(settings, usable, log)
+        download = _download(settings, usable, display, log)
     except fetch.Unavailable as problem:
         if usable is None:
             if cached is None and settings.may_go_without:
@@ -205,8 +205,11 @@ def _read_file(url: str) -> Source:
     return Source(data, hashlib.sha256(data).hexdigest(), "file", str(path), fetched_at=_now_text())
 
 
-def _download(settings: BundleSettings, cached: CachedSource | None, log: Log) -> fetch.Fetched:
-    """The https:// download; ``fetch.Unavailable`` when a cached copy may stand in."""
+def _download(
+    settings: BundleSettings, cached: CachedSource | None, display: str, log: Log
+) -> fetch.Fetched:
+    """The https:// download; ``fetch.Unavailable`` when a cached copy may stand in.
+    ``display``: the URL as the log shows it."""
     validators = None
     if cached is not None:
         validators = fetch.Validators(cached.etag, cached.last_modified)
@@ -218,7 +221,6 @@ def _download(settings: BundleSettings, cached: CachedSource | None, log: Log) -
         retries=settings.retries,
         ends_at=time.monotonic() + settings.timeout,
     )
-    display = fetch.display_url(settings.url or "")
 
     def retrying(note: RetryNote) -> None:
         log.info(
