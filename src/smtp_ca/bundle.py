@@ -52,6 +52,7 @@ from smtp_ca.bundle_store import FORMAT_VERSION as FORMAT_VERSION
 # LeftOut is part of this module's API (PreparedBundle holds them): re-exported.
 from smtp_ca.bundle_store import LeftOut as LeftOut
 from smtp_ca.bundle_store import MergedCache, SourceCache
+from smtp_ca.ca_settings import refuse_empty_bundle
 from smtp_ca.certificates import CertificateSummary
 from smtp_ca.output import Log
 
@@ -87,6 +88,7 @@ def prepare_bundle(
     Raises ``BuildError`` for anything the user must fix. ``now`` is for tests.
     """
     now = now or datetime.now(timezone.utc)
+    refuse_empty_bundle(settings.url, settings.public_roots, settings.certs)
     directory = cache_dir / CACHE_SUBDIR
     source: Source | Missing | None = None
     source_cache = None

@@ -287,10 +287,10 @@ def merge(
             notices.append(f"Left out {plural(expired, 'expired public root')} of certifi.")
     written = [item.summary.not_after for item in (*kept, *added)]
     if not written:
+        # refuse_empty_bundle ruled out a build with no input, and each other input keeps a
+        # certificate or fails: what is left is a certifi with no root valid now.
         raise BuildError(
-            f"The CA bundle would be empty: no certificate came from {URL_VARIABLE}, "
-            f"{CERTS_VARIABLE} or certifi's public roots.",
-            hint=f"Set {CERTS_VARIABLE} or {URL_VARIABLE}, or unset {PUBLIC_ROOTS_VARIABLE}.",
+            "certifi's roots hold no certificate that is valid now.", hint=_CERTIFI_HINT
         )
     return Merged(
         pem=_render(content, added_content, added, public),

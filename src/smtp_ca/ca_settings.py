@@ -19,6 +19,18 @@ NO_BUNDLE_URL = "none"
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
+def refuse_empty_bundle(url: str | None, public_roots: bool, certs: str | None) -> None:
+    """A ``BuildError`` when no input is left to put a certificate in the bundle. The one
+    wording of that rule: the bundle stage asks here too, for settings made another way."""
+    if url is None and not public_roots and certs is None:
+        raise BuildError(
+            "The CA bundle would be empty: SMTP_CA_BUNDLE_URL=none downloads nothing, "
+            "SMTP_CA_PUBLIC_ROOTS=false adds no public roots, and SMTP_CA_CERTS is not set.",
+            hint='Put your CA certificates in SMTP_CA_CERTS: heroku config:set SMTP_CA_CERTS="$('
+            'cat relay-ca.pem)". Or unset SMTP_CA_PUBLIC_ROOTS or SMTP_CA_BUNDLE_URL.',
+        )
+
+
 def is_default_bundle(url: str | None) -> bool:
     """Whether the bundle comes from the default source (GoDaddy's), not one the user set."""
     return url == DEFAULT_BUNDLE_URL

@@ -19,7 +19,7 @@ from typing import Literal, get_args
 from smtp_ca.ca_settings import DEFAULT_BUNDLE_SHA256 as DEFAULT_BUNDLE_SHA256
 from smtp_ca.ca_settings import DEFAULT_BUNDLE_URL as DEFAULT_BUNDLE_URL
 from smtp_ca.ca_settings import NO_BUNDLE_URL as NO_BUNDLE_URL
-from smtp_ca.ca_settings import bundle_source, is_default_bundle
+from smtp_ca.ca_settings import bundle_source, is_default_bundle, refuse_empty_bundle
 from smtp_ca.ca_settings import check_bundle_url as check_bundle_url
 from smtp_ca.config_values import MAX_VARIABLE_BYTES as MAX_VARIABLE_BYTES
 from smtp_ca.config_values import OWN_NAMESPACE, choice, flag, seconds
@@ -154,13 +154,7 @@ def load_settings(variables: Mapping[str, str], stack: str | None) -> Settings:
     url, pin, config_notices = bundle_source(variables)
     public_roots = flag(variables, "SMTP_CA_PUBLIC_ROOTS", default=True)
     ca_certs = variables.get("SMTP_CA_CERTS", "").strip() or None
-    if url is None and not public_roots and ca_certs is None:
-        raise BuildError(
-            "The CA bundle would be empty: SMTP_CA_BUNDLE_URL=none downloads nothing, "
-            "SMTP_CA_PUBLIC_ROOTS=false adds no public roots, and SMTP_CA_CERTS is not set.",
-            hint='Put your CA certificates in SMTP_CA_CERTS: heroku config:set SMTP_CA_CERTS="$('
-            'cat relay-ca.pem)". Or unset SMTP_CA_PUBLIC_ROOTS or SMTP_CA_BUNDLE_URL.',
-        )
+    refuse_empty_bundle(url, public_roots, ca_certs)
     implicit_tls, starttls, verify_mode, notices = read_tls_options(variables, MAIN_PREFIX)
     bulk_server, bulk_notices = read_bulk_server(variables)
     notices += bulk_notices
