@@ -88,6 +88,9 @@ class Settings:
     not read): shown under the bundle's step, the buildpack's first."""
     bulk_server: SmtpServer | None = None
     """Mastodon's bulk mailer (BULK_SMTP_*), when BULK_SMTP_SERVER is set."""
+    verify_mode_notice: str | None = None
+    """The one of ``notices`` that says SMTP_OPENSSL_VERIFY_MODE is not set, in general words
+    (None when it is set): smtp_ca.gemfile_lock makes it exact for the app's net-smtp."""
 
     @property
     def main_server(self) -> SmtpServer | None:
@@ -156,6 +159,7 @@ def load_settings(variables: Mapping[str, str], stack: str | None) -> Settings:
     ca_certs = variables.get("SMTP_CA_CERTS", "").strip() or None
     refuse_empty_bundle(url, public_roots, ca_certs)
     implicit_tls, starttls, verify_mode, notices = read_tls_options(variables, MAIN_PREFIX)
+    verify_mode_notice = notices[-1] if verify_mode is None else None  # read_tls_options: last
     bulk_server, bulk_notices = read_bulk_server(variables)
     notices += bulk_notices
     config_notices += _unknown_own_variables(variables)
@@ -182,4 +186,5 @@ def load_settings(variables: Mapping[str, str], stack: str | None) -> Settings:
         user_bulk_ca_file=variables.get("BULK_SMTP_CA_FILE", "").strip() or None,
         ca_certs=ca_certs,
         bulk_server=bulk_server,
+        verify_mode_notice=verify_mode_notice,
     )
