@@ -34,6 +34,7 @@ from smtp_ca.bootstrap import dependency_key
 from smtp_ca.output import Log, Redactor
 from smtp_ca.platforms.classic import PROFILE_PATH
 from smtp_ca.wiring import BUNDLE_PATH, INITIALIZER_PATH
+from support.bundle_vars import pinned_bundle_vars
 from support.http_server import LocalServer
 
 PASSWORD = "SG.s3cret-Passw0rd-never-printed"
@@ -152,8 +153,7 @@ def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, provider_ca: trustme.CA
     rig = Rig(tmp_path, monkeypatch, pem)
     rig.bundle_file.write_bytes(pem)
     rig.config = {
-        "SMTP_CA_BUNDLE_URL": rig.bundle_file.as_uri(),
-        "SMTP_CA_BUNDLE_SHA256": hashlib.sha256(pem).hexdigest(),
+        **pinned_bundle_vars(rig.bundle_file.as_uri(), pem),
         "SMTP_CA_PUBLIC_ROOTS": "false",
         "SMTP_OPENSSL_VERIFY_MODE": "peer",
         "SMTP_LOGIN": LOGIN,

@@ -15,7 +15,6 @@ Everything lives in a directory the lifecycle's unprivileged user can reach.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
@@ -26,6 +25,7 @@ from typing import Any
 
 import trustme
 
+from support.bundle_vars import pinned_bundle_vars
 from support.cnb import (
     BuildRun,
     Layout,
@@ -63,10 +63,7 @@ class CnbWorld:
     def bundle_vars(self, path: str, body: bytes, **options: Any) -> dict[str, str]:
         """Config vars for a bundle published at ``path`` (options as in ``Reply``), pinned."""
         self.bundle_server.serve(path, body, **options)
-        return {
-            "SMTP_CA_BUNDLE_URL": self.bundle_server.url(path),
-            "SMTP_CA_BUNDLE_SHA256": hashlib.sha256(body).hexdigest(),
-        }
+        return pinned_bundle_vars(self.bundle_server.url(path), body)
 
     @property
     def path(self) -> str:

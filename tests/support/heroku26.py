@@ -12,12 +12,12 @@ build is a warm one::
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
+from support.bundle_vars import pinned_bundle_vars
 from support.chroots import ChrootSession
 from support.heroku import clean_buildpack_copy, write_env_dir
 from support.local_apt import LocalAptRepo, write_apt_config
@@ -49,10 +49,7 @@ class Heroku26Build:
     def bundle_vars(self, name: str, body: bytes) -> dict[str, str]:
         """Config vars for a bundle the build reads from a file:// URL, pinned."""
         self.session.write(f"/opt/smtp-ca-tests/{name}", body)
-        return {
-            "SMTP_CA_BUNDLE_URL": f"file:///opt/smtp-ca-tests/{name}",
-            "SMTP_CA_BUNDLE_SHA256": hashlib.sha256(body).hexdigest(),
-        }
+        return pinned_bundle_vars(f"file:///opt/smtp-ca-tests/{name}", body)
 
     def compile(
         self, name: str, config_vars: Mapping[str, str]

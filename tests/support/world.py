@@ -12,7 +12,6 @@ One cold build fills a dependency cache; each build then starts from a copy of i
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ from pathlib import Path
 import certifi
 import trustme
 
+from support.bundle_vars import pinned_bundle_vars
 from support.godaddy import GODADDY_BUNDLE, GODADDY_SHA256
 from support.heroku import (
     BuildResult,
@@ -60,10 +60,7 @@ class World:
     def bundle_vars(self, path: str, body: bytes) -> dict[str, str]:
         """Config vars for a bundle published at ``path``, pinned."""
         self.publish(path, body)
-        return {
-            "SMTP_CA_BUNDLE_URL": self.bundle_server.url(path),
-            "SMTP_CA_BUNDLE_SHA256": hashlib.sha256(body).hexdigest(),
-        }
+        return pinned_bundle_vars(self.bundle_server.url(path), body)
 
     def environment(self, where: Path, *, offline: bool = False) -> dict[str, str]:
         """The build process's environment, with its HOME under ``where``. ``offline``: the
