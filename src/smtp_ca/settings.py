@@ -5,6 +5,10 @@ a config var fails the build in milliseconds, before any download.
 
 Heroku does not put config vars in the environment during ``bin/compile``: each one is a file
 in ENV_DIR whose name is the variable and whose content is the value.
+
+This module is ``Settings`` and the order things are read in; reading ENV_DIR and the value
+primitives are ``config_values``, an SMTP server's variables ``smtp_settings``, and the bundle
+source's ``ca_settings``.
 """
 
 from __future__ import annotations
