@@ -14,7 +14,6 @@ interpreter, so nothing the build does in Python escapes the record.
 from __future__ import annotations
 
 import ast
-import hashlib
 import shutil
 import subprocess
 import threading
@@ -26,6 +25,7 @@ from pathlib import Path
 import pytest
 import trustme
 
+from support.bundle_vars import pinned_bundle_vars
 from support.heroku import (
     build_environment,
     clean_buildpack_copy,
@@ -85,10 +85,7 @@ class World:
 
     def bundle_vars(self) -> dict[str, str]:
         pem = self.provider_ca.cert_pem.bytes()
-        return {
-            "SMTP_CA_BUNDLE_URL": self.bundle_server.url(BUNDLE_PATH),
-            "SMTP_CA_BUNDLE_SHA256": hashlib.sha256(pem).hexdigest(),
-        }
+        return pinned_bundle_vars(self.bundle_server.url(BUNDLE_PATH), pem)
 
     def env(self, where: Path, *, offline: bool, **extra: str) -> dict[str, str]:
         """The build's environment; ``offline``: apt repository unreachable, wheelhouse empty."""

@@ -1231,3 +1231,22 @@ def test_an_expiring_cert_in_certs_is_named_with_what_to_do(cache: Path) -> None
     _, captured = run(certs_only(pem_bundle(soon)), cache)
     assert "CN=Relay Root Expiring" in captured.stderr
     assert "Put its successor in SMTP_CA_CERTS before then." in captured.stderr
+
+
+def test_bundle_settings_with_no_input_fail_as_the_config_vars_would() -> None:
+    # BundleSettings made without load_settings meet the same rule, in the same words.
+    settings = BundleSettings(url=None, sha256=None, public_roots=False, timeout=5.0)
+    with pytest.raises(BuildError) as caught:
+        prepare_bundle(settings, Path("/nonexistent-cache"), Captured().log)
+    assert caught.value.message == (
+        "The CA bundle would be empty: SMTP_CA_BUNDLE_URL=none downloads nothing, "
+        "SMTP_CA_PUBLIC_ROOTS=false adds no public roots, and SMTP_CA_CERTS is not set."
+    )
+
+
+def test_certifi_with_no_root_valid_now_and_nothing_else_is_named(cache: Path) -> None:
+    settings = BundleSettings(url=None, sha256=None, public_roots=True, timeout=5.0)
+    with pytest.raises(BuildError) as caught:
+        run(settings, cache, now=datetime(2200, 1, 1, tzinfo=timezone.utc))
+    assert caught.value.message == "certifi's roots hold no certificate that is valid now."
+    assert caught.value.hint and "SMTP_CA_PUBLIC_ROOTS=false" in caught.value.hint

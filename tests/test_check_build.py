@@ -5,7 +5,6 @@ real local servers; bin/compile end to end is in test_e2e_check.py."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import sys
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from smtp_ca.errors import BuildError
 from smtp_ca.output import Log
 from smtp_ca.pipeline import STRICT_VERDICT
 from smtp_ca.platforms.classic import ClassicPlatform
+from support.bundle_vars import pinned_bundle_vars
 from support.certs import Issued, make_root
 from support.http_server import LocalServer
 from support.ocsp_responder import OcspResponder
@@ -65,8 +65,7 @@ class Run:
 
     def __call__(self, port: int, **config_vars: str) -> None:
         variables = {
-            "SMTP_CA_BUNDLE_URL": self.bundle_source.as_uri(),
-            "SMTP_CA_BUNDLE_SHA256": hashlib.sha256(self.bundle_source.read_bytes()).hexdigest(),
+            **pinned_bundle_vars(self.bundle_source.as_uri(), self.bundle_source.read_bytes()),
             "SMTP_CA_PUBLIC_ROOTS": "false",
             "SMTP_SERVER": "localhost",
             "SMTP_PORT": str(port),

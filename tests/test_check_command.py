@@ -354,13 +354,13 @@ def test_offline_with_the_default_bundle_it_checks_against_public_roots(
     In-process, so that the default URL can point at a closed local port."""
     import io
 
-    from smtp_ca import cli, fetch, pipeline, settings
+    from smtp_ca import ca_settings, cli, fetch, pipeline
     from smtp_ca.output import Log, Redactor
 
     closed = LocalServer()
     url = f"https://127.0.0.1:{closed.port}/repository/gd_bundle-g2-g1.crt"
     closed.stop()
-    monkeypatch.setattr(settings, "DEFAULT_BUNDLE_URL", url)
+    monkeypatch.setattr(ca_settings, "DEFAULT_BUNDLE_URL", url)
     monkeypatch.setattr(fetch, "BACKOFF_FACTOR", 0.01)  # the retries' waits, made short
     monkeypatch.setattr(
         pipeline, "ensure_dependencies", lambda *a, **k: Path(x509.__file__).parents[2]

@@ -8,13 +8,13 @@ STARTTLS relay whose CA is in no public store and is hosted nowhere: only SMTP_C
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 
 import pytest
 import trustme
 
+from support.bundle_vars import pinned_bundle_vars
 from support.heroku import move_to_dyno_path, snapshot
 from support.rails_app import (
     dyno_environment,
@@ -97,10 +97,7 @@ def test_a_file_bundle_gone_since_the_last_build_is_stood_in_for(
     body = trustme.CA().cert_pem.bytes()
     bundle_file = tmp_path / "provider.pem"
     bundle_file.write_bytes(body)
-    config_vars = {
-        "SMTP_CA_BUNDLE_URL": bundle_file.as_uri(),
-        "SMTP_CA_BUNDLE_SHA256": hashlib.sha256(body).hexdigest(),
-    }
+    config_vars = pinned_bundle_vars(bundle_file.as_uri(), body)
     cache = tmp_path / "cache"  # shared by both builds, warm from the start
     shutil.copytree(world.warm_cache, cache, symlinks=True)
     first = world.build(tmp_path / "one", config_vars, cache=cache)

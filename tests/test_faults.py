@@ -29,11 +29,12 @@ import jinja2
 import pytest
 import trustme
 
-from smtp_ca import bootstrap, cli, fetch, pipeline, settings
+from smtp_ca import bootstrap, ca_settings, cli, fetch, pipeline
 from smtp_ca.bootstrap import dependency_key
 from smtp_ca.output import Log, Redactor
 from smtp_ca.platforms.classic import PROFILE_PATH
 from smtp_ca.wiring import BUNDLE_PATH, INITIALIZER_PATH
+from support.bundle_vars import pinned_bundle_vars
 from support.http_server import LocalServer
 
 PASSWORD = "SG.s3cret-Passw0rd-never-printed"
@@ -152,8 +153,7 @@ def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, provider_ca: trustme.CA
     rig = Rig(tmp_path, monkeypatch, pem)
     rig.bundle_file.write_bytes(pem)
     rig.config = {
-        "SMTP_CA_BUNDLE_URL": rig.bundle_file.as_uri(),
-        "SMTP_CA_BUNDLE_SHA256": hashlib.sha256(pem).hexdigest(),
+        **pinned_bundle_vars(rig.bundle_file.as_uri(), pem),
         "SMTP_CA_PUBLIC_ROOTS": "false",
         "SMTP_OPENSSL_VERIFY_MODE": "peer",
         "SMTP_LOGIN": LOGIN,
@@ -253,7 +253,7 @@ def _default_bundle_unreachable(rig: Rig) -> None:
     """The default source on a host that cannot be reached, and no cached copy: a first build
     offline, or the CA's site down."""
     url = f"https://127.0.0.1:{_closed_port()}/repository/gd_bundle-g2-g1.crt"
-    rig.monkeypatch.setattr(settings, "DEFAULT_BUNDLE_URL", url)
+    rig.monkeypatch.setattr(ca_settings, "DEFAULT_BUNDLE_URL", url)
     rig.monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     for name in ("SMTP_CA_BUNDLE_URL", "SMTP_CA_BUNDLE_SHA256", "SMTP_CA_PUBLIC_ROOTS"):
         rig.config.pop(name, None)

@@ -6,6 +6,7 @@ production.rb files are the Rails fixture's shapes. The last tests run whole bui
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from pathlib import Path
@@ -100,6 +101,19 @@ def test_unset_verify_mode_on_ruby_before_3_is_an_exact_warning() -> None:
     (exact,) = [n for n in advice.notices if "SMTP_OPENSSL_VERIFY_MODE" in n]
     assert "Ruby 2.7.4's net/smtp then verifies no certificate" in exact
     assert "heroku config:set SMTP_OPENSSL_VERIFY_MODE=peer" in exact
+
+
+def test_the_general_notice_is_found_by_what_settings_recorded_not_by_its_words() -> None:
+    # Settings say which of their notices is the general one: its wording may change (escaped,
+    # reworded) without the exact notice appearing next to it.
+    settings = settings_for({})
+    reworded = "SMTP_OPENSSL_VERIFY_MODE is unset (reworded)."
+    settings = dataclasses.replace(settings, notices=(reworded,), verify_mode_notice=reworded)
+    advice = advise(settings, {}, LockedGems("2.7.1", None, "2.7.4"), None)
+    assert reworded not in advice.notices
+    assert advice.verify_mode_notice is None
+    (exact,) = advice.notices
+    assert "Ruby 2.7.4's net/smtp then verifies no certificate" in exact
 
 
 @pytest.mark.parametrize(

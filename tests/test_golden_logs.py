@@ -16,13 +16,13 @@ that fails, and a config var that fails the build.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from support.bundle_vars import pinned_bundle_vars
 from support.certs import Issued, make_root
 from support.golden import assert_matches_golden, normalise
 from support.heroku import BuildResult, snapshot
@@ -57,8 +57,7 @@ class Provider:
             **smtp_config_vars(
                 "localhost", self.server.port, login=LOGIN, password=PASSWORD, auth_method="plain"
             ),
-            "SMTP_CA_BUNDLE_URL": world.bundle_server.url(BUNDLE_PATH),
-            "SMTP_CA_BUNDLE_SHA256": hashlib.sha256(self.root.pem).hexdigest(),
+            **pinned_bundle_vars(world.bundle_server.url(BUNDLE_PATH), self.root.pem),
         }
 
 

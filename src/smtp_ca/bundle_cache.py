@@ -76,14 +76,20 @@ class CacheEntry:
                 path.unlink()
 
     def store(
-        self, data: bytes, identity: Mapping[str, object], meta: Mapping[str, object]
+        self,
+        data: bytes,
+        identity: Mapping[str, object],
+        meta: Mapping[str, object],
+        *,
+        sha256: str | None = None,
     ) -> None:
         """Writes the entry; a cache that cannot be written costs the next build time, not this
-        build its success, so failures are a line in the log."""
+        build its success, so failures are a line in the log. ``sha256``: the data's, when the
+        caller has it already."""
         record = {
             **meta,
             **identity,
-            "sha256": hashlib.sha256(data).hexdigest(),
+            "sha256": sha256 or hashlib.sha256(data).hexdigest(),
             "size": len(data),
         }
         try:

@@ -132,10 +132,17 @@ class SourceCache:
             return None
 
     def store(
-        self, data: bytes, *, etag: str | None, last_modified: str | None, fetched_at: str | None
+        self,
+        data: bytes,
+        *,
+        sha256: str,
+        etag: str | None,
+        last_modified: str | None,
+        fetched_at: str | None,
     ) -> None:
+        """``sha256``: the data's, as the build computed it to check the pin."""
         meta = {"etag": etag, "last_modified": last_modified, "fetched_at": fetched_at}
-        self._entry.store(data, self._identity, meta)
+        self._entry.store(data, self._identity, meta, sha256=sha256)
 
 
 class MergedCache:

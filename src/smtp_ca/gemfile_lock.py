@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from smtp_ca.output import Log
-from smtp_ca.settings import VERIFY_MODE_UNSET_NOTICE, Settings
+from smtp_ca.settings import Settings
 
 LOCK_NAME = "Gemfile.lock"
 PRODUCTION_RB = "config/environments/production.rb"
@@ -68,6 +68,8 @@ class Advice:
     """Detail lines for the log: the versions found, or why none were."""
     notices: tuple[str, ...]
     """The settings' notices, with the general verify-mode notice made exact."""
+    verify_mode_notice: str | None = None
+    """The settings' general verify-mode notice, when it is still one of ``notices``."""
 
 
 def read_gemfile_lock(app_dir: Path) -> LockedGems | str | None:
@@ -111,17 +113,19 @@ def advise(
     ``variables`` are the config vars as set; ``production_rb`` is the text of the app's
     config/environments/production.rb, None when it has none.
     """
+    general = settings.verify_mode_notice
     if lock is None:
-        return Advice((), settings.notices)
+        return Advice((), settings.notices, general)
     if isinstance(lock, str):
-        return Advice((f"{lock}: the warnings below are general",), settings.notices)
+        return Advice((f"{lock}: the warnings below are general",), settings.notices, general)
     lines = [_versions_line(lock)]
     notices = list(settings.notices)
     client = _net_smtp(lock)
     if client is not None:
         name, verifies_by_default = client
-        if settings.verify_mode is None:
-            notices.remove(VERIFY_MODE_UNSET_NOTICE)
+        if general is not None:
+            notices.remove(general)
+            general = None
             if verifies_by_default:
                 lines.append(
                     f"{name} verifies the server's certificate against the system store "
@@ -139,7 +143,7 @@ def advise(
                 "the app gets the bundle as its ca_file"
             )
     notices += _strict_mail_notices(lock, variables, production_rb)
-    return Advice(tuple(lines), tuple(notices))
+    return Advice(tuple(lines), tuple(notices), general)
 
 
 def tailor_to_gemfile_lock(
@@ -157,7 +161,9 @@ def tailor_to_gemfile_lock(
     log.step(f"Reading the app's {LOCK_NAME}")
     for line in advice.lines:
         log.info(line)
-    return dataclasses.replace(settings, notices=advice.notices)
+    return dataclasses.replace(
+        settings, notices=advice.notices, verify_mode_notice=advice.verify_mode_notice
+    )
 
 
 def _versions_line(lock: LockedGems) -> str:

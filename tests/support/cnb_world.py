@@ -15,7 +15,6 @@ Everything lives in a directory the lifecycle's unprivileged user can reach.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
@@ -24,8 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import trustme
-
+from support.bundle_vars import pinned_bundle_vars
 from support.cnb import (
     BuildRun,
     Layout,
@@ -45,6 +43,7 @@ from support.http_server import LocalServer
 from support.local_apt import LocalAptRepo, unreachable_url, write_apt_config
 from support.offline_inputs import Inputs, load_inputs
 from support.pipless_python import make_pipless_python
+from support.world import open_servers
 
 
 @dataclass
@@ -63,10 +62,7 @@ class CnbWorld:
     def bundle_vars(self, path: str, body: bytes, **options: Any) -> dict[str, str]:
         """Config vars for a bundle published at ``path`` (options as in ``Reply``), pinned."""
         self.bundle_server.serve(path, body, **options)
-        return {
-            "SMTP_CA_BUNDLE_URL": self.bundle_server.url(path),
-            "SMTP_CA_BUNDLE_SHA256": hashlib.sha256(body).hexdigest(),
-        }
+        return pinned_bundle_vars(self.bundle_server.url(path), body)
 
     @property
     def path(self) -> str:
@@ -177,12 +173,10 @@ def open_cnb_world() -> Iterator[CnbWorld]:
             make_reachable(root / "tools") / "python",
             base=pipless_python_base(lifecycle.account),
         )
-        host_ca = trustme.CA()
-        host_ca_file = root / "bundle-host-ca.pem"
-        host_ca.cert_pem.write_to_path(str(host_ca_file))
-        with (
-            LocalAptRepo(root / "apt", inputs.debs) as apt,
-            LocalServer(tls=host_ca) as bundle_server,
+        with open_servers(root, inputs.debs, public_roots=False) as (
+            apt,
+            bundle_server,
+            host_ca_file,
         ):
             world = CnbWorld(
                 lifecycle,

@@ -12,14 +12,14 @@ build is a warm one::
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
-from support.chroots import ChrootSession
-from support.heroku import clean_buildpack_copy, write_env_dir
+from support.bundle_vars import pinned_bundle_vars
+from support.chroots import SYSTEM_PATH, ChrootSession
+from support.heroku import build_environment, clean_buildpack_copy, write_env_dir
 from support.local_apt import LocalAptRepo, write_apt_config
 from support.offline_inputs import Inputs
 
@@ -49,10 +49,7 @@ class Heroku26Build:
     def bundle_vars(self, name: str, body: bytes) -> dict[str, str]:
         """Config vars for a bundle the build reads from a file:// URL, pinned."""
         self.session.write(f"/opt/smtp-ca-tests/{name}", body)
-        return {
-            "SMTP_CA_BUNDLE_URL": f"file:///opt/smtp-ca-tests/{name}",
-            "SMTP_CA_BUNDLE_SHA256": hashlib.sha256(body).hexdigest(),
-        }
+        return pinned_bundle_vars(f"file:///opt/smtp-ca-tests/{name}", body)
 
     def compile(
         self, name: str, config_vars: Mapping[str, str]
@@ -62,15 +59,16 @@ class Heroku26Build:
         write_env_dir(self.session.path(f"{base}/env"), config_vars)
         self.session.path(f"{base}/build_0123abcd/config").mkdir(parents=True)
         self.session.path("/cache").mkdir(exist_ok=True)
-        env = {
-            "STACK": "heroku-26",
-            "HOME": f"{base}/home",
-            "PIP_CONFIG_FILE": "/dev/null",
-            "PIP_NO_INDEX": "1",
-            "PIP_FIND_LINKS": WHEELHOUSE,
-            "PIP_ROOT_USER_ACTION": "ignore",
-            "APT_CONFIG": f"{APT_DIR}/apt.conf",
-        }
+        # The host's build environment, with the chroot's paths: sid's python3 is /usr/bin's,
+        # and the session's PATH stays the chroot's own.
+        env = build_environment(
+            Path("/usr/bin"),
+            Inputs(Path(WHEELHOUSE), []),
+            Path(f"{APT_DIR}/apt.conf"),
+            Path(f"{base}/home"),
+            STACK="heroku-26",
+            PATH=SYSTEM_PATH,
+        )
         command = ["/buildpack/bin/compile", f"{base}/build_0123abcd", "/cache", f"{base}/env"]
         return self.session.run(command, env=env, timeout=600)
 

@@ -12,7 +12,6 @@ One cold build fills a dependency cache; each build then starts from a copy of i
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ from pathlib import Path
 import certifi
 import trustme
 
+from support.bundle_vars import pinned_bundle_vars
 from support.godaddy import GODADDY_BUNDLE, GODADDY_SHA256
 from support.heroku import (
     BuildResult,
@@ -60,10 +60,7 @@ class World:
     def bundle_vars(self, path: str, body: bytes) -> dict[str, str]:
         """Config vars for a bundle published at ``path``, pinned."""
         self.publish(path, body)
-        return {
-            "SMTP_CA_BUNDLE_URL": self.bundle_server.url(path),
-            "SMTP_CA_BUNDLE_SHA256": hashlib.sha256(body).hexdigest(),
-        }
+        return pinned_bundle_vars(self.bundle_server.url(path), body)
 
     def environment(self, where: Path, *, offline: bool = False) -> dict[str, str]:
         """The build process's environment, with its HOME under ``where``. ``offline``: the
@@ -131,18 +128,30 @@ def run_build(
 
 
 @contextmanager
+def open_servers(
+    root: Path, debs: list[Path], *, public_roots: bool
+) -> Iterator[tuple[LocalAptRepo, LocalServer, Path]]:
+    """The loopback servers a world needs, under ``root``: an apt repository serving ``debs``
+    (python3-pip), and an HTTPS server standing in for the CA's website, with the file the
+    build's requests trusts for that host: its CA, plus certifi's roots with ``public_roots``."""
+    host_ca = trustme.CA()
+    host_ca_file = root / "bundle-host-ca.pem"
+    public = Path(certifi.where()).read_bytes() if public_roots else b""
+    host_ca_file.write_bytes(host_ca.cert_pem.bytes() + public)
+    with (
+        LocalAptRepo(root / "apt", debs) as apt,
+        LocalServer(tls=host_ca) as bundle_server,
+    ):
+        yield apt, bundle_server, host_ca_file
+
+
+@contextmanager
 def open_world(root: Path) -> Iterator[World]:
     inputs = load_inputs()
     python = make_pipless_python(root / "python")
-    host_ca = trustme.CA()
-    # What the build's requests trusts for the bundle's host: its CA, plus certifi's roots, as
-    # on Heroku (OpenSSL loads some 140 roots on every build; the benchmark times that too).
-    host_ca_file = root / "bundle-host-ca.pem"
-    host_ca_file.write_bytes(host_ca.cert_pem.bytes() + Path(certifi.where()).read_bytes())
-    with (
-        LocalAptRepo(root / "apt", inputs.debs) as apt,
-        LocalServer(tls=host_ca) as bundle_server,
-    ):
+    # The bundle's host trusted with certifi's roots too, as on Heroku (OpenSSL loads some 140
+    # roots on every build; the benchmark times that too).
+    with open_servers(root, inputs.debs, public_roots=True) as (apt, bundle_server, host_ca_file):
         cold_world = World(inputs, python.parent, apt, bundle_server, host_ca_file, root / "none")
         # One cold build fills the dependency cache that the other builds start from.
         cold = run_build(

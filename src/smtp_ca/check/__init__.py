@@ -7,7 +7,9 @@ check's own:
 - ``flow``: which handshakes, in which order (``run_check``, ``check_bundle``);
 - ``smtp_session``: the SMTP conversation up to a TLS socket (``CheckTarget``);
 - ``outcome``: what a check says (``CheckOutcome``, ``where_of``, ``report_verified``);
-- ``diagnosis``: what a refused chain means, in words (``TrustStores``);
+- ``diagnosis``: what a refused chain means, in words (``TrustStores``), each cause
+  explained in ``causes``, the fixes they share in ``hints``;
+- ``connection_failure``: TLS, connection and SMTP failures before any certificate;
 - ``chain``: reading and describing the chains the server presents;
 - ``aia`` and ``ocsp``: fetching a missing intermediate and asking about revocation;
 - ``command``: ``bin/check HOST[:PORT]`` (``run_command``).

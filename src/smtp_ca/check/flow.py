@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from smtp_ca.certificates import readable_name, to_pem
-from smtp_ca.check import diagnosis
+from smtp_ca.check import causes, connection_failure, diagnosis
 from smtp_ca.check.chain import (
     Store,
     describe_chain,
@@ -86,11 +86,11 @@ def run_check(
     try:
         return check.run()
     except ssl.SSLCertVerificationError as error:  # a check again after AIA, unexpected
-        return diagnosis.generic_verify_failure(target, error)
+        return causes.generic_verify_failure(target, error)
     except ssl.SSLError as error:
-        return diagnosis.tls_failure(target, error, check.deadline)
+        return connection_failure.tls_failure(target, error, check.deadline)
     except (OSError, SmtpProtocolError) as error:
-        return diagnosis.transport_failure(target, error, check.progress.stage)
+        return connection_failure.transport_failure(target, error, check.progress.stage)
 
 
 def check_bundle(

@@ -1,0 +1,284 @@
+"""The settings of an SMTP server the app sends through, read as Mastodon reads them: the app's
+mailer (``SMTP_`` variables) and Mastodon 4.4's bulk mailer (``BULK_SMTP_``).
+
+Stdlib only, like ``settings``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, get_args
+from urllib.parse import urlsplit
+
+from smtp_ca.config_values import one_of, shown
+from smtp_ca.errors import BuildError
+from smtp_ca.untrusted import echoed
+
+if TYPE_CHECKING:
+    from smtp_ca.settings import Settings
+
+# net-smtp connects to port 25 when the app passes no port, and Mastodon passes SMTP_PORT as is.
+DEFAULT_SMTP_PORT = 25
+# SMTP_OPENSSL_VERIFY_MODE, lower-cased: the mail gem's OpenSSL::SSL::VERIFY_<VALUE> names.
+VerifyMode = Literal["none", "peer", "client_once", "fail_if_no_peer_cert"]
+VERIFY_MODES: tuple[VerifyMode, ...] = get_args(VerifyMode)
+# SMTP_ENABLE_STARTTLS, as Mastodon reads it (exact, case-sensitive).
+StartTls = Literal["auto", "always", "never"]
+STARTTLS_MODES: tuple[StartTls, ...] = get_args(StartTls)
+
+MAIN_PREFIX = "SMTP_"
+BULK_PREFIX = "BULK_SMTP_"
+# SMTP_CA_FILE values that exist on no dyno of these stacks.
+_REMOVED_CA_FILES = {"/usr/lib/ssl/cert.pem": ("heroku-24", "heroku-26")}
+# Heroku builds apps in /tmp/build_<hash>; the dyno runs them at /app.
+_BUILD_PATH = re.compile(r"/tmp/build_[^/]*(/|$)")  # noqa: S108 - matched, never written
+
+_HOSTNAME = re.compile(r"[A-Za-z0-9._-]+")
+_PORT = re.compile(r"[0-9]{1,5}")
+
+
+@dataclass(frozen=True)
+class SmtpServer:
+    """One SMTP server the app sends through, read from its variables as Mastodon reads them.
+
+    ``prefix`` is how its variables are named: ``SMTP_`` for the app's mailer (SMTP_SERVER,
+    SMTP_PORT, ...), ``BULK_SMTP_`` for Mastodon 4.4's bulk mailer (BULK_SMTP_SERVER, ...).
+    """
+
+    prefix: str
+    host: str
+    port: int
+    implicit_tls: bool  # SMTP_TLS or SMTP_SSL: TLS from the first byte
+    starttls: StartTls
+    verify_mode: VerifyMode | None  # as the mail gem takes it; None: unset
+
+    def variable(self, suffix: str) -> str:
+        """The name of one of its variables: ``variable("SERVER")`` is ``BULK_SMTP_SERVER``."""
+        return f"{self.prefix}{suffix}"
+
+    @property
+    def is_bulk(self) -> bool:
+        return self.prefix == BULK_PREFIX
+
+
+def read_port(variables: Mapping[str, str], name: str = "SMTP_PORT") -> int:
+    raw = variables.get(name, "").strip()
+    if not raw:
+        return DEFAULT_SMTP_PORT
+    if not _PORT.fullmatch(raw) or not 1 <= int(raw) <= 65535:
+        raise BuildError(
+            f"{name} is {shown(raw)}; it must be a whole number from 1 to 65535.",
+            hint=f"Most providers use 587 (STARTTLS) or 465 (TLS): heroku config:set {name}=587",
+        )
+    return int(raw)
+
+
+def smtp_host(variables: Mapping[str, str], prefix: str = MAIN_PREFIX) -> str | None:
+    """SMTP_SERVER as the mail gem passes it to net-smtp: a host name or an IP address, and
+    nothing else. ``smtp.example.com:587`` would be looked up as a host name and fail with a
+    DNS error, on the dyno as in the check: the port goes in SMTP_PORT."""
+    name, port_name = f"{prefix}SERVER", f"{prefix}PORT"
+    server = variables.get(name, "").strip()
+    if not server:
+        return None
+    if _HOSTNAME.fullmatch(server) or _is_ipv6(server):
+        return server
+    if server.startswith("[") and server.endswith("]") and _is_ipv6(server[1:-1]):
+        return server[1:-1]  # [::1]: an IPv6 literal in brackets, as URLs write it
+    host, holds, port = _url_parts(server)
+    if host is not None and holds:
+        with_port = f" {port_name}={port}" if port else ""
+        raise BuildError(
+            f"{name} is {shown(server)}: it holds {' and '.join(holds)}, but must be the host "
+            "name alone (the app would look the whole text up as a host name and fail to send "
+            f"mail). The port goes in {port_name}.",
+            hint=f"Set them with: heroku config:set {name}={host}{with_port}",
+        )
+    raise BuildError(
+        f"{name} must be a host name or an IP address, such as smtp.sendgrid.net; "
+        f"the port goes in {port_name}.",
+        hint=f"Set it with: heroku config:set {name}=smtp.example.com {port_name}=587",
+    )
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _url_parts(server: str) -> tuple[str | None, list[str], int | None]:
+    """A URL-like SMTP_SERVER read as a URL: its host (None when it has no usable one), what
+    else it holds ("a scheme (smtp://)", "a port", "a path"), and its port."""
+    holds: list[str] = []
+    scheme, separator, _ = server.partition("://")
+    if separator:
+        holds.append(f"a scheme ({scheme}://)")
+    try:
+        parts = urlsplit(server if separator else f"//{server}")
+        host, port = parts.hostname, parts.port
+    except ValueError:  # a port that is not a number, an unbalanced [
+        return None, holds, None
+    if port is not None:
+        holds.append("a port")
+    if parts.path or parts.query or parts.fragment:
+        holds.append("a path")
+    if not host or not (_HOSTNAME.fullmatch(host) or _is_ipv6(host)):
+        return None, holds, port
+    return (f"[{host}]" if ":" in host else host), holds, port
+
+
+def _mastodon_transport(
+    variables: Mapping[str, str], prefix: str = MAIN_PREFIX
+) -> tuple[bool, StartTls, list[str]]:
+    """Reads the TLS variables the way Mastodon does: exact strings.
+
+    Mastodon 3.5 and later treat only the exact string 'true' as true for SMTP_TLS and SMTP_SSL
+    (``ENV['SMTP_TLS'].presence && ENV['SMTP_TLS'] == 'true'``), and that is what the check does.
+    Mastodon 1.4 to 3.4 pass ``ENV['SMTP_TLS'].presence``: any value that is set, 'false'
+    included, turns TLS on. Only the exact string 'false' turns SMTP_ENABLE_STARTTLS_AUTO off.
+    So a 'TRUE', 'yes' or 'false' is not an error here (the app accepts it) but a notice,
+    because the app may not do what the user meant.
+
+    The BULK_SMTP_ twins exist from Mastodon 4.4 on, whose config/email.yml reads them the same
+    way, except that BULK_SMTP_ENABLE_STARTTLS=false means never, as 'never' does.
+    """
+    bulk = prefix == BULK_PREFIX
+    tls_name, ssl_name = f"{prefix}TLS", f"{prefix}SSL"
+    starttls_name, auto_name = f"{prefix}ENABLE_STARTTLS", f"{prefix}ENABLE_STARTTLS_AUTO"
+    notices: list[str] = []
+    for name in (tls_name, ssl_name):
+        raw = variables.get(name)
+        if not raw or not raw.strip() or raw == "true":
+            continue  # unset, blank (Ruby's .presence is nil) or the one value that means TLS
+        older = (
+            " Mastodon 1.4 to 3.4 turn TLS on for any value that is set, even this one."
+            if name == "SMTP_TLS"
+            else ""
+        )
+        since = "Mastodon 4.4 and later" if bulk else "Mastodon 3.5 and later"
+        notices.append(
+            f"{name} is {shown(raw)}; {since} only take the exact value 'true', "
+            f"so the app will not use TLS from the first byte.{older} Set it to true or unset it."
+        )
+    implicit_tls = variables.get(tls_name) == "true" or variables.get(ssl_name) == "true"
+
+    starttls_raw = variables.get(starttls_name, "")
+    starttls = one_of(starttls_raw, STARTTLS_MODES)
+    if bulk and starttls_raw == "false":
+        starttls = "never"
+    if starttls is None:
+        if starttls_raw:
+            notices.append(
+                f"{starttls_name} is {shown(starttls_raw)}; Mastodon knows 'auto', "
+                f"'always' and 'never' and falls back to {auto_name} for anything else."
+            )
+        auto_raw = variables.get(auto_name)
+        starttls = "never" if auto_raw == "false" else "auto"
+        if auto_raw and auto_raw not in ("true", "false"):
+            notices.append(
+                f"{auto_name} is {shown(auto_raw)}; Mastodon only turns "
+                "STARTTLS off for the exact value 'false', so the app will use it."
+            )
+    return implicit_tls, starttls, notices
+
+
+def _verify_mode(
+    variables: Mapping[str, str], name: str = "SMTP_OPENSSL_VERIFY_MODE"
+) -> VerifyMode | None:
+    raw = variables.get(name, "").strip()
+    if not raw:
+        return None
+    # The mail gem upcases the value and looks up OpenSSL::SSL::VERIFY_<VALUE>.
+    value = one_of(raw.lower(), VERIFY_MODES)
+    if value is None:
+        raise BuildError(
+            f"{name} is {shown(raw)}; the mail gem accepts "
+            f"{', '.join(VERIFY_MODES)}, and the app would fail to send mail.",
+            hint=f"Use peer: heroku config:set {name}=peer",
+        )
+    return value
+
+
+def verify_mode_unset_notice(name: str = "SMTP_OPENSSL_VERIFY_MODE") -> str:
+    """The general form; smtp_ca.gemfile_lock replaces it with an exact one when the app's
+    Gemfile.lock names its net-smtp or Ruby."""
+    return (
+        f"{name} is not set: Ruby 2.7 and older then verify no certificate. "
+        f"Set it: heroku config:set {name}=peer"
+    )
+
+
+VERIFY_MODE_UNSET_NOTICE = verify_mode_unset_notice()
+
+
+def _verify_mode_notice(
+    verify_mode: VerifyMode | None, name: str = "SMTP_OPENSSL_VERIFY_MODE"
+) -> list[str]:
+    return [verify_mode_unset_notice(name)] if verify_mode is None else []
+
+
+def read_tls_options(
+    variables: Mapping[str, str], prefix: str
+) -> tuple[bool, StartTls, VerifyMode | None, list[str]]:
+    """One mailer's TLS and verify-mode variables (``prefix`` is ``SMTP_`` or ``BULK_SMTP_``):
+    TLS from the first byte or not, STARTTLS, the verify mode, and the notices about values
+    the app would read oddly, the one about an unset verify mode last."""
+    implicit_tls, starttls, notices = _mastodon_transport(variables, prefix)
+    verify_name = f"{prefix}OPENSSL_VERIFY_MODE"
+    verify_mode = _verify_mode(variables, verify_name)
+    notices += _verify_mode_notice(verify_mode, verify_name)
+    return implicit_tls, starttls, verify_mode, notices
+
+
+def read_bulk_server(variables: Mapping[str, str]) -> tuple[SmtpServer | None, list[str]]:
+    """Mastodon's bulk mailer, read as config/email.yml reads it; None when BULK_SMTP_SERVER
+    is not set (Mastodon then sends bulk mail through SMTP_SERVER)."""
+    host = smtp_host(variables, BULK_PREFIX)
+    if host is None:
+        return None, []
+    implicit_tls, starttls, verify_mode, notices = read_tls_options(variables, BULK_PREFIX)
+    server = SmtpServer(
+        BULK_PREFIX,
+        host,
+        read_port(variables, f"{BULK_PREFIX}PORT"),
+        implicit_tls,
+        starttls,
+        verify_mode,
+    )
+    return server, notices
+
+
+def ca_file_warnings(settings: Settings, build_dir: Path) -> list[str]:
+    """Warnings about a user-set SMTP_CA_FILE / BULK_SMTP_CA_FILE that the dyno cannot open."""
+    warnings: list[str] = []
+    for name, value in (
+        ("SMTP_CA_FILE", settings.user_ca_file),
+        ("BULK_SMTP_CA_FILE", settings.user_bulk_ca_file),
+    ):
+        if not value:
+            continue
+        quoted = echoed(value)  # the user's words: maybe long, maybe odd
+        if value.startswith(f"{build_dir}/") or _BUILD_PATH.match(value):
+            warnings.append(
+                f"{name} is set to {quoted}, a path that exists only during the build: the app "
+                "runs at /app, where Ruby fails with SSL_CTX_load_verify_file. Unset it: "
+                f"heroku config:unset {name}"
+            )
+        elif settings.stack in _REMOVED_CA_FILES.get(value, ()):
+            warnings.append(
+                f"{name} is set to {quoted}, which {settings.stack} no longer has: use "
+                f"/etc/ssl/certs/ca-certificates.crt, or unset it: heroku config:unset {name}"
+            )
+        elif "$" in value:
+            warnings.append(
+                f"{name} is set to {quoted}: config vars are not expanded by a shell, so the app "
+                f"gets that text as it is. Unset it: heroku config:unset {name}"
+            )
+    return warnings
