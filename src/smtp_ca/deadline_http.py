@@ -213,30 +213,15 @@ def _connection_classes(
             clock.enter("body")
             return response
 
-    class DeadlineHTTPSConnection(HTTPSConnection):
+    # The TLS class takes the plain one's bounds (its MRO puts them before HTTPSConnection, so
+    # their super() calls reach the TLS connect) and adds the handshake's.
+    class DeadlineHTTPSConnection(DeadlineHTTPConnection, HTTPSConnection):
         def _new_conn(self) -> socket.socket:
-            clock.enter("connect")
-            self.timeout = clock.left()
             sock = super()._new_conn()
             # The handshake that follows is bounded, as a whole, by the socket's timeout.
             clock.enter("tls")
             sock.settimeout(clock.left())
             return sock
-
-        def connect(self) -> None:
-            super().connect()
-            self.sock = DeadlineSocket(self.sock, clock)
-            clock.enter("request")
-
-        def request(self, *args: Any, **kwargs: Any) -> None:
-            clock.enter("request")
-            super().request(*args, **kwargs)
-
-        def getresponse(self) -> Any:
-            clock.enter("answer")
-            response = super().getresponse()
-            clock.enter("body")
-            return response
 
     return DeadlineHTTPConnection, DeadlineHTTPSConnection
 
