@@ -64,6 +64,9 @@ class PackTools:
             "PACK_HOME": str(self.home / "pack"),
             "DOCKER_CONFIG": str(self.home / "docker"),
             "DOCKER_HOST": self.docker_host,
+            # pack keeps each image it exports to the daemon in a directory of TMPDIR
+            # (imgutil.local.image.*) and leaves it there: inside the run's scratch, it goes too.
+            "TMPDIR": str(self.home / "tmp"),
             # Names the volumes of pack's own caches the same way on every run.
             "PACK_VOLUME_KEY": "smtp-ca-tests",
             "LANG": "C.UTF-8",
@@ -180,6 +183,7 @@ def find_pack_tools(docker_host: str, home: Path) -> PackTools:
         docker_host,
         make_reachable(home),
     )
+    make_reachable(home / "tmp")
     if not tools.pack.is_file():
         _missing(f"pack is not at {tools.pack}")
     if not tools.lifecycle_tgz.is_file():
