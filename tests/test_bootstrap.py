@@ -12,10 +12,12 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,7 +147,14 @@ def test_cold_install_fetches_pip_with_apt_and_installs_the_lock(cold: ColdInsta
     assert "-----> Installing the buildpack's Python dependencies" in out
     assert "       Using PIP_FIND_LINKS from the app's config vars" in out
     assert "       This python3 has no pip: downloading python3-pip with apt-get" in out
-    assert re.search(r"^       Successfully installed .*cryptography-", out, re.MULTILINE)
+    # One line for pip's work, none of pip's own.
+    assert re.search(
+        r"^       Installed certifi \S+, .*cryptography \S+, .* \(\d+ packages\) in \d+\.\ds$",
+        out,
+        re.MULTILINE,
+    ), out
+    for pip_line in ("Looking in links", "Collecting", "Processing", "Successfully installed"):
+        assert pip_line not in out
     assert any(path.endswith(".deb") for path in cold.apt_requests), cold.apt_requests
 
     deps = run.deps_dir
@@ -456,7 +465,7 @@ def _fake_install(cache_dir: Path, stack: str) -> Path:
     target = cache_dir / "smtp-ca" / "python-deps" / dependency_key(stack, LOCK.read_bytes())
     (target / "requests").mkdir(parents=True)
     (target / "requests" / "__init__.py").write_text("# installed\n")
-    bootstrap._write_marker(target, target.name)
+    bootstrap.write_marker(target, target.name)
     (cache_dir / "smtp-ca" / "stack").write_text(stack + "\n")
     return target
 
@@ -493,9 +502,97 @@ def test_unreadable_lock_file_is_a_build_error(tmp_path: Path) -> None:
 def test_a_file_cut_short_after_the_install_invalidates_the_marker(tmp_path: Path) -> None:
     target = _fake_install(tmp_path, STACK)
     key = target.name
-    assert bootstrap._marker_is_valid(target, key)
+    assert bootstrap.check_marker(target, key).trusted
     (target / "requests" / "__pycache__").mkdir()
     (target / "requests" / "__pycache__" / "x.pyc").write_bytes(b"written by Python later")
-    assert bootstrap._marker_is_valid(target, key)  # bytecode is not part of the install
+    assert bootstrap.check_marker(target, key).trusted  # bytecode is not part of the install
     (target / "requests" / "__init__.py").write_text("")
-    assert not bootstrap._marker_is_valid(target, key)
+    assert not bootstrap.check_marker(target, key).trusted
+
+
+# --- A cache the build cannot trust: changed, or unreadable ----------------------------------
+
+
+def test_a_module_changed_with_its_size_kept_is_reinstalled_with_a_warning(
+    cold: ColdInstall,
+    pipless: Path,
+    base_env: dict[str, str],
+    offline_apt_config: Path,
+    tmp_path: Path,
+) -> None:
+    cache = copy_cache(cold, tmp_path)
+    deps = python_deps(cache) / cold.run.deps_dir.name
+    module = deps / "cryptography" / "__init__.py"
+    original = module.read_bytes()
+    module.write_bytes(b"(" * len(original))  # same size: a SyntaxError on import
+    env = dict(base_env, APT_CONFIG=str(offline_apt_config))
+    run = run_bootstrap(pipless, cache_dir=cache, stack=STACK, lock_file=LOCK, env=env)
+    assert run.returncode == 0, run.output
+    assert (
+        f" !     Warning: The cached dependencies in {deps} cannot be trusted: "
+        "cryptography/__init__.py changed since it was installed. Reinstalling them."
+    ) in run.stderr
+    assert "-----> Installing the buildpack's Python dependencies" in run.stdout
+    assert module.read_bytes() == original
+    # The next build trusts what this one installed.
+    again = run_bootstrap(pipless, cache_dir=cache, stack=STACK, lock_file=LOCK, env=env)
+    assert again.stdout.splitlines()[0] == "-----> Using cached dependencies", again.output
+
+
+def _python_for_nobody() -> list[str]:
+    """How to run a python3 as an unprivileged user: as root, file modes do not apply."""
+    if os.geteuid() != 0:
+        return [sys.executable]
+    python = Path("/usr/bin/python3")
+    if shutil.which("setpriv") is None or not python.is_file():
+        pytest.skip("running as root without setpriv or /usr/bin/python3 to drop privileges")
+    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(python)]
+
+
+def test_an_unreadable_cache_it_cannot_rebuild_is_named_with_the_real_cause() -> None:
+    """A cached module nobody may read, in a cache directory the build may not change: the
+    build says which directory and why (not "File exists", not an internal error later)."""
+    root = Path(tempfile.mkdtemp(prefix="smtp-ca-unreadable-"))
+    try:
+        root.chmod(0o755)
+        target = _fake_install(root, STACK)
+        (target / "requests" / "__init__.py").chmod(0o000)
+        (target / MARKER_NAME).chmod(0o644)
+        deps = target.parent
+        for directory in (target / "requests", target, deps):
+            directory.chmod(0o555)
+        runner = (
+            "import sys; from pathlib import Path\n"
+            "from smtp_ca.bootstrap import ensure_dependencies\n"
+            "from smtp_ca.errors import BuildError\n"
+            "from smtp_ca.output import Log\n"
+            "try:\n"
+            "    ensure_dependencies(Path(sys.argv[1]), stack=sys.argv[2], env_dir=None,\n"
+            "                        lock_file=Path(sys.argv[3]), log=Log())\n"
+            "except BuildError as error:\n"
+            "    print('ERROR', error.message)\n"
+        )
+        completed = subprocess.run(
+            [*_python_for_nobody(), "-c", runner, str(root / "smtp-ca"), STACK, str(LOCK)],
+            capture_output=True,
+            text=True,
+            env=clean_env(PYTHONPATH=str(REPO / "src")),
+            timeout=60,
+            check=False,
+        )
+        output = completed.stdout + completed.stderr
+        assert "Traceback" not in output
+        assert (
+            "cannot be trusted: requests/__init__.py cannot be read (Permission denied)"
+            in completed.stderr
+        ), output
+        assert (
+            f"ERROR Could not install the buildpack's Python dependencies into the build cache "
+            f"{deps}: Permission denied ("
+        ) in completed.stdout, output
+        assert "File exists" not in output
+    finally:
+        for path in (root, *root.rglob("*")):
+            if path.is_dir() and not path.is_symlink():
+                path.chmod(0o755)
+        shutil.rmtree(root)

@@ -434,7 +434,7 @@ def _stack_changed(rig: Rig) -> None:
     deps = rig.cache_dir / "smtp-ca" / "python-deps"
     old = deps / dependency_key("heroku-22", pipeline.LOCK_FILE.read_bytes())
     (old / "requests").mkdir(parents=True)
-    bootstrap._write_marker(old, old.name)
+    bootstrap.write_marker(old, old.name)
     (rig.cache_dir / "smtp-ca" / "stack").write_text("heroku-22\n")
 
     def install(layout: object, target: Path, *args: object) -> Path:

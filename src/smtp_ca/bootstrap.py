@@ -15,10 +15,16 @@ Layout under the buildpack's own cache directory (``CACHE_DIR/smtp-ca/`` on clas
     apt/                    apt-get's private state while fetching python3-pip; removed after
 
 The key hashes everything the installed files depend on (stack, Python major.minor, machine,
-lock file), so a warm build only reads two small files, hashes the lock and stats the installed
-files against the marker's list: no subprocess, no network. The marker is written last, after the
-atomic rename, so a build killed half-way leaves a directory without a marker, which the next
-build removes and installs again; a file lost or cut short since then fails the size check.
+lock file), so a warm build only reads two small files, hashes the lock and checks the installed
+files against the marker's list of sizes and SHA-256 digests: no subprocess, no network. The
+marker is written last, after the atomic rename, so a build killed half-way leaves a directory
+without a marker, which the next build removes and installs again. A file lost, cut short or
+changed since then (a partial cache restore, someone else's write) makes the cache untrusted: it
+is reinstalled, with a warning when a file changed. Hashing every installed file (19 MB, most of
+it cryptography's compiled module) costs about 10-20 ms of a warm build: a module changed with
+its size kept would otherwise fail every later build, and the compiled one is a module too.
+
+How python3 gets pip for the cold install is ``pip_from_apt``.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from pathlib import Path
 
-from smtp_ca.certificates import SYSTEM_STORE
+from smtp_ca.certificates import SYSTEM_STORE, printable
 from smtp_ca.errors import BuildError
 from smtp_ca.files import write_atomically
 from smtp_ca.output import Log, url_secrets
@@ -42,12 +48,8 @@ from smtp_ca.output import Log, url_secrets
 # How classic Heroku users start the build cache afresh; each platform says it its own way.
 CLASSIC_CACHE_RESET_HINT = "Clear the build cache (heroku builds:cache:purge) and build again."
 MARKER_NAME = ".smtp-ca-complete.json"
-MARKER_FORMAT = 2  # 2: the marker lists every file and its size
+MARKER_FORMAT = 3  # 2: the marker lists every file and its size; 3: and its SHA-256
 STAGING_PREFIX = ".staging-"
-APT_PIP_PACKAGE = "python3-pip"
-# Where Debian and Ubuntu's python3-pip puts pip; it vendors its own dependencies there too.
-DEB_PIP_SITE = Path("usr/lib/python3/dist-packages")
-ERROR_TAIL_LINES = 20
 
 # Names of Heroku config vars (files in ENV_DIR) that are pip settings.
 _PIP_VAR = re.compile(r"PIP_[A-Z0-9_]+")
@@ -126,12 +128,13 @@ def ensure_dependencies(
             hint="The buildpack checkout is incomplete: use a released version of the buildpack.",
         ) from None
     key = dependency_key(stack, lock_bytes)
-    layout = _Layout(cache_dir)
+    layout = Layout(cache_dir)
     target = layout.deps / key
 
     try:
         previous_stack = _forget_other_stack(layout, stack)
-        if _marker_is_valid(target, key):
+        verdict = check_marker(target, key)
+        if verdict.trusted:
             log.step("Using cached dependencies")
             return target
 
@@ -141,19 +144,24 @@ def ensure_dependencies(
                 f"Stack changed from {previous_stack} to {stack}: "
                 "reinstalling the buildpack's Python dependencies"
             )
+        elif verdict.untrusted:
+            log.warn(
+                f"The cached dependencies in {target} cannot be trusted: {verdict.problem}. "
+                "Reinstalling them."
+            )
         elif target.exists():
             log.info("Cached dependencies are incomplete (a build stopped half-way?): reinstalling")
         return _install(layout, target, key, stack, env_dir, lock_file, log)
     except OSError as error:
-        # Cache directory unwritable, disk full: say so rather than print a traceback.
+        # Cache directory unwritable, disk full: say which directory and the real cause.
         raise BuildError(
-            f"Could not install the buildpack's Python dependencies into the build cache: "
-            f"{error.strerror or error} ({error.filename or cache_dir}).",
+            f"Could not install the buildpack's Python dependencies into the build cache "
+            f"{layout.deps}: {error.strerror or error} ({error.filename or layout.deps}).",
             hint=reset_hint,
         ) from None
 
 
-class _Layout:
+class Layout:
     def __init__(self, root: Path) -> None:
         self.root = root
 
@@ -174,7 +182,7 @@ class _Layout:
         return self.root / "stack"
 
 
-def _forget_other_stack(layout: _Layout, stack: str) -> str | None:
+def _forget_other_stack(layout: Layout, stack: str) -> str | None:
     """Drops what an earlier build installed for another stack (its files may not run here).
 
     Returns that other stack, if the last build was on one.
@@ -186,9 +194,9 @@ def _forget_other_stack(layout: _Layout, stack: str) -> str | None:
     if previous == stack:
         return None
     if previous:
-        _remove(layout.deps)
-        _remove(layout.pip)
-        _remove(layout.apt)
+        remove(layout.deps)
+        remove(layout.pip)
+        remove(layout.apt)
     # Failing only costs an announcement on the next stack change; the install reports real
     # errors.
     with suppress(OSError):
@@ -196,47 +204,93 @@ def _forget_other_stack(layout: _Layout, stack: str) -> str | None:
     return previous or None
 
 
-def _marker_is_valid(target: Path, key: str) -> bool:
-    """Whether ``target`` is a complete install for ``key``: the marker, then one stat() per
-    installed file (a few milliseconds, no subprocess). A file missing or cut short since the
-    install (a partial cache restore, a disk that filled up) makes it invalid."""
+class MarkerCheck:
+    """What :func:`check_marker` found: ``trusted``, or why not. ``untrusted`` (a file changed
+    or unreadable since the install) gets a warning; merely incomplete (no marker, a file
+    missing or cut short: a build stopped half-way, a partial restore) only a note."""
+
+    def __init__(self, *, trusted: bool = False, problem: str | None = None) -> None:
+        self.trusted = trusted
+        self.problem = problem
+
+    @property
+    def untrusted(self) -> bool:
+        return self.problem is not None
+
+
+_INCOMPLETE = MarkerCheck()
+
+
+def check_marker(target: Path, key: str) -> MarkerCheck:
+    """Whether ``target`` is a complete, unchanged install for ``key``: the marker, one stat()
+    per installed file, then each file's SHA-256 (no subprocess)."""
     try:
         marker = json.loads((target / MARKER_NAME).read_text())
-    except (OSError, ValueError):
-        return False
+    except FileNotFoundError:
+        return _INCOMPLETE
+    except OSError as error:
+        return MarkerCheck(problem=_unreadable(error, target))
+    except ValueError:
+        return _INCOMPLETE
     if not isinstance(marker, dict) or marker.get("format") != MARKER_FORMAT:
-        return False
+        return _INCOMPLETE
     entries, files = marker.get("entries"), marker.get("files")
     if marker.get("key") != key or not isinstance(entries, list) or not entries:
-        return False
+        return _INCOMPLETE
     if not isinstance(files, dict) or not files:
-        return False
+        return _INCOMPLETE
     if not all(isinstance(name, str) and os.path.lexists(target / name) for name in entries):
-        return False
+        return _INCOMPLETE
+    expected: list[tuple[str, int, str]] = []
+    for name, record in files.items():
+        if not (isinstance(record, list) and len(record) == 2):
+            return _INCOMPLETE
+        size, digest = record
+        if not isinstance(size, int) or not isinstance(digest, str):
+            return _INCOMPLETE
+        expected.append((name, size, digest))
     try:
-        return all(
-            isinstance(size, int) and (target / name).stat().st_size == size
-            for name, size in files.items()
-        )
-    except OSError:
-        return False
+        # Sizes first: a partial restore shows there, for one stat() per file.
+        if any((target / name).stat().st_size != size for name, size, _ in expected):
+            return _INCOMPLETE
+    except FileNotFoundError:
+        return _INCOMPLETE
+    except OSError as error:
+        return MarkerCheck(problem=_unreadable(error, target))
+    for name, _, digest in expected:
+        try:
+            actual = _sha256(target / name)
+        except OSError as error:
+            return MarkerCheck(problem=_unreadable(error, target))
+        if actual != digest:
+            return MarkerCheck(problem=f"{printable(name)} changed since it was installed")
+    return MarkerCheck(trusted=True)
 
 
-def _manifest(target: Path) -> dict[str, int]:
-    """Every installed file and its size; compiled bytecode is left out, because Python
-    rewrites it when it likes."""
-    files: dict[str, int] = {}
+def _unreadable(error: OSError, target: Path) -> str:
+    where = Path(error.filename).relative_to(target) if error.filename else target
+    return f"{printable(str(where))} cannot be read ({error.strerror or error})"
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _manifest(target: Path) -> dict[str, list[object]]:
+    """Every installed file, its size and its SHA-256; compiled bytecode is left out, because
+    Python rewrites it when it likes."""
+    files: dict[str, list[object]] = {}
     for directory, dirnames, filenames in os.walk(target):
         dirnames[:] = sorted(name for name in dirnames if name != "__pycache__")
         for name in sorted(filenames):
             path = Path(directory) / name
             relative = path.relative_to(target).as_posix()
             if relative != MARKER_NAME and not path.is_symlink():
-                files[relative] = path.stat().st_size
+                files[relative] = [path.stat().st_size, _sha256(path)]
     return files
 
 
-def _write_marker(target: Path, key: str) -> None:
+def write_marker(target: Path, key: str) -> None:
     entries = sorted(entry.name for entry in target.iterdir() if entry.name != MARKER_NAME)
     marker = {
         "format": MARKER_FORMAT,
@@ -247,17 +301,31 @@ def _write_marker(target: Path, key: str) -> None:
     write_atomically(target / MARKER_NAME, (json.dumps(marker, indent=1) + "\n").encode())
 
 
-def _remove(path: Path) -> None:
+def remove(path: Path) -> None:
+    """Removes a file or a directory tree; an error is raised, never ignored, so that the build
+    names the real cause (a directory it may not change) instead of a later "File exists"."""
     import shutil
 
+    def named(function: object, failed: str, error: object) -> None:
+        # rmtree reports a name relative to the directory it was in: the message needs the
+        # whole path. (``onexc`` since Python 3.12 passes the error, ``onerror`` exc_info.)
+        cause = error if isinstance(error, BaseException) else sys.exc_info()[1]
+        if isinstance(cause, OSError):
+            raise OSError(cause.errno, cause.strerror, failed) from None
+        if cause is not None:
+            raise cause
+
     if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
+        if sys.version_info >= (3, 12):
+            shutil.rmtree(path, onexc=named)
+        else:
+            shutil.rmtree(path, onerror=named)
     elif path.exists() or path.is_symlink():
         path.unlink()
 
 
 def _install(
-    layout: _Layout,
+    layout: Layout,
     target: Path,
     key: str,
     stack: str,
@@ -265,8 +333,10 @@ def _install(
     lock_file: Path,
     log: Log,
 ) -> Path:
+    from smtp_ca.pip_from_apt import find_pip, pip_command, run_tool
+
     # Whatever is in python-deps now is stale: other keys, half-done staging dirs, ``target``.
-    _remove(layout.deps)
+    remove(layout.deps)
     layout.deps.mkdir(parents=True)
 
     env, notes = pip_environment(os.environ, env_dir, system_ca=SYSTEM_STORE)
@@ -274,9 +344,7 @@ def _install(
         log.info(note)
     for secret in pip_url_secrets(env):
         log.redact.add(secret)
-    pip_argv, pip_path = _find_pip(layout, stack, log)
-    if pip_path is not None:
-        env["PYTHONPATH"] = str(pip_path)
+    pip_site = find_pip(layout, stack, log)
 
     import time
 
@@ -284,7 +352,7 @@ def _install(
     staging = layout.deps / f"{STAGING_PREFIX}{key}-{os.getpid()}"
     staging.mkdir()
     argv = [
-        *pip_argv,
+        *pip_command(pip_site),
         "install",
         "--no-deps",
         "--require-hashes",
@@ -305,18 +373,32 @@ def _install(
         "-r",
         str(lock_file),
     ]
-    status, tail = _run(argv, env=env, log=log, what="pip")
+    status, tail = run_tool(argv, env=env, log=log, what="pip")
     if status != 0:
-        _remove(staging)
+        remove(staging)
         raise BuildError(
             f"Installing the buildpack's Python dependencies failed: pip exited with status "
             f"{status}. Last lines of pip's output:\n" + "\n".join(tail),
             hint=_INSTALL_HINT,
         )
     staging.replace(target)
-    _write_marker(target, key)
-    log.info(f"Installed the buildpack's Python dependencies in {time.monotonic() - started:.1f}s")
+    write_marker(target, key)
+    log.info(installed_summary(tail, time.monotonic() - started))
     return target
+
+
+def installed_summary(pip_tail: Sequence[str], seconds: float) -> str:
+    """One line for the build log in place of pip's: what it installed, and how long it took.
+    The names come from pip's "Successfully installed NAME-VERSION ..." line."""
+    packages: list[str] = []
+    for line in pip_tail:
+        if line.startswith("Successfully installed "):
+            names = line.removeprefix("Successfully installed ").split()
+            packages = [" ".join(name.rsplit("-", 1)) for name in names]
+    if not packages:
+        return f"Installed the buildpack's Python dependencies in {seconds:.1f}s"
+    count = f"{len(packages)} package{'s' if len(packages) != 1 else ''}"
+    return f"Installed {', '.join(packages)} ({count}) in {seconds:.1f}s"
 
 
 def pip_environment(
@@ -371,173 +453,3 @@ def pip_url_secrets(env: Mapping[str, str]) -> list[str]:
         for url in env.get(name, "").split()
         for secret in url_secrets(url)
     ]
-
-
-def _find_pip(layout: _Layout, stack: str, log: Log) -> tuple[list[str], Path | None]:
-    """The command that runs pip, and the directory to put on PYTHONPATH for it (if any).
-
-    Prefers a pip this python3 already has; else the one extracted by an earlier build; else
-    python3-pip from the stack's own apt sources, the way heroku-buildpack-apt fetches packages:
-    no root needed, and it is the pip the stack's python3 is built to run.
-    """
-    import importlib.util
-
-    python = [sys.executable, "-m", "pip"]
-    try:
-        has_pip = importlib.util.find_spec("pip") is not None
-    except (ImportError, ValueError):
-        has_pip = False
-    if has_pip:
-        return python, None
-
-    pip_key = dependency_key(stack, b"python3-pip")
-    pip_root = layout.pip / pip_key
-    site = pip_root / DEB_PIP_SITE
-    if _marker_is_valid(pip_root, pip_key) and (site / "pip" / "__init__.py").is_file():
-        log.info("Using pip from the build cache")
-        return python, site
-
-    _remove(layout.pip)
-    layout.pip.mkdir(parents=True)
-    staging = layout.pip / f"{STAGING_PREFIX}{pip_key}-{os.getpid()}"
-    try:
-        _fetch_pip_with_apt(layout.apt, staging, log)
-        staged_site = staging / DEB_PIP_SITE
-        env = dict(os.environ, PYTHONPATH=str(staged_site))
-        status, tail = _run([*python, "--version"], env=env, log=log, what="pip", show=False)
-        if status != 0:
-            major, minor = sys.version_info[:2]
-            raise BuildError(
-                f"The {APT_PIP_PACKAGE} package from the stack's apt sources does not run with "
-                f"this python3 ({major}.{minor}). Its output:\n" + "\n".join(tail),
-                hint=f"Build on a supported stack (heroku-22 or later); if {stack} is one, "
-                "report this with the build log.",
-            )
-        staging.replace(pip_root)
-        _write_marker(pip_root, pip_key)
-    finally:
-        _remove(staging)
-        _remove(layout.apt)
-    return python, site
-
-
-def _fetch_pip_with_apt(apt_root: Path, destination: Path, log: Log) -> None:
-    """Downloads python3-pip with apt-get and extracts it with ``dpkg -x``, all without root.
-
-    apt's state, lists and caches go to private directories (a build is not root and must not
-    touch /var), locking is off (nothing else uses those directories), and dpkg's status is an
-    empty file: ``apt-get download`` needs package lists, not what is installed. The sources are
-    the stack's own, or whatever APT_CONFIG names.
-    """
-    import shutil
-
-    apt_get, dpkg = shutil.which("apt-get"), shutil.which("dpkg")
-    missing = [name for name, path in (("apt-get", apt_get), ("dpkg", dpkg)) if path is None]
-    if apt_get is None or dpkg is None:
-        raise BuildError(
-            f"This python3 has no pip, and {' and '.join(missing)} could not be found to "
-            f"download the {APT_PIP_PACKAGE} package.",
-            hint="Build on a Heroku stack image (heroku-22 or later), which has apt-get and dpkg.",
-        )
-    log.info(f"This python3 has no pip: downloading {APT_PIP_PACKAGE} with apt-get")
-    _remove(apt_root)
-    state, cache, debs = apt_root / "state", apt_root / "cache", apt_root / "debs"
-    (state / "lists" / "partial").mkdir(parents=True)
-    (cache / "archives" / "partial").mkdir(parents=True)
-    debs.mkdir()
-    status_file = state / "status"
-    status_file.write_bytes(b"")
-    options = [
-        "-q",
-        "-o",
-        f"Dir::State={state}",
-        "-o",
-        f"Dir::State::status={status_file}",
-        "-o",
-        f"Dir::Cache={cache}",
-        "-o",
-        "Debug::NoLocking=1",
-        # As root (CI, docker), apt would hand downloads to the _apt user, who cannot write
-        # here; as any other user this setting does nothing.
-        "-o",
-        "APT::Sandbox::User=root",
-    ]
-    env = dict(os.environ)
-    # apt-get update exits 0 when a source is unreachable (it only warns), and the download then
-    # fails with "Unable to locate package": the error shows both steps' last lines.
-    output: list[str] = []
-    for command, cwd in ((["update"], None), (["download", APT_PIP_PACKAGE], debs)):
-        status, tail = _run(
-            [apt_get, *options, *command], env=env, log=log, what="apt-get", cwd=cwd
-        )
-        output = [*output, *tail][-ERROR_TAIL_LINES:]
-        if status != 0:
-            raise BuildError(
-                f"Downloading {APT_PIP_PACKAGE} failed: apt-get {' '.join(command)} exited with "
-                f"status {status}. This python3 has no pip, and the buildpack needs one to "
-                "install its dependencies. Last lines of apt-get's output:\n" + "\n".join(output),
-                hint="Retry the build; if it fails again, check the stack's apt sources and "
-                "report it with this build log.",
-            )
-    found = sorted(debs.glob(f"{APT_PIP_PACKAGE}_*.deb"))
-    if not found:
-        raise BuildError(
-            f"apt-get download {APT_PIP_PACKAGE} succeeded but left no .deb file.",
-            hint="Retry the build; if it fails again, report it with this build log.",
-        )
-    destination.mkdir(parents=True)
-    status, tail = _run(
-        [dpkg, "-x", str(found[-1]), str(destination)], env=env, log=log, what="dpkg"
-    )
-    if status != 0:
-        raise BuildError(
-            f"Extracting {found[-1].name} with dpkg -x failed (exit status {status}):\n"
-            + "\n".join(tail),
-            hint="Retry the build; if it fails again, report it with this build log.",
-        )
-    if not (destination / DEB_PIP_SITE / "pip" / "__init__.py").is_file():
-        raise BuildError(
-            f"{found[-1].name} does not contain pip in /{DEB_PIP_SITE}.",
-            hint="Report this with the build log: this stack packages pip differently.",
-        )
-
-
-def _run(
-    argv: Sequence[str],
-    *,
-    env: Mapping[str, str],
-    log: Log,
-    what: str,
-    cwd: Path | None = None,
-    show: bool = True,
-) -> tuple[int, list[str]]:
-    """Runs ``argv``, showing its output indented as it comes; returns status and last lines."""
-    import subprocess
-    from collections import deque
-
-    tail: deque[str] = deque(maxlen=ERROR_TAIL_LINES)
-    try:
-        process = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=dict(env),
-            cwd=cwd,
-            text=True,
-            errors="replace",
-        )
-    except OSError as error:
-        raise BuildError(
-            f"Could not run {what} ({argv[0]}): {error.strerror or error}.",
-            hint="Build on a Heroku stack image (heroku-22 or later).",
-        ) from None
-    assert process.stdout is not None
-    with process:
-        for line in process.stdout:
-            line = line.rstrip()
-            if line:
-                if show:
-                    log.info(line)
-                tail.append(log.redact(line))
-    return process.returncode, list(tail)

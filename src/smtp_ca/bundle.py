@@ -104,7 +104,8 @@ def prepare_bundle(
     public = read_certifi() if settings.public_roots else None
     key = merge_key(read, certs, public)
     merged_cache = MergedCache(directory, log)
-    merged = merged_cache.load(key, now)
+    inputs = (read.data if read else b"", certs or b"", public.data if public else b"")
+    merged = merged_cache.load(key, now, inputs)
     merged_was_cached = merged is not None
     if merged is None:
         content = keep_source_certificates(read, now) if read else None

@@ -65,12 +65,19 @@ class CacheEntry:
             self.discard(error)
             return None
 
-    def discard(self, error: BaseException) -> None:
-        """Removes the entry, saying why in the build log; it is made again."""
+    def discard(self, error: BaseException, *, untrusted: bool = False) -> None:
+        """Removes the entry, saying why in the build log; it is made again. ``untrusted``: it
+        is whole but did not hold up against this build's inputs, which is a warning."""
         reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
-        self._log.info(
-            f"Threw away {self._what}: it is damaged ({printable(reason)}); making it again."
-        )
+        if untrusted:
+            self._log.warn(
+                f"{self._what[0].upper()}{self._what[1:]} did not hold up: {printable(reason)}. "
+                "The build cannot trust it, so it makes it again from its inputs."
+            )
+        else:
+            self._log.info(
+                f"Threw away {self._what}: it is damaged ({printable(reason)}); making it again."
+            )
         for path in (self.meta_path, self.data_path):
             with suppress(OSError):
                 path.unlink()

@@ -8,13 +8,14 @@ The records (``CachedSource``, ``Merged``) and how each is written to and read b
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from smtp_ca.bundle_cache import (
     CacheEntry,
+    CorruptCache,
     meta_count,
     meta_object,
     meta_objects,
@@ -22,7 +23,7 @@ from smtp_ca.bundle_cache import (
     meta_text,
     meta_text_list,
 )
-from smtp_ca.certificates import CertificateSummary
+from smtp_ca.certificates import CertificateError, CertificateSummary, split_pem
 from smtp_ca.output import Log
 
 # Bump when the output or the cache layout changes: old cache entries then stop matching.
@@ -151,7 +152,9 @@ class MergedCache:
     def __init__(self, directory: Path, log: Log) -> None:
         self._entry = CacheEntry(directory, "merged", "the cached CA bundle", log)
 
-    def load(self, key: str, now: datetime) -> Merged | None:
+    def load(self, key: str, now: datetime, sources: Sequence[bytes]) -> Merged | None:
+        """The cached output for ``key``, if it holds up against ``sources`` (the bytes of
+        the bundle's inputs, read on this build): see :func:`check_merged_pem`."""
         loaded = self._entry.load({"format": FORMAT_VERSION, "key": key})
         if loaded is None:
             return None
@@ -162,7 +165,7 @@ class MergedCache:
                 raise ValueError("expires: expected a time zone")
             if expires < now:
                 return None  # a certificate in it has expired since: it must be left out now
-            return Merged(
+            merged = Merged(
                 pem=pem,
                 source=_optional_part(meta, "source"),
                 added=_optional_part(meta, "added"),
@@ -175,6 +178,12 @@ class MergedCache:
         except ValueError as error:
             self._entry.discard(error)
             return None
+        try:
+            check_merged_pem(merged, sources)
+        except CorruptCache as error:
+            self._entry.discard(error, untrusted=True)
+            return None
+        return merged
 
     def store(self, key: str, merged: Merged) -> None:
         meta = {
@@ -191,3 +200,43 @@ class MergedCache:
 
 def _optional_part(meta: Mapping[str, object], key: str) -> Part | None:
     return None if meta.get(key) is None else Part.from_json(meta_object(meta, key))
+
+
+def check_merged_pem(merged: Merged, sources: Sequence[bytes]) -> None:
+    """Raises ``CorruptCache`` unless the cached output is only comment lines and certificates
+    that its inputs hold, the ones its record lists, each once.
+
+    The cache's own SHA-256 catches a torn write, not a write: anyone who can change the cache
+    can make the data and its record agree. So what goes into the app is checked against this
+    build's inputs (the bundle just read and pinned, SMTP_CA_CERTS, the pinned certifi) by
+    fingerprint. Standard library only: a few milliseconds, where loading ``cryptography`` to
+    parse the certificates again would cost a warm build some 90 ms before the parse itself.
+    """
+    in_block = False
+    for number, raw in enumerate(merged.pem.splitlines(), start=1):
+        line = raw.strip()
+        if line in (b"-----BEGIN CERTIFICATE-----", b"-----END CERTIFICATE-----"):
+            in_block = line.startswith(b"-----BEGIN")
+        elif line.startswith(b"-----") or not (in_block or not line or line.startswith(b"#")):
+            raise CorruptCache(f"line {number} is neither a certificate nor a comment")
+    try:
+        blocks = split_pem(merged.pem)
+        known = {
+            hashlib.sha256(block.der).hexdigest()
+            for data in sources
+            for block in split_pem(data)
+            if block.is_certificate
+        }
+    except CertificateError as error:
+        raise CorruptCache(str(error)) from None
+    written = [hashlib.sha256(block.der).hexdigest() for block in blocks]
+    listed = [s.sha256 for part in (merged.source, merged.added) if part for s in part.kept]
+    if len(written) != len(listed) + merged.public_root_count:
+        raise CorruptCache(
+            f"it holds {len(written)} certificates where its record lists "
+            f"{len(listed) + merged.public_root_count}"
+        )
+    if written[: len(listed)] != listed or len(set(written)) != len(written):
+        raise CorruptCache("its certificates are not the ones its record lists")
+    if not known.issuperset(written):
+        raise CorruptCache("it holds a certificate that none of the bundle's inputs holds")
