@@ -12,12 +12,10 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
-import os
 import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +42,7 @@ from support.pipless_python import (
     run_bootstrap,
 )
 from support.scratch import fixture_dir
+from support.unprivileged import sandbox
 
 LOCK = REPO / "requirements.lock"
 STACK = "heroku-22"
@@ -539,23 +538,14 @@ def test_a_module_changed_with_its_size_kept_is_reinstalled_with_a_warning(
     assert again.stdout.splitlines()[0] == "-----> Using cached dependencies", again.output
 
 
-def _python_for_nobody() -> list[str]:
-    """How to run a python3 as an unprivileged user: as root, file modes do not apply."""
-    if os.geteuid() != 0:
-        return [sys.executable]
-    python = Path("/usr/bin/python3")
-    if shutil.which("setpriv") is None or not python.is_file():
-        pytest.skip("running as root without setpriv or /usr/bin/python3 to drop privileges")
-    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(python)]
-
-
 def test_an_unreadable_cache_it_cannot_rebuild_is_named_with_the_real_cause() -> None:
     """A cached module nobody may read, in a cache directory the build may not change: the
     build says which directory and why (not "File exists", not an internal error later)."""
-    root = Path(tempfile.mkdtemp(prefix="smtp-ca-unreadable-"))
-    try:
-        root.chmod(0o755)
-        target = _fake_install(root, STACK)
+    with sandbox("smtp-ca-unreadable-") as box:
+        lock = box.root / LOCK.name
+        shutil.copyfile(LOCK, lock)
+        lock.chmod(0o644)
+        target = _fake_install(box.root, STACK)
         (target / "requests" / "__init__.py").chmod(0o000)
         (target / MARKER_NAME).chmod(0o644)
         deps = target.parent
@@ -572,14 +562,7 @@ def test_an_unreadable_cache_it_cannot_rebuild_is_named_with_the_real_cause() ->
             "except BuildError as error:\n"
             "    print('ERROR', error.message)\n"
         )
-        completed = subprocess.run(
-            [*_python_for_nobody(), "-c", runner, str(root / "smtp-ca"), STACK, str(LOCK)],
-            capture_output=True,
-            text=True,
-            env=clean_env(PYTHONPATH=str(REPO / "src")),
-            timeout=60,
-            check=False,
-        )
+        completed = box.python(runner, str(box.root / "smtp-ca"), STACK, str(lock))
         output = completed.stdout + completed.stderr
         assert "Traceback" not in output
         assert (
@@ -591,8 +574,3 @@ def test_an_unreadable_cache_it_cannot_rebuild_is_named_with_the_real_cause() ->
             f"{deps}: Permission denied ("
         ) in completed.stdout, output
         assert "File exists" not in output
-    finally:
-        for path in (root, *root.rglob("*")):
-            if path.is_dir() and not path.is_symlink():
-                path.chmod(0o755)
-        shutil.rmtree(root)

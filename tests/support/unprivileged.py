@@ -1,0 +1,97 @@
+"""Running a piece of the buildpack as an unprivileged user, so that file modes apply.
+
+CI runs the tests as root, and root reads and writes any file whatever its mode: a test of an
+unreadable or read-only file would prove nothing there. As root, such a test runs its Python in
+a child that drops to ``nobody`` (uid and gid 65534) with util-linux's ``setpriv``; as any other
+user it runs as that user.
+
+A child running as nobody must be able to reach what it imports and reads: pytest's temporary
+directories and a clone made with ``mktemp -d`` are 0700 and owned by root. ``Sandbox`` is a
+world-traversable directory holding a copy of the buildpack's ``src``, where the test puts the
+files it works on.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+NOBODY = 65534
+# Debian's own python3: the test's virtualenv may live under a directory nobody cannot enter.
+SYSTEM_PYTHON = Path("/usr/bin/python3")
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    root: Path  # world-traversable; the test's files go here
+    src: Path  # a copy of the buildpack's src, readable by nobody
+
+    def python(
+        self, code: str, *args: str, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``code`` in a python3 with the copied ``src`` importable, unprivileged."""
+        return subprocess.run(
+            [*_unprivileged_python(), "-c", code, *args],
+            capture_output=True,
+            text=True,
+            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONPATH": str(self.src)},
+            cwd=self.root,
+            stdin=subprocess.DEVNULL,
+            timeout=timeout,
+            check=False,
+        )
+
+
+@contextmanager
+def sandbox(prefix: str = "smtp-ca-unprivileged-") -> Iterator[Sandbox]:
+    """A world-traversable scratch directory with the buildpack's src, removed afterwards with
+    every mode put back (a 0555 directory inside it would stop rmtree)."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        root.chmod(0o755)
+        src = root / "src"
+        shutil.copytree(REPO / "src", src, ignore=shutil.ignore_patterns("__pycache__"))
+        for path in (src, *src.rglob("*")):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        yield Sandbox(root=root, src=src)
+    finally:
+        for path in (root, *root.rglob("*")):
+            if path.is_dir() and not path.is_symlink():
+                path.chmod(0o755)
+        shutil.rmtree(root)
+
+
+def give_to_nobody(paths: Sequence[Path]) -> None:
+    """As root, hand ``paths`` to the unprivileged user, so that their owner's modes are the
+    ones that apply to it; as anyone else the files are the test's own already."""
+    if os.geteuid() != 0:
+        return
+    for path in paths:
+        os.chown(path, NOBODY, NOBODY, follow_symlinks=False)
+
+
+def _unprivileged_python() -> list[str]:
+    if os.geteuid() != 0:
+        return [sys.executable]
+    if shutil.which("setpriv") is None or not SYSTEM_PYTHON.is_file():
+        pytest.fail(
+            "Running as root, the test needs setpriv (util-linux) and /usr/bin/python3 to drop "
+            "to an unprivileged user: apt-get install util-linux python3"
+        )
+    return [
+        "setpriv",
+        f"--reuid={NOBODY}",
+        f"--regid={NOBODY}",
+        "--clear-groups",
+        str(SYSTEM_PYTHON),
+    ]
