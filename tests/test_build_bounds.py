@@ -5,10 +5,11 @@ Behaviour, not speed (benchmarks/build_time.py measures speed): bin/compile runs
 tests/test_e2e.py, from a clean copy of the buildpack with a python3 without pip, STACK and
 ENV_DIR, starting from a dependency cache that one cold build filled.
 
-What a build reaches is recorded from inside its python3: the test's pip-less python3 gets a
-``.pth`` file that, when SMTP_CA_TEST_AUDIT_LOG is set, adds an audit hook (PEP 578) writing
-every ``socket.connect`` and every process start to that file. bin/compile's python3 is that
-interpreter, so nothing the build does in Python escapes the record.
+What a build reaches is recorded from inside its python3: the test's pip-less python3 is
+wrapped so that, when SMTP_CA_TEST_AUDIT_LOG is set, an audit hook (PEP 578) runs before the
+code bin/compile gives it, writing every ``socket.connect`` and every process start to that
+file. bin/compile's python3 is that interpreter, so nothing the build does in Python escapes
+the record.
 """
 
 from __future__ import annotations
@@ -109,9 +110,23 @@ def _install_audit_hook(python: Path) -> None:
         text=True,
         check=True,
     ).stdout.strip()
-    site_packages = Path(purelib)
-    (site_packages / "smtp_ca_test_audit.py").write_text(AUDIT_MODULE)
-    (site_packages / "smtp_ca_test_audit.pth").write_text("import smtp_ca_test_audit\n")
+    audit = Path(purelib) / "smtp_ca_test_audit.py"
+    audit.write_text(AUDIT_MODULE)
+    # bin/compile runs python3 -I -S, so no .pth file runs: the python3 on the build's PATH
+    # puts the hook in front of the code it is given with -c instead.
+    wrapper = python.parent / "python3"
+    wrapper.unlink()
+    wrapper.write_text(
+        "#!/usr/bin/env bash\n"
+        "args=()\n"
+        "while (($#)); do\n"
+        "  if [[ $1 == -c && $# -ge 2 ]]; then\n"
+        f'    args+=(-c "$(<{audit})"$\'\\n\'"$2"); shift 2\n'
+        '  else args+=("$1"); shift; fi\n'
+        "done\n"
+        f'exec {python} "${{args[@]}}"\n'
+    )
+    wrapper.chmod(0o755)
 
 
 @pytest.fixture(scope="module")

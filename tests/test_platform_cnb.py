@@ -13,7 +13,7 @@ from smtp_ca.errors import BuildError
 from smtp_ca.output import Log, Redactor
 from smtp_ca.pipeline import read_settings
 from smtp_ca.platforms.cnb import CnbPlatform, stack_from_target
-from smtp_ca.wiring import BUNDLE_PATH, INITIALIZER_PATH, commit, plan_wiring
+from smtp_ca.wiring import BUNDLE_HEADER, BUNDLE_PATH, INITIALIZER_PATH, commit, plan_wiring
 from support.cnb import read_toml
 from support.heroku import clean_buildpack_copy
 
@@ -102,7 +102,7 @@ def test_wiring_writes_the_app_files_and_the_ca_file_layer(tmp_path: Path) -> No
     (app / "config").mkdir()
     commit(app, plan_wiring(app, PEM, platform.runtime_files(BUNDLE_PATH)))
 
-    assert (app / BUNDLE_PATH).read_bytes() == PEM
+    assert (app / BUNDLE_PATH).read_bytes() == BUNDLE_HEADER + PEM
     assert (app / INITIALIZER_PATH).is_file()
     assert not (app / ".profile.d").exists()  # never sourced on CNB
     layers = tmp_path / "layers"

@@ -13,10 +13,13 @@ import pytest
 from smtp_ca.errors import BuildError
 from smtp_ca.platforms.classic import PROFILE_PATH, ClassicPlatform
 from smtp_ca.wiring import (
+    BUNDLE_HEADER,
     BUNDLE_PATH,
+    DYNO_CHECK_PATH,
     INITIALIZER_PATH,
     WiringPlan,
     commit,
+    is_generated,
     plan_wiring,
 )
 
@@ -46,7 +49,7 @@ def _tree(root: Path) -> dict[str, bytes]:
 def test_app_without_config_gets_bundle_and_profile_only(tmp_path: Path) -> None:
     plan = _plan(tmp_path, PEM)
     commit(tmp_path, plan)
-    assert (tmp_path / BUNDLE_PATH).read_bytes() == PEM
+    assert (tmp_path / BUNDLE_PATH).read_bytes() == BUNDLE_HEADER + PEM
     assert stat.S_IMODE((tmp_path / BUNDLE_PATH).stat().st_mode) == 0o644
     assert (tmp_path / PROFILE_PATH).exists()
     assert not (tmp_path / INITIALIZER_PATH).exists()
@@ -70,6 +73,46 @@ def test_app_own_initializer_is_kept(tmp_path: Path) -> None:
     commit(tmp_path, plan)
     assert own.read_text() == "# mine\n"
     assert plan.kept_app_files == (INITIALIZER_PATH,)
+
+
+@pytest.mark.parametrize("path", [DYNO_CHECK_PATH, PROFILE_PATH])
+def test_the_apps_own_script_is_kept_like_its_initializer(tmp_path: Path, path: str) -> None:
+    """One rule for every file the buildpack writes: the app's own one is kept and named."""
+    (tmp_path / "config").mkdir()
+    own = tmp_path / path
+    own.parent.mkdir(parents=True, exist_ok=True)
+    own.write_text("# the app's own\n")
+    plan = _plan(tmp_path, PEM)
+    commit(tmp_path, plan)
+    assert own.read_text() == "# the app's own\n"
+    assert plan.kept_app_files == (path,)
+    assert plan.replaced_app_files == ()
+    assert (tmp_path / INITIALIZER_PATH).is_file()  # the others are still written
+
+
+def test_the_apps_own_bundle_is_replaced_and_named(tmp_path: Path) -> None:
+    """The bundle is what the build exists to make: it is replaced, never silently."""
+    own = tmp_path / BUNDLE_PATH
+    own.parent.mkdir()
+    own.write_bytes(b"-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----\n")
+    plan = _plan(tmp_path, PEM)
+    commit(tmp_path, plan)
+    assert own.read_bytes() == BUNDLE_HEADER + PEM
+    assert plan.replaced_app_files == (BUNDLE_PATH,)
+    assert plan.kept_app_files == ()
+
+
+def test_every_file_written_into_the_app_says_it_is_generated(tmp_path: Path) -> None:
+    """What tells the next build a file is its own, and so may be rewritten without a word."""
+    (tmp_path / "config").mkdir()
+    plan = _plan(tmp_path, PEM)
+    commit(tmp_path, plan)
+    written = {planned.relative_path for planned in plan.files}
+    assert written == {BUNDLE_PATH, DYNO_CHECK_PATH, INITIALIZER_PATH, PROFILE_PATH}
+    for relative_path in written:
+        assert is_generated(tmp_path / relative_path), relative_path
+    again = _plan(tmp_path, PEM)
+    assert (again.kept_app_files, again.replaced_app_files) == ((), ())
 
 
 def test_generated_initializer_is_rewritten(tmp_path: Path) -> None:

@@ -17,6 +17,16 @@ smtp_ca::find_python() {
 	echo "${python}"
 }
 
+# How bin/compile, bin/build and bin/check run the buildpack: python3 -I -S -c SMTP_CA_RUNNER
+# SRC COMMAND ARGS... -I (isolated) ignores every PYTHON* variable (PYTHONPATH, PYTHONHOME,
+# PYTHONSTARTUP, ...), the user's site directory and the script's directory; -S keeps the
+# machine's site-packages off sys.path, so no .pth file there runs and nothing installed on the
+# machine is imported. The runner puts SRC on sys.path by hand; the pinned dependencies are
+# added by smtp_ca.pipeline once installed. What runs is the buildpack and its lock, whatever
+# the machine or the app's environment holds.
+# shellcheck disable=SC2034 # used by the scripts that source this file
+SMTP_CA_RUNNER='import runpy, sys; sys.path.insert(0, sys.argv.pop(1)); runpy.run_module("smtp_ca", run_name="__main__", alter_sys=True)'
+
 # Where the build keeps Python bytecode: CACHE_DIR/smtp-ca/pycache, as an absolute path (a
 # relative prefix would follow the working directory). CACHE_DIR persists between builds, while
 # the buildpack's own directory is a fresh copy on every build, so .pyc files written next to
@@ -53,7 +63,7 @@ smtp_ca::compile_bytecode() {
 	# Something changed: start the bytecode cache afresh, so that .pyc files of sources that are
 	# gone (older buildpack versions, dependencies of an older lock) do not pile up in CACHE_DIR.
 	rm -rf "${prefix}" 2>/dev/null || true
-	if "${python}" -X "pycache_prefix=${prefix}" -m compileall -q -f \
+	if "${python}" -I -S -X "pycache_prefix=${prefix}" -m compileall -q -f \
 		--invalidation-mode checked-hash "${src}" >/dev/null 2>&1; then
 		{ printf '%s\n' "${key}" >"${stamp}"; } 2>/dev/null || true
 	fi

@@ -12,6 +12,12 @@ if sys.version_info < (3, 10):
     )
     sys.exit(1)
 
+import os
+
+# Modes are set, not inherited: what the build writes (the app's files, the cache's modules)
+# must not be writable by anyone because the build ran under a umask of 000.
+os.umask(0o022)
+
 from smtp_ca.cli import main  # after the version check, on purpose
 
 sys.exit(main(sys.argv[1:]))

@@ -85,16 +85,21 @@ def find_pip(layout: bootstrap.Layout, stack: str, log: Log) -> Path | None:
 
 
 def _has_own_pip() -> bool:
-    """Whether this python3's site-packages hold pip. The build runs with ``-S`` (no site
-    directories on sys.path), so they are looked up here, for pip only."""
-    import importlib.machinery
-    import site
-
-    directories = [*sys.path, *site.getsitepackages()]
+    """Whether this python3 has pip of its own. The build runs with ``-S`` (no site-packages on
+    sys.path, and under -S a venv is not even recognised), so a python3 started as pip will be
+    is asked: a few tens of milliseconds, on the cold path only."""
+    probe = "import importlib.util, sys; sys.exit(importlib.util.find_spec('pip') is None)"
     try:
-        return importlib.machinery.PathFinder.find_spec("pip", directories) is not None
-    except (ImportError, ValueError):
+        completed = subprocess.run(
+            [sys.executable, "-I", "-c", probe],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
         return False
+    return completed.returncode == 0
 
 
 def _fetch_pip_with_apt(apt_root: Path, destination: Path, log: Log) -> None:
