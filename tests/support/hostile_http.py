@@ -113,7 +113,11 @@ class HostileServer:
             hop = int(path.rpartition("/")[2] or 0)
             if hop < self.hops:
                 location = f"/hop/{hop + 1}"
-                peer.sendall(_head(302, f"Location: {location}", "Content-Length: 0"))
+                # Connection: close, as the server does close it: without it the client may
+                # send the next hop on this connection just as it closes (a reset, not a drip).
+                peer.sendall(
+                    _head(302, f"Location: {location}", "Content-Length: 0", "Connection: close")
+                )
                 return
             script = "drip-header"
         if script == "drip-status":
