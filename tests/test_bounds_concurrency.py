@@ -13,6 +13,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from smtp_ca.cache_lock import cache_lock
+from smtp_ca.output import Log
 from support.heroku import BuildResult, clean_buildpack_copy, compile_app, write_env_dir
 from support.world import World, godaddy_vars
 
@@ -113,3 +115,15 @@ def test_the_next_build_removes_what_a_killed_build_left_in_the_app_and_the_cach
     assert not stray_source.exists()
     assert not stray_staging.exists()
     assert (build_dir / BUNDLE).is_file()
+
+
+def test_a_cache_where_no_lock_file_can_be_made_is_used_without_one(tmp_path: Path) -> None:
+    """As before the lock existed: the cache code then names what is wrong with the cache."""
+    not_a_directory = tmp_path / "CACHE_DIR"
+    not_a_directory.write_text("a file where the cache must be\n")
+    ran = []
+
+    with cache_lock(not_a_directory / "smtp-ca", what="CACHE_DIR", wait=0.1, log=Log()):
+        ran.append(True)
+
+    assert ran == [True]
