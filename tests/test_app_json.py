@@ -62,8 +62,9 @@ def config_var_table() -> dict[str, str]:
 
 
 #: Environment variables that src/ reads but that are not config vars of a build: bin/check's
-#: own, described in docs/configuration.md's "bin/check's environment".
-NOT_CONFIG_VARS = {"SMTP_CA_CACHE_DIR"}
+#: own and the build process's, described in docs/configuration.md's "bin/check's environment"
+#: and "The build's environment".
+NOT_CONFIG_VARS = {"SMTP_CA_CACHE_DIR", "SMTP_CA_CACHE_LOCK_WAIT"}
 
 
 def src_variable_names() -> set[str]:

@@ -16,8 +16,8 @@ def write_atomically(path: Path, data: bytes) -> None:
     """Writes ``data`` to ``path`` through a temporary file in the same directory and a rename.
 
     The temporary is flushed to disk before the rename, so a crash leaves either file whole.
-    Temporaries that a killed build left beside ``path`` are removed first: no other build
-    shares this buildpack's cache.
+    Temporaries that a killed build left beside ``path`` are removed first: builds sharing
+    this buildpack's cache take turns on it (``cache_lock``), so none is another's live one.
     """
     # tempfile pulls in shutil, random and the compression modules: imported here, where a file
     # is written, so that a warm build, which writes nothing, does not pay for it.

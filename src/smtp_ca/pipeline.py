@@ -14,11 +14,13 @@ stage before wiring has passed. Which platform runs the build (classic ``bin/com
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from smtp_ca.bootstrap import ensure_dependencies
+from smtp_ca.cache_lock import cache_lock, sweep_leftovers, wait_bound
 from smtp_ca.errors import BuildError
 from smtp_ca.gemfile_lock import tailor_to_gemfile_lock
 from smtp_ca.output import Log
@@ -43,6 +45,18 @@ LOCK_FILE = BUILDPACK_DIR / "requirements.lock"
 
 def run(platform: Platform, log: Log) -> None:
     settings = read_settings(platform, log)
+    # Builds sharing a cache take turns on it: everything below reads or writes it.
+    with cache_lock(
+        platform.cache_dir,
+        what=f"{platform.cache_dir_name} {platform.cache_dir}",
+        wait=wait_bound(os.environ),
+        log=log,
+    ):
+        sweep_leftovers(platform.cache_dir, platform.app_dir)
+        _build(platform, settings, log)
+
+
+def _build(platform: Platform, settings: Settings, log: Log) -> None:
     load_dependencies(
         platform.cache_dir,
         what=f"{platform.cache_dir_name} {platform.cache_dir}",
