@@ -7,9 +7,9 @@ user it runs as that user.
 
 A child running as nobody must be able to reach what it imports and reads: pytest's temporary
 directories and a clone made with ``mktemp -d`` are 0700 and owned by root. ``Sandbox`` is a
-world-traversable directory holding a copy of the buildpack's ``src``, where the test puts the
-files it works on, and of the few pinned packages the code under test imports (the test's
-virtualenv, inside such a clone, is out of nobody's reach).
+world-traversable directory, where the test puts the files it works on, holding a copy of the
+buildpack's ``src`` and ``templates`` and of the few pinned packages the code under test
+imports (the test's virtualenv, inside such a clone, is out of nobody's reach).
 """
 
 from __future__ import annotations
@@ -71,13 +71,23 @@ def sandbox(
         root.chmod(0o755)
         src = root / "src"
         shutil.copytree(REPO / "src", src, ignore=shutil.ignore_patterns("__pycache__"))
+        # src finds the templates it renders beside itself, as in the buildpack.
+        templates = root / "templates"
+        shutil.copytree(REPO / "templates", templates)
         site = root / "packages"
         site.mkdir()
         for name in packages:
             shutil.copytree(
                 _package_dir(name), site / name, ignore=shutil.ignore_patterns("__pycache__")
             )
-        for path in (src, *src.rglob("*"), site, *site.rglob("*")):
+        for path in (
+            src,
+            *src.rglob("*"),
+            templates,
+            *templates.rglob("*"),
+            site,
+            *site.rglob("*"),
+        ):
             path.chmod(0o755 if path.is_dir() else 0o644)
         yield Sandbox(root=root, src=src, packages=site)
     finally:
