@@ -77,9 +77,7 @@ def sandbox(
         site = root / "packages"
         site.mkdir()
         for name in packages:
-            shutil.copytree(
-                _package_dir(name), site / name, ignore=shutil.ignore_patterns("__pycache__")
-            )
+            _copy_importable(name, site)
         for path in (
             src,
             *src.rglob("*"),
@@ -106,12 +104,18 @@ def give_to_nobody(paths: Sequence[Path]) -> None:
         os.chown(path, NOBODY, NOBODY, follow_symlinks=False)
 
 
-def _package_dir(name: str) -> Path:
-    """Where the test's own Python imports the package ``name`` from (the pinned one)."""
+def _copy_importable(name: str, site: Path) -> None:
+    """Copy what the test's own Python imports as ``name`` (the pinned package, or a lone
+    module such as cffi's ``_cffi_backend``) into ``site``."""
     spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        raise LookupError(f"{name} is not an installed package of the test's Python")
-    return Path(next(iter(spec.submodule_search_locations)))
+    if spec is None or (spec.origin is None and not spec.submodule_search_locations):
+        raise LookupError(f"{name} cannot be imported by the test's Python")
+    if spec.submodule_search_locations:
+        package = Path(next(iter(spec.submodule_search_locations)))
+        shutil.copytree(package, site / name, ignore=shutil.ignore_patterns("__pycache__"))
+    else:
+        assert spec.origin is not None
+        shutil.copy(spec.origin, site / Path(spec.origin).name)
 
 
 def _unprivileged_python() -> list[str]:
