@@ -3,7 +3,9 @@
 Each row is run through the real command line in-process (``smtp_ca.cli.main``, with a ``Log``
 on strings): config vars in ENV_DIR, STACK, an app in BUILD_DIR, a bundle read from a file://
 URL or from a closed loopback port. Nothing is installed (``ensure_dependencies`` returns the
-test environment's site-packages) and nothing leaves the machine. For every row:
+test environment's site-packages) and nothing leaves the machine. A row that relies on file
+modes runs the same build in a child, as nobody when the tests run as root (root ignores modes;
+tests/support/unprivileged.py). For every row:
 
 * the exit status and a fragment of the message are as the table says;
 * there is no Python traceback, unless the row asks for SMTP_CA_DEBUG=1;
