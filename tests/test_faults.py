@@ -3,7 +3,9 @@
 Each row is run through the real command line in-process (``smtp_ca.cli.main``, with a ``Log``
 on strings): config vars in ENV_DIR, STACK, an app in BUILD_DIR, a bundle read from a file://
 URL or from a closed loopback port. Nothing is installed (``ensure_dependencies`` returns the
-test environment's site-packages) and nothing leaves the machine. For every row:
+test environment's site-packages) and nothing leaves the machine. A row that relies on file
+modes runs the same build in a child, as nobody when the tests run as root (root ignores modes;
+tests/support/unprivileged.py). For every row:
 
 * the exit status and a fragment of the message are as the table says;
 * there is no Python traceback, unless the row asks for SMTP_CA_DEBUG=1;
@@ -36,13 +38,13 @@ from smtp_ca.platforms.classic import PROFILE_PATH
 from smtp_ca.wiring import BUNDLE_PATH, INITIALIZER_PATH
 from support.bundle_vars import pinned_bundle_vars
 from support.http_server import LocalServer
+from support.unprivileged import Sandbox, give_to_nobody, sandbox
 
 PASSWORD = "SG.s3cret-Passw0rd-never-printed"
 LOGIN = "apikey"
 URL_PASSWORD = "url-pass-w0rd-secret"
 URL_TOKEN = "tok3n-in-the-query-0123456789"
 DEPENDENCIES = Path(jinja2.__file__).resolve().parents[1]
-ROOT_USER = hasattr(os, "geteuid") and os.geteuid() == 0
 
 
 # --- the rig: an app, a cache, config vars, a buildpack directory ----------------------------
@@ -56,6 +58,7 @@ class Rig:
     config: dict[str, str] = field(default_factory=dict)
     argv_env_dir: Path | None = None  # the ENV_DIR argument, when a row changes it
     secrets: list[str] = field(default_factory=lambda: [PASSWORD, LOGIN])
+    box: Sandbox | None = None  # set: the build runs in a child, as nobody when root
 
     @property
     def build_dir(self) -> Path:
@@ -97,8 +100,43 @@ class Rig:
         env_dir = self.argv_env_dir or self.env_dir
         build_dir, cache_dir = build_dir or self.build_dir, cache_dir or self.cache_dir
         argv = ["compile", str(build_dir), str(cache_dir), str(env_dir)]
+        if self.box is not None:
+            give_to_nobody([self.root, *self.root.rglob("*")])
+            child = self.box.python(
+                UNPRIVILEGED_BUILD, str(self.box.packages), str(self.buildpack_dir), *argv
+            )
+            return Result(child.returncode, child.stdout, child.stderr)
         status = cli.main(argv, log=log)
         return Result(status, out.getvalue(), err.getvalue())
+
+
+# The rig's build, in a child: what the fixture patches in-process, done by hand. It imports
+# the pinned packages the sandbox copied, as the test's virtualenv may be out of nobody's reach.
+UNPRIVILEGED_BUILD = """
+import os, sys
+from pathlib import Path
+from smtp_ca import cli, fetch, pipeline
+from smtp_ca.output import Log, Redactor
+dependencies, buildpack, argv = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:]
+os.environ["STACK"] = "heroku-24"
+pipeline.BUILDPACK_DIR = buildpack
+pipeline.ensure_dependencies = lambda *args, **kwargs: dependencies
+fetch.BACKOFF_FACTOR = 0.01
+sys.exit(cli.main(argv, log=Log(Redactor())))
+"""
+# What the build imports, copied into the sandbox (requirements.lock, for this Python).
+PINNED_IMPORTS = (
+    "certifi",
+    "cffi",
+    "_cffi_backend",
+    "charset_normalizer",
+    "cryptography",
+    "idna",
+    "jinja2",
+    "markupsafe",
+    "requests",
+    "urllib3",
+)
 
 
 @dataclass(frozen=True)
@@ -149,8 +187,14 @@ def provider_ca() -> trustme.CA:
 def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, provider_ca: trustme.CA) -> Rig:
     """A Rails-shaped app, its provider's CA bundle on disk and pinned, and a build that
     installs nothing: the test environment already has the dependencies."""
+    return make_rig(tmp_path, monkeypatch, provider_ca)
+
+
+def make_rig(
+    root: Path, monkeypatch: pytest.MonkeyPatch, provider_ca: trustme.CA, box: Sandbox | None = None
+) -> Rig:
     pem = provider_ca.cert_pem.bytes()
-    rig = Rig(tmp_path, monkeypatch, pem)
+    rig = Rig(root, monkeypatch, pem, box=box)
     rig.bundle_file.write_bytes(pem)
     rig.config = {
         **pinned_bundle_vars(rig.bundle_file.as_uri(), pem),
@@ -471,7 +515,7 @@ class Case:
     expected: str  # a fragment of the output
     status: int = 1
     traceback: bool = False  # only with SMTP_CA_DEBUG=1
-    root_only_skip: bool = False  # relies on file permissions, which root ignores
+    unprivileged: bool = False  # relies on file permissions: run as nobody when root
 
 
 def _timeout(value: str, name: str = "SMTP_CA_CHECK_TIMEOUT") -> Case:
@@ -877,7 +921,7 @@ CASES = [
         "initializers-directory-read-only",
         _unwritable_initializers,
         f"Could not put {INITIALIZER_PATH} into place: Permission denied",
-        root_only_skip=True,
+        unprivileged=True,
     ),
     Case(
         "staging-directory-cannot-be-made",
@@ -928,9 +972,18 @@ CASES = [
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
-def test_fault(rig: Rig, case: Case) -> None:
-    if case.root_only_skip and ROOT_USER:
-        pytest.skip("root ignores file permissions; the rename fault rows cover this")
+def test_fault(
+    rig: Rig, case: Case, monkeypatch: pytest.MonkeyPatch, provider_ca: trustme.CA
+) -> None:
+    if not case.unprivileged:
+        _check_fault(rig, case)
+        return
+    with sandbox("smtp-ca-fault-", packages=PINNED_IMPORTS) as box:
+        (box.root / "rig").mkdir()
+        _check_fault(make_rig(box.root / "rig", monkeypatch, provider_ca, box), case)
+
+
+def _check_fault(rig: Rig, case: Case) -> None:
     case.setup(rig)
     rig.write_env()  # rows that made an ENV_DIR entry themselves took it out of rig.config
     before = snapshot(rig.build_dir)

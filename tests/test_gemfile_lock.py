@@ -6,8 +6,8 @@ production.rb files are the Rails fixture's shapes. The last tests run whole bui
 
 from __future__ import annotations
 
+import ast
 import dataclasses
-import os
 import shutil
 from pathlib import Path
 
@@ -16,6 +16,7 @@ import pytest
 from smtp_ca.gemfile_lock import LockedGems, advise, read_gemfile_lock
 from smtp_ca.settings import VERIFY_MODE_UNSET_NOTICE, Settings, load_settings
 from support.rails_app import FIXTURE_ROOT, make_rails_app, smtp_config_vars
+from support.unprivileged import give_to_nobody, sandbox
 from support.world import World, godaddy_vars
 
 LOCKS = Path(__file__).parent / "fixtures" / "gemfile_lock"
@@ -81,11 +82,20 @@ def test_an_odd_lock_file_is_a_note(tmp_path: Path, make: object, note: str) -> 
     assert isinstance(found, str) and note in found
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
-def test_an_unreadable_lock_file_is_a_note(tmp_path: Path) -> None:
-    lock = app_with_lock(tmp_path, "mastodon-4.3.lock") / "Gemfile.lock"
-    lock.chmod(0)
-    found = read_gemfile_lock(lock.parent)
+def test_an_unreadable_lock_file_is_a_note() -> None:
+    # Run as nobody when the tests run as root: root reads any file whatever its mode.
+    with sandbox("smtp-ca-unreadable-lock-") as box:
+        lock = app_with_lock(box.root, "mastodon-4.3.lock") / "Gemfile.lock"
+        lock.chmod(0)
+        give_to_nobody([lock.parent, lock])
+        completed = box.python(
+            "import sys; from pathlib import Path\n"
+            "from smtp_ca.gemfile_lock import read_gemfile_lock\n"
+            "print(repr(read_gemfile_lock(Path(sys.argv[1]))))\n",
+            str(lock.parent),
+        )
+    assert completed.returncode == 0, completed.stderr
+    found = ast.literal_eval(completed.stdout)
     assert isinstance(found, str) and "cannot be read" in found
 
 

@@ -22,6 +22,7 @@ from smtp_ca.wiring import (
     is_generated,
     plan_wiring,
 )
+from support.unprivileged import give_to_nobody, sandbox
 
 PEM = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 
@@ -260,18 +261,38 @@ def test_interrupted_commit_is_undone_and_passed_on(
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
-def test_a_read_only_directory_fails_cleanly(tmp_path: Path) -> None:
-    (tmp_path / "config" / "initializers").mkdir(parents=True)
-    (tmp_path / "config" / "initializers").chmod(0o555)
-    before = _tree(tmp_path)
-    try:
-        with pytest.raises(BuildError, match="Permission denied"):
-            commit(tmp_path, _plan(tmp_path, PEM))
-        assert _tree(tmp_path) == before
-        assert not (tmp_path / ".smtp-ca").exists()
-    finally:
-        (tmp_path / "config" / "initializers").chmod(0o755)
+def test_a_read_only_directory_fails_cleanly() -> None:
+    # Run as nobody when the tests run as root: root writes into a 0555 directory.
+    with sandbox("smtp-ca-read-only-", packages=("jinja2", "markupsafe")) as box:
+        app = box.root / "app"
+        initializers = app / "config" / "initializers"
+        initializers.mkdir(parents=True)
+        give_to_nobody([app, app / "config", initializers])
+        initializers.chmod(0o555)
+        before = _tree(app)
+        completed = box.python(
+            "import sys; from pathlib import Path\n"
+            "from smtp_ca.errors import BuildError\n"
+            "from smtp_ca.platforms.classic import ClassicPlatform\n"
+            "from smtp_ca.wiring import commit, plan_wiring\n"
+            "app = Path(sys.argv[1])\n"
+            "platform = ClassicPlatform(app_dir=app, cache_dir=app.parent / 'cache',\n"
+            "                           config_dir=None, buildpack_dir=app.parent / 'buildpack')\n"
+            "files = [one for one in platform.runtime_files(sys.argv[2]) if one.in_app]\n"
+            "try:\n"
+            "    commit(app, plan_wiring(app, sys.argv[3].encode(), files))\n"
+            "except BuildError as error:\n"
+            "    print('ERROR', error.message)\n",
+            str(app),
+            BUNDLE_PATH,
+            PEM.decode(),
+        )
+        assert completed.returncode == 0, completed.stderr
+        assert completed.stdout.startswith("ERROR "), completed.stdout + completed.stderr
+        assert "Permission denied" in completed.stdout, completed.stdout
+        assert _tree(app) == before
+        assert not (app / ".smtp-ca").exists()
+        assert list(app.iterdir()) == [app / "config"]  # no staging directory left
 
 
 @pytest.mark.parametrize(

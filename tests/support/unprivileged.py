@@ -7,12 +7,14 @@ user it runs as that user.
 
 A child running as nobody must be able to reach what it imports and reads: pytest's temporary
 directories and a clone made with ``mktemp -d`` are 0700 and owned by root. ``Sandbox`` is a
-world-traversable directory holding a copy of the buildpack's ``src``, where the test puts the
-files it works on.
+world-traversable directory, where the test puts the files it works on, holding a copy of the
+buildpack's ``src`` and ``templates`` and of the few pinned packages the code under test
+imports (the test's virtualenv, inside such a clone, is out of nobody's reach).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -35,6 +37,7 @@ SYSTEM_PYTHON = Path("/usr/bin/python3")
 class Sandbox:
     root: Path  # world-traversable; the test's files go here
     src: Path  # a copy of the buildpack's src, readable by nobody
+    packages: Path  # copies of the pinned packages asked for, readable by nobody
 
     def python(
         self, code: str, *args: str, timeout: float = 60
@@ -44,7 +47,11 @@ class Sandbox:
             [*_unprivileged_python(), "-c", code, *args],
             capture_output=True,
             text=True,
-            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONPATH": str(self.src)},
+            env={
+                "PATH": "/usr/bin:/bin",
+                "LANG": "C.UTF-8",
+                "PYTHONPATH": f"{self.src}:{self.packages}",
+            },
             cwd=self.root,
             stdin=subprocess.DEVNULL,
             timeout=timeout,
@@ -53,17 +60,34 @@ class Sandbox:
 
 
 @contextmanager
-def sandbox(prefix: str = "smtp-ca-unprivileged-") -> Iterator[Sandbox]:
-    """A world-traversable scratch directory with the buildpack's src, removed afterwards with
-    every mode put back (a 0555 directory inside it would stop rmtree)."""
+def sandbox(
+    prefix: str = "smtp-ca-unprivileged-", packages: Sequence[str] = ()
+) -> Iterator[Sandbox]:
+    """A world-traversable scratch directory with the buildpack's src and a copy of each of
+    ``packages`` (import names, e.g. ``jinja2``, as the test's own Python has them), removed
+    afterwards with every mode put back (a 0555 directory inside it would stop rmtree)."""
     root = Path(tempfile.mkdtemp(prefix=prefix))
     try:
         root.chmod(0o755)
         src = root / "src"
         shutil.copytree(REPO / "src", src, ignore=shutil.ignore_patterns("__pycache__"))
-        for path in (src, *src.rglob("*")):
+        # src finds the templates it renders beside itself, as in the buildpack.
+        templates = root / "templates"
+        shutil.copytree(REPO / "templates", templates)
+        site = root / "packages"
+        site.mkdir()
+        for name in packages:
+            _copy_importable(name, site)
+        for path in (
+            src,
+            *src.rglob("*"),
+            templates,
+            *templates.rglob("*"),
+            site,
+            *site.rglob("*"),
+        ):
             path.chmod(0o755 if path.is_dir() else 0o644)
-        yield Sandbox(root=root, src=src)
+        yield Sandbox(root=root, src=src, packages=site)
     finally:
         for path in (root, *root.rglob("*")):
             if path.is_dir() and not path.is_symlink():
@@ -80,13 +104,27 @@ def give_to_nobody(paths: Sequence[Path]) -> None:
         os.chown(path, NOBODY, NOBODY, follow_symlinks=False)
 
 
+def _copy_importable(name: str, site: Path) -> None:
+    """Copy what the test's own Python imports as ``name`` (the pinned package, or a lone
+    module such as cffi's ``_cffi_backend``) into ``site``."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or (spec.origin is None and not spec.submodule_search_locations):
+        raise LookupError(f"{name} cannot be imported by the test's Python")
+    if spec.submodule_search_locations:
+        package = Path(next(iter(spec.submodule_search_locations)))
+        shutil.copytree(package, site / name, ignore=shutil.ignore_patterns("__pycache__"))
+    else:
+        assert spec.origin is not None
+        shutil.copy(spec.origin, site / Path(spec.origin).name)
+
+
 def _unprivileged_python() -> list[str]:
     if os.geteuid() != 0:
         return [sys.executable]
     if shutil.which("setpriv") is None or not SYSTEM_PYTHON.is_file():
-        pytest.fail(
-            "Running as root, the test needs setpriv (util-linux) and /usr/bin/python3 to drop "
-            "to an unprivileged user: apt-get install util-linux python3"
+        pytest.skip(
+            "Running as root, the test needs setpriv (Debian package util-linux) and "
+            "/usr/bin/python3 to drop to an unprivileged user: apt-get install util-linux python3"
         )
     return [
         "setpriv",
