@@ -32,6 +32,13 @@ def _build(
     return compile_app(buildpack, build_dir, cache, env_dir, env, merge_output=True, timeout=240)
 
 
+def _buildpack_and_warm_cache(world: World, tmp_path: Path) -> tuple[Path, Path]:
+    """A clean copy of the buildpack and a copy of the world's warm cache, both the test's own."""
+    cache = tmp_path / "cache"
+    shutil.copytree(world.warm_cache, cache, symlinks=True)
+    return clean_buildpack_copy(tmp_path / "buildpack"), cache
+
+
 def test_four_cold_builds_sharing_one_cache_all_succeed_with_the_same_bundle(
     world: World, tmp_path: Path
 ) -> None:
@@ -61,9 +68,7 @@ def test_four_cold_builds_sharing_one_cache_all_succeed_with_the_same_bundle(
 def test_a_build_waits_for_the_lock_no_longer_than_its_bound_and_says_why(
     world: World, tmp_path: Path
 ) -> None:
-    buildpack = clean_buildpack_copy(tmp_path / "buildpack")
-    cache = tmp_path / "cache"
-    shutil.copytree(world.warm_cache, cache, symlinks=True)
+    buildpack, cache = _buildpack_and_warm_cache(world, tmp_path)
     lock_file = cache / "smtp-ca" / ".lock"
     bound = 2.0
 
@@ -91,9 +96,7 @@ def test_a_build_waits_for_the_lock_no_longer_than_its_bound_and_says_why(
 def test_the_next_build_removes_what_a_killed_build_left_in_the_app_and_the_cache(
     world: World, tmp_path: Path
 ) -> None:
-    buildpack = clean_buildpack_copy(tmp_path / "buildpack")
-    cache = tmp_path / "cache"
-    shutil.copytree(world.warm_cache, cache, symlinks=True)
+    buildpack, cache = _buildpack_and_warm_cache(world, tmp_path)
     where = tmp_path / "next"
     build_dir = where / "build_0123abcd"
     # What a build killed during wiring leaves in the app, and one killed just before the
