@@ -38,7 +38,7 @@ from smtp_ca.platforms.classic import PROFILE_PATH
 from smtp_ca.wiring import BUNDLE_PATH, INITIALIZER_PATH
 from support.bundle_vars import pinned_bundle_vars
 from support.http_server import LocalServer
-from support.unprivileged import Sandbox, give_to_nobody, sandbox
+from support.unprivileged import Sandbox, give_to_nobody, pinned_imports, sandbox
 
 PASSWORD = "SG.s3cret-Passw0rd-never-printed"
 LOGIN = "apikey"
@@ -124,19 +124,6 @@ pipeline.ensure_dependencies = lambda *args, **kwargs: dependencies
 fetch.BACKOFF_FACTOR = 0.01
 sys.exit(cli.main(argv, log=Log(Redactor())))
 """
-# What the build imports, copied into the sandbox (requirements.lock, for this Python).
-PINNED_IMPORTS = (
-    "certifi",
-    "cffi",
-    "_cffi_backend",
-    "charset_normalizer",
-    "cryptography",
-    "idna",
-    "jinja2",
-    "markupsafe",
-    "requests",
-    "urllib3",
-)
 
 
 @dataclass(frozen=True)
@@ -978,7 +965,7 @@ def test_fault(
     if not case.unprivileged:
         _check_fault(rig, case)
         return
-    with sandbox("smtp-ca-fault-", packages=PINNED_IMPORTS) as box:
+    with sandbox("smtp-ca-fault-", packages=pinned_imports()) as box:
         (box.root / "rig").mkdir()
         _check_fault(make_rig(box.root / "rig", monkeypatch, provider_ca, box), case)
 

@@ -14,8 +14,10 @@ imports (the test's virtualenv, inside such a clone, is out of nobody's reach).
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -102,6 +104,29 @@ def give_to_nobody(paths: Sequence[Path]) -> None:
         return
     for path in paths:
         os.chown(path, NOBODY, NOBODY, follow_symlinks=False)
+
+
+def pinned_imports() -> tuple[str, ...]:
+    """The import names of every package requirements.lock pins, as the test's own Python has
+    them (cffi gives ``cffi`` and ``_cffi_backend``): what a whole build imports. Read from the
+    lock, so a new dependency is copied into the sandbox without a list here to update."""
+    names: set[str] = set()
+    for line in (REPO / "requirements.lock").read_text().splitlines():
+        pinned = re.match(r"([A-Za-z0-9][A-Za-z0-9_.-]*)==", line)
+        if pinned is None:
+            continue
+        try:
+            files = importlib.metadata.distribution(pinned[1]).files or []
+        except importlib.metadata.PackageNotFoundError:
+            continue  # pinned for another Python only (its marker)
+        for file in files:
+            top = file.parts[0]
+            if top.endswith((".dist-info", ".data")) or top in ("..", "bin"):
+                continue
+            name = top.split(".")[0]  # a package's directory, or a lone module's file
+            if name.isidentifier() and not name.startswith("__"):
+                names.add(name)
+    return tuple(sorted(names))
 
 
 def _copy_importable(name: str, site: Path) -> None:
