@@ -153,6 +153,8 @@ def test_env_dir_is_one_file_per_variable(tmp_path: Path) -> None:
         ({"SMTP_CA_DEBUG": "maybe"}, "SMTP_CA_DEBUG is 'maybe', which is not one of"),
         ({"SMTP_SERVER": "smtp.bücher.example"}, "SMTP_SERVER must be a host name"),
         ({"SMTP_PORT": "9" * 300}, "SMTP_PORT is a value of 300 characters"),
+        # Described as a quoted-back path is (untrusted.echoed): one wording for long values.
+        ({"SMTP_CA_CHECK": "x" * 5000}, "SMTP_CA_CHECK is a value of 5,000 characters,"),
     ],
 )
 def test_more_bad_values_name_the_variable(variables: dict[str, str], expected: str) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from smtp_ca.errors import BuildError
+from smtp_ca.untrusted import echoed
 
 # Values that must never reach a build log, even inside a library's exception text.
 SECRET_VARIABLES = ("SMTP_PASSWORD", "SMTP_LOGIN", "BULK_SMTP_PASSWORD", "BULK_SMTP_LOGIN")
@@ -153,13 +154,10 @@ def _read_variable(path: Path, dir_name: str) -> str:
     return value.removesuffix("\n").removesuffix("\r")
 
 
-def shown(raw: str) -> str:
-    """A value as an error message quotes it: escaped, and only when it is short. A long value
-    is described instead, because a secret pasted into the wrong variable must not be printed
-    in part (redaction finds a secret only whole)."""
-    if len(raw) > _MAX_QUOTED:
-        return f"a value of {len(raw)} characters"
-    return repr(raw)
+def quoted(raw: str) -> str:
+    """A value as an error message quotes it: in quotes and escaped (``repr``), and only when
+    it is short; a long one is described by its length, as :func:`untrusted.echoed` does."""
+    return echoed(raw, _MAX_QUOTED, render=repr)
 
 
 def one_of(value: str, choices: tuple[Choice, ...]) -> Choice | None:
@@ -176,7 +174,7 @@ def choice(
     value = one_of(raw.lower(), choices)
     if value is None:
         raise BuildError(
-            f"{name} is {shown(raw)}, which is not one of: {', '.join(choices)}.",
+            f"{name} is {quoted(raw)}, which is not one of: {', '.join(choices)}.",
             hint=f"Set it with: heroku config:set {name}={default}",
         )
     return value
@@ -199,7 +197,7 @@ def parse_debug(raw: str | None) -> bool:
     if value in DEBUG_ON:
         return True
     raise BuildError(
-        f"SMTP_CA_DEBUG is {shown((raw or '').strip())}, which is not one of: "
+        f"SMTP_CA_DEBUG is {quoted((raw or '').strip())}, which is not one of: "
         f"{', '.join(DEBUG_ON + DEBUG_OFF)}.",
         hint="Set it with: heroku config:set SMTP_CA_DEBUG=1 (or unset it).",
     )
@@ -214,7 +212,7 @@ def seconds(variables: Mapping[str, str], name: str, default: float, maximum: fl
     value = float(raw) if _SECONDS.fullmatch(raw) else float("nan")
     if not (0 < value <= maximum):
         raise BuildError(
-            f"{name} is {shown(raw)}; it must be a number of seconds above 0 and at most "
+            f"{name} is {quoted(raw)}; it must be a number of seconds above 0 and at most "
             f"{maximum:g}.",
             hint=f"Set it with: heroku config:set {name}={default:g}",
         )

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, get_args
 from urllib.parse import urlsplit
 
-from smtp_ca.config_values import one_of, shown
+from smtp_ca.config_values import one_of, quoted
 from smtp_ca.errors import BuildError
 from smtp_ca.untrusted import echoed
 
@@ -71,7 +71,7 @@ def read_port(variables: Mapping[str, str], name: str = "SMTP_PORT") -> int:
         return DEFAULT_SMTP_PORT
     if not _PORT.fullmatch(raw) or not 1 <= int(raw) <= 65535:
         raise BuildError(
-            f"{name} is {shown(raw)}; it must be a whole number from 1 to 65535.",
+            f"{name} is {quoted(raw)}; it must be a whole number from 1 to 65535.",
             hint=f"Most providers use 587 (STARTTLS) or 465 (TLS): heroku config:set {name}=587",
         )
     return int(raw)
@@ -93,7 +93,7 @@ def smtp_host(variables: Mapping[str, str], prefix: str = MAIN_PREFIX) -> str | 
     if host is not None and holds:
         with_port = f" {port_name}={port}" if port else ""
         raise BuildError(
-            f"{name} is {shown(server)}: it holds {' and '.join(holds)}, but must be the host "
+            f"{name} is {quoted(server)}: it holds {' and '.join(holds)}, but must be the host "
             "name alone (the app would look the whole text up as a host name and fail to send "
             f"mail). The port goes in {port_name}.",
             hint=f"Set them with: heroku config:set {name}={host}{with_port}",
@@ -164,7 +164,7 @@ def _mastodon_transport(
         )
         since = "Mastodon 4.4 and later" if bulk else "Mastodon 3.5 and later"
         notices.append(
-            f"{name} is {shown(raw)}; {since} only take the exact value 'true', "
+            f"{name} is {quoted(raw)}; {since} only take the exact value 'true', "
             f"so the app will not use TLS from the first byte.{older} Set it to true or unset it."
         )
     implicit_tls = variables.get(tls_name) == "true" or variables.get(ssl_name) == "true"
@@ -176,14 +176,14 @@ def _mastodon_transport(
     if starttls is None:
         if starttls_raw:
             notices.append(
-                f"{starttls_name} is {shown(starttls_raw)}; Mastodon knows 'auto', "
+                f"{starttls_name} is {quoted(starttls_raw)}; Mastodon knows 'auto', "
                 f"'always' and 'never' and falls back to {auto_name} for anything else."
             )
         auto_raw = variables.get(auto_name)
         starttls = "never" if auto_raw == "false" else "auto"
         if auto_raw and auto_raw not in ("true", "false"):
             notices.append(
-                f"{auto_name} is {shown(auto_raw)}; Mastodon only turns "
+                f"{auto_name} is {quoted(auto_raw)}; Mastodon only turns "
                 "STARTTLS off for the exact value 'false', so the app will use it."
             )
     return implicit_tls, starttls, notices
@@ -199,7 +199,7 @@ def _verify_mode(
     value = one_of(raw.lower(), VERIFY_MODES)
     if value is None:
         raise BuildError(
-            f"{name} is {shown(raw)}; the mail gem accepts "
+            f"{name} is {quoted(raw)}; the mail gem accepts "
             f"{', '.join(VERIFY_MODES)}, and the app would fail to send mail.",
             hint=f"Use peer: heroku config:set {name}=peer",
         )

@@ -23,7 +23,7 @@ both use it, as do the check and the bundle's steps, and it needs nothing from a
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 # How much of one piece of outside text a log line quotes: more than any honest reply, name or
 # reason phrase needs, little enough that a line stays readable.
@@ -89,11 +89,11 @@ def at_most(
     return [*lines[:first], f"{indent}… {len(lines) - limit:,} more", *tail]
 
 
-def echoed(value: str, limit: int = MAX_SHOWN) -> str:
-    """A config value as a message quotes it back (a path in SMTP_CA_FILE): escaped when it is
-    at most ``limit`` characters long, else described by its length alone, as errors describe
-    long values: a secret pasted into the wrong variable must not be printed even in part
-    (redaction finds a secret only whole)."""
+def echoed(value: str, limit: int = MAX_SHOWN, render: Callable[[str], str] = escaped) -> str:
+    """A config value as a message quotes it back (a path in SMTP_CA_FILE): ``render``-ed
+    (escaped; ``repr`` adds the quotes errors use) when it is at most ``limit`` characters
+    long, else described by its length alone: a secret pasted into the wrong variable must not
+    be printed even in part (redaction finds a secret only whole)."""
     if len(value) > limit:
         return f"a value of {len(value):,} characters"
-    return escaped(value)
+    return render(value)
