@@ -236,6 +236,66 @@ def test_a_stalled_tls_handshake_ends_at_the_deadline() -> None:
     )
 
 
+# --- the name lookup: no name server is asked; the resolver's answers are made up here ------
+
+NAME = "bundle.example.invalid"
+
+
+@pytest.fixture
+def resolver(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, object]]:
+    """``socket.getaddrinfo`` for NAME answers what the test puts in ``answers[NAME]``: a list
+    of addresses, an exception, or "hang" (a name server that never answers); other names
+    resolve as usual."""
+    answers: dict[str, object] = {}
+    released = threading.Event()
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: str, *args: object, **kwargs: object) -> object:
+        if host != NAME:
+            return real(host, *args, **kwargs)  # type: ignore[arg-type]
+        answer = answers[NAME]
+        if answer == "hang":
+            released.wait(30)
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    yield answers
+    released.set()
+
+
+def _tcp(host: str, port: int) -> tuple[object, ...]:
+    return (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (host, port))
+
+
+def test_a_name_server_that_never_answers_ends_at_the_deadline(
+    resolver: dict[str, object],
+) -> None:
+    resolver[NAME] = "hang"
+    said = _fails_within(f"http://{NAME}:8/bundle.pem", 1.0, retries=3)
+    assert said == "the host name was not looked up within the 1 s the download was given"
+
+
+def test_a_name_that_does_not_resolve_is_named_in_the_resolvers_words(
+    resolver: dict[str, object],
+) -> None:
+    resolver[NAME] = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    assert _fails_within(f"http://{NAME}:8/bundle.pem", 1.0) == "Name or service not known"
+
+
+def test_each_address_the_lookup_found_is_tried_in_turn(resolver: dict[str, object]) -> None:
+    # The first address refuses (nothing listens on 127.0.0.2), the second answers.
+    with HostileServer("slow", delay=0.0, body=b"pem") as server:
+        resolver[NAME] = [_tcp("127.0.0.2", server.port), _tcp("127.0.0.1", server.port)]
+        limits = fetch.Limits(max_bytes=100, timeout=3, retries=0)
+        url = f"http://{NAME}:{server.port}/bundle.pem"
+        fetched = fetch.fetch_url(url, limits, Redactor(), schemes=("http",))
+    assert fetched.data == b"pem"
+    assert server.paths == ["/bundle.pem"]
+
+
 def test_a_slow_honest_answer_may_take_most_of_the_bound() -> None:
     # The old split gave each of four attempts (3 s - 3.5 s of waits) / 4: 0.05 s.
     with HostileServer("slow", delay=1.0, body=b"pem") as server:

@@ -6,8 +6,8 @@ one for each read). A server that sends one byte of its status line or of its he
 status line and the headers itself, through ``sock.makefile("rb")``, before urllib3 or the
 fetch see a byte, so no check between reads can stop it. Here the socket itself keeps the time:
 
-* the TCP connect gets what is left of the deadline as its timeout (the DNS lookup inside it is
-  bounded only by the system resolver: ``getaddrinfo`` takes no timeout);
+* the host name lookup gets what is left (``name_lookup``: ``getaddrinfo`` takes no timeout of
+  its own), then the TCP connect to each address it found gets what is left as its timeout;
 * the TLS handshake runs with the socket's timeout set to what is left: CPython bounds the whole
   handshake call by the socket timeout, not each step of it;
 * after that, every ``recv``/``recv_into``/``send``/``sendall`` of the connection's socket, and
@@ -33,8 +33,10 @@ from typing import TYPE_CHECKING, Any
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import NameResolutionError, NewConnectionError
 from urllib3.poolmanager import ProxyManager
 
+from smtp_ca.name_lookup import resolve_within
 from smtp_ca.untrusted import shown
 
 if TYPE_CHECKING:
@@ -96,7 +98,9 @@ class DownloadClock:
         return self._ran_out_as
 
     def describe(self) -> str:
-        if self.stage == "connect":
+        if self.stage == "resolve":
+            what = f"the host name was not looked up within {self.bound}"
+        elif self.stage == "connect":
             what = f"could not connect within {self.bound}"
         elif self.stage == "tls":
             what = f"the TLS handshake did not finish within {self.bound}"
@@ -194,9 +198,29 @@ def _connection_classes(
 ) -> tuple[type[HTTPConnection], type[HTTPSConnection]]:
     class DeadlineHTTPConnection(HTTPConnection):
         def _new_conn(self) -> socket.socket:
+            # urllib3 would look the name up inside its connect, where no timeout reaches:
+            # the lookup is done here within the deadline, and urllib3 is handed each address.
+            clock.enter("resolve")
+            try:
+                addresses = resolve_within(self._dns_host, self.port, clock.left())
+            except TimeoutError:
+                raise clock.ran_out() from None
+            except socket.gaierror as error:
+                raise NameResolutionError(self.host, self, error) from error
             clock.enter("connect")
-            self.timeout = clock.left()
-            return super()._new_conn()
+            name = self._dns_host
+            failure: Exception = NewConnectionError(self, "the name has no address")
+            try:
+                for *_, address in addresses:
+                    self._dns_host = address[0]
+                    self.timeout = clock.left()
+                    try:
+                        return super()._new_conn()
+                    except NewConnectionError as error:
+                        failure = error  # the next address (IPv4 after IPv6) may answer
+            finally:
+                self._dns_host = name
+            raise failure
 
         def connect(self) -> None:
             super().connect()

@@ -10,20 +10,17 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
-import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from smtp_ca.check.naming import CONFIG_VARS, Naming
 from smtp_ca.deadline import Deadline
+from smtp_ca.name_lookup import resolve_within
 from smtp_ca.untrusted import shown
 
 # Waiting for the reply to QUIT costs at most this: the verdict is already in.
 QUIT_WAIT = 1.0
-# socket.getaddrinfo's entries: (family, type, proto, canonname, sockaddr).
-_AddressInfo = tuple[Any, Any, int, str, Any]
 
 
 @dataclass(frozen=True)
@@ -160,36 +157,10 @@ def legacy_probe_context() -> ssl.SSLContext:
     return context
 
 
-def _resolve(host: str, port: int, deadline: Deadline) -> list[_AddressInfo]:
-    """getaddrinfo within the deadline: a socket timeout does not cover name resolution, and a
-    resolver that retries can take far longer than SMTP_CA_CHECK_TIMEOUT."""
-    found: list[_AddressInfo] = []
-    failed: list[BaseException] = []
-
-    def resolve() -> None:
-        try:
-            found.extend(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
-        except UnicodeError:
-            # The IDNA codec refuses a label longer than 63 characters before any lookup.
-            failed.append(socket.gaierror(socket.EAI_NONAME, "not a valid host name"))
-        except BaseException as error:
-            failed.append(error)
-
-    # A daemon thread: a lookup still running when the deadline passes is abandoned.
-    thread = threading.Thread(target=resolve, name="smtp-ca-resolve", daemon=True)
-    thread.start()
-    thread.join(deadline.remaining())
-    if thread.is_alive():
-        raise TimeoutError
-    if failed:
-        raise failed[0]
-    return found
-
-
 def _connect(target: CheckTarget, deadline: Deadline, progress: Progress) -> socket.socket:
     """socket.create_connection, with the name lookup inside the deadline too."""
     progress.stage = "resolving the host name"
-    addresses = _resolve(target.host, target.port, deadline)
+    addresses = resolve_within(target.host, target.port, deadline.remaining())
     progress.stage = "connecting"
     last_error: OSError = socket.gaierror(socket.EAI_NONAME, "no address")
     for family, kind, protocol, _, address in addresses:
