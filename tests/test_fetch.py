@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+import trustme
 
 from smtp_ca import fetch
 from smtp_ca.output import Redactor
 from smtp_ca.retry import RetryNote
+from support.connect_proxy import ConnectProxy
 from support.hostile_http import HostileServer
 from support.http_server import LocalServer, Reply
 from support.silent_server import SilentServer
@@ -294,6 +296,56 @@ def test_each_address_the_lookup_found_is_tried_in_turn(resolver: dict[str, obje
         fetched = fetch.fetch_url(url, limits, Redactor(), schemes=("http",))
     assert fetched.data == b"pem"
     assert server.paths == ["/bundle.pem"]
+
+
+# --- through an HTTP proxy (HTTPS_PROXY): the tunnel is inside the deadline too -------------
+
+
+@pytest.fixture
+def trusted_ca(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> trustme.CA:
+    """A throwaway CA the fetch trusts, as a build trusts its machine's (REQUESTS_CA_BUNDLE)."""
+    ca = trustme.CA()
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca_file))
+    return ca
+
+
+def _through(proxy_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", proxy_url)
+    monkeypatch.setenv("NO_PROXY", "")
+
+
+def test_a_download_through_an_honest_proxy_works(
+    trusted_ca: trustme.CA, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with (
+        HostileServer("slow", tls=trusted_ca, delay=0.0, body=b"pem") as server,
+        ConnectProxy() as proxy,
+    ):
+        _through(proxy.url, monkeypatch)
+        limits = fetch.Limits(max_bytes=100, timeout=3, retries=0)
+        fetched = fetch.fetch_url(server.url(), limits, Redactor())
+    assert fetched.data == b"pem"
+    assert proxy.tunnels == [f"127.0.0.1:{server.port}"]
+
+
+def test_a_proxy_that_drips_its_answer_to_connect_ends_at_the_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As a proxy, the hostile server reads the CONNECT request and drips its answer's header.
+    with HostileServer("drip-header", delay=0.05) as proxy:
+        _through(f"http://127.0.0.1:{proxy.port}", monkeypatch)
+        limits = fetch.Limits(max_bytes=100, timeout=1.0, retries=3)
+        started = time.monotonic()
+        with pytest.raises(fetch.Unavailable) as error:
+            fetch.fetch_url(f"https://{NAME}/bundle.pem", limits, Redactor())
+        took = time.monotonic() - started
+    assert took < 1.5, f"took {took:.2f} s for a 1 s bound"
+    assert error.value.reason == (
+        "the proxy did not open the tunnel within the 1 s the download was given"
+    )
+    assert proxy.paths == [f"{NAME}:443"]
 
 
 def test_a_slow_honest_answer_may_take_most_of_the_bound() -> None:

@@ -16,8 +16,9 @@ fetch see a byte, so no check between reads can stop it. Here the socket itself 
 
 ``DownloadClock`` holds the deadline and what the peer was doing when it ran out (connecting,
 the TLS handshake, taking the request, the status line, the headers, the body; after which
-redirect), so the message can say it. ``DeadlineAdapter`` installs all of it into a requests
-``Session`` through urllib3's pool and connection classes.
+redirect), so the message can say it. An HTTP proxy's answer to ``CONNECT`` is read through
+the same socket. ``DeadlineAdapter`` installs all of it into a requests ``Session`` through
+urllib3's pool and connection classes.
 """
 
 from __future__ import annotations
@@ -100,6 +101,8 @@ class DownloadClock:
     def describe(self) -> str:
         if self.stage == "resolve":
             what = f"the host name was not looked up within {self.bound}"
+        elif self.stage == "proxy":
+            what = f"the proxy did not open the tunnel within {self.bound}"
         elif self.stage == "connect":
             what = f"could not connect within {self.bound}"
         elif self.stage == "tls":
@@ -226,6 +229,21 @@ def _connection_classes(
             super().connect()
             self.sock = DeadlineSocket(self.sock, clock)
             clock.enter("request")
+
+        def _tunnel(self) -> None:
+            # An HTTP proxy's answer to CONNECT is read before connect() returns: the tunnel
+            # is set up through a deadline socket too, and the bare socket is put back for
+            # the TLS handshake with the server, which the socket's timeout bounds.
+            clock.enter("proxy")
+            bare = self.sock
+            self.sock = DeadlineSocket(bare, clock)
+            try:
+                super()._tunnel()
+            finally:
+                if self.sock is not None:  # a refused tunnel closes the connection
+                    self.sock = bare
+            clock.enter("tls")
+            bare.settimeout(clock.left())
 
         def request(self, *args: Any, **kwargs: Any) -> None:
             clock.enter("request")
