@@ -7,6 +7,7 @@ same check as the build. The dependencies are installed once for the module.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -296,6 +297,33 @@ def test_hints_name_the_host_as_typed_and_say_the_machine_may_be_offline(
         "no network.",
     ]
     assert "SMTP_" not in result.output
+
+
+def test_a_second_run_waits_for_the_first_on_one_cache_no_longer_than_its_bound(
+    bin_check: BinCheck, environment: dict[str, str]
+) -> None:
+    cache = Path(environment["SMTP_CA_CACHE_DIR"]).resolve()
+    with (cache / ".lock").open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # the first run, still installing or checking
+        started = time.monotonic()
+        result = bin_check(
+            f"127.0.0.1:{free_port()}",
+            "--ca-file",
+            environment["ANY_BUNDLE"],
+            SMTP_CA_CACHE_LOCK_WAIT="1",
+        )
+        took = time.monotonic() - started
+    assert result.returncode == 1, result.output
+    assert 1 <= took < 6
+    assert result.stdout.splitlines()[-1:] == [
+        "       Waiting for another bin/check run using the cache ..."
+    ]
+    assert result.stderr.splitlines() == [
+        f" !     The cache directory {cache} is in use by another bin/check run: it still held "
+        f"the lock {cache}/.lock after 1 s. bin/check runs that share a cache take turns on it.",
+        " !     Wait for the other bin/check to finish and run it again, or set SMTP_CA_CACHE_DIR "
+        "to a directory of its own. SMTP_CA_CACHE_LOCK_WAIT sets how many seconds it waits.",
+    ]
 
 
 def test_ipv6_address_with_port(bin_check: BinCheck, root_file: Path) -> None:

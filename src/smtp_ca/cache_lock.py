@@ -18,6 +18,7 @@ import os
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 
 from smtp_ca.errors import BuildError
@@ -29,7 +30,6 @@ DEFAULT_WAIT_SECONDS = 600.0
 # The wait bound, in seconds, from the build's own environment (not a config var: the tests
 # and a CI runner with slow builds set it).
 WAIT_VARIABLE = "SMTP_CA_CACHE_LOCK_WAIT"
-WAITING_LINE = "Waiting for another build using the cache ..."
 _POLL_SECONDS = 0.1
 
 # What a build killed half-way leaves, relative to the buildpack's cache directory.
@@ -49,12 +49,37 @@ def wait_bound(environ: Mapping[str, str]) -> float:
     return seconds if 0 < seconds < float("inf") else DEFAULT_WAIT_SECONDS
 
 
+@dataclass(frozen=True)
+class LockUser:
+    """Who takes turns on the cache, in the messages' words."""
+
+    one: str  # "build": "Waiting for another build using the cache ..."
+    many: str  # "Builds that share a cache take turns on it."
+    hint: str  # what to do when the wait runs out
+
+
+BUILD = LockUser(
+    "build",
+    "Builds",
+    "Wait for the other build to finish and build again, or give this build a CACHE_DIR of "
+    f"its own. {WAIT_VARIABLE} sets how many seconds a build waits.",
+)
+CHECK = LockUser(
+    "bin/check run",
+    "bin/check runs",
+    "Wait for the other bin/check to finish and run it again, or set SMTP_CA_CACHE_DIR to a "
+    f"directory of its own. {WAIT_VARIABLE} sets how many seconds it waits.",
+)
+
+
 @contextmanager
-def cache_lock(cache_dir: Path, *, what: str, wait: float, log: Log) -> Iterator[None]:
+def cache_lock(
+    cache_dir: Path, *, what: str, wait: float, log: Log, user: LockUser = BUILD
+) -> Iterator[None]:
     """Holds the exclusive lock on ``cache_dir`` for the body; ``what`` names the cache in the
-    message (``CACHE_DIR /path``). A cache where no lock file can be made (read-only, missing
-    parent) is used without one: the build then fails or goes on exactly as it did before, with
-    the message the cache code gives for it."""
+    message (``CACHE_DIR /path``), ``user`` who waits for it (a build, bin/check). A cache
+    where no lock file can be made (read-only, missing parent) is used without one: the build
+    then fails or goes on exactly as it did before, with the message the cache code gives."""
     import fcntl
 
     descriptor = _open_lock_file(cache_dir)
@@ -63,17 +88,15 @@ def cache_lock(cache_dir: Path, *, what: str, wait: float, log: Log) -> Iterator
         return
     try:
         if not _try_lock(descriptor, fcntl.LOCK_EX):
-            log.info(WAITING_LINE)
+            log.info(f"Waiting for another {user.one} using the cache ...")
             deadline = time.monotonic() + wait
             while not _try_lock(descriptor, fcntl.LOCK_EX):
                 if time.monotonic() >= deadline:
                     raise BuildError(
-                        f"{what} is in use by another build: it still held the lock "
-                        f"{cache_dir / LOCK_NAME} after {wait:g} s. Builds that share a cache take "
-                        "turns on it.",
-                        hint="Wait for the other build to finish and build again, or give this "
-                        "build a CACHE_DIR of its own. "
-                        f"{WAIT_VARIABLE} sets how many seconds a build waits.",
+                        f"{what} is in use by another {user.one}: it still held the lock "
+                        f"{cache_dir / LOCK_NAME} after {wait:g} s. {user.many} that share a "
+                        "cache take turns on it.",
+                        hint=user.hint,
                     )
                 time.sleep(_POLL_SECONDS)
         yield

@@ -27,6 +27,7 @@ from types import FrameType
 from typing import NoReturn
 
 from smtp_ca import pipeline
+from smtp_ca.cache_lock import CHECK, cache_lock, wait_bound
 from smtp_ca.errors import BuildError
 from smtp_ca.output import Log, LogHandler, Redactor
 from smtp_ca.platforms.classic import ClassicPlatform
@@ -73,17 +74,20 @@ def _check(arguments: argparse.Namespace, log: Log) -> int:
         or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
         / "heroku-buildpack-smtp-ca"
     )
-    pipeline.load_dependencies(
-        cache_dir,
-        what=f"The cache directory {cache_dir}",
-        hint="Set SMTP_CA_CACHE_DIR to a writable directory.",
-        stack=os.environ.get("STACK") or "local",
-        config_dir=None,
-        log=log,
-    )
-    from smtp_ca.check import run_command  # needs the dependencies on sys.path
+    what = f"The cache directory {cache_dir}"
+    # Two bin/check runs on one cache (a first run in two terminals) take turns, as builds do.
+    with cache_lock(cache_dir, what=what, wait=wait_bound(os.environ), log=log, user=CHECK):
+        pipeline.load_dependencies(
+            cache_dir,
+            what=what,
+            hint="Set SMTP_CA_CACHE_DIR to a writable directory.",
+            stack=os.environ.get("STACK") or "local",
+            config_dir=None,
+            log=log,
+        )
+        from smtp_ca.check import run_command  # needs the dependencies on sys.path
 
-    return run_command(arguments, cache_dir, log)
+        return run_command(arguments, cache_dir, log)
 
 
 def _timeout(text: str) -> float:
