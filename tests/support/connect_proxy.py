@@ -10,46 +10,19 @@ from __future__ import annotations
 
 import selectors
 import socket
-import threading
+
+from support.tcp_server import ThreadedTcpServer
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 # However a test ends, a tunnel is dropped after this long without traffic.
 IDLE_SECONDS = 30.0
 
 
-class ConnectProxy:
+class ConnectProxy(ThreadedTcpServer):
     def __init__(self) -> None:
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.1)
-        self.port: int = self._listener.getsockname()[1]
+        super().__init__()
         self.url = f"http://127.0.0.1:{self.port}"
         self.tunnels: list[str] = []
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._accepting = threading.Thread(target=self._accept, daemon=True)
-
-    def __enter__(self) -> ConnectProxy:
-        self._accepting.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._accepting.join(timeout=5)
-        for thread in self._threads:
-            thread.join(timeout=5)
-        self._listener.close()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            thread = threading.Thread(target=self._serve, args=(client,), daemon=True)
-            self._threads.append(thread)
-            thread.start()
 
     def _serve(self, client: socket.socket) -> None:
         with client:
@@ -85,8 +58,8 @@ class ConnectProxy:
                 if not ready:
                     return
                 for key, _ in ready:
-                    side: socket.socket = key.fileobj  # type: ignore[assignment]
-                    data = side.recv(64 * 1024)
+                    sender: socket.socket = key.fileobj  # type: ignore[assignment]
+                    data = sender.recv(64 * 1024)
                     if not data:
                         return
-                    other[side].sendall(data)
+                    other[sender].sendall(data)

@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import socket
 import ssl
-import threading
 import time
 from typing import TYPE_CHECKING
+
+from support.tcp_server import ThreadedTcpServer
 
 if TYPE_CHECKING:
     import trustme
@@ -36,7 +37,7 @@ MAX_SECONDS = 60.0
 FLOOD_CHUNK = 64 * 1024
 
 
-class HostileServer:
+class HostileServer(ThreadedTcpServer):
     def __init__(
         self,
         script: str,
@@ -53,46 +54,15 @@ class HostileServer:
         self.body = body
         self.hops = hops
         self.paths: list[str] = []
-        self.first_accept: float | None = None
         self._context: ssl.SSLContext | None = None
         if tls is not None:
             self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             tls.issue_cert("127.0.0.1", "localhost").configure_cert(self._context)
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.1)
-        self.port: int = self._listener.getsockname()[1]
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._accepting = threading.Thread(target=self._accept, daemon=True)
+        super().__init__()
 
     def url(self, path: str = "/bundle.pem") -> str:
         scheme = "https" if self._context else "http"
         return f"{scheme}://127.0.0.1:{self.port}{path}"
-
-    def __enter__(self) -> HostileServer:
-        self._accepting.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._accepting.join(timeout=5)
-        for thread in self._threads:
-            thread.join(timeout=5)
-        self._listener.close()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                connection, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            if self.first_accept is None:
-                self.first_accept = time.monotonic()
-            thread = threading.Thread(target=self._serve, args=(connection,), daemon=True)
-            self._threads.append(thread)
-            thread.start()
 
     def _serve(self, connection: socket.socket) -> None:
         try:
