@@ -13,13 +13,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from smtp_ca.cache_lock import cache_lock
+from smtp_ca.cache_lock import WAIT_VARIABLE, cache_lock
 from smtp_ca.output import Log
 from support.heroku import BuildResult, clean_buildpack_copy, compile_app, write_env_dir
 from support.world import World, godaddy_vars
 
 BUNDLE = Path(".smtp-ca") / "ca-bundle.pem"
-WAIT_VARIABLE = "SMTP_CA_CACHE_LOCK_WAIT"
 
 
 def _build(

@@ -14,6 +14,7 @@ app (which would otherwise end up in the slug). No live build owns them: it woul
 
 from __future__ import annotations
 
+import fcntl
 import os
 import time
 from collections.abc import Iterator, Mapping
@@ -21,6 +22,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+from smtp_ca.bootstrap import STAGING_PREFIX, Layout, remove
+from smtp_ca.bundle_settings import CACHE_SUBDIR
 from smtp_ca.errors import BuildError
 from smtp_ca.output import Log
 
@@ -32,11 +35,13 @@ DEFAULT_WAIT_SECONDS = 600.0
 WAIT_VARIABLE = "SMTP_CA_CACHE_LOCK_WAIT"
 _POLL_SECONDS = 0.1
 
-# What a build killed half-way leaves, relative to the buildpack's cache directory.
-_CACHE_TEMPORARY_DIRS = (".", "bundle", "aia", "ocsp")  # files.write_atomically's .<name>.*.tmp
-_CACHE_STAGING_DIRS = ("python-deps", "pip")  # bootstrap.STAGING_PREFIX directories
-_SCRATCH_DIR = "scratch"  # the check's temporary directories
-APP_STAGING_PREFIX = ".smtp-ca-staging-"  # wiring.commit's staging directory in the app
+# The check's temporary directories, in the buildpack's cache directory.
+SCRATCH_NAME = "scratch"
+# wiring.commit's staging directory in the app.
+APP_STAGING_PREFIX = ".smtp-ca-staging-"
+# Where files.write_atomically leaves a .<name>.*.tmp when killed. (The check's aia/ and ocsp/
+# are named here, not imported: their modules need the dependencies, not installed yet.)
+_WRITTEN_ATOMICALLY = (".", CACHE_SUBDIR, "aia", "ocsp")
 
 
 def wait_bound(environ: Mapping[str, str]) -> float:
@@ -80,17 +85,15 @@ def cache_lock(
     message (``CACHE_DIR /path``), ``user`` who waits for it (a build, bin/check). A cache
     where no lock file can be made (read-only, missing parent) is used without one: the build
     then fails or goes on exactly as it did before, with the message the cache code gives."""
-    import fcntl
-
     descriptor = _open_lock_file(cache_dir)
     if descriptor is None:
         yield
         return
     try:
-        if not _try_lock(descriptor, fcntl.LOCK_EX):
+        if not _try_lock(descriptor):
             log.info(f"Waiting for another {user.one} using the cache ...")
             deadline = time.monotonic() + wait
-            while not _try_lock(descriptor, fcntl.LOCK_EX):
+            while not _try_lock(descriptor):
                 if time.monotonic() >= deadline:
                     raise BuildError(
                         f"{what} is in use by another {user.one}: it still held the lock "
@@ -114,11 +117,9 @@ def _open_lock_file(cache_dir: Path) -> int | None:
     return None
 
 
-def _try_lock(descriptor: int, operation: int) -> bool:
-    import fcntl
-
+def _try_lock(descriptor: int) -> bool:
     try:
-        fcntl.flock(descriptor, operation | fcntl.LOCK_NB)
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return False
     except OSError:
@@ -130,15 +131,14 @@ def sweep_leftovers(cache_dir: Path, app_dir: Path) -> None:
     """Removes what a killed build left in the cache and the app; called under the lock. Best
     effort: what cannot be removed is left to the cache code, which names the cause if it
     matters."""
-    from smtp_ca.bootstrap import STAGING_PREFIX, remove
-
+    layout = Layout(cache_dir)
     leftovers: list[Path] = [*app_dir.glob(f"{APP_STAGING_PREFIX}*")]
-    for name in _CACHE_TEMPORARY_DIRS:
+    for name in _WRITTEN_ATOMICALLY:
         leftovers += (cache_dir / name).glob(".*.tmp")
-    for name in _CACHE_STAGING_DIRS:
-        leftovers += (cache_dir / name).glob(f"{STAGING_PREFIX}*")
+    for installing in (layout.deps, layout.pip):
+        leftovers += installing.glob(f"{STAGING_PREFIX}*")
     with suppress(OSError):
-        leftovers += (cache_dir / _SCRATCH_DIR).iterdir()
+        leftovers += (cache_dir / SCRATCH_NAME).iterdir()
     for leftover in leftovers:
         with suppress(OSError):
             remove(leftover)

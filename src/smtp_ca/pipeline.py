@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from smtp_ca.bootstrap import ensure_dependencies
-from smtp_ca.cache_lock import cache_lock, sweep_leftovers, wait_bound
+from smtp_ca.cache_lock import SCRATCH_NAME, cache_lock, sweep_leftovers, wait_bound
 from smtp_ca.errors import BuildError
 from smtp_ca.gemfile_lock import tailor_to_gemfile_lock
 from smtp_ca.output import Log
@@ -45,21 +45,18 @@ LOCK_FILE = BUILDPACK_DIR / "requirements.lock"
 
 def run(platform: Platform, log: Log) -> None:
     settings = read_settings(platform, log)
+    cache_named = f"{platform.cache_dir_name} {platform.cache_dir}"
     # Builds sharing a cache take turns on it: everything below reads or writes it.
-    with cache_lock(
-        platform.cache_dir,
-        what=f"{platform.cache_dir_name} {platform.cache_dir}",
-        wait=wait_bound(os.environ),
-        log=log,
-    ):
+    with cache_lock(platform.cache_dir, what=cache_named, wait=wait_bound(os.environ), log=log):
         sweep_leftovers(platform.cache_dir, platform.app_dir)
-        _build(platform, settings, log)
+        _build(platform, settings, cache_named, log)
 
 
-def _build(platform: Platform, settings: Settings, log: Log) -> None:
+def _build(platform: Platform, settings: Settings, cache_named: str, log: Log) -> None:
+    """The build's stages, under the cache lock; ``cache_named`` is how messages name it."""
     load_dependencies(
         platform.cache_dir,
-        what=f"{platform.cache_dir_name} {platform.cache_dir}",
+        what=cache_named,
         hint=platform.cache_reset_hint,
         stack=settings.stack,
         config_dir=platform.config_dir,
@@ -222,7 +219,7 @@ def _mail_notices(settings: Settings, log: Log) -> None:
 def _scratch_dir(cache_dir: Path) -> Path:
     """Where the check writes its temporary files: inside this buildpack's own cache, never at
     the root of a cache other buildpacks share."""
-    scratch = cache_dir / "scratch"
+    scratch = cache_dir / SCRATCH_NAME
     scratch.mkdir(parents=True, exist_ok=True)
     return scratch
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import jinja2
 
+from smtp_ca.cache_lock import APP_STAGING_PREFIX
 from smtp_ca.errors import BuildError
 from smtp_ca.platforms import RuntimeFile
 
@@ -235,7 +236,7 @@ def commit(app_dir: Path, plan: WiringPlan) -> None:
     created: list[Path] = []  # directories made in the app, parents first
     platform_staged: list[Path] = []
     try:
-        with tempfile.TemporaryDirectory(prefix=".smtp-ca-staging-", dir=root) as staging_name:
+        with tempfile.TemporaryDirectory(prefix=APP_STAGING_PREFIX, dir=root) as staging_name:
             staging = Path(staging_name)
             moves: list[_Move] = []
             for number, (planned, target) in enumerate(zip(plan.files, targets, strict=True)):

@@ -16,9 +16,9 @@ import contextlib
 import socket
 import threading
 from collections.abc import Callable
-from types import TracebackType
 
 from support.smtp_server import LOOPBACK
+from support.tcp_server import ThreadedTcpServer
 
 Behaviour = Callable[[socket.socket, threading.Event], None]
 
@@ -85,60 +85,16 @@ def escaping_starttls_refusal(conn: socket.socket, stop: threading.Event) -> Non
     conn.recv(4096)
 
 
-class HostileSmtpServer:
+class HostileSmtpServer(ThreadedTcpServer):
     """Listens on 127.0.0.1 at a free port; runs ``behaviour`` for each client in a thread."""
 
     def __init__(self, behaviour: Behaviour) -> None:
+        super().__init__()
         self._behaviour = behaviour
-        self._listener = socket.create_server((LOOPBACK, 0))
-        self._listener.settimeout(0.1)  # so that the accepting thread sees the stop in time
         self.host = LOOPBACK
-        self.port: int = self._listener.getsockname()[1]
-        self._stop = threading.Event()
-        self._connections: list[socket.socket] = []
-        self._threads: list[threading.Thread] = []
-        self._lock = threading.Lock()
-        self.clients = 0  # how many connections it accepted
-
-    def __enter__(self) -> HostileSmtpServer:
-        accepting = threading.Thread(target=self._accept, name="hostile-smtp", daemon=True)
-        accepting.start()
-        self._threads.append(accepting)
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._stop.set()
-        self._listener.close()
-        with self._lock:
-            for conn in self._connections:
-                with contextlib.suppress(OSError):
-                    conn.shutdown(socket.SHUT_RDWR)
-                conn.close()
-        for thread in self._threads:
-            thread.join(5)
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            conn.settimeout(20)  # no behaviour outlives a test by long, whatever the client does
-            with self._lock:
-                self.clients += 1
-                self._connections.append(conn)
-            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-            thread.start()
-            self._threads.append(thread)
 
     def _serve(self, conn: socket.socket) -> None:
+        conn.settimeout(20)  # no behaviour outlives a test by long, whatever the client does
         # A client that hangs up, or the server shutting down, ends the behaviour.
         with contextlib.suppress(OSError):
             self._behaviour(conn, self._stop)
