@@ -21,9 +21,12 @@ way its own documentation describes it (checked when this was written):
   ``MANDRILL_APIKEY``; Heroku withdrew it in 2016 and apps kept the names. Mailchimp documents
   one host for every account, ``smtp.mandrillapp.com``, with STARTTLS on 587 (and 25, 2525) and
   TLS on 465. The username is the sign the app uses Mandrill; the check assumes 587.
-* CloudMailin: ``CLOUDMAILIN_SMTP_URL``, ``smtp://USER:PASSWORD@HOST:PORT`` (read so by
-  CloudMailin's own client libraries). CloudMailin requires STARTTLS, on 587 (recommended), 2525
-  or 25; the check takes the URL's port, or 587.
+* CloudMailin: ``CLOUDMAILIN_SMTP_URL``, ``smtp://USER:PASSWORD@HOST:PORT``. Heroku's article
+  on the add-on documents only its inbound variables; this one is read so by CloudMailin's
+  own client libraries (their outbound examples also show CLOUDMAILIN_HOST, a name of the
+  example's, not read here). CloudMailin requires STARTTLS, on 587 (recommended), 2525 or 25;
+  the check takes the URL's port, or 587. ``CLOUDMAILIN_PASSWORD`` (the add-on's account
+  password) is only redacted.
 
 A server on port 465 is checked with TLS from the first byte, as each of these providers
 documents that port; any other port with STARTTLS. The check never logs in, so the logins and
