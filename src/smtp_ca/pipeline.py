@@ -212,9 +212,7 @@ def _check_server(
         naming=config_vars(server.prefix) if server.origin is None else found(server.origin),
     )
     which = f"the bulk mail server ({server.variable('SERVER')}) " if server.is_bulk else ""
-    where = where_of(target)
-    if server.origin is not None:
-        where = f"{where.removesuffix(')')}, from {server.origin.found_in})"
+    where = where_of(target, server.origin.found_in if server.origin else None)
     if server.starttls == "never" and not server.implicit_tls:
         log.step(f"Skipping the SMTP handshake check: mail to {which}{where} is not encrypted")
         if notices_here:
@@ -270,11 +268,11 @@ def _scratch_dir(cache_dir: Path) -> Path:
 
 def _unencrypted(settings: Settings, server: SmtpServer, log: Log) -> None:
     if server.origin is not None:
-        settings_file = server.origin.settings
-        turned_off = f"STARTTLS is turned off in {settings_file} (enable_starttls_auto: false)"
+        in_file = server.origin.settings
+        turned_off = f"STARTTLS is turned off in {in_file} (enable_starttls_auto: false)"
         fix = (
-            f"Take enable_starttls_auto: false out of {server.origin.settings} to use STARTTLS, "
-            "or use port 465 with tls: true"
+            f"Take enable_starttls_auto: false out of {in_file} to use STARTTLS, or use port "
+            "465 with tls: true"
         )
         tls = "tls is not true"
     else:
