@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from smtp_ca import config_values
 from smtp_ca import settings as settings_module
 from smtp_ca.errors import BuildError
 from smtp_ca.settings import load_settings
@@ -312,8 +313,27 @@ def test_the_table_states_the_starttls_modes() -> None:
 
 
 def test_the_table_says_secrets_are_redacted() -> None:
-    for name in settings_module.SECRET_VARIABLES:
+    mastodon = [n for n in settings_module.SECRET_VARIABLES if VARIABLE_NAME.fullmatch(n)]
+    assert mastodon
+    for name in mastodon:
         assert "redacted" in _row(name).lower(), f"the table must say {name} is redacted"
+
+
+def test_the_mail_add_ons_variables_are_documented_where_the_build_finds_the_server() -> None:
+    """The add-ons' variables are not in the table (they are the add-ons', not the
+    buildpack's); the section that says where the build finds the server names every one the
+    build reads, and says that their secrets are redacted."""
+    section = _configuration_section("Where the build finds the server")
+    addon_variables = set(config_values.ADDON_SERVER_VARIABLES) | set(
+        config_values.ADDON_SECRET_VARIABLES
+    )
+    assert addon_variables <= set(config_values.VARIABLES)
+    for name in sorted(addon_variables):
+        assert f"`{name}`" in section, f"docs/configuration.md must name {name} there"
+    assert "redacted" in section
+    # And nothing else the build does not read is named as an add-on's variable there.
+    named = set(re.findall(r"`((?:MAILGUN|SENDGRID|SPARKPOST|MANDRILL|CLOUDMAILIN)_\w+)`", section))
+    assert named <= addon_variables, sorted(named - addon_variables)
 
 
 def test_the_table_states_the_fetch_timeout_default_and_bound() -> None:

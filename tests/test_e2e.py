@@ -17,6 +17,7 @@ import pytest
 import trustme
 
 from smtp_ca.certificates import load_pem_certificates
+from smtp_ca.pipeline import NO_SERVER_FOUND
 from support.godaddy import GODADDY_BUNDLE, GODADDY_SHA256
 from support.heroku import clean_buildpack_copy, move_to_dyno_path, snapshot
 from support.rails_app import (
@@ -111,9 +112,7 @@ def test_real_godaddy_bundle_by_file_url_merged_with_public_roots(
         r"       Merged with \d+ public roots from certifi \S+: \d+ certificates",
         lines[bundle_step + 2],
     )
-    assert lines[bundle_step + 3] == (
-        "-----> Skipping the SMTP handshake check: SMTP_SERVER is not set"
-    )
+    assert lines[bundle_step + 3] == f"-----> {NO_SERVER_FOUND}"
     bundle = load_pem_certificates((build.build_dir / BUNDLE_PATH).read_bytes())
     subjects = [cert.subject.rfc4514_string() for cert in bundle]
     godaddy = load_pem_certificates(GODADDY_BUNDLE.read_bytes())

@@ -664,12 +664,34 @@ CASES = [
         "SMTP_ENABLE_STARTTLS_AUTO is 'no'; Mastodon only turns STARTTLS off for the exact",
         status=0,
     ),
+    # A Mastodon app (SMTP_SERVER set; the rig's app has no production.rb to say otherwise)
+    # that names no verify mode: with SMTP_CA_VERIFY_DEFAULT=off nothing fills one in.
     Case(
         "verify-mode-unset",
-        _unset("SMTP_OPENSSL_VERIFY_MODE"),
+        _then(
+            _unset("SMTP_OPENSSL_VERIFY_MODE"),
+            _set(SMTP_SERVER="smtp.example.com", SMTP_CA_CHECK="off", SMTP_CA_VERIFY_DEFAULT="off"),
+        ),
         " !     Warning: SMTP_OPENSSL_VERIFY_MODE is not set: Ruby 2.7 and older then verify "
         "no certificate. Set it: heroku config:set SMTP_OPENSSL_VERIFY_MODE=peer\n",
         status=0,
+    ),
+    # By default the initializer fills in peer: a detail line, and no warning.
+    Case(
+        "verify-mode-unset-filled-in",
+        _then(
+            _unset("SMTP_OPENSSL_VERIFY_MODE"),
+            _set(SMTP_SERVER="smtp.example.com", SMTP_CA_CHECK="off"),
+        ),
+        "       SMTP_OPENSSL_VERIFY_MODE is not set: the buildpack's initializer fills in peer at "
+        "delivery (SMTP_CA_VERIFY_DEFAULT=peer), so the app verifies the server, whichever "
+        "net/smtp it runs\n",
+        status=0,
+    ),
+    Case(
+        "verify-default-typo",
+        _set(SMTP_CA_VERIFY_DEFAULT="none"),
+        "SMTP_CA_VERIFY_DEFAULT is 'none', which is not one of: peer, off.",
     ),
     Case(
         "typo-in-own-variable",

@@ -32,12 +32,7 @@ from smtp_ca.errors import BuildError
 from smtp_ca.output import Log, LogHandler, Redactor
 from smtp_ca.platforms.classic import ClassicPlatform
 from smtp_ca.platforms.cnb import CnbPlatform
-from smtp_ca.settings import (
-    MAX_CHECK_TIMEOUT,
-    SECRET_VARIABLES,
-    parse_debug,
-    read_config_var,
-)
+from smtp_ca.settings import MAX_CHECK_TIMEOUT, parse_debug, read_config_var
 
 REPORT_TO = "the issue tracker of heroku-buildpack-smtp-ca, with this build log"
 EXIT_USAGE = 2
@@ -238,9 +233,7 @@ def main(argv: list[str], log: Log | None = None) -> int:
         _lenient_streams()
         log = Log(Redactor())
     # On a dyno or a laptop the environment may hold the app's config vars.
-    for name in SECRET_VARIABLES:
-        if os.environ.get(name):
-            log.redact.add(os.environ[name])
+    log.redact.add_secret_variables(os.environ)
     arguments: argparse.Namespace | None = None
     with _everything_through(log):
         try:

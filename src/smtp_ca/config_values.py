@@ -15,11 +15,46 @@ from typing import TypeVar
 from smtp_ca.errors import BuildError
 from smtp_ca.untrusted import echoed
 
+# The Heroku mail add-ons' config vars that name their SMTP server (smtp_ca.mail_addons reads
+# them; each is checked against the provider's documentation there).
+ADDON_SERVER_VARIABLES = (
+    "MAILGUN_SMTP_SERVER",
+    "MAILGUN_SMTP_PORT",
+    "SPARKPOST_SMTP_HOST",
+    "SPARKPOST_SMTP_PORT",
+)
+# The add-ons' logins, passwords and keys. Some name a provider whose server is fixed (SendGrid,
+# Mandrill): set, they say the app sends through it. All are redacted like SMTP_PASSWORD.
+ADDON_SECRET_VARIABLES = (
+    "MAILGUN_SMTP_LOGIN",
+    "MAILGUN_SMTP_PASSWORD",
+    "MAILGUN_API_KEY",
+    "SENDGRID_USERNAME",
+    "SENDGRID_PASSWORD",
+    "SENDGRID_API_KEY",
+    "SPARKPOST_SMTP_PASSWORD",
+    "SPARKPOST_API_KEY",
+    "MANDRILL_USERNAME",
+    "MANDRILL_APIKEY",
+    "CLOUDMAILIN_SMTP_URL",  # smtp://USER:PASSWORD@HOST:PORT: the host is read, the rest redacted
+    "CLOUDMAILIN_PASSWORD",
+)
 # Values that must never reach a build log, even inside a library's exception text.
-SECRET_VARIABLES = ("SMTP_PASSWORD", "SMTP_LOGIN", "BULK_SMTP_PASSWORD", "BULK_SMTP_LOGIN")
+SECRET_VARIABLES = (
+    "SMTP_PASSWORD",
+    "SMTP_LOGIN",
+    "BULK_SMTP_PASSWORD",
+    "BULK_SMTP_LOGIN",
+    *ADDON_SECRET_VARIABLES,
+)
+# Secret variables that hold a URL: its password is redacted on its own too, as written and
+# percent-decoded (``output.url_secrets``), since a message may quote the URL's parts.
+URL_SECRET_VARIABLES = ("CLOUDMAILIN_SMTP_URL",)
 
 # Every config var the buildpack reads from ENV_DIR. It reads no other file there: the app's
-# other config vars (DATABASE_URL, keys) are none of its business.
+# other config vars (DATABASE_URL, keys) are none of its business. The mail add-ons' variables
+# are read because they name the server the app sends through (or hold its secrets, which the
+# log must know to redact them).
 VARIABLES = (
     "SMTP_CA_BUNDLE_URL",
     "SMTP_CA_BUNDLE_SHA256",
@@ -46,6 +81,10 @@ VARIABLES = (
     "BULK_SMTP_ENABLE_STARTTLS_AUTO",
     "BULK_SMTP_OPENSSL_VERIFY_MODE",
     "BULK_SMTP_CA_FILE",
+    # Whether deliveries that name no openssl_verify_mode verify the server: the verify-mode
+    # advice depends on it (smtp_ca.verify_advice).
+    "SMTP_CA_VERIFY_DEFAULT",
+    *ADDON_SERVER_VARIABLES,
     *SECRET_VARIABLES,
 )
 # Names in the buildpack's own namespace that it does not know are typos worth a warning.

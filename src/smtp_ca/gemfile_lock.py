@@ -7,7 +7,8 @@ depends on those versions, so the warnings can be exact instead of general:
   ``net-smtp`` gem when the lock has it, else the net/smtp bundled with Ruby before 3.0 (Ruby 3.0
   bundles net-smtp 0.2.1). From 0.2.0, ``Net::SMTP.default_ssl_context`` verifies the peer
   against the system store; before, it is a bare ``SSLContext``, which verifies nothing unless
-  told to and then trusts ``ca_file`` alone.
+  told to and then trusts ``ca_file`` alone. What that means for the app, in its own words and
+  given the buildpack's initializer, is smtp_ca.verify_advice's business.
 * mail 2.8 and later take only true, false or nil for ``:enable_starttls_auto`` and ``:tls``,
   and raise ``ArgumentError: Unrecognized :enable_starttls_auto value "true"`` for the string
   that Mastodon 1.x to 3.x's ``ENV['SMTP_ENABLE_STARTTLS_AUTO'] || true`` passes whenever that
@@ -29,6 +30,12 @@ from pathlib import Path
 
 from smtp_ca.output import Log
 from smtp_ca.settings import Settings
+from smtp_ca.verify_advice import (
+    MASTODON_WITHOUT_INITIALIZER,
+    AppFacts,
+    advise_bulk_unset_mode,
+    advise_unset_mode,
+)
 
 LOCK_NAME = "Gemfile.lock"
 PRODUCTION_RB = "config/environments/production.rb"
@@ -70,6 +77,8 @@ class Advice:
     """The settings' notices, with the general verify-mode notice made exact."""
     verify_mode_notice: str | None = None
     """The settings' general verify-mode notice, when it is still one of ``notices``."""
+    mail_lines: tuple[str, ...] = ()
+    """Details for the first mail step (what a delivery does with no verify mode)."""
 
 
 def read_gemfile_lock(app_dir: Path) -> LockedGems | str | None:
@@ -107,62 +116,65 @@ def advise(
     variables: Mapping[str, str],
     lock: LockedGems | str | None,
     production_rb: str | None,
+    app: AppFacts = MASTODON_WITHOUT_INITIALIZER,
 ) -> Advice:
     """The log lines and notices for ``settings`` on the gems of ``lock``.
 
     ``variables`` are the config vars as set; ``production_rb`` is the text of the app's
-    config/environments/production.rb, None when it has none.
+    config/environments/production.rb, None when it has none; ``app`` what the verify-mode
+    advice must know about the app (smtp_ca.verify_advice).
     """
     general = settings.verify_mode_notice
-    if lock is None:
-        return Advice((), settings.notices, general)
-    if isinstance(lock, str):
-        return Advice((f"{lock}: the warnings below are general",), settings.notices, general)
-    lines = [_versions_line(lock)]
+    lines: list[str] = []
     notices = list(settings.notices)
-    client = _net_smtp(lock)
-    if client is not None:
-        name, verifies_by_default = client
-        if general is not None:
-            notices.remove(general)
-            general = None
-            if verifies_by_default:
-                lines.append(
-                    f"{name} verifies the server's certificate against the system store "
-                    "when SMTP_OPENSSL_VERIFY_MODE is not set"
-                )
-            else:
-                notices.append(
-                    f"SMTP_OPENSSL_VERIFY_MODE is not set: the app's {name} then verifies no "
-                    "certificate, so any server that answers for SMTP_SERVER gets the mail and "
-                    "the SMTP password. Set it: heroku config:set SMTP_OPENSSL_VERIFY_MODE=peer"
-                )
-        elif settings.verify_mode == "peer" and not verifies_by_default:
-            lines.append(
-                f"{name} trusts nothing but the ca_file it is given (not the system store): "
-                "the app gets the bundle as its ca_file"
-            )
-    notices += _strict_mail_notices(lock, variables, production_rb)
-    return Advice(tuple(lines), tuple(notices), general)
+    client = None
+    if isinstance(lock, LockedGems):
+        lines.append(_versions_line(lock))
+        client = _net_smtp(lock)
+    elif isinstance(lock, str):
+        lines.append(f"{lock}: the warnings below are general")
+    verify = advise_unset_mode(app, client, has_general_notice=general is not None)
+    if verify.drop_general and general is not None:
+        notices.remove(general)
+        general = None
+    lines += verify.lock_lines
+    notices += verify.notices
+    bulk_lines = advise_bulk_unset_mode(app, notices)
+    if client is not None and settings.verify_mode == "peer" and not client[1] and app.mastodon:
+        lines.append(
+            f"{client[0]} trusts nothing but the ca_file it is given (not the system store): "
+            "the app gets the bundle as its ca_file"
+        )
+    if isinstance(lock, LockedGems):
+        notices += _strict_mail_notices(lock, variables, production_rb)
+    return Advice(tuple(lines), tuple(notices), general, verify.mail_lines + bulk_lines)
 
 
 def tailor_to_gemfile_lock(
-    settings: Settings, variables: Mapping[str, str], app_dir: Path, log: Log
+    settings: Settings,
+    variables: Mapping[str, str],
+    app_dir: Path,
+    log: Log,
+    app: AppFacts = MASTODON_WITHOUT_INITIALIZER,
 ) -> Settings:
     """Reads the app's Gemfile.lock and production.rb, logs what they say, and returns the
-    settings with exact notices. Quiet for an app without a Gemfile.lock."""
+    settings with exact notices. Logs nothing for an app without a Gemfile.lock."""
     lock = read_gemfile_lock(app_dir)
-    if lock is None:
-        return settings
     production_rb = (
-        _read_text(app_dir / PRODUCTION_RB) if _needs_production_rb(lock, variables) else None
+        _read_text(app_dir / PRODUCTION_RB)
+        if lock is not None and _needs_production_rb(lock, variables)
+        else None
     )
-    advice = advise(settings, variables, lock, production_rb)
-    log.step(f"Reading the app's {LOCK_NAME}")
-    for line in advice.lines:
-        log.info(line)
+    advice = advise(settings, variables, lock, production_rb, app)
+    if lock is not None:
+        log.step(f"Reading the app's {LOCK_NAME}")
+        for line in advice.lines:
+            log.info(line)
     return dataclasses.replace(
-        settings, notices=advice.notices, verify_mode_notice=advice.verify_mode_notice
+        settings,
+        notices=advice.notices,
+        verify_mode_notice=advice.verify_mode_notice,
+        mail_lines=settings.mail_lines + advice.mail_lines,
     )
 
 

@@ -14,11 +14,13 @@ stage before wiring has passed. Which platform runs the build (classic ``bin/com
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from smtp_ca.app_mail_settings import read_app_mail_settings
 from smtp_ca.bootstrap import ensure_dependencies
 from smtp_ca.cache_lock import SCRATCH_NAME, cache_lock, sweep_leftovers, wait_bound
 from smtp_ca.errors import BuildError
@@ -26,7 +28,6 @@ from smtp_ca.gemfile_lock import tailor_to_gemfile_lock
 from smtp_ca.output import Log
 from smtp_ca.platforms import Platform
 from smtp_ca.settings import (
-    SECRET_VARIABLES,
     Settings,
     SmtpServer,
     ca_file_warnings,
@@ -34,6 +35,7 @@ from smtp_ca.settings import (
     read_config_dir,
 )
 from smtp_ca.untrusted import echoed
+from smtp_ca.verify_advice import app_facts
 
 if TYPE_CHECKING:
     from smtp_ca.bundle import PreparedBundle
@@ -100,12 +102,23 @@ def read_settings(platform: Platform, log: Log) -> Settings:
     """The config vars, validated; secrets are registered with the log before anything can echo
     them (a password pasted into SMTP_PORT is redacted too)."""
     variables = read_config_dir(platform.config_dir, platform.config_dir_name)
-    for name in SECRET_VARIABLES:
-        if variables.get(name):
-            log.redact.add(variables[name])
+    log.redact.add_secret_variables(variables)
     settings = load_settings(variables, platform.raw_stack())
+    # The app's own config may name its server, and says whose words its advice needs.
+    app_mail = read_app_mail_settings(platform.app_dir)
+    app = app_facts(
+        platform.app_dir,
+        app_mail,
+        verify_default=settings.verify_default,
+        mastodon_variables=bool(settings.smtp_server or settings.bulk_server),
+    )
+    settings = dataclasses.replace(
+        settings,
+        app_servers=app_mail.servers,
+        notices=settings.notices + app_mail.notices,
+    )
     # The app's Gemfile.lock names its mail, net-smtp and Ruby: the warnings become exact.
-    return tailor_to_gemfile_lock(settings, variables, platform.app_dir, log)
+    return tailor_to_gemfile_lock(settings, variables, platform.app_dir, log, app)
 
 
 def load_dependencies(
@@ -138,24 +151,36 @@ STRICT_VERDICT = (
 )
 
 
+NO_SERVER_FOUND = (
+    "Skipping the SMTP handshake check: no SMTP server found (SMTP_SERVER is not set, no mail "
+    "add-on's config vars name one, and the app's smtp_settings name no address of their own)"
+)
+
+
 def check(settings: Settings, prepared: PreparedBundle, cache_dir: Path, log: Log) -> bytes:
     """The handshake check against the bundle, for every server the app sends through
-    (SMTP_SERVER, and Mastodon's bulk mailer at BULK_SMTP_SERVER): each its own step and its
-    own result. Returns PEM to add to the written bundle (the intermediates a server did not
-    send), usually none. With SMTP_CA_CHECK=strict, raises ``BuildError`` once every server was
+    (``Settings.servers``: SMTP_SERVER, Mastodon's bulk mailer at BULK_SMTP_SERVER, the mail
+    add-ons' servers, literal hosts in the app's config): each its own step and its own
+    result. Returns PEM to add to the written bundle (the intermediates a server did not send),
+    usually none. With SMTP_CA_CHECK=strict, raises ``BuildError`` once every server was
     checked, if any failed: the log then says what is wrong with each of them."""
     if settings.check_mode == "off":
         log.step("Skipping the SMTP handshake check (SMTP_CA_CHECK=off)")
         _mail_notices(settings, log)
         return b""
-    if not settings.smtp_server:
+    servers = settings.servers
+    skipped = not servers or (not settings.smtp_server and settings.bulk_server is not None)
+    if not servers:
+        log.step(NO_SERVER_FOUND)
+    elif skipped:  # Mastodon with a bulk mailer but no main one
         log.step("Skipping the SMTP handshake check: SMTP_SERVER is not set")
+    if skipped:
         _mail_notices(settings, log)
     extras: dict[bytes, None] = {}  # in order, each once: both servers may lack the same one
     any_failed = False
-    for number, server in enumerate(settings.servers):
+    for number, server in enumerate(servers):
         # The notices go under the first step about the mail, whichever that is.
-        notices_here = number == 0 and bool(settings.smtp_server)
+        notices_here = number == 0 and not skipped
         verified, found = _check_server(settings, server, prepared, cache_dir, log, notices_here)
         any_failed = any_failed or not verified
         extras.update(dict.fromkeys(found))
@@ -176,32 +201,34 @@ def _check_server(
     verified under warn, and fails the build at once under strict) and the PEM it needs
     added."""
     from smtp_ca.check import CheckTarget, check_bundle, where_of
-    from smtp_ca.check.naming import config_vars
+    from smtp_ca.check.naming import config_vars, found
 
     target = CheckTarget(
         host=server.host,
         port=server.port,
         implicit_tls=server.implicit_tls,
         timeout=settings.check_timeout,
-        naming=config_vars(server.prefix),  # the bulk mailer's hints name BULK_SMTP_*
+        # The bulk mailer's hints name BULK_SMTP_*; a found server's, where it was found.
+        naming=config_vars(server.prefix) if server.origin is None else found(server.origin),
     )
     which = f"the bulk mail server ({server.variable('SERVER')}) " if server.is_bulk else ""
+    where = where_of(target, server.origin.found_in if server.origin else None)
     if server.starttls == "never" and not server.implicit_tls:
-        log.step(
-            f"Skipping the SMTP handshake check: mail to {which}{where_of(target)} is not encrypted"
-        )
+        log.step(f"Skipping the SMTP handshake check: mail to {which}{where} is not encrypted")
         if notices_here:
             _mail_notices(settings, log)
         _unencrypted(settings, server, log)
         return True, ()
-    log.step(f"Checking {which}{where_of(target)} against the bundle")
+    log.step(f"Checking {which}{where} against the bundle")
     if notices_here:
         _mail_notices(settings, log)
+    for note in server.notes:
+        log.info(note)
     if server.verify_mode == "none":
         log.warn(
-            f"{server.variable('OPENSSL_VERIFY_MODE')}=none: the app verifies no certificate, "
-            f"so any server that answers for {server.variable('SERVER')} gets the mail and the "
-            "SMTP password. The check below verifies anyway, to tell whether peer would work."
+            f"{_verify_setting(server)}none: the app verifies no certificate, so any server "
+            f"that answers for {_server_setting(server)} gets the mail and the SMTP password. "
+            "The check below verifies anyway, to tell whether peer would work."
         )
     outcome = check_bundle(
         target, prepared.pem, scratch_dir=_scratch_dir(cache_dir), cache_dir=cache_dir
@@ -209,9 +236,24 @@ def _check_server(
     return _report(settings, server, outcome, log), outcome.extra_certificates
 
 
+def _verify_setting(server: SmtpServer) -> str:
+    """How the server's verify mode is set, to be followed by a value: "SMTP_OPENSSL_VERIFY_MODE="
+    or "config/initializers/mail.rb sets openssl_verify_mode to "."""
+    if server.origin is None:
+        return f"{server.variable('OPENSSL_VERIFY_MODE')}="
+    return f"{server.origin.settings} sets openssl_verify_mode to "
+
+
+def _server_setting(server: SmtpServer) -> str:
+    return server.variable("SERVER") if server.origin is None else server.host
+
+
 def _mail_notices(settings: Settings, log: Log) -> None:
-    """Config vars that the app reads differently than the user may think: under the check's
-    step, because that is where they change what happens to the mail."""
+    """What the build knows about the app's mail, and config vars that the app reads
+    differently than the user may think: under the check's step, because that is where they
+    change what happens to the mail."""
+    for line in settings.mail_lines:
+        log.info(line)
     for notice in settings.notices:
         log.warn(notice)
 
@@ -225,20 +267,30 @@ def _scratch_dir(cache_dir: Path) -> Path:
 
 
 def _unencrypted(settings: Settings, server: SmtpServer, log: Log) -> None:
-    starttls, auto = server.variable("ENABLE_STARTTLS"), server.variable("ENABLE_STARTTLS_AUTO")
-    tls = server.variable("TLS")
-    fix = f"Unset them to use STARTTLS: heroku config:unset {starttls} {auto}"
+    if server.origin is not None:
+        in_file = server.origin.settings
+        turned_off = f"STARTTLS is turned off in {in_file} (enable_starttls_auto: false)"
+        fix = (
+            f"Take enable_starttls_auto: false out of {in_file} to use STARTTLS, or use port "
+            "465 with tls: true"
+        )
+        tls = "tls is not true"
+    else:
+        starttls = server.variable("ENABLE_STARTTLS")
+        auto = server.variable("ENABLE_STARTTLS_AUTO")
+        tls = f"{server.variable('TLS')} is not true"
+        turned_off = f"STARTTLS is turned off ({starttls}=never or {auto}=false)"
+        fix = f"Unset them to use STARTTLS: heroku config:unset {starttls} {auto}"
     if settings.check_mode == "strict":
         # strict promises verified mail; unencrypted mail cannot be verified at all.
         raise BuildError(
-            f"SMTP_CA_CHECK=strict, but STARTTLS is turned off ({starttls}=never "
-            f"or {auto}=false) and {tls} is not true: the app would "
-            "send mail and its SMTP password unencrypted, and nothing can be verified.",
+            f"SMTP_CA_CHECK=strict, but {turned_off} and {tls}: the app would send mail and its "
+            "SMTP password unencrypted, and nothing can be verified.",
             hint=fix + ". Or set SMTP_CA_CHECK=warn to build anyway.",
         )
     log.warn(
-        f"STARTTLS is turned off ({starttls}=never or {auto}=false) and {tls} is not true: "
-        "the app sends mail and its SMTP password unencrypted, and nothing can be verified.",
+        f"{turned_off} and {tls}: the app sends mail and its SMTP password unencrypted, and "
+        "nothing can be verified.",
         fix,
     )
 
@@ -248,24 +300,28 @@ def _report(settings: Settings, server: SmtpServer, outcome: CheckOutcome, log: 
     from smtp_ca.check import report_verified
 
     verify = server.variable("OPENSSL_VERIFY_MODE")
+    peer, use_peer = f"{verify}=peer", f"heroku config:set {verify}=peer"
+    if server.origin is not None:
+        peer = "openssl_verify_mode: 'peer'"
+        use_peer = f"set it in {server.origin.settings}"
     if report_verified(outcome, log):
         if server.verify_mode == "none":
-            log.warn(f"With this bundle, {verify}=peer works: heroku config:set {verify}=peer")
+            log.warn(f"With this bundle, {peer} works: {use_peer}")
         return True
     # With none the app sends mail anyway; what the user needs to know is that peer would not.
-    peer = (
-        [f"{verify}=peer would fail with this bundle, for the reason above."]
+    would_fail = (
+        [f"{peer} would fail with this bundle, for the reason above."]
         if server.verify_mode == "none"
         else []
     )
     fix = [outcome.hint] if outcome.hint else []
     if settings.check_mode == "strict":
-        log.error(outcome.summary, *outcome.details, *peer, *fix)  # the verdict comes last
+        log.error(outcome.summary, *outcome.details, *would_fail, *fix)  # the verdict comes last
     else:
         log.warn(
             outcome.summary,
             *outcome.details,
-            *peer,
+            *would_fail,
             *fix,
             "The build goes on (SMTP_CA_CHECK=warn); SMTP_CA_CHECK=strict would fail it.",
         )

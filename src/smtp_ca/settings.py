@@ -33,6 +33,7 @@ from smtp_ca.config_values import parse_debug as parse_debug
 from smtp_ca.config_values import read_config_dir as read_config_dir
 from smtp_ca.config_values import read_config_var as read_config_var
 from smtp_ca.errors import BuildError
+from smtp_ca.mail_addons import addon_servers as addon_servers_of
 from smtp_ca.smtp_settings import BULK_PREFIX as BULK_PREFIX
 from smtp_ca.smtp_settings import DEFAULT_SMTP_PORT as DEFAULT_SMTP_PORT
 from smtp_ca.smtp_settings import (
@@ -57,6 +58,9 @@ END_OF_LIFE_STACKS = ("cedar", "cedar-14", "heroku-16", "heroku-18", "heroku-20"
 
 CheckMode = Literal["strict", "warn", "off"]
 CHECK_MODES: tuple[CheckMode, ...] = get_args(CheckMode)
+# SMTP_CA_VERIFY_DEFAULT: whether the initializer gives deliveries that name no verify mode peer.
+VerifyDefault = Literal["peer", "off"]
+VERIFY_DEFAULTS: tuple[VerifyDefault, ...] = get_args(VerifyDefault)
 DEFAULT_CHECK_TIMEOUT = 10.0
 MAX_CHECK_TIMEOUT = 120.0
 # The whole bundle download, retries and redirects included: a hanging CA site costs at most this.
@@ -94,7 +98,15 @@ class Settings:
     """Mastodon's bulk mailer (BULK_SMTP_*), when BULK_SMTP_SERVER is set."""
     verify_mode_notice: str | None = None
     """The one of ``notices`` that says SMTP_OPENSSL_VERIFY_MODE is not set, in general words
-    (None when it is set): smtp_ca.gemfile_lock makes it exact for the app's net-smtp."""
+    (None when it is set): smtp_ca.verify_advice makes it exact, or drops it."""
+    verify_default: VerifyDefault = "peer"
+    """SMTP_CA_VERIFY_DEFAULT."""
+    addon_servers: tuple[SmtpServer, ...] = ()
+    """The servers the mail add-ons' config vars name (smtp_ca.mail_addons)."""
+    app_servers: tuple[SmtpServer, ...] = ()
+    """Literal hosts in the app's own config (smtp_ca.app_mail_settings)."""
+    mail_lines: tuple[str, ...] = ()
+    """Details about the app's mail, shown under the first mail step before ``notices``."""
 
     @property
     def main_server(self) -> SmtpServer | None:
@@ -112,8 +124,18 @@ class Settings:
 
     @property
     def servers(self) -> tuple[SmtpServer, ...]:
-        """Every SMTP server the app sends through, the main one first."""
-        return tuple(server for server in (self.main_server, self.bulk_server) if server)
+        """Every SMTP server the app sends through, in the order the build looks for them:
+        SMTP_SERVER, Mastodon's bulk mailer, the mail add-ons' config vars, then literal
+        hosts in the app's config. A server found again later (same host, port and TLS mode)
+        is checked once, under the name it was found by first."""
+        mastodon = [server for server in (self.main_server, self.bulk_server) if server]
+        found = {server.endpoint for server in mastodon}
+        others = []
+        for server in (*self.addon_servers, *self.app_servers):
+            if server.endpoint not in found:
+                found.add(server.endpoint)
+                others.append(server)
+        return (*mastodon, *others)
 
     @property
     def default_bundle(self) -> bool:
@@ -166,6 +188,8 @@ def load_settings(variables: Mapping[str, str], stack: str | None) -> Settings:
     verify_mode_notice = notices[-1] if verify_mode is None else None  # read_tls_options: last
     bulk_server, bulk_notices = read_bulk_server(variables)
     notices += bulk_notices
+    addon_servers, addon_notices = addon_servers_of(variables)
+    notices += addon_notices
     config_notices += _unknown_own_variables(variables)
     return Settings(
         stack=check_stack(stack),
@@ -191,4 +215,6 @@ def load_settings(variables: Mapping[str, str], stack: str | None) -> Settings:
         ca_certs=ca_certs,
         bulk_server=bulk_server,
         verify_mode_notice=verify_mode_notice,
+        verify_default=choice(variables, "SMTP_CA_VERIFY_DEFAULT", VERIFY_DEFAULTS, "peer"),
+        addon_servers=tuple(addon_servers),
     )

@@ -42,11 +42,35 @@ _PORT = re.compile(r"[0-9]{1,5}")
 
 
 @dataclass(frozen=True)
-class SmtpServer:
-    """One SMTP server the app sends through, read from its variables as Mastodon reads them.
+class Origin:
+    """Where the build found a server that Mastodon's variables do not name, in the words its
+    messages use: a mail add-on's config vars (smtp_ca.mail_addons) or a literal host in the
+    app's own files (smtp_ca.app_mail_settings)."""
 
-    ``prefix`` is how its variables are named: ``SMTP_`` for the app's mailer (SMTP_SERVER,
-    SMTP_PORT, ...), ``BULK_SMTP_`` for Mastodon 4.4's bulk mailer (BULK_SMTP_SERVER, ...).
+    found_in: str
+    """What the step line names: "MAILGUN_SMTP_SERVER", "config/environments/production.rb"."""
+    server: str
+    """What to check when the host is wrong: a config var, "the address in FILE"."""
+    server_is: str
+    """The host as a hint names it, with ``{host}``: "MAILGUN_SMTP_SERVER={host}"."""
+    use_name: str
+    """How to use another host, with ``{name}``: "heroku config:set MAILGUN_SMTP_SERVER={name}"."""
+    port: str
+    """What to check when the port is wrong: "MAILGUN_SMTP_PORT", "the port in FILE"."""
+    settings: str
+    """Where the app's TLS options are: "the app's smtp_settings", "config/initializers/x.rb"."""
+    in_file: bool = False
+    """Whether it was found in the app's files (a literal host) rather than its config vars."""
+
+
+@dataclass(frozen=True)
+class SmtpServer:
+    """One SMTP server the app sends through.
+
+    Read from Mastodon's variables as Mastodon reads them, ``prefix`` is how they are named:
+    ``SMTP_`` for the app's mailer (SMTP_SERVER, SMTP_PORT, ...), ``BULK_SMTP_`` for Mastodon
+    4.4's bulk mailer (BULK_SMTP_SERVER, ...). Found elsewhere (a mail add-on's config vars, a
+    literal host in the app's files), ``origin`` says where, and ``prefix`` is empty.
     """
 
     prefix: str
@@ -54,7 +78,10 @@ class SmtpServer:
     port: int
     implicit_tls: bool  # SMTP_TLS or SMTP_SSL: TLS from the first byte
     starttls: StartTls
-    verify_mode: VerifyMode | None  # as the mail gem takes it; None: unset
+    verify_mode: VerifyMode | None  # as the mail gem takes it; None: unset (or not known)
+    origin: Origin | None = None
+    notes: tuple[str, ...] = ()
+    """Details for its step: how the build read what it found (a port it had to assume)."""
 
     def variable(self, suffix: str) -> str:
         """The name of one of its variables: ``variable("SERVER")`` is ``BULK_SMTP_SERVER``."""
@@ -64,11 +91,18 @@ class SmtpServer:
     def is_bulk(self) -> bool:
         return self.prefix == BULK_PREFIX
 
+    @property
+    def endpoint(self) -> tuple[str, int, bool]:
+        """What makes two servers the same check: host (any case), port, TLS from the start."""
+        return self.host.lower(), self.port, self.implicit_tls
 
-def read_port(variables: Mapping[str, str], name: str = "SMTP_PORT") -> int:
+
+def read_port(
+    variables: Mapping[str, str], name: str = "SMTP_PORT", default: int = DEFAULT_SMTP_PORT
+) -> int:
     raw = variables.get(name, "").strip()
     if not raw:
-        return DEFAULT_SMTP_PORT
+        return default
     if not _PORT.fullmatch(raw) or not 1 <= int(raw) <= 65535:
         raise BuildError(
             f"{name} is {quoted(raw)}; it must be a whole number from 1 to 65535.",
@@ -77,18 +111,24 @@ def read_port(variables: Mapping[str, str], name: str = "SMTP_PORT") -> int:
     return int(raw)
 
 
-def smtp_host(variables: Mapping[str, str], prefix: str = MAIN_PREFIX) -> str | None:
+def smtp_host(
+    variables: Mapping[str, str],
+    prefix: str = MAIN_PREFIX,
+    *,
+    name: str | None = None,
+    port_name: str | None = None,
+) -> str | None:
     """SMTP_SERVER as the mail gem passes it to net-smtp: a host name or an IP address, and
     nothing else. ``smtp.example.com:587`` would be looked up as a host name and fail with a
-    DNS error, on the dyno as in the check: the port goes in SMTP_PORT."""
-    name, port_name = f"{prefix}SERVER", f"{prefix}PORT"
+    DNS error, on the dyno as in the check: the port goes in SMTP_PORT. ``name`` and
+    ``port_name`` read another pair the same way (a mail add-on's MAILGUN_SMTP_SERVER...)."""
+    name, port_name = name or f"{prefix}SERVER", port_name or f"{prefix}PORT"
     server = variables.get(name, "").strip()
     if not server:
         return None
-    if _HOSTNAME.fullmatch(server) or _is_ipv6(server):
-        return server
-    if server.startswith("[") and server.endswith("]") and _is_ipv6(server[1:-1]):
-        return server[1:-1]  # [::1]: an IPv6 literal in brackets, as URLs write it
+    host_name = host_value(server)
+    if host_name is not None:
+        return host_name
     host, holds, port = _url_parts(server)
     if host is not None and holds:
         with_port = f" {port_name}={port}" if port else ""
@@ -103,6 +143,18 @@ def smtp_host(variables: Mapping[str, str], prefix: str = MAIN_PREFIX) -> str | 
         f"the port goes in {port_name}.",
         hint=f"Set it with: heroku config:set {name}=smtp.example.com {port_name}=587",
     )
+
+
+def host_value(text: str) -> str | None:
+    """``text`` as net-smtp takes an address: a host name or an IP address (an IPv6 address
+    may be in brackets, as URLs write it, and is returned without them); None otherwise."""
+    if not text:
+        return None
+    if _HOSTNAME.fullmatch(text) or _is_ipv6(text):
+        return text
+    if text.startswith("[") and text.endswith("]") and _is_ipv6(text[1:-1]):
+        return text[1:-1]  # [::1]: an IPv6 literal in brackets, as URLs write it
+    return None
 
 
 def _is_ipv6(text: str) -> bool:

@@ -1,7 +1,9 @@
 """How the check's hints name what the user set: config vars in a build, the command line in
 ``bin/check``.
 
-A build checks the server its config vars name, so a hint says "Check SMTP_PORT". Someone who
+A build checks the server its config vars name, so a hint says "Check SMTP_PORT"; a server it
+found in a mail add-on's config vars or in the app's files is named by those ("Check
+MAILGUN_SMTP_PORT", "Check the port in config/initializers/mail.rb"). Someone who
 ran ``bin/check smtp.sendgrid.net:587`` set no config var: the hint names the host and the port
 they typed, and the options of ``bin/check``, instead.
 """
@@ -9,6 +11,10 @@ they typed, and the options of ``bin/check``, instead.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from smtp_ca.smtp_settings import Origin
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,25 @@ def config_vars(prefix: str = "SMTP_") -> Naming:
         use_implicit_tls=f"set {tls}=true",
         use_starttls=f"Unset {tls} and {prefix}SSL",
         use_port_465=f"set {port}=465",
+        timeout="SMTP_CA_CHECK_TIMEOUT",
+    )
+
+
+def found(origin: Origin) -> Naming:
+    """A build's words for a server found in a mail add-on's config vars or the app's own
+    files: what names its host and port there, and the TLS options of the app's settings."""
+    settings = origin.settings
+    return Naming(
+        server=origin.server,
+        server_is=origin.server_is,
+        use_server="Use",
+        use_name=origin.use_name,
+        port=origin.port,
+        tls=f"the tls option in {settings}",
+        tls_on="tls: true",
+        use_implicit_tls=f"set tls: true in {settings}",
+        use_starttls=f"Take tls: true and ssl: true out of {settings}",
+        use_port_465=f"use port 465 with tls: true in {settings}",
         timeout="SMTP_CA_CHECK_TIMEOUT",
     )
 

@@ -76,8 +76,11 @@ def report_verified(outcome: CheckOutcome, log: Log) -> bool:
     return True
 
 
-def where_of(target: CheckTarget) -> str:
-    """The server as every summary starts: ``host:port (STARTTLS)``, IPv6 in brackets."""
+def where_of(target: CheckTarget, found_in: str | None = None) -> str:
+    """The server as every summary starts: ``host:port (STARTTLS)``, IPv6 in brackets; with
+    ``found_in``, as the build's step names a server it found outside Mastodon's variables:
+    ``host:port (STARTTLS, from MAILGUN_SMTP_SERVER)``."""
     mode = "TLS" if target.implicit_tls else "STARTTLS"
     host = f"[{target.host}]" if ":" in target.host else target.host
-    return f"{host}:{target.port} ({mode})"
+    source = f", from {found_in}" if found_in else ""
+    return f"{host}:{target.port} ({mode}{source})"
