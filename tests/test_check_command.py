@@ -238,6 +238,13 @@ def test_missing_intermediate_passes_with_the_build_bundle_but_not_with_a_given_
         ("localhost:smtp", "must be a whole number from 1 to 65535"),
         ("[::1", "is not [IPv6] or [IPv6]:PORT"),
         (":25", "has no host name"),
+        (
+            "127.000.000.001:587",
+            "'127.000.000.001' is the IPv4 address 127.0.0.1 to this machine, but not to Ruby, "
+            "which checks the server's certificate for that text as a host name: the app would "
+            "fail where the check passes. Write the address the usual way.\n"
+            " !     For example: bin/check 127.0.0.1:587\n",
+        ),
     ],
 )
 def test_a_bad_address_is_a_message_not_a_traceback(

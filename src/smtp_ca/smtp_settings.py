@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,15 +81,40 @@ def read_port(variables: Mapping[str, str], name: str = "SMTP_PORT") -> int:
 def smtp_host(variables: Mapping[str, str], prefix: str = MAIN_PREFIX) -> str | None:
     """SMTP_SERVER as the mail gem passes it to net-smtp: a host name or an IP address, and
     nothing else. ``smtp.example.com:587`` would be looked up as a host name and fail with a
-    DNS error, on the dyno as in the check: the port goes in SMTP_PORT."""
+    DNS error, on the dyno as in the check: the port goes in SMTP_PORT.
+
+    The value is judged as the app's Ruby will use it, which is not always as this machine's
+    Python would: ``[::1]`` (brackets, as URLs write IPv6) reaches net-smtp as it is, and Ruby
+    looks it up as a host name, brackets included; ``127.000.000.001`` connects to 127.0.0.1,
+    but Ruby's OpenSSL checks the certificate for that text as a host name, which no
+    certificate holds. The check would pass both, and the app's mail fail: both are refused
+    here, with the spelling that works."""
     name, port_name = f"{prefix}SERVER", f"{prefix}PORT"
     server = variables.get(name, "").strip()
     if not server:
         return None
-    if _HOSTNAME.fullmatch(server) or _is_ipv6(server):
-        return server
     if server.startswith("[") and server.endswith("]") and _is_ipv6(server[1:-1]):
-        return server[1:-1]  # [::1]: an IPv6 literal in brackets, as URLs write it
+        raise BuildError(
+            f"{name} is {quoted(server)}: the app's mail gem hands it to net-smtp as it is, "
+            "and Ruby looks it up as a host name, brackets included, which fails "
+            "(getaddrinfo: Name or service not known): no mail would be sent. An IPv6 address "
+            f"goes in {name} without brackets.",
+            hint=f"Set it with: heroku config:set {name}={server[1:-1]}",
+        )
+    if _HOSTNAME.fullmatch(server):
+        address = odd_ipv4_spelling(server)
+        if address is not None:
+            raise BuildError(
+                f"{name} is {quoted(server)}, which this machine connects to as the IPv4 "
+                f"address {address}; the app's Ruby does not read it as an address, and checks "
+                "the server's certificate for that text as a host name, which no certificate "
+                "holds: the check would pass, and the app's mail fail. Write the address the "
+                "usual way.",
+                hint=f"Set it with: heroku config:set {name}={address}",
+            )
+        return server
+    if _is_ipv6(server):
+        return server
     host, holds, port = _url_parts(server)
     if host is not None and holds:
         with_port = f" {port_name}={port}" if port else ""
@@ -103,6 +129,19 @@ def smtp_host(variables: Mapping[str, str], prefix: str = MAIN_PREFIX) -> str | 
         f"the port goes in {port_name}.",
         hint=f"Set it with: heroku config:set {name}=smtp.example.com {port_name}=587",
     )
+
+
+def odd_ipv4_spelling(host: str) -> str | None:
+    """The IPv4 address ``host`` stands for, when it spells one in a way other than the usual
+    dotted decimal (``127.000.000.001``, ``0177.0.0.1``, ``127.1``, ``2130706433``): the C
+    library connects to that address, while Ruby (``IPAddr``, which OpenSSL's host name check
+    uses) refuses such text as an address. None for a host name or a usual address."""
+    try:
+        packed = socket.inet_aton(host)
+    except (OSError, ValueError):  # not an address in any spelling (ValueError: a NUL)
+        return None
+    address = socket.inet_ntoa(packed)
+    return None if address == host else address
 
 
 def _is_ipv6(text: str) -> bool:
@@ -131,7 +170,7 @@ def _url_parts(server: str) -> tuple[str | None, list[str], int | None]:
         holds.append("a path")
     if not host or not (_HOSTNAME.fullmatch(host) or _is_ipv6(host)):
         return None, holds, port
-    return (f"[{host}]" if ":" in host else host), holds, port
+    return host, holds, port  # an IPv6 address without the URL's brackets, as net-smtp takes it
 
 
 def _mastodon_transport(

@@ -26,6 +26,7 @@ from smtp_ca.settings import (
     SUPPORTED_STACKS,
     load_settings,
 )
+from smtp_ca.smtp_settings import odd_ipv4_spelling
 
 # The config vars that decide which bundle a build makes; nothing else of the environment is
 # read, so an unrelated variable on a laptop cannot fail the check.
@@ -56,6 +57,15 @@ def parse_address(address: str) -> tuple[str, int]:
         host = address
     if not host:
         raise BuildError(f"{address!r} has no host name.", hint="Use HOST[:PORT].")
+    usual = odd_ipv4_spelling(host)
+    if usual is not None:
+        # The app's Ruby would not verify what the check would: see smtp_settings.smtp_host.
+        raise BuildError(
+            f"{host!r} is the IPv4 address {usual} to this machine, but not to Ruby, which "
+            "checks the server's certificate for that text as a host name: the app would fail "
+            "where the check passes. Write the address the usual way.",
+            hint=f"For example: bin/check {usual}" + (f":{port_text}" if port_text else ""),
+        )
     if port_text is None:
         return host, DEFAULT_SMTP_PORT
     if not port_text.isascii() or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
