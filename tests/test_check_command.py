@@ -70,6 +70,8 @@ def environment(
     assert "Installing the buildpack's Python dependencies" in first.stdout, first.output
     assert first.returncode == 1, first.output
     assert "connection refused" in first.stderr
+    # A directory it made is its own, tagged as such: the next runs take it (test_bounds_cache).
+    assert (root / "cache" / "CACHEDIR.TAG").read_text().startswith("Signature: 8a477f597d28")
     return env
 
 

@@ -28,6 +28,7 @@ from typing import NoReturn
 
 from smtp_ca import pipeline
 from smtp_ca.cache_lock import CHECK, cache_lock, wait_bound
+from smtp_ca.cache_owner import claim
 from smtp_ca.errors import BuildError
 from smtp_ca.output import Log, LogHandler, Redactor
 from smtp_ca.platforms.classic import ClassicPlatform
@@ -75,6 +76,12 @@ def _check(arguments: argparse.Namespace, log: Log) -> int:
         / "heroku-buildpack-smtp-ca"
     )
     what = f"The cache directory {cache_dir}"
+    # Before anything is written there: a directory of the user's is refused, not emptied.
+    claim(
+        cache_dir,
+        what=what,
+        hint="Set SMTP_CA_CACHE_DIR to a new or empty directory, which bin/check makes its own.",
+    )
     # Two bin/check runs on one cache (a first run in two terminals) take turns, as builds do.
     with cache_lock(cache_dir, what=what, wait=wait_bound(os.environ), log=log, user=CHECK):
         pipeline.load_dependencies(

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 from smtp_ca.bundle import BundleSettings, prepare_bundle
+from smtp_ca.cache_lock import SCRATCH_NAME
 from smtp_ca.check.flow import check_bundle, run_check
 from smtp_ca.check.naming import command_line
 from smtp_ca.check.outcome import CheckOutcome, report_verified, where_of
@@ -103,7 +104,9 @@ def run_command(arguments: argparse.Namespace, cache_dir: Path, log: Log) -> int
         log,
     )
     log.step(f"Checking {where} against that bundle")
-    outcome = check_bundle(target, prepared.pem, scratch_dir=cache_dir)
+    scratch = cache_dir / SCRATCH_NAME  # as the build's: no temporary at the cache's top
+    scratch.mkdir(exist_ok=True)
+    outcome = check_bundle(target, prepared.pem, scratch_dir=scratch)
     return _report(outcome, log, ca_file=None)
 
 
