@@ -926,8 +926,8 @@ CASES = [
     Case(
         "cancelled-with-sigterm-while-moving-files",
         _cancelled_while_moving("smtp_ca.rb"),
-        "Interrupted.",
-        status=130,
+        " !     Terminated (SIGTERM).\n",
+        status=143,
     ),
     Case(
         "initializers-directory-read-only",
