@@ -14,9 +14,10 @@ So every fetch passes requests an explicit ``auth``, which keeps it from looking
   info in the URL, and no cookies kept or sent between redirects;
 * ``"url"`` (SMTP_CA_BUNDLE_URL): the user and password written in the URL itself, sent to the
   URL that holds them and, as curl does, to a redirect on the same server (a relative
-  ``Location`` keeps them), never to another host; ``.netrc`` is not read for it either. The user named the bundle's host, but not a
-  login for it, and the host may redirect anywhere: on a laptop running bin/check, ``.netrc``
-  holds the logins of every host the user works with.
+  ``Location`` keeps them), never to another host; ``.netrc`` is not read for it either. The
+  user named the bundle's host, but not a login for it, and the host may redirect anywhere:
+  on a laptop running bin/check, ``.netrc`` holds the logins of every host the user works
+  with.
 
 A proxy's own credentials (``HTTPS_PROXY=http://user:pass@proxy:3128``) still go to the proxy,
 as ``Proxy-Authorization``, which requests sends to the proxy only.
