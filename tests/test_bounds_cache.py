@@ -91,6 +91,15 @@ def test_bin_check_takes_a_new_or_empty_directory_and_tags_it(tmp_path: Path) ->
         claim(directory, what="The cache directory", hint=USE_ANOTHER)
 
 
+def test_two_bin_checks_taking_one_new_directory_both_take_it(tmp_path: Path) -> None:
+    # The other run is writing its tag this very moment: its temporary is no stranger's file.
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / f".{TAG_NAME}.k2x9.tmp").write_text(SIGNATURE)
+    claim(cache, what="The cache directory", hint=USE_ANOTHER)
+    assert (cache / TAG_NAME).read_text().startswith(SIGNATURE)
+
+
 def test_bin_check_keeps_a_cache_an_earlier_bin_check_made(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     for name in ("python-deps", "pip", "bundle", "scratch"):

@@ -19,6 +19,7 @@ refused, named, before a byte is written in it.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from smtp_ca.bootstrap import Layout
@@ -37,6 +38,8 @@ _TAG = (
     f"# This directory is the cache of {_OWNER} (bin/check): it removes and replaces\n"
     "# what is in it. Delete the whole directory to start afresh.\n"
 )
+# files.write_atomically's temporary for the tag.
+_TAG_BEING_WRITTEN = re.compile(rf"\.{re.escape(TAG_NAME)}\..*\.tmp")
 # A tag is a few lines: reading more would only let a planted file cost memory.
 _MAX_TAG_BYTES = 4096
 
@@ -69,6 +72,8 @@ def claim(directory: Path, *, what: str, hint: str) -> None:
         entries = sorted(entry.name for entry in directory.iterdir())
     except OSError:
         return
+    # A tag being written by another bin/check taking the same new directory at this moment.
+    entries = [name for name in entries if not _TAG_BEING_WRITTEN.fullmatch(name)]
     foreign = [name for name in entries if name not in OWN_NAMES]
     # Every bin/check before the tag took the lock, and so left its .lock file.
     made_before_the_tag = LOCK_NAME in entries
