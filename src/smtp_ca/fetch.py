@@ -376,8 +376,10 @@ def fetch_url(
             # The proxy requests is about to use for this URL (each redirect's may differ):
             # a SOCKS one is refused here, and a failure is blamed on the proxy by its name.
             clock.proxy = proxy_for(url)
-            if clock.proxy is not None and clock.proxy.is_socks:
-                raise Unavailable(clock.proxy.socks_refusal())
+            if clock.proxy is not None:
+                redactor.add_url_secrets(clock.proxy.url)  # a library's words may quote it
+                if clock.proxy.is_socks:
+                    raise Unavailable(clock.proxy.socks_refusal())
             try:
                 # The sockets keep to the clock; this timeout only keeps urllib3's own
                 # defaults out of the way.
