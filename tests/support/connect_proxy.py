@@ -8,10 +8,10 @@ established`` and relays bytes both ways until either side closes. ``tunnels`` l
 
 A request for an absolute ``http://`` URL (``GET http://127.0.0.1:8080/ca.crt HTTP/1.1``) is
 sent on to that server (loopback only) in origin form, without the proxy's own headers
-(``Proxy-Authorization``, ``Proxy-Connection``), as a real proxy forwards it, with
-``Connection: close``; the answer is relayed back. ``forwarded`` records each such request as
-the proxy received it: its request line and its headers (lower-case names), so a test can see
-what a client sent to the proxy.
+(``Proxy-Authorization``, ``Proxy-Connection``), as a real proxy forwards it; the answer goes
+back with ``Connection: close``, one request per connection. ``forwarded`` records each such
+request as the proxy received it: its request line and its headers (lower-case names), so a
+test can see what a client sent to the proxy.
 """
 
 from __future__ import annotations
@@ -76,6 +76,8 @@ class ConnectProxy(ThreadedTcpServer):
             self._relay(client, upstream)
 
     def _forward(self, client: socket.socket, lines: list[str], rest: bytes) -> None:
+        """One request, forwarded; the answer goes back with ``Connection: close``, and the
+        client's connection is closed after it (the client must not reuse it)."""
         method, target, version = lines[0].split(" ", 2)
         headers = {
             name.strip().lower(): value.strip()
@@ -86,6 +88,12 @@ class ConnectProxy(ThreadedTcpServer):
         if url.scheme != "http" or url.hostname not in LOOPBACK:
             client.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
             return
+        body = rest
+        while len(body) < int(headers.get("content-length") or 0):
+            chunk = client.recv(64 * 1024)
+            if not chunk:
+                return
+            body += chunk
         kept = [
             line
             for line in lines[1:]
@@ -94,15 +102,23 @@ class ConnectProxy(ThreadedTcpServer):
         path = url.path or "/"
         if url.query:
             path += f"?{url.query}"
-        upstream_head = "\r\n".join([f"{method} {path} {version}", *kept, "Connection: close"])
+        head = "\r\n".join([f"{method} {path} {version}", *kept, "Connection: close"])
         try:
-            upstream = socket.create_connection((url.hostname, url.port or 80), timeout=5)
+            with socket.create_connection((url.hostname, url.port or 80), timeout=5) as upstream:
+                upstream.sendall(head.encode("latin-1") + b"\r\n\r\n" + body)
+                answer = b""
+                while chunk := upstream.recv(64 * 1024):
+                    answer += chunk
         except OSError:
             client.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
             return
-        with upstream:
-            upstream.sendall(upstream_head.encode("latin-1") + b"\r\n\r\n" + rest)
-            self._relay(client, upstream)
+        answer_head, _, answer_body = answer.partition(b"\r\n\r\n")
+        answer_lines = [
+            line
+            for line in answer_head.split(b"\r\n")
+            if line.partition(b":")[0].strip().lower() not in (b"connection", b"keep-alive")
+        ]
+        client.sendall(b"\r\n".join([*answer_lines, b"Connection: close", b"", answer_body]))
 
     def _relay(self, client: socket.socket, upstream: socket.socket) -> None:
         other = {client: upstream, upstream: client}
