@@ -4,10 +4,10 @@ Real servers on 127.0.0.1 (support.hostile_http) drip their status line, their h
 their body, send a new header every 0.2 s, redirect to a server that drips, flood a header
 line or a body, or take 1 s to give an honest answer. bin/compile runs as in the other
 end-to-end tests (a clean buildpack copy, a pip-less python3, the session's warm dependency
-cache), under a small Python parent that reports the build's peak memory (``ru_maxrss`` of its
-children). For each failure: the build ends within SMTP_CA_FETCH_TIMEOUT plus a second of the
-fetch's first connection, the message says what the server was doing, peak memory stays under
-200 MB, and BUILD_DIR is exactly as it was. A ``file://`` source that is a silent pipe or a
+cache), measured (support.measured_build: when each line arrived, the peak memory). For each
+failure: the build ends within SMTP_CA_FETCH_TIMEOUT plus a second of the fetch's first
+connection, the message says what the server was doing, peak memory stays under 200 MB, and
+BUILD_DIR is exactly as it was. A ``file://`` source that is a silent pipe or a
 FIFO without a writer is held to the same bound. The AIA caIssuers and OCSP fetches of the
 check, behind the same dripping server, end by SMTP_CA_CHECK_TIMEOUT (run in-process, as
 tests/test_check_aia.py and tests/test_check_ocsp.py run the check).
@@ -17,13 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import signal
-import subprocess
-import sys
-import threading
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,8 +26,8 @@ import trustme
 
 from support.certs import Issued
 from support.checking import check, check_pki, text
-from support.heroku import clean_buildpack_copy, snapshot, write_env_dir
 from support.hostile_http import HostileServer
+from support.measured_build import Build, compile_measured
 from support.pki import issue, server_context
 from support.silent_server import SilentServer
 from support.smtp_server import SMTPTestServer
@@ -44,15 +39,6 @@ BOUND = 2.0  # SMTP_CA_FETCH_TIMEOUT for the failing downloads
 SLACK = 1.0  # what a build may take past its bound before it has ended
 MAX_PEAK_MEMORY = 200 * 1024 * 1024
 DOWNLOAD_BOUND = f"the {BOUND:g} s the download was given"
-
-# The build's parent: runs bin/compile, then writes the peak RSS of its descendants (KiB).
-MEASURED = """\
-import resource, subprocess, sys
-status = subprocess.call(sys.argv[2:])
-with open(sys.argv[1], "w") as out:
-    out.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))
-sys.exit(status)
-"""
 
 root, intermediate, root_file = check_pki("Bounds")
 
@@ -68,90 +54,6 @@ def hostile_ca(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[trust
 @pytest.fixture(scope="module")
 def bundle() -> bytes:
     return trustme.CA().cert_pem.bytes()
-
-
-@dataclass(frozen=True)
-class Build:
-    returncode: int
-    lines: list[tuple[float, str]]  # stdout lines, with time.monotonic() when each arrived
-    stderr: str
-    ended: float
-    peak_memory: int  # bytes
-    app_unchanged: bool
-    export_written: bool
-
-    @property
-    def output(self) -> str:
-        return "".join(f"{line}\n" for _, line in self.lines) + self.stderr
-
-    def arrived(self, prefix: str) -> float:
-        for moment, line in self.lines:
-            if line.startswith(prefix):
-                return moment
-        raise AssertionError(f"no line starting with {prefix!r}:\n{self.output}")
-
-
-def compile_measured(
-    world: World,
-    where: Path,
-    config_vars: Mapping[str, str],
-    *,
-    requests_ca: Path | None = None,
-    stdin: int = subprocess.DEVNULL,
-    timeout: float = 60,
-) -> Build:
-    """bin/compile from a clean buildpack copy and a copy of the warm cache, its stdout read
-    line by line as it comes, its peak memory measured."""
-    import shutil
-
-    buildpack = clean_buildpack_copy(where / "buildpack")
-    build_dir = where / "build_0123abcd"
-    (build_dir / "config").mkdir(parents=True)
-    (build_dir / "config" / "application.rb").write_text("# the app\n")
-    (build_dir / "Gemfile").write_text("source 'https://rubygems.org'\n")
-    before = snapshot(build_dir)
-    cache = where / "cache"
-    shutil.copytree(world.warm_cache, cache, symlinks=True)
-    env_dir = write_env_dir(where / "env", config_vars)
-    env = {**world.environment(where), "STACK": "heroku-24"}
-    if requests_ca is not None:
-        env["REQUESTS_CA_BUNDLE"] = str(requests_ca)
-    peak_file = where / "peak-kib"
-    command = [str(buildpack / "bin" / "compile"), str(build_dir), str(cache), str(env_dir)]
-    stderr_file = where / "stderr.txt"
-    with (
-        stderr_file.open("wb") as stderr,
-        subprocess.Popen(
-            [sys.executable, "-c", MEASURED, str(peak_file), *command],
-            env=env,
-            stdin=stdin,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            # Its own process group, so that the watchdog ends bin/compile and all it started.
-            start_new_session=True,
-        ) as process,
-    ):
-        watchdog = threading.Timer(timeout, os.killpg, (process.pid, signal.SIGKILL))
-        watchdog.start()
-        try:
-            assert process.stdout is not None
-            lines = [
-                (time.monotonic(), raw.decode(errors="replace").rstrip("\n"))
-                for raw in process.stdout
-            ]
-            returncode = process.wait()
-            ended = time.monotonic()
-        finally:
-            watchdog.cancel()
-    return Build(
-        returncode,
-        lines,
-        stderr_file.read_text(errors="replace"),
-        ended,
-        int(peak_file.read_text()) * 1024 if peak_file.exists() else -1,
-        snapshot(build_dir) == before,
-        (buildpack / "export").exists(),
-    )
 
 
 def bundle_vars(url: str, body: bytes, seconds: float = BOUND) -> dict[str, str]:

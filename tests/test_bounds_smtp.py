@@ -271,6 +271,33 @@ def test_a_hundred_certificate_chain_is_named_by_its_real_end_and_listed_short(
     _assert_bounded(build)
 
 
+# --- a leaf with 10,000 names --------------------------------------------------------------------
+
+
+def test_a_leaf_too_large_for_openssl_is_named_as_such_not_blamed_on_the_port(
+    tmp_path: Path, provider_root: Issued
+) -> None:
+    # 10,000 names make a certificate of some 200 KiB: past the 100 KiB OpenSSL takes for the
+    # server's certificates, in the check and in the app's Ruby alike (EXCESSIVE_MESSAGE_SIZE).
+    names = ["localhost", "127.0.0.1", *(f"n{number}.example.test" for number in range(10_000))]
+    leaf = issue("localhost", provider_root, hostnames=names)
+    with SMTPTestServer(mode="starttls", ssl_context=server_context(leaf)) as server:
+        build = _build(tmp_path, provider_root.pem, server.port)
+    where = f"127.0.0.1:{server.port} (STARTTLS)"
+    assert (
+        f" !     {where}: the server sent a TLS handshake message larger than OpenSSL accepts "
+        "(EXCESSIVE_MESSAGE_SIZE): its certificate chain is over 100 KiB, such as a certificate "
+        "with thousands of names. The app's OpenSSL refuses it the same way, so its mail fails "
+        "too.\n"
+        " !     Only the mail provider can fix this: ask them for a certificate with fewer "
+        "names, or for the host name of a server whose certificate is its own. Another port or "
+        "TLS mode does not help.\n"
+    ) in build.stderr, build.output
+    assert "SMTP_PORT" not in build.stderr and "SMTP_TLS" not in build.stderr
+    _assert_failed_strictly(build)
+    _assert_bounded(build)
+
+
 # --- repeated findings and long values -----------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ import fcntl
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -70,6 +71,8 @@ def environment(
     assert "Installing the buildpack's Python dependencies" in first.stdout, first.output
     assert first.returncode == 1, first.output
     assert "connection refused" in first.stderr
+    # A directory it made is its own, tagged as such: the next runs take it (test_bounds_cache).
+    assert (root / "cache" / "CACHEDIR.TAG").read_text().startswith("Signature: 8a477f597d28")
     return env
 
 
@@ -186,6 +189,43 @@ def test_timeout_flag_bounds_the_check(
     assert time.monotonic() - started < 10  # interpreter start and imports included
 
 
+@pytest.mark.parametrize(
+    ("signal_number", "status", "said"),
+    [(signal.SIGTERM, 143, "Terminated (SIGTERM)."), (signal.SIGINT, 130, "Interrupted.")],
+    ids=["SIGTERM", "SIGINT"],
+)
+def test_a_signal_ends_the_check_with_128_plus_its_number(
+    environment: dict[str, str],
+    silent_port: int,
+    root_file: Path,
+    signal_number: int,
+    status: int,
+    said: str,
+) -> None:
+    """A platform stopping a process sends SIGTERM and reads 143 as "terminated"; Ctrl-C is
+    SIGINT, 130. bin/check execs Python, so the signal reaches it."""
+    with subprocess.Popen(
+        [str(REPO / "bin" / "check"), f"127.0.0.1:{silent_port}", "--ca-file", str(root_file)],
+        env={**environment},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    ) as process:
+        assert process.stdout is not None and process.stderr is not None
+        while not (step := process.stdout.readline()).startswith("-----> Checking"):
+            assert step, "bin/check ended before its check began"
+        # The check has begun, and the server says nothing.
+        sent = time.monotonic()
+        process.send_signal(signal_number)
+        stderr = process.stderr.read()
+        returncode = process.wait(timeout=10)
+        took = time.monotonic() - sent
+    assert returncode == status, stderr
+    assert stderr.splitlines() == [f" !     {said}"]
+    assert took < 2, f"{took:.2f} s after the signal"
+
+
 def test_without_ca_file_makes_the_bundle_a_build_would(
     bin_check: BinCheck, root: Issued, intermediate: Issued, root_file: Path
 ) -> None:
@@ -238,6 +278,13 @@ def test_missing_intermediate_passes_with_the_build_bundle_but_not_with_a_given_
         ("localhost:smtp", "must be a whole number from 1 to 65535"),
         ("[::1", "is not [IPv6] or [IPv6]:PORT"),
         (":25", "has no host name"),
+        (
+            "127.000.000.001:587",
+            "'127.000.000.001' is the IPv4 address 127.0.0.1 to this machine, but not to Ruby, "
+            "which checks the server's certificate for that text as a host name: the app would "
+            "fail where the check passes. Write the address the usual way.\n"
+            " !     For example: bin/check 127.0.0.1:587\n",
+        ),
     ],
 )
 def test_a_bad_address_is_a_message_not_a_traceback(
@@ -261,11 +308,30 @@ def test_without_arguments_it_prints_its_usage_and_exits_2(bin_check: BinCheck) 
     assert result.stdout == ""  # nothing done before it: no bundle, no dependencies
 
 
-def test_a_usage_mistake_is_named_above_the_usage(bin_check: BinCheck) -> None:
-    result = bin_check("localhost:587", "--timeout", "0")
-    assert result.returncode == 2
+# Python's float() takes all of these but "0" and "121": a timeout is plain ASCII decimal
+# seconds within the bound, as SMTP_CA_CHECK_TIMEOUT is.
+@pytest.mark.parametrize("value", ["0", "121", "\u0663", "1e-300", "1e1", "inf", "1_0", " 5"])
+def test_a_usage_mistake_is_named_above_the_usage(
+    bin_check: BinCheck, environment: dict[str, str], value: str
+) -> None:
+    # A bundle and a closed port: a value taken by mistake would reach nothing but loopback.
+    address, bundle = f"127.0.0.1:{free_port()}", environment["ANY_BUNDLE"]
+    result = bin_check(address, "--ca-file", bundle, "--timeout", value)
+    assert result.returncode == 2, result.output
     assert result.stderr.splitlines() == [
-        " !     argument --timeout: must be above 0 and at most 120 seconds",
+        " !     argument --timeout: must be a number of seconds above 0 and at most 120, in "
+        "digits (such as 10 or 2.5)",
+        *USAGE,
+    ]
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("value", ["", " "])
+def test_an_empty_ca_file_is_called_empty_not_dot(bin_check: BinCheck, value: str) -> None:
+    result = bin_check("localhost:587", "--ca-file", value)
+    assert result.returncode == 2, result.output
+    assert result.stderr.splitlines() == [
+        " !     argument --ca-file: is empty: name a file of PEM certificates",
         *USAGE,
     ]
 

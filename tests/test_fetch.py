@@ -6,6 +6,7 @@ credentials in URLs) is tested through ``prepare_bundle`` in test_bundle.py.
 
 from __future__ import annotations
 
+import base64
 import http.server as http_server
 import os
 import socket
@@ -25,6 +26,7 @@ from support.connect_proxy import ConnectProxy
 from support.hostile_http import HostileServer
 from support.http_server import LocalServer, Reply
 from support.silent_server import SilentServer
+from support.smtp_server import free_port
 
 
 class Budget:
@@ -434,3 +436,120 @@ def test_a_silent_pipe_or_a_fifo_without_writer_is_read_within_the_bound(tmp_pat
         assert fetch.read_file_url(f"file:///proc/self/fd/{reader}", 100, 0.5)[0] == b"pem"
     finally:
         os.close(reader)
+
+
+# --- credentials: none with a certificate's URLs, only the URL's own with the bundle's -------
+
+
+@pytest.fixture
+def netrc_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A HOME whose .netrc logs in to 127.0.0.1, and to any other host by default."""
+    secret = "netrc-s3cret-password"
+    (tmp_path / ".netrc").write_text(
+        f"machine 127.0.0.1 login heroku-user password {secret}\n"
+        f"default login anyone password {secret}\n"
+    )
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("NETRC", raising=False)
+    return secret
+
+
+def _credential_headers(server: LocalServer) -> list[dict[str, str]]:
+    names = ("authorization", "cookie", "proxy-authorization")
+    return [
+        {name: value for name, value in request.headers.items() if name in names}
+        for request in server.requests
+    ]
+
+
+def test_a_certificates_url_is_fetched_without_netrc_url_credentials_or_cookies(
+    http: LocalServer, netrc_home: str
+) -> None:
+    http.script(
+        "/ca.crt",
+        Reply(status=302, headers={"Location": "/ca.der", "Set-Cookie": "sid=c00kie; Path=/"}),
+    )
+    http.serve("/ca.der", b"DER")
+    url = http.url("/ca.crt").replace("http://", "http://cert-user:cert-pass@")
+    assert fetch.fetch(url, Budget(3), max_bytes=100) == b"DER"
+    assert fetch.fetch(http.url("/ca.crt"), Budget(3), max_bytes=100) == b"DER"
+    assert [request.path for request in http.requests] == ["/ca.crt", "/ca.der"] * 2
+    assert _credential_headers(http) == [{}] * 4
+
+
+def test_the_bundle_url_sends_its_own_credentials_and_never_the_netrc(
+    http: LocalServer, netrc_home: str
+) -> None:
+    http.serve("/bundle.pem", b"pem")
+    http.redirect("/moved.pem", "/bundle.pem")
+    http.redirect("/elsewhere.pem", f"http://localhost:{http.port}/bundle.pem")
+    limits = fetch.Limits(max_bytes=100, timeout=3, retries=0)
+
+    def get(path: str, userinfo: str = "") -> None:
+        url = http.url(path).replace("http://", f"http://{userinfo}")
+        fetch.fetch_url(url, limits, Redactor(), schemes=("http",), credentials="url")
+
+    get("/bundle.pem")
+    get("/bundle.pem", "deploy:hunter2@")
+    get("/moved.pem", "deploy:hunter2@")
+    get("/elsewhere.pem", "deploy:hunter2@")
+    basic = "Basic " + base64.b64encode(b"deploy:hunter2").decode()
+    assert [request.path for request in http.requests] == [
+        "/bundle.pem",
+        "/bundle.pem",
+        *["/moved.pem", "/bundle.pem"],
+        *["/elsewhere.pem", "/bundle.pem"],
+    ]
+    assert _credential_headers(http) == [
+        {},  # no user info: no .netrc login either
+        {"authorization": basic},
+        *[{"authorization": basic}] * 2,  # a redirect on the same server keeps them, as curl
+        *[{"authorization": basic}, {}],  # one to another host does not
+    ]
+
+
+# --- proxies: SOCKS refused in words, a refusing proxy named ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "shown"),
+    [
+        ("HTTPS_PROXY", "socks5h://user:s3cret@127.0.0.1:1080", "socks5h://127.0.0.1:1080"),
+        ("all_proxy", "socks4://127.0.0.1:1081", "socks4://127.0.0.1:1081"),
+    ],
+)
+def test_a_socks_proxy_is_refused_before_anything_is_sent(
+    http: LocalServer, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, shown: str
+) -> None:
+    http.serve("/ca.crt", b"DER")
+    monkeypatch.setenv(variable, value)
+    monkeypatch.setenv("NO_PROXY", "")
+    started = time.monotonic()
+    with pytest.raises(fetch.Unavailable) as error:
+        fetch.fetch(http.url("/ca.crt").replace("http:", "https:"), Budget(3), max_bytes=100)
+    assert time.monotonic() - started < 1
+    assert error.value.reason == (
+        f"{variable} names a SOCKS proxy ({shown}), and SOCKS proxies are not supported: set "
+        f"{variable} to an HTTP proxy (http://HOST:PORT), or unset it"
+    )
+    assert "s3cret" not in f"{error.value.reason} {error.value.hint}"
+    assert http.requests == []
+
+
+def test_a_proxy_that_refuses_is_named_with_its_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    port = free_port()  # nothing listens there
+    monkeypatch.setenv("https_proxy", f"http://user:s3cret@127.0.0.1:{port}")
+    monkeypatch.setenv("NO_PROXY", "")
+    notes: list[RetryNote] = []
+    limits = fetch.Limits(max_bytes=100, timeout=2, retries=1)
+    with pytest.raises(fetch.Unavailable) as error:
+        fetch.fetch_url(f"https://{NAME}/bundle.pem", limits, Redactor(), on_retry=notes.append)
+    refused = f"the proxy at 127.0.0.1:{port} (https_proxy) refused the connection"
+    assert error.value.reason == refused
+    assert error.value.hint == (
+        "Check https_proxy: the build reaches the network through the proxy it names. Unset it "
+        "if this machine needs no proxy."
+    )
+    assert [note.reason for note in notes] == [refused]

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import io
 import shutil
 from pathlib import Path
 
 import pytest
 
-from smtp_ca.gemfile_lock import LockedGems, advise, read_gemfile_lock
+from smtp_ca.gemfile_lock import LockedGems, advise, read_gemfile_lock, tailor_to_gemfile_lock
+from smtp_ca.output import Log
 from smtp_ca.settings import VERIFY_MODE_UNSET_NOTICE, Settings, load_settings
 from support.rails_app import FIXTURE_ROOT, make_rails_app, smtp_config_vars
 from support.unprivileged import give_to_nobody, sandbox
@@ -59,6 +61,40 @@ def test_windows_line_endings_and_no_ruby_version(tmp_path: Path) -> None:
     text = (LOCKS / "mastodon-4.3.lock").read_text().split("RUBY VERSION")[0]
     (tmp_path / "Gemfile.lock").write_bytes(text.replace("\n", "\r\n").encode())
     assert read_gemfile_lock(tmp_path) == LockedGems(mail="2.8.1", net_smtp="0.5.0", ruby=None)
+
+
+@pytest.mark.parametrize(
+    ("version", "shown"),
+    [
+        # 1.2 million characters: the log's line cap (4,000) used to be its only limit.
+        (
+            "3." * 600_000 + "3",
+            "3.3.3.3.3.3.3.3.3.3.3.3.3.3.3.3.3.3.3.3.… (1,199,961 more characters)",
+        ),
+        # One number of 1.2 million digits: past what int() takes from text at all.
+        (
+            "3." + "1" * 1_200_000,
+            "3.11111111111111111111111111111111111111… (1,199,962 more characters)",
+        ),
+    ],
+)
+def test_a_huge_version_is_cut_like_any_outside_text(
+    tmp_path: Path, version: str, shown: str
+) -> None:
+    (tmp_path / "Gemfile.lock").write_text(
+        f"GEM\n  specs:\n    mail (2.8.1)\n\nRUBY VERSION\n   ruby {version}\n"
+    )
+    out, err = io.StringIO(), io.StringIO()
+    settings = settings_for({"SMTP_SERVER": "smtp.example.com"})
+    tailored = tailor_to_gemfile_lock(settings, {}, tmp_path, Log(out=out, err=err))
+    assert out.getvalue().splitlines() == [
+        "-----> Reading the app's Gemfile.lock",
+        f"       The app's mail 2.8.1, Ruby {shown}",
+        f"       Ruby {shown}'s net/smtp verifies the server's certificate against the system "
+        "store when SMTP_OPENSSL_VERIFY_MODE is not set",
+    ]
+    assert err.getvalue() == ""
+    assert VERIFY_MODE_UNSET_NOTICE not in tailored.notices
 
 
 def test_no_lock_file_is_none(tmp_path: Path) -> None:

@@ -301,3 +301,36 @@ def test_profile_d_scripts_are_sourced_with_home_as_the_app_dir(
 
     assert_delivered_over_tls(proc, starttls_server)
     assert effective_smtp_settings(proc)["ca_file"] == str(app / ".smtp-ca" / "ca-bundle.pem")
+
+
+def test_the_apps_ruby_takes_smtp_server_as_written_where_python_would_not(
+    tmp_path: Path, starttls_server: SMTPTestServer, ca_pem: Path
+) -> None:
+    """Why the build refuses SMTP_SERVER=[::1] and SMTP_SERVER=127.000.000.001
+    (tests/test_faults.py, tests/test_settings.py): the mail gem hands the value to net-smtp as
+    it is. Ruby looks "[::1]" up as a host name, brackets and all; it connects to
+    127.000.000.001 (the C library reads it as 127.0.0.1) and then checks the certificate for
+    that text as a host name, which fails, where Python's TLS, as the check uses it, verifies."""
+    from smtp_ca.check import CheckTarget, run_check
+
+    app = _app(tmp_path, "mastodon-3.5")
+    port = starttls_server.port
+
+    bracketed = run_delivery(app, smtp_config_vars("[::1]", port, SMTP_CA_FILE=str(ca_pem)))
+    assert bracketed.returncode != 0, delivery_output(bracketed)
+    assert "DELIVERY-FAILED SocketError: getaddrinfo: Name or service not known" in (
+        bracketed.stderr
+    ), delivery_output(bracketed)
+
+    padded = run_delivery(
+        app, smtp_config_vars("127.000.000.001", port, SMTP_CA_FILE=str(ca_pem)), TIMEOUT
+    )
+    assert padded.returncode != 0, delivery_output(padded)
+    assert (
+        f"DELIVERY-FAILED OpenSSL::SSL::SSLError: SSL_connect returned=1 errno=0 "
+        f"peeraddr=127.0.0.1:{port} state=error: certificate verify failed (hostname mismatch)"
+    ) in padded.stderr, delivery_output(padded)
+    assert starttls_server.messages == ()
+
+    python = run_check(CheckTarget("127.000.000.001", port, timeout=10), ca_pem)
+    assert python.verified, python.summary

@@ -305,10 +305,10 @@ PRODUCTION = "config/environments/production.rb"
             "{ address: 'smtp.example.com', port: 587 }\nend\n",
             ("smtp.example.com", 587, False, "auto"),
         ),
-        # An IPv6 address in brackets, as some write it.
+        # An IPv6 address, written as the app's Ruby takes it: without brackets.
         (
-            "ActionMailer::Base.smtp_settings = { address: '[::1]', port: 587 }",
-            ("::1", 587, False, "auto"),
+            "ActionMailer::Base.smtp_settings = { address: '2001:db8::25', port: 587 }",
+            ("2001:db8::25", 587, False, "auto"),
         ),
     ],
     ids=[
@@ -438,6 +438,18 @@ def test_a_port_not_written_as_a_number_is_tried_on_587_and_said_so(tmp_path: Pa
         (
             "address: 'smtp.example.com', port: 70000",
             "names port 70000 for smtp.example.com, which is not a port",
+        ),
+        # The app's Ruby looks '[::1]' up as a host name and fails, and checks the certificate
+        # of '127.000.000.001' for that text: checking them here would pass what the app fails.
+        (
+            "address: '[::1]', port: 587",
+            "names the SMTP address '[::1]', which is not a host name or an IP address as the "
+            "app's Ruby takes them",
+        ),
+        (
+            "address: '127.000.000.001', port: 587",
+            "names the SMTP address '127.000.000.001', which is not a host name or an IP "
+            "address as the app's Ruby takes them",
         ),
     ],
 )

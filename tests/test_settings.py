@@ -272,13 +272,47 @@ def test_env_dir_errors_never_show_the_value(tmp_path: Path) -> None:
         ("smtp.sendgrid.net", "smtp.sendgrid.net"),
         ("127.0.0.1", "127.0.0.1"),
         ("::1", "::1"),
-        ("[::1]", "::1"),
         ("2001:db8::25", "2001:db8::25"),
-        ("[2001:db8::25]", "2001:db8::25"),
+        ("10.0.0.5", "10.0.0.5"),
+        ("0.example.com", "0.example.com"),
     ],
 )
 def test_smtp_server_takes_a_host_name_or_an_address(value: str, expected: str) -> None:
     assert load_settings({"SMTP_SERVER": value}, STACK).smtp_server == expected
+
+
+@pytest.mark.parametrize(("value", "fix"), [("[::1]", "::1"), ("[2001:db8::25]", "2001:db8::25")])
+def test_smtp_server_in_brackets_fails_as_the_apps_ruby_would(value: str, fix: str) -> None:
+    with pytest.raises(BuildError) as error:
+        load_settings({"SMTP_SERVER": value}, STACK)
+    assert error.value.message.startswith(
+        f"SMTP_SERVER is {value!r}: the app's mail gem hands it to net-smtp as it is, and Ruby "
+        "looks it up as a host name, brackets included"
+    )
+    assert error.value.hint == f"Set it with: heroku config:set SMTP_SERVER={fix}"
+
+
+@pytest.mark.parametrize(
+    ("value", "address"),
+    [
+        ("127.000.000.001", "127.0.0.1"),
+        ("0177.0.0.1", "127.0.0.1"),
+        ("10.0.0.05", "10.0.0.5"),
+        ("127.1", "127.0.0.1"),
+        ("2130706433", "127.0.0.1"),
+        ("0x7f.0.0.1", "127.0.0.1"),
+    ],
+)
+def test_an_ipv4_address_spelt_oddly_fails_with_the_usual_spelling(
+    value: str, address: str
+) -> None:
+    with pytest.raises(BuildError) as error:
+        load_settings({"BULK_SMTP_SERVER": value}, STACK)
+    assert error.value.message.startswith(
+        f"BULK_SMTP_SERVER is {value!r}, which this machine connects to as the IPv4 address "
+        f"{address}; the app's Ruby does not read it as an address"
+    )
+    assert error.value.hint == f"Set it with: heroku config:set BULK_SMTP_SERVER={address}"
 
 
 @pytest.mark.parametrize(
@@ -292,7 +326,7 @@ def test_smtp_server_takes_a_host_name_or_an_address(value: str, expected: str) 
             "SMTP_SERVER=smtp.sendgrid.net SMTP_PORT=587",
         ),
         ("smtp.example.com/relay", "a path", "SMTP_SERVER=smtp.example.com"),
-        ("[::1]:2525", "a port", "SMTP_SERVER=[::1] SMTP_PORT=2525"),
+        ("[::1]:2525", "a port", "SMTP_SERVER=::1 SMTP_PORT=2525"),
         ("10.0.0.5:25", "a port", "SMTP_SERVER=10.0.0.5 SMTP_PORT=25"),
     ],
 )

@@ -150,6 +150,26 @@ def test_profile_script_defaults_but_lets_config_var_win(tmp_path: Path) -> None
     assert result.stdout == f"/app/mine.pem|/app/{BUNDLE_PATH}"
 
 
+def test_profile_script_keeps_a_set_u_shell_without_home_alive(tmp_path: Path) -> None:
+    # A process started with an empty environment (env -i) and set -u: an unset HOME must not
+    # end the shell that sources .profile.d, which would take the app's start with it.
+    commit(tmp_path, _plan(tmp_path, PEM))
+    script = tmp_path / PROFILE_PATH
+    result = subprocess.run(
+        [
+            "/bin/bash",
+            "-c",
+            f'set -euo pipefail; . "{script}"; printf "%s|%s" "$SMTP_CA_FILE" "$BULK_SMTP_CA_FILE"',
+        ],
+        env={},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == f"/app/{BUNDLE_PATH}|/app/{BUNDLE_PATH}"
+
+
 def test_export_names_build_path_safely_quoted(tmp_path: Path) -> None:
     build_dir = tmp_path / "build dir $HOME"
     buildpack = tmp_path / "buildpack"

@@ -46,8 +46,14 @@ smtp_ca::pycache_prefix() {
 # buildpack is fetched afresh with new mtimes (a git clone gives every file the time of the
 # clone); a checked-hash one only when its source changes, and Python writes it checked-hash
 # again when it recompiles it. Best effort: a failure costs compile time later, never the build.
+# Returns 1, touching nothing, when the buildpack's cache directory (the prefix's parent) is a
+# symbolic link: the caller then gives Python no pycache prefix, and the Python side refuses
+# the link by name before anything is removed or written where it points.
 smtp_ca::compile_bytecode() {
 	local python=$1 prefix=$2 src=$3
+	if [[ -L "${prefix%/*}" ]]; then
+		return 1
+	fi
 	local modules
 	modules=$(cd "${src}" && find smtp_ca -name '*.py' -print | LC_ALL=C sort | tr '\n' ' ') || true
 	# The stack: STACK on classic Heroku, the run image's distro under the CNB lifecycle.

@@ -538,7 +538,9 @@ def _server(
     if host is None:
         notices.append(
             f"{path} names the SMTP address {echoed(address, 60, render=repr)}, which is not a "
-            "host name or an IP address: the build does not check it."
+            "host name or an IP address as the app's Ruby takes them (an IPv6 address goes "
+            "without brackets, an IPv4 address in the usual dotted form): the build does not "
+            "check it."
         )
         return None
     notes: list[str] = []

@@ -229,8 +229,15 @@ def _download(
         )
 
     try:
+        # The user and password written in SMTP_CA_BUNDLE_URL, if any, are the bundle's only
+        # credentials: never the machine's .netrc (see smtp_ca.http_credentials).
         return fetch.fetch_url(
-            settings.url or "", limits, log.redact, validators=validators, on_retry=retrying
+            settings.url or "",
+            limits,
+            log.redact,
+            validators=validators,
+            on_retry=retrying,
+            credentials="url",
         )
     except fetch.InvalidUrl as error:
         raise BuildError(

@@ -28,6 +28,8 @@ from typing import NoReturn
 
 from smtp_ca import pipeline
 from smtp_ca.cache_lock import CHECK, cache_lock, wait_bound
+from smtp_ca.cache_owner import claim
+from smtp_ca.config_values import seconds_within
 from smtp_ca.errors import BuildError
 from smtp_ca.output import Log, LogHandler, Redactor
 from smtp_ca.platforms.classic import ClassicPlatform
@@ -36,7 +38,10 @@ from smtp_ca.settings import MAX_CHECK_TIMEOUT, parse_debug, read_config_var
 
 REPORT_TO = "the issue tracker of heroku-buildpack-smtp-ca, with this build log"
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+# 128 + the signal's number, as a shell reports a process the signal ended: Ctrl-C (SIGINT)
+# and a cancelled build or a stopped dyno (SIGTERM), which platforms read as such.
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+EXIT_TERMINATED = 128 + signal.SIGTERM
 # What bin/check with no or wrong arguments prints: its usage, in the buildpack's words.
 CHECK_USAGE = (
     "Usage: bin/check HOST[:PORT] [--ca-file FILE] [--tls] [--timeout SECONDS]",
@@ -70,6 +75,12 @@ def _check(arguments: argparse.Namespace, log: Log) -> int:
         / "heroku-buildpack-smtp-ca"
     )
     what = f"The cache directory {cache_dir}"
+    # Before anything is written there: a directory of the user's is refused, not emptied.
+    claim(
+        cache_dir,
+        what=what,
+        hint="Set SMTP_CA_CACHE_DIR to a new or empty directory, which bin/check makes its own.",
+    )
     # Two bin/check runs on one cache (a first run in two terminals) take turns, as builds do.
     with cache_lock(cache_dir, what=what, wait=wait_bound(os.environ), log=log, user=CHECK):
         pipeline.load_dependencies(
@@ -86,15 +97,21 @@ def _check(arguments: argparse.Namespace, log: Log) -> int:
 
 
 def _timeout(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value <= MAX_CHECK_TIMEOUT:
+    # Read as SMTP_CA_CHECK_TIMEOUT is: "1e-300", "inf" or "٣" are not a number of seconds.
+    value = seconds_within(text, MAX_CHECK_TIMEOUT)
+    if value is None:
         raise argparse.ArgumentTypeError(
-            f"must be above 0 and at most {MAX_CHECK_TIMEOUT:g} seconds"
+            f"must be a number of seconds above 0 and at most {MAX_CHECK_TIMEOUT:g}, "
+            "in digits (such as 10 or 2.5)"
         )
     return value
+
+
+def _ca_file(text: str) -> Path:
+    # Path("") is ".", which the message would then name: say what was typed instead.
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty: name a file of PEM certificates")
+    return Path(text)
 
 
 class _UsageError(Exception):
@@ -143,7 +160,7 @@ def _parser() -> argparse.ArgumentParser:
         "address", metavar="HOST[:PORT]", nargs="?", help="the SMTP server the app sends to"
     )
     check_command.add_argument(
-        "--ca-file", type=Path, metavar="FILE", help="trust this bundle (default: build's)"
+        "--ca-file", type=_ca_file, metavar="FILE", help="trust this bundle (default: build's)"
     )
     check_command.add_argument("--tls", action="store_true", help="TLS from the first byte")
     check_command.add_argument(
@@ -217,8 +234,13 @@ def _everything_through(log: Log) -> Iterator[None]:
             signal.signal(signal.SIGTERM, previous_sigterm or signal.SIG_DFL)
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, unwinding as Ctrl-C does (staged files removed, the app as it was), but
+    ending with its own exit status."""
+
+
 def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+    raise _Terminated
 
 
 def _lenient_streams() -> None:
@@ -247,6 +269,9 @@ def main(argv: list[str], log: Log | None = None) -> int:
         except BuildError as error:
             log.error(error.message, *([error.hint] if error.hint else []))
             return 1
+        except _Terminated:
+            log.error("Terminated (SIGTERM).")
+            return EXIT_TERMINATED
         except KeyboardInterrupt:
             log.error("Interrupted.")
             return EXIT_INTERRUPTED

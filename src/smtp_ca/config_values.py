@@ -242,14 +242,20 @@ def parse_debug(raw: str | None) -> bool:
     )
 
 
+def seconds_within(text: str, maximum: float) -> float | None:
+    """``text`` as a number of seconds above 0 and at most ``maximum``, or None. Plain ASCII
+    decimal digits only: float() would also take "1_0", "1e-300", "inf" and other scripts'
+    digits ("٣")."""
+    value = float(text) if _SECONDS.fullmatch(text) else float("nan")
+    return value if 0 < value <= maximum else None
+
+
 def seconds(variables: Mapping[str, str], name: str, default: float, maximum: float) -> float:
     raw = variables.get(name, "").strip()
     if not raw:
         return default
-    # Plain decimal digits only: float() would also take "1_0", "1e1", "inf" and other scripts'
-    # digits.
-    value = float(raw) if _SECONDS.fullmatch(raw) else float("nan")
-    if not (0 < value <= maximum):
+    value = seconds_within(raw, maximum)
+    if value is None:
         raise BuildError(
             f"{name} is {quoted(raw)}; it must be a number of seconds above 0 and at most "
             f"{maximum:g}.",

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import NameResolutionError, NewConnectionError
+from urllib3.exceptions import NameResolutionError, NewConnectionError, ProxyError
 from urllib3.poolmanager import ProxyManager
 
 from smtp_ca.name_lookup import resolve_within
@@ -42,6 +42,8 @@ from smtp_ca.untrusted import shown
 
 if TYPE_CHECKING:
     import requests
+
+    from smtp_ca.proxy_route import Proxy
 
 # What the peer was doing, as the message says it. "answer": waiting for the first byte.
 _TOO_SLOW = {
@@ -70,6 +72,9 @@ class DownloadClock:
         self.bound = bound  # "the 5 s the download was given": what the messages end with
         self.stage = "connect"
         self.redirects = 0  # how many redirects were followed before this request
+        # The proxy this request goes through (None: straight to the server): until the
+        # tunnel is open, the peer being looked up and connected to is the proxy.
+        self.proxy: Proxy | None = None
         self._ran_out_as: str | None = None  # the description when the deadline first hit
 
     def enter(self, stage: str) -> None:
@@ -99,8 +104,19 @@ class DownloadClock:
         return self._ran_out_as
 
     def describe(self) -> str:
-        if self.stage == "resolve":
+        proxy = self.proxy
+        if self.stage == "resolve" and proxy is not None:
+            what = (
+                f"the proxy's host name ({proxy.address}, {proxy.variable}) was not looked up "
+                f"within {self.bound}"
+            )
+        elif self.stage == "resolve":
             what = f"the host name was not looked up within {self.bound}"
+        elif self.stage == "connect" and proxy is not None:
+            what = (
+                f"could not connect to the proxy at {proxy.address} ({proxy.variable}) "
+                f"within {self.bound}"
+            )
         elif self.stage == "proxy":
             what = f"the proxy did not open the tunnel within {self.bound}"
         elif self.stage == "connect":
@@ -282,7 +298,7 @@ def _pool_classes(clock: DownloadClock) -> dict[str, type[HTTPConnectionPool]]:
 
 class DeadlineAdapter(HTTPAdapter):
     """A requests adapter whose connections, direct or through an HTTP(S) proxy, keep to
-    ``clock``. (A SOCKS proxy keeps urllib3's own connections: only per-read timeouts.)"""
+    ``clock``. (A SOCKS proxy never gets here: ``fetch`` refuses it first.)"""
 
     def __init__(self, clock: DownloadClock, **kwargs: Any) -> None:
         self._pools = _pool_classes(clock)  # before super().__init__, which makes the pools
@@ -345,6 +361,8 @@ def describe_network_error(error: BaseException, clock: DownloadClock) -> tuple[
     if ran_out is not None:
         return ran_out, None
     chain = _exception_chain(error)
+    if clock.proxy is not None and any(isinstance(item, ProxyError) for item in chain):
+        return _proxy_failure(clock.proxy, chain)
     for item in chain:
         if isinstance(item, ssl.SSLCertVerificationError):
             return (
@@ -361,6 +379,26 @@ def describe_network_error(error: BaseException, clock: DownloadClock) -> tuple[
             return item.strerror, None
     innermost = chain[-1]
     return shown(str(innermost) or type(innermost).__name__), None
+
+
+def _proxy_failure(proxy: Proxy, chain: list[BaseException]) -> tuple[str, str | None]:
+    """urllib3 could not get through the proxy: the proxy is named, by its variable, as what
+    failed, not the server behind it (which was never reached)."""
+    name, where = proxy.variable, proxy.address
+    hint = (
+        f"Check {name}: the build reaches the network through the proxy it names. Unset it "
+        "if this machine needs no proxy."
+    )
+    if any(isinstance(item, ConnectionRefusedError) for item in chain):
+        return f"the proxy at {where} ({name}) refused the connection", hint
+    if any(isinstance(item, (NameResolutionError, socket.gaierror)) for item in chain):
+        return f"the proxy's host name in {name} ({where}) does not resolve", hint
+    for item in reversed(chain):
+        if isinstance(item, OSError) and item.strerror:
+            return f"the proxy at {where} ({name}) could not be reached: {item.strerror}", hint
+    innermost = chain[-1]
+    detail = shown(str(innermost) or type(innermost).__name__)
+    return f"the proxy at {where} ({name}) failed: {detail}", hint
 
 
 def _exception_chain(error: BaseException) -> list[BaseException]:

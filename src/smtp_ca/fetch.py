@@ -16,7 +16,13 @@ Two entry points:
   SMTP_CA_BUNDLE_URL (https:// only, retries, conditional GET, the caller's redactor).
 * ``fetch(url, deadline, max_bytes=..., accept=...)``: the check's AIA (caIssuers) and OCSP
   fetches, http:// or https:// (what they fetch is signed, so how it travels does not matter),
-  no retries, bounded by what is left of the check's one deadline.
+  no retries, bounded by what is left of the check's one deadline. Their URLs come from a
+  certificate anyone could have written: they are fetched without credentials of any kind
+  (``http_credentials``).
+
+Both go through the proxy the environment names (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY),
+except a SOCKS proxy, which is refused in so many words before anything is sent
+(``proxy_route``): what cannot be fetched is ``Unavailable``, so a cached copy stands in.
 
 ``requests`` is imported inside the functions that use it: a build from a file:// source, or
 from the bundle cache, never loads it.
@@ -42,6 +48,7 @@ if TYPE_CHECKING:
     import requests
 
     from smtp_ca.deadline_http import DownloadClock
+    from smtp_ca.http_credentials import Credentials
     from smtp_ca.retry import RetryNote
 
 MAX_REDIRECTS = 3
@@ -248,7 +255,9 @@ def fetch(
     body: bytes | None = None,
     content_type: str | None = None,
 ) -> bytes:
-    """The body of an http(s):// URL (AIA, OCSP), within what is left of ``deadline``.
+    """The body of an http(s):// URL from a certificate (AIA, OCSP), within what is left of
+    ``deadline``, sent without credentials: no ``.netrc`` login, no user info from the URL,
+    no cookies.
 
     No retries: the check's deadline is shared by every step, and a second try would only
     take time from them. Raises a ``FetchError`` (``TimeoutError`` never escapes).
@@ -273,6 +282,7 @@ def fetch(
         body=body,
         content_type=content_type,
         accept=accept,
+        credentials="none",
     )
     return fetched.data
 
@@ -288,8 +298,13 @@ def fetch_url(
     content_type: str | None = None,
     accept: str = "*/*",
     on_retry: Callable[[RetryNote], None] | None = None,
+    credentials: Credentials = "none",
 ) -> Fetched:
     """GETs ``url`` (POSTs ``body`` when given), following redirects within ``schemes``.
+
+    ``credentials``: "none" sends no ``Authorization`` and no cookies; "url" sends the user and
+    password written in a URL to that URL (SMTP_CA_BUNDLE_URL). ``.netrc`` is never read
+    (``http_credentials``).
 
     Each failed attempt that is tried again is handed to ``on_retry``, which says so in the
     build's own words: urllib3's own log lines are kept out of the build log.
@@ -308,6 +323,8 @@ def fetch_url(
         describe_network_error,
         urllib3_quiet,
     )
+    from smtp_ca.http_credentials import auth_for, refuse_cookies
+    from smtp_ca.proxy_route import proxy_for
     from smtp_ca.retry import ReportingRetry
 
     redactor.add_url_secrets(url)
@@ -352,8 +369,17 @@ def fetch_url(
         adapter = DeadlineAdapter(clock, max_retries=retry)
         for scheme in schemes:
             session.mount(f"{scheme}://", adapter)
+        if credentials == "none":
+            refuse_cookies(session)
         for hop in range(limits.max_redirects + 1):
             clock.redirects = hop
+            # The proxy requests is about to use for this URL (each redirect's may differ):
+            # a SOCKS one is refused here, and a failure is blamed on the proxy by its name.
+            clock.proxy = proxy_for(url)
+            if clock.proxy is not None:
+                redactor.add_url_secrets(clock.proxy.url)  # a library's words may quote it
+                if clock.proxy.is_socks:
+                    raise Unavailable(clock.proxy.socks_refusal())
             try:
                 # The sockets keep to the clock; this timeout only keeps urllib3's own
                 # defaults out of the way.
@@ -367,6 +393,7 @@ def fetch_url(
                     stream=True,
                     # Redirects are followed below, so that each target's scheme is checked.
                     allow_redirects=False,
+                    auth=auth_for(url, credentials),
                 )
             except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema) as error:
                 raise InvalidUrl(shown(redactor(str(error)))) from None

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from smtp_ca.output import Log
 from smtp_ca.settings import Settings
+from smtp_ca.untrusted import shown
 from smtp_ca.verify_advice import (
     MASTODON_WITHOUT_INITIALIZER,
     AppFacts,
@@ -41,6 +42,8 @@ LOCK_NAME = "Gemfile.lock"
 PRODUCTION_RB = "config/environments/production.rb"
 # Real lock files are tens of kilobytes; anything this large is not one.
 MAX_BYTES = 2 * 1024 * 1024
+# How much of a version the log quotes: "2.8.1", "0.3.1", "3.3.6"; rc and platform suffixes.
+MAX_VERSION_SHOWN = 40
 
 # "    mail (2.8.1)" or "    nokogiri (1.16.0-x86_64-linux)": a spec, four spaces in. Its own
 # dependencies are six spaces in and are not versions that are installed.
@@ -105,10 +108,17 @@ def read_gemfile_lock(app_dir: Path) -> LockedGems | str | None:
     if not specs and ruby is None:
         return f"{LOCK_NAME} lists no gems (is it a Bundler lock file?)"
     return LockedGems(
-        mail=specs.get("mail"),
-        net_smtp=specs.get("net-smtp"),
-        ruby=ruby["version"] if ruby else None,
+        mail=_as_read(specs.get("mail")),
+        net_smtp=_as_read(specs.get("net-smtp")),
+        ruby=_as_read(ruby["version"] if ruby else None),
     )
+
+
+def _as_read(version: str | None) -> str | None:
+    """A version from the lock file as the log may quote it: it is the app's text, which may
+    be anything (a version of a million digits), so it is escaped and cut like any outside
+    text. Its leading numbers, all that the advice compares, survive the cut."""
+    return None if version is None else shown(version, MAX_VERSION_SHOWN)
 
 
 def advise(

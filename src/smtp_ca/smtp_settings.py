@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,11 +122,37 @@ def smtp_host(
     """SMTP_SERVER as the mail gem passes it to net-smtp: a host name or an IP address, and
     nothing else. ``smtp.example.com:587`` would be looked up as a host name and fail with a
     DNS error, on the dyno as in the check: the port goes in SMTP_PORT. ``name`` and
-    ``port_name`` read another pair the same way (a mail add-on's MAILGUN_SMTP_SERVER...)."""
+    ``port_name`` read another pair the same way (a mail add-on's MAILGUN_SMTP_SERVER...).
+
+    The value is judged as the app's Ruby will use it, which is not always as this machine's
+    Python would: ``[::1]`` (brackets, as URLs write IPv6) reaches net-smtp as it is, and Ruby
+    looks it up as a host name, brackets included; ``127.000.000.001`` connects to 127.0.0.1,
+    but Ruby's OpenSSL checks the certificate for that text as a host name, which no
+    certificate holds. The check would pass both, and the app's mail fail: both are refused
+    here, with the spelling that works."""
     name, port_name = name or f"{prefix}SERVER", port_name or f"{prefix}PORT"
     server = variables.get(name, "").strip()
     if not server:
         return None
+    if server.startswith("[") and server.endswith("]") and _is_ipv6(server[1:-1]):
+        raise BuildError(
+            f"{name} is {quoted(server)}: the app's mail gem hands it to net-smtp as it is, "
+            "and Ruby looks it up as a host name, brackets included, which fails "
+            "(getaddrinfo: Name or service not known): no mail would be sent. An IPv6 address "
+            f"goes in {name} without brackets.",
+            hint=f"Set it with: heroku config:set {name}={server[1:-1]}",
+        )
+    if _HOSTNAME.fullmatch(server):
+        address = odd_ipv4_spelling(server)
+        if address is not None:
+            raise BuildError(
+                f"{name} is {quoted(server)}, which this machine connects to as the IPv4 "
+                f"address {address}; the app's Ruby does not read it as an address, and checks "
+                "the server's certificate for that text as a host name, which no certificate "
+                "holds: the check would pass, and the app's mail fail. Write the address the "
+                "usual way.",
+                hint=f"Set it with: heroku config:set {name}={address}",
+            )
     host_name = host_value(server)
     if host_name is not None:
         return host_name
@@ -146,15 +173,27 @@ def smtp_host(
 
 
 def host_value(text: str) -> str | None:
-    """``text`` as net-smtp takes an address: a host name or an IP address (an IPv6 address
-    may be in brackets, as URLs write it, and is returned without them); None otherwise."""
+    """``text`` as net-smtp takes an address and Ruby's certificate check reads it: a host name,
+    an IPv4 address in the usual dotted form or an IPv6 address without brackets; None
+    otherwise (brackets and odd IPv4 spellings fail in the app's Ruby, see ``smtp_host``)."""
     if not text:
         return None
-    if _HOSTNAME.fullmatch(text) or _is_ipv6(text):
-        return text
-    if text.startswith("[") and text.endswith("]") and _is_ipv6(text[1:-1]):
-        return text[1:-1]  # [::1]: an IPv6 literal in brackets, as URLs write it
-    return None
+    if _HOSTNAME.fullmatch(text):
+        return None if odd_ipv4_spelling(text) is not None else text
+    return text if _is_ipv6(text) else None
+
+
+def odd_ipv4_spelling(host: str) -> str | None:
+    """The IPv4 address ``host`` stands for, when it spells one in a way other than the usual
+    dotted decimal (``127.000.000.001``, ``0177.0.0.1``, ``127.1``, ``2130706433``): the C
+    library connects to that address, while Ruby (``IPAddr``, which OpenSSL's host name check
+    uses) refuses such text as an address. None for a host name or a usual address."""
+    try:
+        packed = socket.inet_aton(host)
+    except (OSError, ValueError):  # not an address in any spelling (ValueError: a NUL)
+        return None
+    address = socket.inet_ntoa(packed)
+    return None if address == host else address
 
 
 def _is_ipv6(text: str) -> bool:
@@ -183,7 +222,7 @@ def _url_parts(server: str) -> tuple[str | None, list[str], int | None]:
         holds.append("a path")
     if not host or not (_HOSTNAME.fullmatch(host) or _is_ipv6(host)):
         return None, holds, port
-    return (f"[{host}]" if ":" in host else host), holds, port
+    return host, holds, port  # an IPv6 address without the URL's brackets, as net-smtp takes it
 
 
 def _mastodon_transport(

@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import http.server
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from cryptography import x509
@@ -44,6 +44,7 @@ class OcspRequestRecord:
     path: str
     content_type: str
     serial_number: int | None
+    headers: dict[str, str] = field(default_factory=dict)  # lower-case names
 
 
 class OcspResponder:
@@ -170,7 +171,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         except ValueError:
             serial = None
         owner.requests.append(
-            OcspRequestRecord("POST", self.path, self.headers.get("Content-Type", ""), serial)
+            OcspRequestRecord(
+                "POST",
+                self.path,
+                self.headers.get("Content-Type", ""),
+                serial,
+                {name.lower(): value for name, value in self.headers.items()},
+            )
         )
         if self.path in owner.redirects:
             self.send_response(owner.redirects[self.path])

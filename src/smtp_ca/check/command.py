@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 from smtp_ca.bundle import BundleSettings, prepare_bundle
+from smtp_ca.cache_lock import SCRATCH_NAME
 from smtp_ca.check.flow import check_bundle, run_check
 from smtp_ca.check.naming import command_line
 from smtp_ca.check.outcome import CheckOutcome, report_verified, where_of
@@ -26,6 +27,7 @@ from smtp_ca.settings import (
     SUPPORTED_STACKS,
     load_settings,
 )
+from smtp_ca.smtp_settings import odd_ipv4_spelling
 
 # The config vars that decide which bundle a build makes; nothing else of the environment is
 # read, so an unrelated variable on a laptop cannot fail the check.
@@ -56,6 +58,15 @@ def parse_address(address: str) -> tuple[str, int]:
         host = address
     if not host:
         raise BuildError(f"{address!r} has no host name.", hint="Use HOST[:PORT].")
+    usual = odd_ipv4_spelling(host)
+    if usual is not None:
+        # The app's Ruby would not verify what the check would: see smtp_settings.smtp_host.
+        raise BuildError(
+            f"{host!r} is the IPv4 address {usual} to this machine, but not to Ruby, which "
+            "checks the server's certificate for that text as a host name: the app would fail "
+            "where the check passes. Write the address the usual way.",
+            hint=f"For example: bin/check {usual}" + (f":{port_text}" if port_text else ""),
+        )
     if port_text is None:
         return host, DEFAULT_SMTP_PORT
     if not port_text.isascii() or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
@@ -93,7 +104,9 @@ def run_command(arguments: argparse.Namespace, cache_dir: Path, log: Log) -> int
         log,
     )
     log.step(f"Checking {where} against that bundle")
-    outcome = check_bundle(target, prepared.pem, scratch_dir=cache_dir)
+    scratch = cache_dir / SCRATCH_NAME  # as the build's: no temporary at the cache's top
+    scratch.mkdir(exist_ok=True)
+    outcome = check_bundle(target, prepared.pem, scratch_dir=scratch)
     return _report(outcome, log, ca_file=None)
 
 

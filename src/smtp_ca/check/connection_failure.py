@@ -23,6 +23,9 @@ from smtp_ca.deadline import Deadline
 _OLD_TLS_REASONS = {"TLSV1_ALERT_PROTOCOL_VERSION", "UNSUPPORTED_PROTOCOL"}
 # ... and for bytes that are not TLS at all (an SMTP greeting where a ServerHello should be).
 _NOT_TLS_REASONS = {"WRONG_VERSION_NUMBER", "PACKET_LENGTH_TOO_LONG", "RECORD_LAYER_FAILURE"}
+# ... and for a handshake message past OpenSSL's limit: in practice the Certificate message,
+# whose limit (max_cert_list) is 100 KiB by default, in Python's OpenSSL and in Ruby's alike.
+_OVERSIZED_REASONS = {"EXCESSIVE_MESSAGE_SIZE"}
 # What the legacy probe may learn; anything else means the probe taught nothing.
 _LEGACY_VERSIONS = ("TLSv1", "TLSv1.1", "SSLv3")
 
@@ -34,6 +37,8 @@ def tls_failure(target: CheckTarget, error: ssl.SSLError, deadline: Deadline) ->
     """Names a TLS handshake that failed before any certificate was judged."""
     where = where_of(target)
     reason = error.reason or error.__class__.__name__
+    if reason in _OVERSIZED_REASONS:
+        return _oversized(target, reason)
     closed = isinstance(error, ssl.SSLEOFError | ssl.SSLZeroReturnError)
     if closed or reason in _OLD_TLS_REASONS:
         # Some servers refuse a TLS 1.2+ hello by hanging up instead of with an alert: a
@@ -67,6 +72,24 @@ def tls_failure(target: CheckTarget, error: ssl.SSLError, deadline: Deadline) ->
         cause="tls",
         summary=f"{where}: the TLS handshake failed ({reason}).",
         hint=mode_hint(target),
+    )
+
+
+def _oversized(target: CheckTarget, reason: str) -> CheckOutcome:
+    """The server spoke TLS, on the right port in the right mode, and sent more than OpenSSL
+    takes: the port and the TLS mode are not the problem, and the app's OpenSSL, with the same
+    limit, fails the same way."""
+    return CheckOutcome(
+        cause="oversized",
+        summary=(
+            f"{where_of(target)}: the server sent a TLS handshake message larger than OpenSSL "
+            f"accepts ({reason}): its certificate chain is over 100 KiB, such as a certificate "
+            "with thousands of names. The app's OpenSSL refuses it the same way, so its mail "
+            "fails too."
+        ),
+        hint="Only the mail provider can fix this: ask them for a certificate with fewer names, "
+        "or for the host name of a server whose certificate is its own. Another port or TLS "
+        "mode does not help.",
     )
 
 

@@ -28,6 +28,7 @@ Cause = Literal[
     "verify-failed",  # any other certificate error OpenSSL names
     "no-starttls",
     "old-tls",
+    "oversized",  # a handshake message (the certificate chain) past OpenSSL's limit
     "tls",
     "smtp",
     "refused",

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from smtp_ca.bootstrap import CLASSIC_CACHE_RESET_HINT
+from smtp_ca.cache_owner import refuse_link
 from smtp_ca.errors import BuildError
 from smtp_ca.platforms import CACHE_NAMESPACE, RuntimeFile
 
@@ -46,9 +47,12 @@ class ClassicPlatform:
                 f"ENV_DIR {config} is not a directory.",
                 hint="ENV_DIR must be a directory with one file per config var.",
             )
+        own_cache = Path(cache_dir).resolve() / CACHE_NAMESPACE
+        # CACHE_DIR is the platform's to give; smtp-ca/ in it is the buildpack's own.
+        refuse_link(own_cache, what="The buildpack's cache", hint=CLASSIC_CACHE_RESET_HINT)
         return cls(
             app_dir=app,
-            cache_dir=Path(cache_dir).resolve() / CACHE_NAMESPACE,
+            cache_dir=own_cache,
             config_dir=config,
             buildpack_dir=buildpack_dir,
         )

@@ -25,7 +25,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from smtp_ca.cache_owner import refuse_link
 from smtp_ca.errors import BuildError
+from smtp_ca.files import write_atomically
 from smtp_ca.platforms import RuntimeFile
 
 CACHE_LAYER = "cache"
@@ -43,6 +45,10 @@ _BUILDER_HINT = (
     "pack build APP --builder heroku/builder:24"
 )
 _NOT_CNB = "bin/build runs under a CNB lifecycle, which sets CNB_LAYERS_DIR and CNB_PLATFORM_DIR."
+_LINKED_LAYER_HINT = (
+    "The lifecycle makes a buildpack's layers as directories: remove the link, or build with "
+    "a fresh CNB_LAYERS_DIR."
+)
 
 
 def stack_from_target(environ: Mapping[str, str]) -> str:
@@ -135,11 +141,14 @@ class CnbPlatform:
     def declare_cache_layer(self) -> None:
         """Makes the cache layer and declares it ``cache = true``, on every build: the
         restorer brings a layer's contents back but not its types, and the lifecycle drops a
-        layer without types."""
+        layer without types. A layer that is a symbolic link is refused, not followed; the
+        declaration is put in place by a rename, which replaces a link instead of writing
+        where it points."""
+        refuse_link(self.cache_dir, what="The cache layer", hint=self.cache_reset_hint)
         try:
             self.cache_dir.mkdir(exist_ok=True)
-            (self.layers_dir / f"{CACHE_LAYER}.toml").write_text(
-                layer_toml(cache=True), encoding="utf-8"
+            write_atomically(
+                self.layers_dir / f"{CACHE_LAYER}.toml", layer_toml(cache=True).encode()
             )
         except OSError as error:
             raise BuildError(
@@ -161,6 +170,8 @@ class CnbPlatform:
         value = str(self.app_dir / bundle_path)
         files: list[RuntimeFile] = []
         for env_dir in ("env.launch", "env.build"):
+            for directory in (layer, layer / env_dir):
+                refuse_link(directory, what="The layer directory", hint=_LINKED_LAYER_HINT)
             try:
                 (layer / env_dir).mkdir(parents=True, exist_ok=True)
             except OSError as error:
