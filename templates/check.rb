@@ -24,6 +24,7 @@ module SmtpCaDynoCheck
   BUNDLE_PATH = '.smtp-ca/ca-bundle.pem' # beside this file; wiring.BUNDLE_PATH
   DEFAULT_TIMEOUT = 10.0
   MAX_TIMEOUT = 120.0
+  MIN_TIMEOUT = 0.001 # a millisecond: below it, messages would print the deadline as 1e-300 s
   USAGE = 'Usage: ruby .smtp-ca/check.rb [--bulk] [--timeout SECONDS]'
 
   # OpenSSL's X509_V_ERR_* codes, as the Python check at build time names them.
@@ -136,11 +137,15 @@ module SmtpCaDynoCheck
     def parse_timeout(value)
       raise UsageError, '--timeout needs a number of seconds.' if value.nil?
 
-      unless value =~ /\A\d+(\.\d+)?\z/ && value.to_f.positive? && value.to_f <= MAX_TIMEOUT
-        raise UsageError, "--timeout #{value.inspect}: give seconds above 0 and at most " \
-                          "#{MAX_TIMEOUT.to_i}, in plain digits (10, 2.5)."
+      # ASCII digits only: not 1e-300, not another script's digits. Bytes, so that a value that
+      # is not UTF-8 is a usage mistake too.
+      seconds = value.b.match?(/\A[0-9]+(?:\.[0-9]+)?\z/) ? value.to_f : Float::NAN
+      unless seconds >= MIN_TIMEOUT && seconds <= MAX_TIMEOUT
+        raise UsageError, "--timeout #{Text.echoed(value)}: give seconds from " \
+                          "#{format('%g', MIN_TIMEOUT)} to #{MAX_TIMEOUT.to_i}, in plain digits " \
+                          '(10, 2.5).'
       end
-      value.to_f
+      seconds
     end
   end
 
@@ -227,8 +232,10 @@ module SmtpCaDynoCheck
   # --- the session the mail gem builds ----------------------------------------------------
 
   # Watches the session net-smtp runs: where it is (for a timeout's message), the TLS socket,
-  # and what OpenSSL's verification saw. It changes one thing: a context that would verify
-  # nothing verifies, because the check is about whether verification would pass.
+  # and what OpenSSL's verification saw. It bounds the session as the build bounds its own: the
+  # name lookup where the deadline can end it (Lookup), every reply within the build's caps
+  # (ReplyCaps). It changes one thing more: a context that would verify nothing verifies,
+  # because the check is about whether verification would pass.
   class Probe
     attr_accessor :stage
     attr_reader :ssl_socket, :chain, :failure, :forced
@@ -241,18 +248,53 @@ module SmtpCaDynoCheck
 
     def attach(smtp)
       probe = self
-      around(smtp, :tcp_socket, 'connecting', 'waiting for the SMTP greeting')
-      around(smtp, :tlsconnect, 'during the TLS handshake',
-             @implicit_tls ? 'waiting for the SMTP greeting' : 'waiting for the answer to EHLO')
-      around(smtp, :ehlo, 'waiting for the answer to EHLO', nil)
-      around(smtp, :helo, 'waiting for the answer to HELO', nil)
-      around(smtp, :starttls, 'waiting for the answer to STARTTLS', nil)
+      if smtp.respond_to?(:tcp_socket, true)
+        # net-smtp connects to the address found; the TLS layer still names and verifies the
+        # host name (@address, or @tls_hostname), as a delivery does.
+        smtp.define_singleton_method(:tcp_socket) do |address, port|
+          probe.connect(address, port) { |ip_address| super(ip_address, port) }
+        end
+      end
+      if smtp.respond_to?(:new_internet_message_io, true)
+        # Every reply is read from the IO made here: the TCP socket, then the TLS one.
+        smtp.define_singleton_method(:new_internet_message_io) { |io| super(probe.capped(io)) }
+      end
+      watch_stages(smtp)
       return unless smtp.respond_to?(:ssl_socket, true)
 
       smtp.define_singleton_method(:ssl_socket) do |socket, context|
         probe.prepare(context)
         probe.socket_made(super(socket, context))
       end
+    end
+
+    # The connection tcp_socket makes (yield: net-smtp's, to an address), with the name looked
+    # up first.
+    def connect(host, port, &connect_to)
+      @stage = 'resolving the host name'
+      addresses = Lookup.addresses(host, port)
+      @stage = 'connecting'
+      socket = Lookup.first_to_answer(addresses, &connect_to)
+      @stage = 'waiting for the SMTP greeting'
+      socket
+    end
+
+    # io, its every read watched: net-smtp's reader (Net::BufferedIO#rbuf_fill, on Ruby 2.7's
+    # net/smtp and on net-smtp 0.3 to 0.5 alike) takes all it reads from io.read_nonblock.
+    def capped(io)
+      caps = ReplyCaps.new { reply_name }
+      io.define_singleton_method(:read_nonblock) do |*arguments, **options|
+        caps.feed(super(*arguments, **options))
+      end
+      io
+    end
+
+    # The reply being read, as the build names it: "greeting", "reply to EHLO".
+    def reply_name
+      return 'greeting' if @stage.end_with?('greeting')
+
+      command = @stage[/answer to (\w+)\z/, 1]
+      command ? "reply to #{command}" : 'reply'
     end
 
     def prepare(context)
@@ -286,6 +328,14 @@ module SmtpCaDynoCheck
 
     private
 
+    def watch_stages(smtp)
+      around(smtp, :tlsconnect, 'during the TLS handshake',
+             @implicit_tls ? 'waiting for the SMTP greeting' : 'waiting for the answer to EHLO')
+      around(smtp, :ehlo, 'waiting for the answer to EHLO', nil)
+      around(smtp, :helo, 'waiting for the answer to HELO', nil)
+      around(smtp, :starttls, 'waiting for the answer to STARTTLS', nil)
+    end
+
     def around(smtp, name, before, after)
       return unless smtp.respond_to?(name, true)
 
@@ -299,10 +349,216 @@ module SmtpCaDynoCheck
     end
   end
 
+  # The server's name, looked up where the deadline can end the wait. Ruby's getaddrinfo takes
+  # no timeout, and before Ruby 3.3 nothing interrupts it, Timeout included: a name server that
+  # does not answer holds it as long as the resolver retries (5 s a try, twice, per name
+  # server). So the lookup runs in a thread of its own, and the check waits for it in
+  # Thread#value, which the session's Timeout does interrupt, as the build waits for its own
+  # (smtp_ca.name_lookup). A lookup still running then is abandoned, and the check exits
+  # without waiting for it (SmtpCaDynoCheck.finish).
+  module Lookup
+    class << self
+      # The TCP addresses of host; raises what getaddrinfo raised (SocketError).
+      def addresses(host, port)
+        @lookup = Thread.new do
+          Thread.current.report_on_exception = false
+          Addrinfo.getaddrinfo(host, port, nil, :STREAM)
+        end
+        @lookup.value
+      end
+
+      # What connect_to returns for the first address that takes the connection, in the
+      # resolver's order, as TCPSocket.open tries them (IPv4 after a refused IPv6 address).
+      def first_to_answer(addresses, &connect_to)
+        error = SocketError.new('getaddrinfo: the name has no address')
+        addresses.each do |address|
+          return connect_to.call(address.ip_address)
+        rescue SystemCallError => e
+          raise if e.is_a?(Errno::ETIMEDOUT)
+
+          error = e
+        end
+        raise error
+      end
+
+      # A lookup still running: abandoned at the deadline.
+      def abandoned?
+        !@lookup.nil? && @lookup.alive?
+      end
+    end
+  end
+
+  # A reply that went past one of the caps: it did not stop as a mail server's replies do.
+  class ReplyPastCap < StandardError; end
+
+  # What one SMTP reply may hold, capped as the build caps it (smtp_session.py), as a mail client
+  # does (Postfix's smtp client reads lines of at most 2048 bytes): an honest greeting or answer
+  # to EHLO is a few lines of under 100 bytes. net-smtp itself reads a line until its "\n" and a
+  # reply until its last line, however long: a server answering with endless "250-" lines grew
+  # the check to 1.5 GB. So the caps watch the bytes as they arrive, before net-smtp keeps them.
+  class ReplyCaps
+    MAX_LINE_BYTES = 2048
+    MAX_REPLY_LINES = 200
+    MAX_REPLY_BYTES = 64 * 1024
+
+    # The block names the reply being read, for the message ("greeting", "reply to EHLO").
+    def initialize(&what)
+      @what = what
+      @head = ''.b
+      @line_bytes = 0
+      @lines = 0
+      @reply_bytes = 0
+    end
+
+    # Takes what a read returned (bytes, or a symbol or nil, passed on as they are) and returns
+    # it; raises ReplyPastCap when the reply being read goes past a cap.
+    def feed(data)
+      return data unless data.is_a?(String)
+
+      bytes = data.b
+      start = 0
+      while (stop = bytes.index("\n", start))
+        take(bytes.byteslice(start, stop - start))
+        end_line
+        start = stop + 1
+      end
+      take(bytes.byteslice(start, bytes.bytesize - start))
+      data
+    end
+
+    private
+
+    def take(piece)
+      @head << piece.byteslice(0, 4 - @head.bytesize) if @head.bytesize < 4
+      @line_bytes += piece.bytesize
+      @reply_bytes += piece.bytesize
+      if @line_bytes > MAX_LINE_BYTES
+        past("has a line longer than #{Text.grouped(MAX_LINE_BYTES)} bytes")
+      end
+      past("ran past #{Text.grouped(MAX_REPLY_BYTES)} bytes") if @reply_bytes > MAX_REPLY_BYTES
+    end
+
+    # A line ended: the reply goes on after "250-", and ends after "250 " (or a bare code).
+    def end_line
+      @reply_bytes += 1
+      @lines += 1
+      continued = @head.byteslice(3) == '-'
+      @head = ''.b
+      @line_bytes = 0
+      if continued
+        past("ran past #{MAX_REPLY_LINES} lines") if @lines >= MAX_REPLY_LINES
+      else
+        @lines = 0
+        @reply_bytes = 0
+      end
+    end
+
+    def past(what)
+      raise ReplyPastCap, "the server's #{@what.call} #{what}"
+    end
+  end
+
+  # --- text from outside, shown as the build shows it --------------------------------------
+
+  # Text the check did not write (certificate names, SMTP replies, values typed after an option)
+  # reaches the output by the build's one rule (smtp_ca.untrusted): every character Python does
+  # not call printable is shown as Python escapes it (\n, \x1b, \u202e), so a server can neither
+  # forge a line, nor clear the screen, nor reorder a line with bidi controls; a long value is
+  # cut with a note of how much was left out; a long list is cut with a count of the rest.
+  module Text
+    MAX_SHOWN = 300 # untrusted.MAX_SHOWN
+    MAX_LISTED = 10 # untrusted.MAX_LISTED
+    QUOTED_REPLY = 200 # smtp_session.QUOTED_REPLY: how much of an SMTP reply's text is quoted
+    # Python's str.isprintable is false for these: controls, format characters (the bidi
+    # controls), surrogates, private use, unassigned, and separators but the space.
+    SHORT_ESCAPES = { 9 => '\\t', 10 => '\\n', 13 => '\\r' }.freeze
+    NOT_PRINTABLE = /[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}[\p{Zs}&&[^ ]]]/.freeze
+
+    module_function
+
+    # Every character escaped as above, nothing cut: for text that must stay whole.
+    def escaped(text)
+      utf8(text).gsub(NOT_PRINTABLE) { |char| escape(char) }
+    end
+
+    # Escaped, and cut after limit characters of the escaped form, with a note of how many
+    # characters of text were left out: "… (4,940 more characters)". The work stays in
+    # proportion to limit, however long text is.
+    def shown(text, limit = MAX_SHOWN)
+      text = utf8(text)
+      pieces = []
+      length = 0
+      text.each_char.with_index do |char, position|
+        piece = NOT_PRINTABLE.match?(char) ? escape(char) : char
+        return pieces.join + left_out(text.length - position) if length + piece.length > limit
+
+        pieces << piece
+        length += piece.length
+      end
+      pieces.join
+    end
+
+    # lines as a report lists them: all when there are at most limit; else the first
+    # limit - last, a line "… N more" (after indent), and the last last.
+    def at_most(lines, limit = MAX_LISTED, last: 0, indent: '')
+      return lines.dup if lines.size <= limit
+
+      tail = last.positive? ? lines[-last..] : []
+      lines[0, limit - last] + ["#{indent}… #{grouped(lines.size - limit)} more"] + tail
+    end
+
+    # A value typed on the command line, as a message quotes it back: escaped and in quotes,
+    # or, when it is longer than limit, described by its length alone.
+    def echoed(value, limit = MAX_SHOWN)
+      text = utf8(value)
+      return "a value of #{grouped(text.length)} characters" if text.length > limit
+
+      "\"#{escaped(text)}\""
+    end
+
+    # An SMTP reply (net-smtp's message: its lines, each with its code) as the build quotes
+    # one: the code, then the lines' text joined by spaces, escaped and cut.
+    def reply(message)
+      lines = utf8(message).strip.split(/\r?\n/)
+      code = lines.first.to_s[/\A\d{3}(?=[ -]|\z)/]
+      return shown(lines.join(' '), QUOTED_REPLY) unless code
+
+      "#{code} #{shown(lines.map { |line| line[4..].to_s }.join(' '), QUOTED_REPLY)}".rstrip
+    end
+
+    # 65536 as 65,536, as Python's "{:,}" writes it.
+    def grouped(number)
+      number.to_s.reverse.scan(/\d{1,3}/).join(',').reverse
+    end
+
+    def utf8(text)
+      text.to_s.dup.force_encoding(Encoding::UTF_8).scrub("\uFFFD")
+    end
+
+    # Python's repr of one character, without the quotes.
+    def escape(char)
+      code = char.ord
+      return SHORT_ESCAPES.fetch(code) { format('\\x%02x', code) } if code < 0x100
+      return format('\\u%04x', code) if code < 0x10000
+
+      format('\\U%08x', code)
+    end
+
+    def left_out(count)
+      "… (#{grouped(count)} more #{count == 1 ? 'character' : 'characters'})"
+    end
+  end
+
   # --- certificates, named as the build names them -----------------------------------------
 
   # Certificates and their names as the report shows them: text the server chose, made safe.
   module Names
+    # A listing of the chain a server presented shows this many certificates at most: the
+    # first few (the leaf and its issuers) and the last few (where a long chain ends), as the
+    # build's does (chain.LISTED_FIRST, LISTED_LAST).
+    LISTED_FIRST = 5
+    LISTED_LAST = 5
+
     module_function
 
     # The most telling attribute of a name: CN, else OU, else O, else the whole name.
@@ -310,17 +566,9 @@ module SmtpCaDynoCheck
       entries = x509_name.to_a
       %w[CN OU O].each do |field|
         entry = entries.find { |item| item[0] == field }
-        return printable(entry[1]) if entry
+        return Text.shown(entry[1]) if entry
       end
-      printable(x509_name.to_s)
-    end
-
-    # A server chooses the names in its certificates: no control character reaches the output,
-    # where a line break could forge a line of the report.
-    def printable(text)
-      text.to_s.dup.force_encoding(Encoding::UTF_8).scrub('?').gsub(/[[:cntrl:]]/) do |char|
-        format('\\x%02x', char.ord)
-      end
+      Text.shown(x509_name.to_s)
     end
 
     def day(time)
@@ -332,8 +580,11 @@ module SmtpCaDynoCheck
         "valid until #{day(cert.not_after)}"
     end
 
+    # One line per certificate, numbered as sent; a long chain as its first few and last few
+    # lines around "… N more".
     def chain_lines(certs)
-      certs.each_with_index.map { |cert, index| "  #{index + 1}. #{describe(cert)}" }
+      lines = certs.each_with_index.map { |cert, index| "  #{index + 1}. #{describe(cert)}" }
+      Text.at_most(lines, LISTED_FIRST + LISTED_LAST, last: LISTED_LAST, indent: '  ')
     end
 
     def self_issued?(cert)
@@ -343,7 +594,7 @@ module SmtpCaDynoCheck
     def host_names(cert)
       extension = cert.extensions.find { |item| item.oid == 'subjectAltName' }
       names = extension ? extension.value.split(',').map(&:strip) : []
-      names = names.map { |name| printable(name.sub(/\A(DNS|IP Address):/, '')) }
+      names = names.map { |name| Text.escaped(name.sub(/\A(DNS|IP Address):/, '')) }
       names.empty? ? [name_of(cert.subject)] : names
     end
 
@@ -560,7 +811,10 @@ module SmtpCaDynoCheck
     def connect(smtp, helo)
       probe = Probe.new(implicit)
       probe.attach(smtp)
-      smtp.open_timeout = timeout
+      # The deadline is the Timeout over the whole session (handshake); net-smtp's own open
+      # timeout, a Timeout of its own on Ruby 2.7 and net-smtp 0.4+, comes a second later, so
+      # that the two never fire together: old Timeouts then deliver the second one late.
+      smtp.open_timeout = timeout + 1
       smtp.read_timeout = timeout
       details = handshake(smtp, helo, probe)
       raise @diagnosis.no_starttls unless details
@@ -580,6 +834,8 @@ module SmtpCaDynoCheck
       details
     rescue DeadlinePassed, Timeout::Error, Errno::ETIMEDOUT
       raise @diagnosis.timeout_failure(probe.stage)
+    rescue ReplyPastCap => e
+      raise @diagnosis.reply_past_cap(e)
     rescue OpenSSL::SSL::SSLError => e
       raise @diagnosis.tls_failure(e, probe)
     rescue Net::SMTPUnsupportedCommand
@@ -747,7 +1003,7 @@ module SmtpCaDynoCheck
     def connection_failure(error, stage)
       case error
       when Net::SMTPError
-        Failure.new("#{where}: the server answered #{error.message.strip.inspect} (#{stage}).",
+        Failure.new("#{where}: the server answered \"#{Text.reply(error.message)}\" (#{stage}).",
                     hint: "Check #{var('SMTP_SERVER')} and #{var('SMTP_PORT')}.")
       when Errno::ECONNREFUSED
         Failure.new("#{where}: connection refused.",
@@ -781,12 +1037,23 @@ module SmtpCaDynoCheck
     def timeout_failure(stage)
       hint = "Check #{var('SMTP_SERVER')} and #{var('SMTP_PORT')} (a firewall may " \
              'drop the connection), or raise --timeout.'
+      if stage == 'resolving the host name'
+        hint = "The dyno's name server did not answer for #{host} in time: check " \
+               "#{var('SMTP_SERVER')} for a typo, or raise --timeout."
+      end
       if stage == 'waiting for the SMTP greeting' && !implicit
         hint = 'A server that says nothing after the connection may expect TLS from the first ' \
                "byte (port 465 usually does): set #{var('SMTP_TLS')}=true. Otherwise " \
                "#{hint[0].downcase}#{hint[1..]}"
       end
       Failure.new("#{where}: no answer within #{format('%g', timeout)} s (#{stage}).", hint: hint)
+    end
+
+    def reply_past_cap(error)
+      Failure.new("#{where}: #{error.message}.",
+                  hint: "A mail server's replies are a few short lines; this one did not stop. " \
+                        "Check that #{var('SMTP_SERVER')} and #{var('SMTP_PORT')} name your " \
+                        "provider's mail server, and ask the provider if they do.")
     end
 
     # --- why the handshake failed ---
@@ -798,16 +1065,23 @@ module SmtpCaDynoCheck
         return @certificates.name_mismatch(error.message, probe.ssl_socket&.peer_cert)
       end
 
-      if error.message =~ /load_verify|no certificate or crl/i
-        return Failure.new("#{where}: OpenSSL cannot load the CA file #{trust.label} " \
-                           "(#{error.message}).",
-                           hint: "Point #{var('SMTP_CA_FILE')} at a PEM file of CA certificates.")
-      end
-
-      Failure.new("#{where}: the TLS handshake failed (#{error.message}).", hint: tls_mode_hint)
+      handshake_failure(error.message)
     end
 
     private
+
+    # A handshake that failed before any certificate was judged.
+    def handshake_failure(message)
+      return too_large(message) if message =~ /excessive message size/i
+
+      if message =~ /load_verify|no certificate or crl/i
+        return Failure.new("#{where}: OpenSSL cannot load the CA file #{trust.label} " \
+                           "(#{message}).",
+                           hint: "Point #{var('SMTP_CA_FILE')} at a PEM file of CA certificates.")
+      end
+
+      Failure.new("#{where}: the TLS handshake failed (#{message}).", hint: tls_mode_hint)
+    end
 
     def missing_ca_file(file)
       ca_var = var('SMTP_CA_FILE')
@@ -838,6 +1112,18 @@ module SmtpCaDynoCheck
 
       Failure.new("#{where}: #{error.message} (#{stage}).",
                   hint: "Check #{var('SMTP_SERVER')} and #{var('SMTP_PORT')}.")
+    end
+
+    # OpenSSL refuses a Certificate message over its max_cert_list, 100 KiB by default: every
+    # client with that OpenSSL refuses it, on any port and in any TLS mode.
+    def too_large(message)
+      reason = message[/excessive message size/i]
+      Failure.new("#{where}: the server's certificates are more than OpenSSL accepts in a " \
+                  "handshake (#{reason}): a certificate with thousands of names, or a chain " \
+                  'of hundreds of certificates.',
+                  hint: 'Only the mail provider can fix this: ask them for a certificate with ' \
+                        'fewer names, or for the host name they document for mail. Another ' \
+                        "port or #{var('SMTP_TLS')} setting does not help.")
     end
 
     def closed_in_handshake
@@ -894,7 +1180,8 @@ module SmtpCaDynoCheck
     def name_mismatch(message, leaf)
       server_var = var('SMTP_SERVER')
       names = leaf ? Names.host_names(leaf) : []
-      details = ["The certificate holds: #{names.empty? ? 'no names at all' : names.join(', ')}."]
+      held = names.empty? ? 'no names at all' : Text.shown(names.join(', '))
+      details = ["The certificate holds: #{held}."]
       if host =~ /\A[\d.]+\z/ || host.include?(':')
         details << "#{server_var} is an IP address: the mail gem checks it against the IP " \
                    'addresses the certificate holds, not against its host names.'
@@ -1032,7 +1319,7 @@ module SmtpCaDynoCheck
       suggestion = names.find { |name| !name.start_with?('*') }
       hint = "Set #{server_var} to a name the certificate holds (the host name the provider " \
              'documents), not an alias or an IP address'
-      hint + (suggestion ? ": heroku config:set #{server_var}=#{suggestion}" : '.')
+      hint + (suggestion ? ": heroku config:set #{server_var}=#{Text.shown(suggestion)}" : '.')
     end
   end
 
@@ -1069,6 +1356,14 @@ module SmtpCaDynoCheck
     Check.new(out, App.mail_source(options.bulk), options.timeout, app_root).run
   end
 
+  # Exits with status. A name lookup abandoned at the deadline may still be running, and a
+  # normal exit waits for every thread, which before Ruby 3.3 means until the resolver gives
+  # up: then the check leaves at once (all it printed is out: stdout and stderr are unbuffered).
+  def self.finish(status)
+    exit!(status) if Lookup.abandoned?
+    exit(status)
+  end
+
   def self.report_failure(out, failure)
     out.error(failure.message)
     failure.details.each { |line| out.error(line) }
@@ -1088,4 +1383,4 @@ module SmtpCaDynoCheck
 end
 
 # Run, not required: tests/ruby loads this file for its parts without running the check.
-exit SmtpCaDynoCheck.main(ARGV) if $PROGRAM_NAME == __FILE__
+SmtpCaDynoCheck.finish(SmtpCaDynoCheck.main(ARGV)) if $PROGRAM_NAME == __FILE__

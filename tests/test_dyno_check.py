@@ -348,7 +348,7 @@ def test_a_silent_server_is_bounded_by_timeout(apps: dict[str, Path]) -> None:
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (("--timeout", "soon"), '--timeout "soon": give seconds above 0 and at most 120'),
+        (("--timeout", "soon"), '--timeout "soon": give seconds from 0.001 to 120'),
         (("--timeout", "0"), '--timeout "0": give seconds'),
         (("--timeout",), "--timeout needs a number of seconds."),
         (("--verbose",), 'unknown argument "--verbose".'),

@@ -95,12 +95,27 @@ class TestArguments < Minitest::Test
     assert_in_delta 3.0, parse('--timeout=3').timeout
   end
 
+  def refusal(value)
+    assert_raises(SmtpCaDynoCheck::UsageError) { parse('--timeout', value) }.message
+  end
+
   def test_refuses_a_timeout_that_is_not_plain_seconds_within_the_bound
-    ['0', '-1', '1e3', '121', 'ten', ''].each do |value|
-      error = assert_raises(SmtpCaDynoCheck::UsageError) { parse("--timeout=#{value}") }
-      assert_equal "--timeout #{value.inspect}: give seconds above 0 and at most 120, in plain " \
-                   'digits (10, 2.5).', error.message
+    ['0', '-1', '1e3', '121', 'ten', '', '1e-300', '٣', '0.0009', "0.#{'0' * 299}1"[0, 300],
+     '120.001', ' 5', '5 ', '.5', '5.'].each do |value|
+      assert_equal "--timeout #{value.inspect}: give seconds from 0.001 to 120, in plain " \
+                   'digits (10, 2.5).', refusal(value)
     end
+    assert_in_delta 0.001, parse('--timeout', '0.001').timeout
+    assert_in_delta 120.0, parse('--timeout', '120').timeout
+    assert_in_delta 7.0, parse('--timeout', '0007.000').timeout
+  end
+
+  def test_a_refused_timeout_is_quoted_escaped_or_described_by_its_length
+    assert_match(/\A--timeout "\\u202e5": give/, refusal("\u202e5"))
+    assert_match(/\A--timeout "\\x1b\[2J\\n": give/, refusal("\e[2J\n"))
+    assert_match(/\A--timeout "\uFFFD": give/, refusal("\xff".b))
+    assert_match(/\A--timeout a value of 100,000 characters: give/, refusal('1' * 100_000))
+    assert_match(/\A--timeout a value of 301 characters: give/, refusal("0.#{'0' * 298}1"))
   end
 
   def test_names_a_missing_timeout_and_an_unknown_argument
@@ -172,15 +187,29 @@ class TestNames < Minitest::Test
     assert_equal '/C=DE', Names.name_of(OpenSSL::X509::Name.parse('/C=DE'))
   end
 
-  def test_printable_escapes_control_characters_and_replaces_broken_utf8
-    assert_equal 'a\\x0aforged line\\x1b[2J', Names.printable("a\nforged line\e[2J")
-    assert_equal 'caf? ok', Names.printable("caf\xC3 ok".b)
-    assert_equal 'Zürich', Names.printable('Zürich')
+  def test_a_name_with_a_line_break_or_bidi_controls_cannot_forge_or_reorder_a_line
+    name = OpenSSL::X509::Name.new([['CN', "evil\n !     Fix: none"]])
+    assert_equal 'evil\\n !     Fix: none', Names.name_of(name)
+    bidi = OpenSSL::X509::Name.new([['CN', "mail\u202Etxt.exe\e[2J"]])
+    assert_equal 'mail\\u202etxt.exe\\x1b[2J', Names.name_of(bidi)
   end
 
-  def test_a_name_with_a_line_break_cannot_forge_a_line
-    name = OpenSSL::X509::Name.new([['CN', "evil\n !     Fix: none"]])
-    assert_equal 'evil\\x0a !     Fix: none', Names.name_of(name)
+  def test_a_long_name_is_cut_to_the_builds_length
+    name = Names.name_of(OpenSSL::X509::Name.new([['CN', 'x' * 5000]]))
+    assert_equal "#{'x' * 300}… (4,700 more characters)", name
+  end
+
+  def test_a_long_chain_lists_its_first_five_and_last_five_and_counts_the_rest
+    key = Certs.key
+    certs = (1..151).map { |number| Certs.make("/CN=Chain #{number}", key: key) }
+    lines = Names.chain_lines(certs)
+    assert_equal 11, lines.size
+    assert_match(/\A  1\. Chain 1, issued by Chain 1, valid until /, lines[0])
+    assert_match(/\A  5\. Chain 5, /, lines[4])
+    assert_equal '  … 141 more', lines[5]
+    assert_match(/\A  147\. Chain 147, /, lines[6])
+    assert_match(/\A  151\. Chain 151, /, lines[10])
+    assert_equal 10, Names.chain_lines(certs[0, 10]).size
   end
 
   def test_describes_a_certificate_and_a_chain_as_the_build_does
@@ -200,6 +229,8 @@ class TestNames < Minitest::Test
     assert Names.self_issued?(@root)
     refute Names.self_issued?(@leaf)
     assert_equal ['mail.example.com', '127.0.0.1'], Names.host_names(@leaf)
+    odd = Certs.make('/CN=x', key: Certs.key, san: "DNS:a\e[2J.example.com")
+    assert_equal ['a\\x1b[2J.example.com'], Names.host_names(odd)
     assert_equal ['Example Root CA'], Names.host_names(@root) # no subjectAltName: the CN
   end
 
@@ -216,6 +247,157 @@ class TestNames < Minitest::Test
       read = Names.pem_certificates(path)
       assert_equal([@root.to_der, nil, @leaf.to_der], read.map { |cert| cert&.to_der })
     end
+  end
+end
+
+# Text from outside, by the build's rule (smtp_ca.untrusted): the same escapes and lengths.
+class TestText < Minitest::Test
+  Text = SmtpCaDynoCheck::Text
+
+  def test_escapes_what_python_does_not_call_printable_as_python_does
+    assert_equal '454 \\x1b[2J\\x1b]0;t\\x07\\r\\nnext', Text.escaped("454 \e[2J\e]0;t\a\r\nnext")
+    assert_equal 'a\\tb\\x7f\\x85\\xa0c', Text.escaped("a\tb\x7f\u0085\u00a0c")
+    assert_equal 'moc.\\u202eexe \\u2028 \\U000e0001',
+                 Text.escaped("moc.\u202Eexe \u2028 \u{E0001}")
+    assert_equal 'Főtanúsítvány a\\b', Text.escaped('Főtanúsítvány a\\b') # printable, kept
+    assert_equal "caf\uFFFD ok", Text.escaped("caf\xC3 ok".b) # as Python decodes a reply
+  end
+
+  def test_cuts_after_the_limit_with_a_note_of_what_was_left_out
+    assert_equal "#{'x' * 60}… (4,940 more characters)", Text.shown('x' * 5000, 60)
+    assert_equal '\\x1b\\x1b… (8 more characters)', Text.shown("\e" * 10, 8)
+    assert_equal "#{'y' * 300}… (1 more character)", Text.shown('y' * 301)
+    assert_equal 'y' * 300, Text.shown('y' * 300)
+  end
+
+  def test_lists_are_cut_with_a_count
+    items = (0...25).map { |number| "finding #{number}" }
+    assert_equal items[0, 10], Text.at_most(items[0, 10])
+    assert_equal items[0, 10] + ['… 15 more'], Text.at_most(items)
+    assert_equal items[0, 2] + ['  … 21 more'] + items[-2..],
+                 Text.at_most(items, 4, last: 2, indent: '  ')
+  end
+
+  def test_a_reply_is_quoted_as_its_code_and_its_lines_text
+    assert_equal '554 go away', Text.reply("554 go away\n")
+    assert_equal '454 TLS not available, line 0 TLS not available',
+                 Text.reply("454-TLS not available, line 0\n454 TLS not available\n")
+    assert_equal '554 \\x1b[2J\\u202eevil', Text.reply("554 \e[2J\u202Eevil\r\n")
+    long = Text.reply("554-#{'z' * 100}\n" * 10)
+    assert_equal "554 #{'z' * 100} #{'z' * 99}… (809 more characters)", long
+    assert_equal 'no code here', Text.reply('no code here')
+  end
+
+  def test_groups_thousands_as_python_does
+    grouped = [0, 999, 1000, 65_536, 1_234_567].map { |number| Text.grouped(number) }
+    assert_equal %w[0 999 1,000 65,536 1,234,567], grouped
+  end
+end
+
+# Every SMTP reply net-smtp reads, within the build's caps (smtp_session.py).
+class TestReplyCaps < Minitest::Test
+  def caps
+    SmtpCaDynoCheck::ReplyCaps.new { 'reply to EHLO' }
+  end
+
+  def past(caps, *chunks)
+    assert_raises(SmtpCaDynoCheck::ReplyPastCap) { chunks.each { |chunk| caps.feed(chunk) } }
+      .message
+  end
+
+  def test_honest_replies_pass_and_what_is_not_bytes_passes_through
+    watching = caps
+    greeting = "220 mail.example.com ESMTP\r\n"
+    assert_same greeting, watching.feed(greeting)
+    assert_equal :wait_readable, watching.feed(:wait_readable)
+    assert_nil watching.feed(nil)
+    reply = "250-mail.example.com\r\n#{"250-X\r\n" * 198}250 STARTTLS\r\n" # 200 lines
+    3.times { watching.feed(reply) } # each reply counts its own lines
+    watching.feed('250-split ac') # a line read in pieces
+    watching.feed("ross reads\r\n250 OK\r\n")
+  end
+
+  def test_a_reply_that_does_not_end_is_cut_at_its_line_cap
+    assert_equal "the server's reply to EHLO ran past 200 lines",
+                 past(caps, "250-#{'X' * 60}\r\n" * 2000)
+    assert_equal "the server's reply to EHLO ran past 200 lines", past(caps, "250-X\n" * 200)
+    watching = caps
+    watching.feed("250-X\n" * 199)
+    watching.feed("250 last\n")
+  end
+
+  def test_a_line_without_end_is_cut_at_its_length_cap
+    assert_equal "the server's reply to EHLO has a line longer than 2,048 bytes",
+                 past(caps, '250-', 'Y' * 1000, 'Y' * 1000, 'Y' * 1000)
+    caps.feed("250 #{'Y' * 2043}\r\n") # 2,048 bytes before the "\n": the longest allowed
+  end
+
+  def test_a_reply_is_cut_at_its_byte_cap
+    assert_equal "the server's reply to EHLO ran past 65,536 bytes",
+                 past(caps, "250-#{'Z' * 1500}\r\n" * 60)
+  end
+
+  def test_the_reply_is_named_when_the_cap_is_hit
+    names = %w[greeting first second]
+    watching = SmtpCaDynoCheck::ReplyCaps.new { names.first }
+    watching.feed("220-hello\n")
+    names.shift
+    assert_equal "the server's first ran past 200 lines", past(watching, "220-X\n" * 300)
+  end
+end
+
+# What the session is doing, as the messages name it.
+class TestProbe < Minitest::Test
+  def reply_name(stage)
+    probe = SmtpCaDynoCheck::Probe.new(false)
+    probe.stage = stage
+    probe.reply_name
+  end
+
+  def test_names_the_reply_being_read_as_the_build_does
+    assert_equal 'greeting', reply_name('waiting for the SMTP greeting')
+    assert_equal 'reply to EHLO', reply_name('waiting for the answer to EHLO')
+    assert_equal 'reply to STARTTLS', reply_name('waiting for the answer to STARTTLS')
+    assert_equal 'reply', reply_name('during the TLS handshake')
+  end
+end
+
+# The name lookup, then the first address that takes the connection.
+class TestLookup < Minitest::Test
+  Lookup = SmtpCaDynoCheck::Lookup
+
+  def test_a_numeric_address_is_its_own_lookup
+    (found,) = Lookup.addresses('127.0.0.1', 587)
+    assert_equal '127.0.0.1', found.ip_address
+    refute Lookup.abandoned?
+  end
+
+  def test_raises_what_getaddrinfo_raised
+    # A service name getaddrinfo refuses before any name server is asked.
+    error = assert_raises(SocketError) { Lookup.addresses('127.0.0.1', 'no-such-service') }
+    assert_match(/getaddrinfo/, error.message)
+    refute Lookup.abandoned?
+  end
+
+  def test_connects_to_the_first_address_that_answers
+    listening = TCPServer.new('127.0.0.1', 0)
+    closed = TCPServer.new('127.0.0.1', 0)
+    closed_port = closed.addr[1]
+    closed.close
+    addresses = [Addrinfo.tcp('127.0.0.1', closed_port),
+                 Addrinfo.tcp('127.0.0.1', listening.addr[1])]
+    tried = []
+    socket = Lookup.first_to_answer(addresses) do |address|
+      tried << address
+      TCPSocket.new(address, tried.size == 1 ? closed_port : listening.addr[1])
+    end
+    assert_equal %w[127.0.0.1 127.0.0.1], tried
+    socket.close
+    assert_raises(Errno::ECONNREFUSED) do
+      Lookup.first_to_answer(addresses[0, 1]) { |address| TCPSocket.new(address, closed_port) }
+    end
+  ensure
+    listening&.close
   end
 end
 
@@ -386,6 +568,47 @@ class TestDiagnosis < Minitest::Test
                  failure.hint
   end
 
+  def test_a_lookup_that_ran_out_of_time_says_so
+    failure = diagnosis.timeout_failure('resolving the host name')
+    assert_equal 'smtp.example.com:587 (STARTTLS): no answer within 10 s (resolving the host ' \
+                 'name).', failure.message
+    assert_equal "The dyno's name server did not answer for smtp.example.com in time: check " \
+                 'SMTP_SERVER for a typo, or raise --timeout.', failure.hint
+  end
+
+  def test_a_reply_past_a_cap_says_what_the_server_did
+    error = SmtpCaDynoCheck::ReplyPastCap.new("the server's greeting ran past 200 lines")
+    failure = diagnosis.reply_past_cap(error)
+    assert_equal "smtp.example.com:587 (STARTTLS): the server's greeting ran past 200 lines.",
+                 failure.message
+    assert_equal "A mail server's replies are a few short lines; this one did not stop. Check " \
+                 "that SMTP_SERVER and SMTP_PORT name your provider's mail server, and ask the " \
+                 'provider if they do.', failure.hint
+  end
+
+  def test_the_servers_reply_is_quoted_escaped_and_cut
+    # net-smtp's message is the reply's first line.
+    response = Net::SMTP::Response.parse("554 \e[2Jgo \u202Eaway#{'!' * 400}\r\n")
+    # As net-smtp raises it: with the response (0.3 and later), or its message (Ruby 2.7).
+    raised = Net::SMTPError.method_defined?(:response) ? response : response.message
+    failure = diagnosis.connection_failure(Net::SMTPFatalError.new(raised),
+                                           'waiting for the SMTP greeting')
+    assert_equal 'smtp.example.com:587 (STARTTLS): the server answered "554 \\x1b[2Jgo ' \
+                 "\\u202eaway#{'!' * 180}… (220 more characters)\" (waiting for the SMTP " \
+                 'greeting).', failure.message
+  end
+
+  def test_a_certificate_message_over_openssls_limit_is_not_blamed_on_the_port
+    error = OpenSSL::SSL::SSLError.new('SSL_connect returned=1 errno=0 peeraddr=127.0.0.1:587 ' \
+                                       'state=error: excessive message size')
+    failure = diagnosis.tls_failure(error, FakeProbe.new(nil, nil, nil))
+    assert_equal "smtp.example.com:587 (STARTTLS): the server's certificates are more than " \
+                 'OpenSSL accepts in a handshake (excessive message size): a certificate with ' \
+                 'thousands of names, or a chain of hundreds of certificates.', failure.message
+    assert_match(/\AOnly the mail provider can fix this/, failure.hint)
+    refute_match(/port 465/, failure.hint)
+  end
+
   def test_a_refused_connection_and_a_name_that_does_not_resolve
     refused = diagnosis.connection_failure(Errno::ECONNREFUSED.new, 'connecting')
     assert_equal 'smtp.example.com:587 (STARTTLS): connection refused.', refused.message
@@ -462,6 +685,16 @@ class TestCertificateDiagnosis < Minitest::Test
     assert_equal 'The certificate holds: mail.example.com, *.example.com.', failure.details.first
     assert_match(/SMTP_SERVER is an IP address/, failure.details.last)
     assert_match(/: heroku config:set SMTP_SERVER=mail.example.com\z/, failure.hint)
+  end
+
+  def test_a_long_list_of_names_is_cut_as_the_build_cuts_it
+    names = (0...60).map { |number| "name-#{number}.example.com" }
+    many = Certs.make('/CN=many', key: Certs.key, issuer: @int, issuer_key: @int_key,
+                                  san: names.map { |name| "DNS:#{name}" }.join(','))
+    failure = diagnose(62, 'hostname mismatch', [many])
+    held = names.join(', ')
+    assert_equal "The certificate holds: #{held[0, 300]}… (#{held.length - 300} more " \
+                 'characters).', failure.details.first
   end
 
   def test_an_expired_server_certificate_is_the_providers_to_renew

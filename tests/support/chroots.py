@@ -157,6 +157,32 @@ class ChrootSession:
             return written
         return self.chroot / PurePosixPath(inside).relative_to("/")
 
+    def command_line(
+        self, command: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str = "/"
+    ) -> list[str]:
+        """The host command that runs ``command`` in the chroot as root, with exactly ``env``
+        (plus PATH and LANG defaults): what ``run`` runs, for a caller that starts it itself."""
+        run_env = {"PATH": SYSTEM_PATH, "LANG": "C.UTF-8", **(env or {})}
+        lower = str(self.chroot) if self._overlay else ""
+        return [
+            "unshare",
+            "--mount",
+            "--fork",
+            "sh",
+            "-c",
+            _RUNNER,
+            "sh",
+            lower,
+            str(self.upper),
+            str(self._work),
+            str(self.root),
+            cwd,
+            "/usr/bin/env",
+            "-i",
+            *(f"{name}={value}" for name, value in run_env.items()),
+            *command,
+        ]
+
     def run(
         self,
         command: Sequence[str],
@@ -165,29 +191,9 @@ class ChrootSession:
         cwd: str = "/",
         timeout: float = 300,
     ) -> subprocess.CompletedProcess[str]:
-        """Runs ``command`` in the chroot as root, with exactly ``env`` (plus PATH and LANG
-        defaults); never raises on a non-zero exit."""
-        run_env = {"PATH": SYSTEM_PATH, "LANG": "C.UTF-8", **(env or {})}
-        lower = str(self.chroot) if self._overlay else ""
+        """Runs ``command`` in the chroot (``command_line``); never raises on a non-zero exit."""
         return subprocess.run(
-            [
-                "unshare",
-                "--mount",
-                "--fork",
-                "sh",
-                "-c",
-                _RUNNER,
-                "sh",
-                lower,
-                str(self.upper),
-                str(self._work),
-                str(self.root),
-                cwd,
-                "/usr/bin/env",
-                "-i",
-                *(f"{name}={value}" for name, value in run_env.items()),
-                *command,
-            ],
+            self.command_line(command, env=env, cwd=cwd),
             capture_output=True,
             text=True,
             timeout=timeout,
