@@ -90,7 +90,12 @@ def test_success_reports_the_chain_the_version_and_the_anchor(
         f"Anchored by smtp-ca Check Root CA (SHA-256 {root.sha256[:8]}…{root.sha256[-8:]}), "
         "from SMTP_CA_BUNDLE_URL."
     ]
-    assert "Revocation: not checked, the certificate names no OCSP responder." in outcome.details
+    assert outcome.details[-2:] == (
+        "Revocation: not checked, the certificate names no CRL distribution point and no OCSP "
+        "responder.",
+        "Revocation of the intermediate smtp-ca Check Issuing CA: not checked, it names no CRL "
+        "distribution point and no OCSP responder.",
+    )
 
 
 # --- unknown issuer ---------------------------------------------------------------------------

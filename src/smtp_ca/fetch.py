@@ -14,9 +14,10 @@ Two entry points:
 
 * ``fetch_url(url, Limits(...), redactor, ...)``: the bundle stage's download of
   SMTP_CA_BUNDLE_URL (https:// only, retries, conditional GET, the caller's redactor).
-* ``fetch(url, deadline, max_bytes=..., accept=...)``: the check's AIA (caIssuers) and OCSP
-  fetches, http:// or https:// (what they fetch is signed, so how it travels does not matter),
-  no retries, bounded by what is left of the check's one deadline.
+* ``fetch(url, deadline, max_bytes=..., accept=...)``: the check's AIA (caIssuers), OCSP and
+  CRL fetches, http:// or https:// (what they fetch is signed, so how it travels does not
+  matter), no retries, bounded by what is left of the check's one deadline. A CRL can be
+  megabytes: its body goes to a ``sink`` (a file) as it arrives, never whole into memory.
 
 ``requests`` is imported inside the functions that use it: a build from a file:// source, or
 from the bundle cache, never loads it.
@@ -247,11 +248,14 @@ def fetch(
     accept: str = "*/*",
     body: bytes | None = None,
     content_type: str | None = None,
+    sink: Callable[[bytes], object] | None = None,
 ) -> bytes:
-    """The body of an http(s):// URL (AIA, OCSP), within what is left of ``deadline``.
+    """The body of an http(s):// URL (AIA, OCSP, CRL), within what is left of ``deadline``.
 
-    No retries: the check's deadline is shared by every step, and a second try would only
-    take time from them. Raises a ``FetchError`` (``TimeoutError`` never escapes).
+    With ``sink``, each piece of the body is handed to it as it arrives (the cap still holds)
+    and the return value is empty. No retries: the check's deadline is shared by every step,
+    and a second try would only take time from them. Raises a ``FetchError`` (``TimeoutError``
+    never escapes).
     """
     if not is_fetchable(url):
         raise InvalidUrl(f"{display_url(url)} is not an http:// or https:// URL")
@@ -273,6 +277,7 @@ def fetch(
         body=body,
         content_type=content_type,
         accept=accept,
+        sink=sink,
     )
     return fetched.data
 
@@ -288,8 +293,11 @@ def fetch_url(
     content_type: str | None = None,
     accept: str = "*/*",
     on_retry: Callable[[RetryNote], None] | None = None,
+    sink: Callable[[bytes], object] | None = None,
 ) -> Fetched:
     """GETs ``url`` (POSTs ``body`` when given), following redirects within ``schemes``.
+
+    The body is returned, or, with ``sink``, handed to it piece by piece as it arrives.
 
     Each failed attempt that is tried again is handed to ``on_retry``, which says so in the
     build's own words: urllib3's own log lines are kept out of the build log.
@@ -378,7 +386,7 @@ def fetch_url(
                     if method == "POST" and response.status_code in (301, 302, 303):
                         method, body = "GET", None
                     continue
-                return _read_response(response, conditional, limits, clock)
+                return _read_response(response, conditional, limits, clock, sink)
     raise Unavailable(f"more than {limits.max_redirects} redirects")
 
 
@@ -399,7 +407,11 @@ def _redirect_target(
 
 
 def _read_response(
-    response: requests.Response, conditional: bool, limits: Limits, clock: DownloadClock
+    response: requests.Response,
+    conditional: bool,
+    limits: Limits,
+    clock: DownloadClock,
+    sink: Callable[[bytes], object] | None = None,
 ) -> Fetched:
     import requests
     import urllib3
@@ -428,7 +440,10 @@ def _read_response(
             size += len(chunk)
             if size > limits.max_bytes:
                 raise TooLarge(display_url(response.url), limits.max_bytes)
-            chunks.append(chunk)
+            if sink is None:
+                chunks.append(chunk)
+            else:
+                sink(chunk)
     except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as error:
         raise Unavailable(*describe_network_error(error, clock)) from None
     return Fetched(b"".join(chunks), False, etag, last_modified, response.url)

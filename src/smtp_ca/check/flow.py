@@ -14,7 +14,8 @@ When the handshake fails, the check names the cause instead of repeating OpenSSL
 verdict: it handshakes again without verification to read what the server presents, and looks
 at that chain (``chain``, ``diagnosis``). A server that forgets its intermediate is completed
 through the AIA caIssuers URL of its certificate (``aia``); a chain that verifies is then
-checked for revocation with the OCSP responder its certificate names (``ocsp``).
+checked for revocation, each certificate but the anchor through the CRL and the OCSP
+responder it names (``revocation``).
 
 This module is the flow: which handshakes, in which order. What a failure means, in words, is
 ``diagnosis``; what the server's chain holds, ``chain``.
@@ -58,7 +59,7 @@ if TYPE_CHECKING:
     from cryptography import x509
 
     from smtp_ca.check.aia import Completion
-    from smtp_ca.check.ocsp import Revocation
+    from smtp_ca.check.revocation import Finding
 
 
 @dataclass(frozen=True)
@@ -174,16 +175,21 @@ class _Check:
             notices.append(self._fetched_notice(completion))
             extras = (render_fetched(completion.fetched, self.where),)
 
-        revocation = self._revocation(handshake.verified)
+        findings = self._revocation(handshake.verified)
+        revoked = next((finding for finding in findings if finding.status == "revoked"), None)
+        leaf_status = findings[0].status if findings else None
         version = handshake.version
-        if revocation is not None and revocation.status == "revoked":
+        if revoked is not None:
+            whose = (
+                f"the server's certificate has been revoked ({revoked.name})"
+                if revoked.is_leaf
+                else f"the intermediate certificate {revoked.name} has been revoked"
+            )
+            others = [finding.line for finding in findings if finding is not revoked]
             return CheckOutcome(
                 cause="revoked",
-                summary=(
-                    f"{self.where}: the server's certificate has been revoked "
-                    f"({readable_name(handshake.verified[0].subject)})."
-                ),
-                details=(revocation.detail, *details),
+                summary=f"{self.where}: {whose}.",
+                details=(revoked.line, *details, *others),
                 hint="Only the mail provider can fix this: ask them to replace the certificate. "
                 "Do not switch SMTP_OPENSSL_VERIFY_MODE to none: a revoked certificate's key "
                 "may be in someone else's hands.",
@@ -192,10 +198,10 @@ class _Check:
                 notices=tuple(notices),
                 extra_certificates=extras,
                 anchor=anchor_name,
-                revocation="revoked",
+                revocation=leaf_status,
+                revocations=findings,
             )
-        if revocation is not None:
-            details.append(revocation.detail)
+        details.extend(finding.line for finding in findings)
         summary = f"{self.where}: verified, {version}."
         if completion is not None:
             summary = (
@@ -211,7 +217,8 @@ class _Check:
             notices=tuple(notices),
             extra_certificates=extras,
             anchor=anchor_name,
-            revocation=revocation.status if revocation else None,
+            revocation=leaf_status,
+            revocations=findings,
         )
 
     def _anchor(self, anchor_cert: x509.Certificate) -> tuple[str, str]:
@@ -238,14 +245,11 @@ class _Check:
             "intermediates. Ask the provider to send its full chain."
         )
 
-    def _revocation(self, verified: Sequence[x509.Certificate]) -> Revocation | None:
-        from smtp_ca.check import ocsp
+    def _revocation(self, verified: Sequence[x509.Certificate]) -> tuple[Finding, ...]:
+        from smtp_ca.check.revocation import check_chain
 
-        if len(verified) < 2:
-            return None  # a certificate trusted as itself has no issuer to ask about it
-        return ocsp.check_revocation(
-            verified[0], verified[1], self.deadline, self.now, self.cache_dir
-        )
+        # A certificate trusted as itself (a chain of one) has no issuer to ask about it.
+        return check_chain(verified, self.deadline, self.now, self.cache_dir)
 
     # --- refused ---------------------------------------------------------------------------------
 
