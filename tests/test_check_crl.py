@@ -164,7 +164,11 @@ def test_crl_good_but_ocsp_revoked_is_revoked(
         with serving(leaf, intermediate) as server:
             outcome = check(server.port, root_file)
     assert outcome.cause == "revoked", text(outcome)
-    assert "says the certificate was revoked on " in outcome.details[0]
+    assert outcome.details[0].startswith("Revocation: revoked on ")
+    assert (
+        f"says the OCSP responder at {responder.url} (in an answer signed by "
+        in (outcome.details[0])
+    )
     assert f"; not revoked, says the CRL at {http.url(CRL_PATH)}" in outcome.details[0]
 
 

@@ -148,15 +148,14 @@ def _interpret(
             cacheable,
         )
     if status_value == ocsp.OCSPCertStatus.REVOKED:
+        # As a CRL's revocation reads: "revoked on 2026-11-30 (keyCompromise), says ...".
         revoked_at = single.revocation_time_utc
         reason = single.revocation_reason.value if single.revocation_reason else None
-        when = f" on {day(revoked_at)}" if revoked_at else ""
-        because = f" (reason: {reason})" if reason else ""
         return _Interpreted(
             Answer(
                 "revoked",
-                f"the OCSP responder at {shown} says the certificate was revoked{when}{because}, "
-                f"in an answer signed by {signed_by_whom}{kept}",
+                f"revoked on {revoked_at:%Y-%m-%d} ({reason or 'no reason given'}), says the "
+                f"OCSP responder at {shown} (in an answer signed by {signed_by_whom}{kept})",
             ),
             cacheable,
         )
