@@ -39,6 +39,7 @@ from smtp_ca.bundle_merge import (
     merge,
     merge_key,
     read_certifi,
+    read_certifi_quietly,
 )
 from smtp_ca.bundle_report import report
 
@@ -102,7 +103,10 @@ def prepare_bundle(
 
     certs = settings.certs.encode("utf-8") if settings.certs else None
     public = read_certifi() if settings.public_roots else None
-    key = merge_key(read, certs, public)
+    # Without certifi's roots in the bundle, they are still what its own roots are compared
+    # with: trust never wider than Mozilla's list without a word.
+    reference = read_certifi_quietly() if public is None and read is not None else None
+    key = merge_key(read, certs, public, reference)
     merged_cache = MergedCache(directory, log)
     inputs = (read.data if read else b"", certs or b"", public.data if public else b"")
     merged = merged_cache.load(key, now, inputs)
@@ -110,7 +114,7 @@ def prepare_bundle(
     if merged is None:
         content = keep_source_certificates(read, now) if read else None
         added = keep_added_certificates(certs, content, now) if certs else None
-        merged = merge(content, added, public, now)
+        merged = merge(content, added, public, now, reference=reference)
         merged_cache.store(key, merged)
     # A download is kept for its validators. A file:// source is read on every build: its copy
     # is kept only when these bytes are new, which a merged result cached under the same source

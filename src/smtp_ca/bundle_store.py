@@ -27,7 +27,7 @@ from smtp_ca.certificates import CertificateError, CertificateSummary, split_pem
 from smtp_ca.output import Log
 
 # Bump when the output or the cache layout changes: old cache entries then stop matching.
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 
 
 @dataclass(frozen=True)

@@ -217,9 +217,9 @@ def _reach(
     return reach, notes
 
 
-def _other_stores(context: Context, top: x509.Certificate) -> tuple[Trusted | None, Trusted | None]:
-    """The certificate of certifi's roots, and of the system store, that anchors ``top``."""
-    public_path = context.stores.public_roots
+def public_roots(stores: TrustStores) -> Store | None:
+    """certifi's roots (Mozilla's list), or None when there are none to read."""
+    public_path = stores.public_roots
     if public_path is None:
         try:
             import certifi
@@ -227,7 +227,12 @@ def _other_stores(context: Context, top: x509.Certificate) -> tuple[Trusted | No
             public_path = Path(certifi.where())
         except ImportError:
             public_path = None
-    public = load_store(public_path, "certifi")
+    return load_store(public_path, "certifi")
+
+
+def _other_stores(context: Context, top: x509.Certificate) -> tuple[Trusted | None, Trusted | None]:
+    """The certificate of certifi's roots, and of the system store, that anchors ``top``."""
+    public = public_roots(context.stores)
     system = load_store(context.stores.system, "the system store")
     return (
         public.anchor_for(top) if public else None,

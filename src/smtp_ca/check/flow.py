@@ -167,8 +167,8 @@ class _Check:
         details = ["The server presented:", *chain_lines]
         anchor_name = None
         if handshake.verified:
-            anchor_name, anchor_line = self._anchor(handshake.verified[-1])
-            details.append(anchor_line)
+            anchor_name, anchor_lines = self._anchor(handshake.verified[-1])
+            details.extend(anchor_lines)
         notices: list[str] = []
         extras: tuple[bytes, ...] = ()
         if completion is not None:
@@ -221,16 +221,24 @@ class _Check:
             revocations=findings,
         )
 
-    def _anchor(self, anchor_cert: x509.Certificate) -> tuple[str, str]:
-        """The name of the bundle certificate that anchored the chain, and the line that says
-        which part of the bundle it came from."""
+    def _anchor(self, anchor_cert: x509.Certificate) -> tuple[str, list[str]]:
+        """The name of the bundle certificate that anchored the chain, the line that says which
+        part of the bundle it came from, and, when Mozilla's list (certifi) does not hold that
+        root, a line that says so: trust never silently wider than Mozilla's list."""
         anchor = self.bundle.find(anchor_cert)
         name = readable_name(anchor_cert.subject)
         origin = anchor.describe_origin() if anchor else "from the bundle"
         fingerprint = f" (SHA-256 {short_sha256(anchor.sha256)})" if anchor else ""
         # The origin names the input the anchor came from (the bundle's "# From:" lines): the
         # URL or path, SMTP_CA_CERTS, or certifi's public roots. It reads last, after the hash.
-        return name, f"Anchored by {name}{fingerprint}, {origin}."
+        lines = [f"Anchored by {name}{fingerprint}, {origin}."]
+        if anchor is None or anchor.origin != "certifi":
+            mozilla = diagnosis.public_roots(self.stores)
+            if mozilla is not None and not mozilla.holds_root(anchor_cert):
+                lines.append(
+                    f"The chain is anchored by a root that Mozilla's list does not hold: {name}."
+                )
+        return name, lines
 
     def _fetched_notice(self, completion: Completion) -> str:
         """The warning a verified check gives when it needed an intermediate AIA fetched."""
