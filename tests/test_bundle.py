@@ -197,6 +197,7 @@ def test_godaddy_bundle_from_a_file_url_with_its_pin(tmp_path: Path, cache: Path
     written = fingerprints(prepared.pem)
     assert written[:1] == source_fps[:1]
     assert not set(source_fps[1:]) & set(written)
+    assert prepared.outside_mozilla == (source_fps[0],)  # an intermediate: never an anchor
     assert prepared.public_root_count == len(CERTIFI_FINGERPRINTS)
 
 
@@ -843,8 +844,11 @@ def test_each_self_signed_root_certifi_does_not_hold_is_named(
         "Bundle Test Root",
         "Bundle Test Other Root",
     ]
+    # What the check needs to say that a chain is anchored outside Mozilla's list.
+    assert prepared.outside_mozilla == tuple(s.sha256 for s in prepared.source_certificates)
     warm, again = run(settings_for(file_url(path)), cache)  # from the merged cache
     assert warm.pem == prepared.pem
+    assert warm.outside_mozilla == prepared.outside_mozilla
     assert [line for line in again.stdout.splitlines() if "Mozilla's list" in line] == named
 
 

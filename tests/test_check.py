@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from smtp_ca.check import CheckTarget, TrustStores, run_check
+from smtp_ca.check import CheckTarget, TrustStores, check_bundle, run_check
 from smtp_ca.check.naming import Naming, command_line, config_vars
 from support.certs import Issued, make_cert, make_root, utcnow
 from support.checking import check, check_pki, text
@@ -130,6 +130,25 @@ def test_an_anchor_that_mozillas_list_holds_is_not_remarked_on(
             outcome = check(server.port, root_file, stores=TrustStores(public_roots=mozilla))
         assert outcome.cause == "verified", text(outcome)
         assert not [line for line in outcome.details if line.startswith(MOZILLA_LINE)]
+
+
+def test_a_build_says_which_roots_are_outside_mozillas_list_and_certifi_is_not_read_again(
+    root: Issued, intermediate: Issued, tmp_path: Path
+) -> None:
+    """The bundle stage found which of its certificates Mozilla's list lacks; the build's check
+    takes its word (``check_bundle(outside_mozilla=...)``) and reads no certifi of its own."""
+    leaf = issue("localhost", intermediate, hostnames=("localhost",))
+    lines = {}
+    for outside in (frozenset({root.sha256}), frozenset()):
+        with serve(leaf, intermediate) as server:
+            target = CheckTarget("localhost", server.port, timeout=5)
+            outcome = check_bundle(
+                target, root.pem, scratch_dir=tmp_path, outside_mozilla=sorted(outside)
+            )
+        assert outcome.cause == "verified", text(outcome)
+        lines[bool(outside)] = [line for line in outcome.details if line.startswith(MOZILLA_LINE)]
+    # The real certifi does not hold this root either: only the build's word decides.
+    assert lines == {True: [f"{MOZILLA_LINE}smtp-ca Check Root CA."], False: []}
 
 
 # --- unknown issuer ---------------------------------------------------------------------------

@@ -11,6 +11,7 @@ count leaves the question open, with the reason, and is never a failure.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -370,7 +371,7 @@ def test_a_damaged_kept_crl_is_fetched_again_never_trusted(
     http.serve(CRL_PATH, make_crl(intermediate, revoked=[Revoked(leaf)]))
     with serving(leaf, intermediate) as server:
         check(server.port, root_file, cache_dir=tmp_path)
-        (kept,) = (tmp_path / "crl").iterdir()
+        (kept,) = (tmp_path / "crl").glob("*.crl")
         data = kept.read_bytes()
         if damage == "flip":  # a broken signature
             kept.write_bytes(data[:-1] + bytes([data[-1] ^ 0x01]))
@@ -383,6 +384,48 @@ def test_a_damaged_kept_crl_is_fetched_again_never_trusted(
     assert "kept from an earlier build" not in outcome.details[0]
     assert http.count(CRL_PATH) == 2
     assert kept.read_bytes() == data
+
+
+def test_a_kept_crl_answers_from_its_record_and_reads_itself_for_a_new_certificate(
+    intermediate: Issued, root_file: Path, http: LocalServer, tmp_path: Path
+) -> None:
+    """The record answers for the certificate it was made for; the server's next certificate,
+    under the same CRL, is looked up in the kept CRL itself, and fetches nothing."""
+    first = leaf_naming(http.url(CRL_PATH), intermediate)
+    renewed = leaf_naming(http.url(CRL_PATH), intermediate)
+    http.serve(CRL_PATH, make_crl(intermediate, revoked=[Revoked(renewed)]))
+    with serving(first, intermediate) as server:
+        check(server.port, root_file, cache_dir=tmp_path)
+        again = check(server.port, root_file, cache_dir=tmp_path)
+    (record,) = (tmp_path / "crl").glob("*.json")
+    assert len(json.loads(record.read_text())["verdicts"]) == 1
+    with serving(renewed, intermediate) as server:
+        outcome = check(server.port, root_file, cache_dir=tmp_path)
+    assert again.revocation == "good"
+    assert "kept from an earlier build" in revocation_line(again)
+    assert outcome.cause == "revoked", text(outcome)
+    assert "(kept from an earlier build until " in outcome.details[0]
+    assert http.count(CRL_PATH) == 1
+    assert len(json.loads(record.read_text())["verdicts"]) == 2
+
+
+@pytest.mark.parametrize("damage", ["not-json", "edited"])
+def test_a_damaged_record_is_not_used(
+    intermediate: Issued, root_file: Path, http: LocalServer, tmp_path: Path, damage: str
+) -> None:
+    leaf = leaf_naming(http.url(CRL_PATH), intermediate)
+    http.serve(CRL_PATH, make_crl(intermediate, revoked=[Revoked(leaf)]))
+    with serving(leaf, intermediate) as server:
+        check(server.port, root_file, cache_dir=tmp_path)
+        (record,) = (tmp_path / "crl").glob("*.json")
+        if damage == "not-json":
+            record.write_text('{"format": 1, "verdi')
+        else:  # "revoked" turned into "good", without its check made again
+            record.write_text(record.read_text().replace('"revoked"', '"good"'))
+        outcome = check(server.port, root_file, cache_dir=tmp_path)
+    assert outcome.cause == "revoked", text(outcome)  # read from the kept CRL itself
+    assert http.count(CRL_PATH) == 1
+    assert '"revoked"' in record.read_text()  # and recorded again
 
 
 def test_a_crl_that_does_not_count_is_not_kept(

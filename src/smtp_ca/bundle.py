@@ -71,6 +71,9 @@ class PreparedBundle:
     # Why the default source is not in the bundle at all (unreachable, never cached), if so.
     missing_source_reason: str | None = None
     added_certificates: tuple[CertificateSummary, ...] = ()  # kept from SMTP_CA_CERTS
+    # SHA-256 of the certificates of the source and SMTP_CA_CERTS that Mozilla's list does not
+    # hold (None: not known), for the check to say when one of them anchors the chain.
+    outside_mozilla: tuple[str, ...] | None = None
 
     @property
     def certificate_count(self) -> int:
@@ -142,4 +145,5 @@ def prepare_bundle(
         fallback_reason=read.fallback_reason if read else None,
         missing_source_reason=source.reason if isinstance(source, Missing) else None,
         added_certificates=merged.added.kept if merged.added else (),
+        outside_mozilla=merged.outside_mozilla,
     )

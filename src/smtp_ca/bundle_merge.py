@@ -305,9 +305,21 @@ def merge(
     module's docstring.
     """
     compared = public or reference
-    if content is not None and compared is not None:
-        content = _judge_source_roots(content, compared, merged=public is not None)
+    anchors = _anchors(compared) if compared is not None else None
+    if content is not None and anchors is not None and compared is not None:
+        content = _judge_source_roots(content, anchors, compared, merged=public is not None)
     kept = (*(content.kept if content else ()), *(added_content.kept if added_content else ()))
+    # What the check needs to say when a chain is anchored outside Mozilla's list, without
+    # reading certifi again on every build.
+    outside = (
+        tuple(
+            item.summary.sha256
+            for item in kept
+            if _identity(load_pem_certificates(item.pem)[0]) not in anchors
+        )
+        if anchors is not None
+        else None
+    )
     seen = {item.summary.sha256 for item in kept}
     added: list[_Kept] = []
     duplicates = 0
@@ -350,10 +362,25 @@ def merge(
         certifi_version=public.version if public else None,
         expires=min(written),
         notices=tuple(notices),
+        outside_mozilla=outside,
     )
 
 
-def _judge_source_roots(content: _Content, certifi: PublicRoots, *, merged: bool) -> _Content:
+def _anchors(certifi: PublicRoots) -> set[tuple[bytes, bytes]]:
+    """certifi's roots as trust anchors: name and key."""
+    try:
+        return {_identity(cert) for cert in load_pem_certificates(certifi.data)}
+    except CertificateError as error:
+        raise BuildError(f"certifi's roots are damaged: {error}.", hint=_CERTIFI_HINT) from None
+
+
+def _judge_source_roots(
+    content: _Content,
+    anchors: set[tuple[bytes, bytes]],
+    certifi: PublicRoots,
+    *,
+    merged: bool,
+) -> _Content:
     """``content`` without the self-signed roots it carries only to reach roots certifi holds
     itself (when certifi's roots are ``merged``), and with a note on each of its other
     self-signed roots that certifi does not hold.
@@ -362,10 +389,6 @@ def _judge_source_roots(content: _Content, certifi: PublicRoots, *, merged: bool
     they lead nowhere, and OpenSSL may still pick one, fail to find its issuer and refuse a
     chain that certifi's own copy of the root would anchor ("unable to get issuer
     certificate"). The intermediates under those roots stay."""
-    try:
-        anchors = {_identity(cert) for cert in load_pem_certificates(certifi.data)}
-    except CertificateError as error:
-        raise BuildError(f"certifi's roots are damaged: {error}.", hint=_CERTIFI_HINT) from None
     mozilla = f"Mozilla's list (certifi {certifi.version})"
     pairs = [(item, load_pem_certificates(item.pem)[0]) for item in content.kept]
     left_out: set[str] = set()

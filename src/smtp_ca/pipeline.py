@@ -236,7 +236,11 @@ def _check_server(
             "SMTP password. The check below verifies anyway, to tell whether peer would work."
         )
     outcome = check_bundle(
-        target, prepared.pem, scratch_dir=_scratch_dir(cache_dir), cache_dir=cache_dir
+        target,
+        prepared.pem,
+        scratch_dir=_scratch_dir(cache_dir),
+        cache_dir=cache_dir,
+        outside_mozilla=prepared.outside_mozilla,
     )
     verified = _report(settings, server, outcome, log)
     return verified, outcome.extra_certificates, _revocation_notes(where_of(target), outcome)

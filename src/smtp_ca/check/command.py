@@ -93,7 +93,9 @@ def run_command(arguments: argparse.Namespace, cache_dir: Path, log: Log) -> int
         log,
     )
     log.step(f"Checking {where} against that bundle")
-    outcome = check_bundle(target, prepared.pem, scratch_dir=cache_dir)
+    outcome = check_bundle(
+        target, prepared.pem, scratch_dir=cache_dir, outside_mozilla=prepared.outside_mozilla
+    )
     return _report(outcome, log, ca_file=None)
 
 

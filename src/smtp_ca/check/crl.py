@@ -21,15 +21,15 @@ A CRL can be large (DigiCert's partitioned CRLs are about 10 MB from September 2
 fetched through ``fetch`` within what is left of the check's one deadline, with a cap
 (``MAX_CRL_BYTES``), and written to the cache as it arrives: it is held in memory once, to be
 parsed, never twice. A CRL that counts is kept in ``<cache>/crl`` until its nextUpdate, when
-the CA promises a new one, so a warm build fetches none. A kept CRL is judged on every build
-exactly like a fresh one (issuer, signature, dates, partition): one that is damaged, out of
-date or no longer fits is fetched again, never trusted.
+the CA promises a new one, with a record of what it said (``crl_cache``), so a warm build
+fetches none and parses none. A kept CRL without a record that fits is judged exactly like a
+fresh one (issuer, signature, dates, partition): one that is damaged, out of date or no longer
+fits is fetched again, never trusted.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import tempfile
 from collections.abc import Iterable
@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 from smtp_ca.certificates import (
     CertificateError,
     basic_constraints_ca,
+    fingerprint_sha256,
     printable,
     readable_name,
     split_pem,
@@ -48,6 +49,7 @@ from smtp_ca.certificates import (
 )
 from smtp_ca.check.answers import Answer
 from smtp_ca.check.chain import day
+from smtp_ca.check.crl_cache import KeptCrl, Verdict
 from smtp_ca.deadline import Deadline
 from smtp_ca.fetch import FetchError, display_url, fetch, is_fetchable
 
@@ -62,7 +64,6 @@ MAX_CRL_BYTES = 32 * 1024 * 1024
 MAX_URLS = 2
 # Clocks differ: a CRL dated a little in the future, or just past its nextUpdate, is fine.
 CLOCK_SKEW = timedelta(minutes=5)
-CACHE_SUBDIR = "crl"
 # The labels a PEM CRL is served under (RFC 7468 says "X509 CRL").
 _PEM_LABELS = frozenset({"X509 CRL", "CRL"})
 
@@ -140,21 +141,21 @@ def _ask_one(
     cache_dir: Path | None,
 ) -> Answer:
     shown = printable(display_url(point.url))  # the certificate's words
-    kept = (
-        cache_dir / CACHE_SUBDIR / f"{hashlib.sha256(point.url.encode()).hexdigest()}.crl"
-        if cache_dir is not None
-        else None
-    )
+    kept = KeptCrl(cache_dir, point.url) if cache_dir is not None else None
+    cert_sha256, issuer_sha256 = fingerprint_sha256(cert), fingerprint_sha256(issuer)
     if kept is not None:
-        data = _read_kept(kept)
+        recorded = kept.recorded(cert_sha256, issuer_sha256)
+        if recorded is not None and _current(recorded, now):
+            return _answer(recorded, shown, cached=True)
+        data = kept.read(MAX_CRL_BYTES)
         if data is not None:
-            judged = _judge(data, point, cert, issuer, now, shown, cached=True)
-            if judged.counts:
-                return judged.answer
-        with contextlib.suppress(OSError):
-            kept.unlink(missing_ok=True)  # damaged, stale or someone else's: fetch it again
+            judged = _judge(data, point, cert, issuer, now, shown)
+            if isinstance(judged, Verdict):
+                kept.remember(data, cert_sha256, issuer_sha256, judged)
+                return _answer(judged, shown, cached=True)
+        kept.forget()  # damaged, out of date or someone else's: fetch it again
 
-    temporary = _temporary_beside(kept)
+    temporary = kept.temporary() if kept is not None else None
     try:
         try:
             data = _fetch_into(point.url, deadline, temporary)
@@ -163,35 +164,17 @@ def _ask_one(
         except OSError as error:  # the disk, not the network
             why = error.strerror or str(error)
             return Answer("unchecked", f"the CRL at {shown} could not be written down: {why}")
-        judged = _judge(data, point, cert, issuer, now, shown, cached=False)
-        del data
-        if judged.counts and temporary is not None and kept is not None:
-            with contextlib.suppress(OSError):  # a cache that can't be written costs a fetch
-                temporary.replace(kept)
-                temporary = None
-        return judged.answer
+        judged = _judge(data, point, cert, issuer, now, shown)
+        if not isinstance(judged, Verdict):
+            return judged
+        if kept is not None and temporary is not None and kept.keep(temporary):
+            temporary = None
+            kept.remember(data, cert_sha256, issuer_sha256, judged)
+        return _answer(judged, shown, cached=False)
     finally:
         if temporary is not None:
             with contextlib.suppress(OSError):
                 temporary.unlink()
-
-
-# --- fetching, into the cache as it arrives ---------------------------------------------------
-
-
-def _temporary_beside(kept: Path | None) -> Path | None:
-    """A new empty file beside ``kept``, named as ``files.write_atomically`` names its
-    temporaries (so the cache sweep removes one a killed build left); None without a cache,
-    or when the cache cannot be written."""
-    if kept is None:
-        return None
-    try:
-        kept.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, name = tempfile.mkstemp(dir=kept.parent, prefix=f".{kept.name}.", suffix=".tmp")
-    except OSError:
-        return None
-    os.close(descriptor)
-    return Path(name)
 
 
 def _fetch_into(url: str, deadline: Deadline, temporary: Path | None) -> bytes:
@@ -212,23 +195,28 @@ def _fetch_into(url: str, deadline: Deadline, temporary: Path | None) -> bytes:
         return stream.read(MAX_CRL_BYTES + 1)
 
 
-def _read_kept(path: Path) -> bytes | None:
-    """A kept CRL, unless there is none or it is larger than a fetch may be."""
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_CRL_BYTES + 1)
-    except OSError:
-        return None
-    return data if len(data) <= MAX_CRL_BYTES else None
-
-
 # --- judging a CRL --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Judged:
-    answer: Answer
-    counts: bool = False  # the CRL is one to trust (and to keep until its nextUpdate)
+def _current(verdict: Verdict, now: datetime) -> bool:
+    return verdict.this_update_at <= now + CLOCK_SKEW and verdict.next_update_at >= now - CLOCK_SKEW
+
+
+def _answer(verdict: Verdict, shown: str, *, cached: bool) -> Answer:
+    """What a CRL that counts said, as the report says it."""
+    until = day(verdict.next_update_at)
+    if verdict.status == "revoked":
+        kept = f" (kept from an earlier build until {until})" if cached else ""
+        return Answer(
+            "revoked",
+            f"revoked on {verdict.revoked_on} ({verdict.reason or 'no reason given'}), says "
+            f"the CRL at {shown}{kept}",
+        )
+    if verdict.status == "good":
+        kept = f", kept from an earlier build until {until}" if cached else ""
+        issued = day(verdict.this_update_at)
+        return Answer("good", f"not revoked, says the CRL at {shown} (issued {issued}{kept})")
+    return Answer("unchecked", f"the CRL at {shown} {verdict.why}")
 
 
 def _judge(
@@ -238,14 +226,13 @@ def _judge(
     issuer: x509.Certificate,
     now: datetime,
     shown: str,
-    *,
-    cached: bool,
-) -> _Judged:
-    """What the CRL in ``data`` says about ``cert``, if it is one to trust."""
+) -> Verdict | Answer:
+    """What the CRL in ``data`` says about ``cert`` when it is one that counts; otherwise the
+    open question, and why."""
     from cryptography import x509
 
-    def open_question(why: str) -> _Judged:
-        return _Judged(Answer("unchecked", f"the CRL at {shown} {why}"))
+    def open_question(why: str) -> Answer:
+        return Answer("unchecked", f"the CRL at {shown} {why}")
 
     der = _der(data)
     try:
@@ -264,29 +251,19 @@ def _judge(
         entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
         reason = _reason(entry) if entry is not None else None
         next_update = crl.next_update_utc
-        this_update = crl.last_update_utc
+        dates = {"this_update": crl.last_update_utc.isoformat()}
     except ValueError:
         return open_question("is malformed")
     assert next_update is not None  # _untrusted refuses a CRL without one
+    dates["next_update"] = next_update.isoformat()
     if entry is not None:
         if reason == "removeFromCRL":  # only a delta CRL may say this (RFC 5280, 5.3.1)
             return open_question("lists the certificate as removeFromCRL in a complete CRL")
-        kept = f" (kept from an earlier build until {day(next_update)})" if cached else ""
-        return _Judged(
-            Answer(
-                "revoked",
-                f"revoked on {entry.revocation_date_utc:%Y-%m-%d} "
-                f"({reason or 'no reason given'}), says the CRL at {shown}{kept}",
-            ),
-            counts=True,
-        )
+        revoked_on = f"{entry.revocation_date_utc:%Y-%m-%d}"
+        return Verdict("revoked", **dates, revoked_on=revoked_on, reason=reason)
     if scope.why is not None:  # a partition for some reasons only: not listed proves nothing
-        return _Judged(Answer("unchecked", f"the CRL at {shown} {scope.why}"), counts=True)
-    kept = f", kept from an earlier build until {day(next_update)}" if cached else ""
-    return _Judged(
-        Answer("good", f"not revoked, says the CRL at {shown} (issued {day(this_update)}{kept})"),
-        counts=True,
-    )
+        return Verdict("unchecked", **dates, why=scope.why)
+    return Verdict("good", **dates)
 
 
 def _der(data: bytes) -> bytes | None:

@@ -60,10 +60,15 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class TrustStores:
     """The stores a failed check compares the bundle with. They are never trusted by the check
-    itself; they only let the report say which setting would fix an unknown issuer."""
+    itself; they only let the report say which setting would fix an unknown issuer, and
+    whether a chain is anchored outside Mozilla's list."""
 
     public_roots: Path | None = None  # None: certifi's cacert.pem, when certifi is installed
     system: Path | None = SYSTEM_STORE
+    # The SHA-256 of the bundle's certificates that Mozilla's list does not hold, when the
+    # build that made the bundle knows them (it compared them with certifi); None: the check
+    # compares the anchor with ``public_roots`` itself.
+    outside_mozilla: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from smtp_ca.certificates import readable_name, to_pem
+from smtp_ca.certificates import fingerprint_sha256, readable_name, to_pem
 from smtp_ca.check import causes, connection_failure, diagnosis
 from smtp_ca.check.chain import (
     Store,
@@ -95,13 +95,22 @@ def run_check(
 
 
 def check_bundle(
-    target: CheckTarget, pem: bytes, *, scratch_dir: Path, cache_dir: Path | None = None
+    target: CheckTarget,
+    pem: bytes,
+    *,
+    scratch_dir: Path,
+    cache_dir: Path | None = None,
+    outside_mozilla: Sequence[str] | None = None,
 ) -> CheckOutcome:
-    """run_check against a bundle not yet written anywhere (a build checks before it writes)."""
+    """run_check against a bundle not yet written anywhere (a build checks before it writes).
+    ``outside_mozilla``: what the bundle stage found of its certificates (``PreparedBundle``)."""
+    stores = TrustStores(
+        outside_mozilla=frozenset(outside_mozilla) if outside_mozilla is not None else None
+    )
     with tempfile.TemporaryDirectory(dir=scratch_dir) as scratch:
         bundle_file = Path(scratch) / "ca-bundle.pem"
         bundle_file.write_bytes(pem)
-        return run_check(target, bundle_file, cache_dir=cache_dir)
+        return run_check(target, bundle_file, stores=stores, cache_dir=cache_dir)
 
 
 class _Check:
@@ -232,13 +241,20 @@ class _Check:
         # The origin names the input the anchor came from (the bundle's "# From:" lines): the
         # URL or path, SMTP_CA_CERTS, or certifi's public roots. It reads last, after the hash.
         lines = [f"Anchored by {name}{fingerprint}, {origin}."]
-        if anchor is None or anchor.origin != "certifi":
-            mozilla = diagnosis.public_roots(self.stores)
-            if mozilla is not None and not mozilla.holds_root(anchor_cert):
-                lines.append(
-                    f"The chain is anchored by a root that Mozilla's list does not hold: {name}."
-                )
+        if (anchor is None or anchor.origin != "certifi") and self._outside_mozilla(anchor_cert):
+            lines.append(
+                f"The chain is anchored by a root that Mozilla's list does not hold: {name}."
+            )
         return name, lines
+
+    def _outside_mozilla(self, anchor_cert: x509.Certificate) -> bool:
+        """Whether Mozilla's list (certifi) lacks this root: as the build that made the bundle
+        found, or, for a bundle it did not make, by reading certifi."""
+        known = self.stores.outside_mozilla
+        if known is not None:
+            return fingerprint_sha256(anchor_cert) in known
+        mozilla = diagnosis.public_roots(self.stores)
+        return mozilla is not None and not mozilla.holds_root(anchor_cert)
 
     def _fetched_notice(self, completion: Completion) -> str:
         """The warning a verified check gives when it needed an intermediate AIA fetched."""
