@@ -26,7 +26,8 @@ process. Scenarios:
   intermediate's a small one. A warm build reads both from CACHE_DIR and fetches neither.
 * floor: the same python3, with the dependency directory first on sys.path, importing exactly
   the modules the warm build imports, and nothing else. The list is taken from the warm build
-  itself: one warm build runs with ``-X importtime`` (PYTHONPROFILEIMPORTTIME=1), and every
+  itself: one warm build runs with ``-X importtime`` (a python3 first on PATH adds it: the
+  build's ``python3 -I`` ignores PYTHONPROFILEIMPORTTIME), and every
   module it names that a bare ``python3 -X importtime -c pass`` does not is imported, in the
   same order (an import the build tried and failed, such as an optional accelerator, is tried
   and fails the same way). The floor has its own copy of the buildpack's modules and its own
@@ -359,8 +360,16 @@ def imported_modules(importtime: str) -> list[str]:
 
 
 def floor_modules(w: World, cache: Path) -> list[str]:
+    # bin/compile runs python3 -I, which ignores PYTHONPROFILEIMPORTTIME: a python3 first on
+    # PATH that asks for -X importtime itself traces the build's imports.
+    tracing = w.root / "importtime-bin"
+    tracing.mkdir(exist_ok=True)
+    wrapper = tracing / "python3"
+    wrapper.write_text(f'#!/bin/sh\nexec {w.python} -X importtime "$@"\n')
+    wrapper.chmod(0o755)
+    path = f"{tracing}:{w.offline_env['PATH']}"
     traced = _expect(
-        w.build("importtime", cache, env=w.offline_env, extra_env={"PYTHONPROFILEIMPORTTIME": "1"}),
+        w.build("importtime", cache, env=w.offline_env, extra_env={"PATH": path}),
         "Using cached dependencies",
     )
     startup = subprocess.run(
@@ -743,6 +752,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--silent-runs", type=int, default=3, help="builds against a silent server")
     parser.add_argument("--no-write", action="store_true", help=f"do not write {RESULTS.name}")
     parser.add_argument(
+        "--paired-runs", type=int, help="pairs of warm builds with --baseline (default: --runs)"
+    )
+    parser.add_argument(
         "--baseline",
         type=Path,
         help="another version's checkout (git archive of a branch): its warm builds paired "
@@ -768,7 +780,9 @@ def main(argv: list[str] | None = None) -> int:
             cnb = cnb_warm_and_floor(w, modules, arguments.runs)
             check = check_alone(w, cache, arguments.runs * 3)
             paired = (
-                paired_with_baseline(w, cache, arguments.baseline.resolve(), arguments.runs)
+                paired_with_baseline(
+                    w, cache, arguments.baseline.resolve(), arguments.paired_runs or arguments.runs
+                )
                 if arguments.baseline
                 else None
             )
@@ -814,6 +828,8 @@ def main(argv: list[str] | None = None) -> int:
         ]
     today = datetime.date.today().isoformat()
     baseline = f" --baseline {arguments.baseline.name}" if arguments.baseline else ""
+    if arguments.baseline and arguments.paired_runs:
+        baseline = f" --paired-runs {arguments.paired_runs}{baseline}"
     about = (
         f"Measured {today} with `benchmarks/build_time.py --runs {arguments.runs} "
         f"--cold-runs {arguments.cold_runs}{baseline}` on {about}."
