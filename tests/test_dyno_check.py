@@ -25,6 +25,7 @@ from smtp_ca.wiring import (
     DYNO_CHECK_PATH,
     DYNO_CHECK_SOURCE,
     GENERATED_MARKER,
+    REVOCATION_PATH,
     commit,
     plan_wiring,
 )
@@ -167,6 +168,7 @@ def test_the_build_plans_the_check_with_its_marker_and_no_build_path(tmp_path: P
     text = planned.content.decode()
     assert GENERATED_MARKER in text[:512]
     assert f"  BUNDLE_PATH = '{BUNDLE_PATH}'" in text  # where the build writes the bundle
+    assert f"    PATH = '{REVOCATION_PATH}'" in text  # and what it found about revocation
     assert planned.mode == 0o755
     assert str(tmp_path) not in text
     commit(tmp_path, plan)

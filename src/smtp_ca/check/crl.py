@@ -110,7 +110,7 @@ def _distribution_points(cert: x509.Certificate) -> tuple[list[_Point], str | No
         extension = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints)
     except x509.ExtensionNotFound:
         return [], None
-    except ValueError:
+    except (ValueError, x509.DuplicateExtension):
         return [], "the certificate's CRL Distribution Points cannot be read"
     points: list[_Point] = []
     for point in extension.value:
