@@ -20,10 +20,14 @@ process. Scenarios:
   next step's line.
 * warm build: the same CACHE_DIR again, the bundle unchanged (the HTTPS source answers the
   conditional GET with 304). These builds run with the apt repository unreachable and an empty
-  wheelhouse, which proves they need neither.
+  wheelhouse, which proves they need neither. The provider's chain is a root, an intermediate
+  and a leaf, each certificate naming a CRL on a plain http:// server, as public CAs publish
+  them: the leaf's CRL is a partition the size of DigiCert's (about 10 MB), the
+  intermediate's a small one. A warm build reads both from CACHE_DIR and fetches neither.
 * floor: the same python3, with the dependency directory first on sys.path, importing exactly
   the modules the warm build imports, and nothing else. The list is taken from the warm build
-  itself: one warm build runs with ``-X importtime`` (PYTHONPROFILEIMPORTTIME=1), and every
+  itself: one warm build runs with ``-X importtime`` (a python3 first on PATH adds it: the
+  build's ``python3 -I`` ignores PYTHONPROFILEIMPORTTIME), and every
   module it names that a bare ``python3 -X importtime -c pass`` does not is imported, in the
   same order (an import the build tried and failed, such as an optional accelerator, is tried
   and fails the same way). The floor has its own copy of the buildpack's modules and its own
@@ -35,7 +39,11 @@ process. Scenarios:
   before; with its own floor, the same modules imported by the python3 that build runs. Skipped,
   and said so, when the lifecycle is missing.
 * check alone: ``smtp_ca.check.run_check`` in this process, against the loopback STARTTLS
-  server, trusting the bundle a warm build wrote.
+  server, trusting the bundle a warm build wrote, with the CRLs the warm builds kept.
+* paired with a baseline (``--baseline DIR``, a checkout or ``git archive`` of another
+  version, such as the main branch): warm builds of this checkout and of the baseline take
+  turns, each from its own warm CACHE_DIR, against the same servers; the median of the ratios
+  of each pair says what this version changes, whatever the machine was doing meanwhile.
 * warm dependency check: ``smtp_ca.bootstrap.ensure_dependencies`` on the warm cache, called
   many times in this process; and once per fresh python3, timed from before
   ``import smtp_ca.bootstrap`` to its return (what a build pays for it).
@@ -92,6 +100,10 @@ DEPENDENCY_CHECK_CALLS = 200
 RESULTS = REPO / "benchmarks" / "results.md"
 BUNDLE_PATH = "/provider-bundle.crt"
 ETAG = '"bundle-v1"'
+ROOT_CRL_PATH = "/root-ca.crl"
+ISSUING_CRL_PATH = "/issuing-ca.crl"
+# Made-up entries that make the leaf's CRL a partition the size of DigiCert's: about 10 MB.
+PARTITION_ENTRIES = 260_000
 
 # The floor: import what the build imports, from where the build imports it, and nothing else.
 FLOOR_CODE = """\
@@ -197,6 +209,7 @@ class World:
     config_vars: dict[str, str]
     smtp_port: int
     provider_pem: bytes  # what the bundle server serves at BUNDLE_PATH
+    crl_server: LocalServer  # the provider's CRLs, plain http://
     online_env: dict[str, str] = field(init=False)  # with the apt repository and the wheelhouse
     offline_env: dict[str, str] = field(init=False)  # apt repository unreachable, no wheels
     buildpack: Path = field(init=False)
@@ -222,13 +235,15 @@ class World:
         env: Mapping[str, str],
         config_vars: Mapping[str, str] | None = None,
         extra_env: Mapping[str, str] | None = None,
+        source: Path | None = None,
     ) -> Timed:
+        """bin/compile from a fresh copy of this checkout's buildpack (or ``source``'s)."""
         from support.heroku import clean_buildpack_copy, write_env_dir
 
         # A fresh copy of the buildpack for every build, at the same path, as on Heroku; its
         # files get new mtimes, as a git clone leaves them.
         shutil.rmtree(self.buildpack, ignore_errors=True)
-        clean_buildpack_copy(self.buildpack)
+        clean_buildpack_copy(self.buildpack, source=source)
         for path in self.buildpack.rglob("*"):
             os.utime(path)
         build_dir = self.root / "builds" / name
@@ -245,31 +260,47 @@ class World:
 
 @contextlib.contextmanager
 def world(root: Path) -> Iterator[World]:
-    import trustme
-
+    from support.certs import make_root
+    from support.crl import make_crl
+    from support.http_server import LocalServer
+    from support.pki import issue, server_context
     from support.smtp_server import SMTPTestServer
     from support.world import open_world
 
-    provider_ca = trustme.CA()
-    pem = provider_ca.cert_pem.bytes()
-    with (
-        open_world(root / "tests-world") as tests_world,
-        SMTPTestServer(mode="starttls", ca=provider_ca) as smtp,
-    ):
-        tests_world.bundle_server.serve(BUNDLE_PATH, pem, etag=ETAG)
-        yield World(
-            root=root,
-            tests_world=tests_world,
-            config_vars={
-                "SMTP_CA_BUNDLE_URL": tests_world.bundle_server.url(BUNDLE_PATH),
-                "SMTP_CA_BUNDLE_SHA256": hashlib.sha256(pem).hexdigest(),
-                "SMTP_SERVER": "localhost",
-                "SMTP_PORT": str(smtp.port),
-                "SMTP_CA_CHECK": "strict",
-            },
-            smtp_port=smtp.port,
-            provider_pem=pem,
+    provider_root = make_root("smtp-ca Benchmark Provider Root CA")
+    pem = provider_root.pem
+    with LocalServer() as crls:
+        intermediate = issue(
+            "smtp-ca Benchmark Provider Issuing CA",
+            provider_root,
+            ca=True,
+            crl=crls.url(ROOT_CRL_PATH),
         )
+        leaf = issue(
+            "localhost", intermediate, hostnames=("localhost",), crl=crls.url(ISSUING_CRL_PATH)
+        )
+        crls.serve(ROOT_CRL_PATH, make_crl(provider_root))
+        crls.serve(ISSUING_CRL_PATH, make_crl(intermediate, filler=PARTITION_ENTRIES))
+        context = server_context(leaf, intermediate)
+        with (
+            open_world(root / "tests-world") as tests_world,
+            SMTPTestServer(mode="starttls", ssl_context=context) as smtp,
+        ):
+            tests_world.bundle_server.serve(BUNDLE_PATH, pem, etag=ETAG)
+            yield World(
+                root=root,
+                tests_world=tests_world,
+                config_vars={
+                    "SMTP_CA_BUNDLE_URL": tests_world.bundle_server.url(BUNDLE_PATH),
+                    "SMTP_CA_BUNDLE_SHA256": hashlib.sha256(pem).hexdigest(),
+                    "SMTP_SERVER": "localhost",
+                    "SMTP_PORT": str(smtp.port),
+                    "SMTP_CA_CHECK": "strict",
+                },
+                smtp_port=smtp.port,
+                provider_pem=pem,
+                crl_server=crls,
+            )
 
 
 # --- scenarios ------------------------------------------------------------------------------------
@@ -329,8 +360,16 @@ def imported_modules(importtime: str) -> list[str]:
 
 
 def floor_modules(w: World, cache: Path) -> list[str]:
+    # bin/compile runs python3 -I, which ignores PYTHONPROFILEIMPORTTIME: a python3 first on
+    # PATH that asks for -X importtime itself traces the build's imports.
+    tracing = w.root / "importtime-bin"
+    tracing.mkdir(exist_ok=True)
+    wrapper = tracing / "python3"
+    wrapper.write_text(f'#!/bin/sh\nexec {w.python} -X importtime "$@"\n')
+    wrapper.chmod(0o755)
+    path = f"{tracing}:{w.offline_env['PATH']}"
     traced = _expect(
-        w.build("importtime", cache, env=w.offline_env, extra_env={"PYTHONPROFILEIMPORTTIME": "1"}),
+        w.build("importtime", cache, env=w.offline_env, extra_env={"PATH": path}),
         "Using cached dependencies",
     )
     startup = subprocess.run(
@@ -378,6 +417,7 @@ def warm_and_floor(w: World, cache: Path, runs: int) -> tuple[Sample, Sample, st
 
     _expect(floor())  # writes the floor's bytecode cache: the floor is the best case
     requests_before = len(w.bundle_server.requests)
+    crl_requests_before = len(w.crl_server.requests)
     warm, floors = [], []
     for run in range(runs):
         # SMTP_CA_CHECK=strict: a build that exits 0 has verified the server.
@@ -390,13 +430,15 @@ def warm_and_floor(w: World, cache: Path, runs: int) -> tuple[Sample, Sample, st
             f"warm build {run + 1}/{runs}: {duration(warm[-1])}, floor {duration(floors[-1])}"
         )
     requests = w.bundle_server.requests[requests_before:]
+    crl_requests = len(w.crl_server.requests) - crl_requests_before
     # The server answers 304 to an If-None-Match that names its ETag.
     conditional = [r for r in requests if r.headers.get("if-none-match") == ETAG]
-    network_ok = len(requests) == runs == len(conditional)
+    network_ok = len(requests) == runs == len(conditional) and crl_requests == 0
     network = (
         f"the bundle server saw {len(requests)} requests for {runs} warm builds, "
-        f"{len(conditional)} of them conditional (If-None-Match, answered 304); the apt "
-        "repository was unreachable and the wheelhouse empty"
+        f"{len(conditional)} of them conditional (If-None-Match, answered 304); the CRL server "
+        f"saw {crl_requests} (both CRLs came from CACHE_DIR); the apt repository was unreachable "
+        "and the wheelhouse empty"
     )
     return (
         Sample("Warm build (dependencies cached, bundle unchanged: 304)", warm),
@@ -517,19 +559,71 @@ def cnb_warm_and_floor(w: World, modules: list[str], runs: int) -> tuple[Sample,
     )
 
 
-def check_alone(w: World, runs: int) -> Sample:
+def check_alone(w: World, cache: Path, runs: int) -> Sample:
     from smtp_ca.check import CheckTarget, run_check
 
     bundle = w.root / "builds" / "warm-0" / ".smtp-ca" / "ca-bundle.pem"
     target = CheckTarget("localhost", w.smtp_port, timeout=10)
+    kept = cache / CACHE_NAMESPACE  # the CRLs the warm builds read
     times = []
     for _ in range(runs):
         started = time.perf_counter()
-        outcome = run_check(target, bundle)
+        outcome = run_check(target, bundle, cache_dir=kept)
         times.append(time.perf_counter() - started)
         if not outcome.verified:
             raise BenchmarkError(f"the check failed: {outcome.summary}")
-    return Sample("Check alone (run_check against the loopback STARTTLS server)", times)
+    return Sample(
+        "Check alone (run_check against the loopback STARTTLS server, its CRLs kept)", times
+    )
+
+
+def paired_with_baseline(
+    w: World, cache: Path, baseline: Path, runs: int
+) -> tuple[Sample, Sample, str]:
+    """Warm builds of this checkout and of ``baseline`` in turns, each from its own warm
+    CACHE_DIR (a copy of the cold build's, primed by one build of its own)."""
+    from support.heroku import BUILDPACK_FILES
+
+    missing = [name for name in BUILDPACK_FILES if not (baseline / name).exists()]
+    if missing:
+        raise BenchmarkError(f"--baseline {baseline} has no {', '.join(missing)}")
+    label = baseline.name
+    caches = {}
+    for name in ("this", "baseline"):
+        caches[name] = w.root / f"paired-cache-{name}"
+        shutil.copytree(cache, caches[name], symlinks=True)
+    this, other, ratios = [], [], []
+
+    def one(name: str, run: str) -> float:
+        source = baseline if name == "baseline" else None
+        result = _expect(
+            w.build(f"paired-{name}-{run}", caches[name], env=w.offline_env, source=source),
+            "Using cached dependencies",
+        )
+        return result.seconds
+
+    one("this", "prime")
+    one("baseline", "prime")
+    for run in range(runs):
+        # Which goes first alternates, so neither always follows the other.
+        if run % 2:
+            other.append(one("baseline", str(run)))
+            this.append(one("this", str(run)))
+        else:
+            this.append(one("this", str(run)))
+            other.append(one("baseline", str(run)))
+        ratios.append(this[-1] / other[-1])
+        _progress(
+            f"paired warm build {run + 1}/{runs}: this {duration(this[-1])}, "
+            f"baseline {duration(other[-1])}"
+        )
+    ratio = statistics.median(ratios)
+    return (
+        Sample("Warm build, this checkout, paired with the baseline", this),
+        Sample(f"Warm build, the baseline ({label}), paired", other),
+        f"Warm build against the baseline ({label}): {ratio:.3f}x, the median of {runs} paired "
+        f"ratios (from {min(ratios):.3f}x to {max(ratios):.3f}x)",
+    )
 
 
 def dependency_checks(w: World, cache: Path, runs: int) -> tuple[Sample, Sample]:
@@ -657,6 +751,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cold-runs", type=int, default=3, help="cold builds")
     parser.add_argument("--silent-runs", type=int, default=3, help="builds against a silent server")
     parser.add_argument("--no-write", action="store_true", help=f"do not write {RESULTS.name}")
+    parser.add_argument(
+        "--paired-runs", type=int, help="pairs of warm builds with --baseline (default: --runs)"
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another version's checkout (git archive of a branch): its warm builds paired "
+        "with this one's",
+    )
     arguments = parser.parse_args(argv)
     if min(arguments.runs, arguments.cold_runs, arguments.silent_runs) < 1:
         parser.error("every number of runs must be at least 1")
@@ -675,7 +778,14 @@ def main(argv: list[str] | None = None) -> int:
             cold, install, cache = cold_builds(w, arguments.cold_runs)
             warm, floor, network, modules = warm_and_floor(w, cache, arguments.runs)
             cnb = cnb_warm_and_floor(w, modules, arguments.runs)
-            check = check_alone(w, arguments.runs * 3)
+            check = check_alone(w, cache, arguments.runs * 3)
+            paired = (
+                paired_with_baseline(
+                    w, cache, arguments.baseline.resolve(), arguments.paired_runs or arguments.runs
+                )
+                if arguments.baseline
+                else None
+            )
             calls, fresh = dependency_checks(w, cache, arguments.runs)
             silent = silent_server(w, cache, arguments.silent_runs)
             about = machine(w.python)
@@ -699,6 +809,10 @@ def main(argv: list[str] | None = None) -> int:
         f"end of the build (limit SMTP_CA_CHECK_TIMEOUT + 1 s = {silent_limit:g} s): "
         f"{verdict(max(silent.seconds) <= silent_limit)}",
     ]
+    paired_samples: list[Sample] = []
+    if paired is not None:
+        paired_samples = [paired[0], paired[1]]
+        targets.insert(1, paired[2])
     cnb_samples: list[Sample] = []
     if isinstance(cnb, str):
         targets.append(f"CNB warm build: {cnb}")
@@ -713,12 +827,17 @@ def main(argv: list[str] | None = None) -> int:
             f"{cnb_network}",
         ]
     today = datetime.date.today().isoformat()
+    baseline = f" --baseline {arguments.baseline.name}" if arguments.baseline else ""
+    if arguments.baseline and arguments.paired_runs:
+        baseline = f" --paired-runs {arguments.paired_runs}{baseline}"
     about = (
         f"Measured {today} with `benchmarks/build_time.py --runs {arguments.runs} "
-        f"--cold-runs {arguments.cold_runs}` on {about}."
+        f"--cold-runs {arguments.cold_runs}{baseline}` on {about}."
     )
     text = report(
-        [cold, install, warm, floor, *cnb_samples, check, calls, fresh, silent], targets, about
+        [cold, install, warm, floor, *paired_samples, *cnb_samples, check, calls, fresh, silent],
+        targets,
+        about,
     )
     print(text)
     print("Floor modules:", " ".join(modules), file=sys.stderr)

@@ -877,6 +877,9 @@ module SmtpCaDynoCheck
 
     def report_pass(probe, details)
       details.each { |line| @out.info(line) }
+      Revocation.lines(File.join(@app_root, Revocation::PATH), where).each do |level, line|
+        @out.public_send(level, line)
+      end
       return unless probe.forced
 
       @out.warn('the app itself does not verify (openssl_verify_mode none): the check passed, so ' \
@@ -1320,6 +1323,53 @@ module SmtpCaDynoCheck
       hint = "Set #{server_var} to a name the certificate holds (the host name the provider " \
              'documents), not an alias or an IP address'
       hint + (suggestion ? ": heroku config:set #{server_var}=#{Text.shown(suggestion)}" : '.')
+    end
+  end
+
+  # What the build's check found about revocation. Ruby's OpenSSL checks none when the app sends
+  # mail, so the build's finding is all there is to say: it wrote one line per certificate of
+  # the chain into .smtp-ca/revocation.txt (wiring.render_revocation), tab-separated.
+  module Revocation
+    PATH = '.smtp-ca/revocation.txt' # beside this file; wiring.REVOCATION_PATH
+    MAX_BYTES = 64 * 1024
+    MAX_LINES = 10
+    MAX_LINE = 500
+    NOTHING = "Ruby's OpenSSL checks no revocation when the app sends mail"
+
+    module_function
+
+    # [level, line] pairs for the report: the build's lines for the server at ``where``
+    # (host:port (STARTTLS)), a revoked one as a warning; or why there are none.
+    def lines(path, where)
+      checked, found = read(path, where)
+      if found.empty?
+        return [[:info, "Revocation: the build recorded nothing for #{where} in #{PATH} " \
+                        "(it checks revocation where it verifies the server); #{NOTHING}."]]
+      end
+
+      [[:info, "What the build's check found about revocation on #{checked || 'its last run'} " \
+               "(#{NOTHING}):"]] + found.first(MAX_LINES)
+    rescue SystemCallError => e
+      [[:info, "Revocation: not known here: #{PATH} cannot be read (#{e.message}), and " \
+               "#{NOTHING}. Deploy again: the build writes it."]]
+    end
+
+    def read(path, where)
+      checked = nil
+      found = []
+      File.open(path, 'rb') { |file| file.read(MAX_BYTES) }.to_s.each_line do |raw|
+        kind, first, status, line = raw.chomp.split("\t", 4)
+        checked = shown(first) if kind == 'checked-at'
+        next unless kind == 'finding' && first == where && line
+
+        found << (status == 'revoked' ? [:warn, shown(line)] : [:info, "  #{shown(line)}"])
+      end
+      [checked, found]
+    end
+
+    def shown(text)
+      text = Names.printable(text)
+      text.length > MAX_LINE ? "#{text[0, MAX_LINE]}…" : text
     end
   end
 

@@ -105,6 +105,10 @@ def test_the_next_build_removes_what_a_killed_build_left_in_the_app_and_the_cach
     (staging / "new-0").write_text("half-written\n")
     stray_source = cache / "smtp-ca" / "bundle" / ".source.pem.k1ll3d.tmp"
     stray_source.write_bytes(b"-----BEGIN CERT")
+    # ... and one killed while a CRL was arriving leaves its partial download.
+    stray_crl = cache / "smtp-ca" / "crl" / ".0123abcd.crl.k1ll3d.tmp"
+    stray_crl.parent.mkdir()
+    stray_crl.write_bytes(b"\x30\x84" + b"\x00" * 1024)
     stray_staging = cache / "smtp-ca" / "python-deps" / ".staging-0123456789abcdef-4242"
     stray_staging.mkdir()
     (stray_staging / "half.py").write_text("")
@@ -115,6 +119,7 @@ def test_the_next_build_removes_what_a_killed_build_left_in_the_app_and_the_cach
     assert not staging.exists()
     assert not list(build_dir.glob(".smtp-ca-staging-*"))
     assert not stray_source.exists()
+    assert not stray_crl.exists()
     assert not stray_staging.exists()
     assert (build_dir / BUNDLE).is_file()
 

@@ -10,7 +10,9 @@ connection, the message says what the server was doing, peak memory stays under 
 BUILD_DIR is exactly as it was. A ``file://`` source that is a silent pipe or a
 FIFO without a writer is held to the same bound. The AIA caIssuers and OCSP fetches of the
 check, behind the same dripping server, end by SMTP_CA_CHECK_TIMEOUT (run in-process, as
-tests/test_check_aia.py and tests/test_check_ocsp.py run the check).
+tests/test_check_aia.py and tests/test_check_ocsp.py run the check); a CRL server that drips
+or sends 50 MB holds a real build's check no longer than SMTP_CA_CHECK_TIMEOUT plus a second,
+within the same memory.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import trustme
 from support.certs import Issued
 from support.checking import check, check_pki, text
 from support.hostile_http import HostileServer
+from support.http_server import LocalServer
 from support.measured_build import Build, compile_measured
 from support.pki import issue, server_context
 from support.silent_server import SilentServer
@@ -274,3 +277,63 @@ def test_a_dripping_ocsp_responder_holds_the_check_no_longer_than_its_timeout(
     assert took <= CHECK_BOUND + SLACK, f"the check took {took:.2f} s"
     (line,) = [line for line in outcome.details if line.startswith("Revocation:")]
     assert "the server sent its status line too slowly" in line, line
+
+
+# --- the check's CRL fetch: a dripping or flooding CRL server, in a real build ---------------
+
+FIFTY_MB = 50 * 1024 * 1024
+
+
+def crl_build(world: World, where: Path, root: Issued, intermediate: Issued, crl_url: str) -> Build:
+    """A real build whose SMTP server presents a leaf naming ``crl_url`` as its CRL."""
+    leaf = issue("localhost", intermediate, hostnames=("localhost",), crl=crl_url)
+    with SMTPTestServer(mode="starttls", ssl_context=server_context(leaf, intermediate)) as smtp:
+        config_vars = {
+            **world.bundle_vars("/bounds-crl-root.pem", root.pem),
+            "SMTP_SERVER": "localhost",
+            "SMTP_PORT": str(smtp.port),
+            "SMTP_OPENSSL_VERIFY_MODE": "peer",
+            "SMTP_CA_CHECK_TIMEOUT": f"{CHECK_BOUND:g}",
+        }
+        return compile_measured(world, where, config_vars)
+
+
+def assert_check_ended_in_time(build: Build) -> None:
+    """The check's step ends, and the build with it, within SMTP_CA_CHECK_TIMEOUT plus a
+    second; an open question about revocation is a note, so the build passes."""
+    assert build.returncode == 0, build.output
+    held = build.ended - build.arrived("-----> Checking localhost:")
+    assert held <= CHECK_BOUND + SLACK, f"the check held the build {held:.2f} s:\n{build.output}"
+    assert 0 < build.peak_memory < MAX_PEAK_MEMORY, f"peak memory {build.peak_memory} bytes"
+
+
+def test_a_dripping_crl_server_holds_the_check_no_longer_than_its_timeout(
+    world: World, tmp_path: Path, root: Issued, intermediate: Issued
+) -> None:
+    with HostileServer("drip-body", delay=0.2, body=b"0" * 4096) as hostile:
+        build = crl_build(world, tmp_path, root, intermediate, hostile.url("/issuing.crl"))
+    assert hostile.paths == ["/issuing.crl"]
+    assert_check_ended_in_time(build)
+    assert (
+        f"Revocation: not checked, the CRL at {hostile.url('/issuing.crl')} could not be "
+        "fetched: the server sent the body too slowly: no whole answer within the "
+    ) in build.output
+
+
+@pytest.mark.parametrize("says_its_length", [False, True], ids=["no-length", "honest-length"])
+def test_a_crl_server_that_sends_50_mb_is_cut_off_at_the_cap(
+    world: World, tmp_path: Path, root: Issued, intermediate: Issued, says_its_length: bool
+) -> None:
+    from smtp_ca.check.crl import MAX_CRL_BYTES
+
+    with LocalServer() as http:
+        http.serve("/issuing.crl", b"\x30" * FIFTY_MB, content_length=says_its_length)
+        build = crl_build(world, tmp_path, root, intermediate, http.url("/issuing.crl"))
+    assert http.count("/issuing.crl") == 1
+    assert_check_ended_in_time(build)
+    assert (
+        f"Revocation: not checked, the CRL at {http.url('/issuing.crl')} could not be fetched: "
+        f"{http.url('/issuing.crl')} is larger than {MAX_CRL_BYTES} bytes."
+    ) in build.output
+    leftovers = [path for path in (tmp_path / "cache").rglob("*.tmp")]
+    assert leftovers == [], "the refused CRL was left in the cache"

@@ -20,13 +20,15 @@ import certifi
 import pytest
 import trustme
 
-from smtp_ca import bundle, fetch
+from smtp_ca import bundle, bundle_merge, fetch
 from smtp_ca.bundle import (
     MAX_BUNDLE_BYTES,
     BundleSettings,
     PreparedBundle,
     prepare_bundle,
 )
+from smtp_ca.bundle_source import Source
+from smtp_ca.bundle_store import Merged
 from smtp_ca.certificates import load_pem_certificates, split_pem, summarize, to_pem
 from smtp_ca.errors import BuildError
 from smtp_ca.fetch import display_url
@@ -43,6 +45,17 @@ GODADDY_NAMES = [
     "Go Daddy Root Certificate Authority - G2",
     "Go Daddy Class 2 Certification Authority",
 ]
+# What a build keeps of it with certifi's roots: the intermediate. The Class 2 root, which
+# Mozilla removed in 2025, is left out with its cross-signature of the G2 root: the bundle
+# carries them only to reach the G2 root, and certifi holds that root itself.
+GODADDY_KEPT = GODADDY_NAMES[:1]
+CLASS_2_LEFT_OUT = (
+    "Left out OU=Go Daddy Class 2 Certification Authority,O=The Go Daddy Group\\, Inc.,C=US "
+    "(not after 2034-06-29), a self-signed root that Mozilla's list (certifi "
+    f"{certifi.__version__}) does not hold, and its cross-signature of Go Daddy Root "
+    "Certificate Authority - G2: the bundle carries them only to reach that root, which "
+    "certifi holds itself. The app trusts no root that Mozilla's list does not."
+)
 CERTIFI_PEM = Path(certifi.where()).read_bytes()
 CERTIFI_FINGERPRINTS = [summarize(c).sha256 for c in load_pem_certificates(CERTIFI_PEM)]
 CERTIFI_FINGERPRINTS_VALID = [
@@ -167,19 +180,24 @@ def test_godaddy_bundle_from_a_file_url_with_its_pin(tmp_path: Path, cache: Path
 
     prepared, captured = run(settings_for(url, DEFAULT_BUNDLE_SHA256), cache)
 
-    assert [s.name for s in prepared.source_certificates] == GODADDY_NAMES
-    class2 = prepared.source_certificates[2]
-    assert class2.self_signed and class2.is_ca  # SHA-1 self-signed, valid to 2034: kept
+    assert [s.name for s in prepared.source_certificates] == GODADDY_KEPT
     assert prepared.source_sha256 == DEFAULT_BUNDLE_SHA256
     assert not prepared.used_cached_copy and not prepared.left_out
-    assert (
-        f"Read {directory / 'gd bundle.crt'} (3 certificates, SHA-256 0aa4…d858 matches the pin)"
-        in (captured.stdout)
+    lines = [line.strip() for line in captured.stdout.splitlines()]
+    read = lines.index(
+        f"Read {directory / 'gd bundle.crt'} (1 of 3 certificates kept, SHA-256 0aa4…d858 "
+        "matches the pin)"
     )
+    assert lines[read + 1] == CLASS_2_LEFT_OUT  # a note, not a warning: nothing to fix
     assert captured.stderr == ""
-    # The Go Daddy certificates come first, as in the file, then certifi's roots.
+    # The Go Daddy intermediate comes first, then certifi's roots; the Class 2 root
+    # (self-signed, SHA-1, to 2034) and its cross-signature are nowhere: certifi's own G2 root
+    # anchors G2 chains.
     source_fps = fingerprints(GODADDY)
-    assert fingerprints(prepared.pem)[:3] == source_fps
+    written = fingerprints(prepared.pem)
+    assert written[:1] == source_fps[:1]
+    assert not set(source_fps[1:]) & set(written)
+    assert prepared.outside_mozilla == (source_fps[0],)  # an intermediate: never an anchor
     assert prepared.public_root_count == len(CERTIFI_FINGERPRINTS)
 
 
@@ -191,7 +209,7 @@ def test_output_loads_into_openssl(tmp_path: Path, cache: Path) -> None:
     context = ssl.create_default_context(cafile=str(path))
 
     assert context.cert_store_stats()["x509_ca"] == prepared.certificate_count
-    assert prepared.certificate_count == 3 + prepared.public_root_count
+    assert prepared.certificate_count == 1 + prepared.public_root_count
 
 
 def test_a_warm_build_from_a_file_source_writes_nothing_to_the_cache(cache: Path) -> None:
@@ -201,7 +219,7 @@ def test_a_warm_build_from_a_file_source_writes_nothing_to_the_cache(cache: Path
     prepared, _ = run(settings, cache)
     after = {path: path.stat().st_mtime_ns for path in cache.rglob("*") if path.is_file()}
     assert after == before
-    assert prepared.certificate_count == 3 + prepared.public_root_count
+    assert prepared.certificate_count == 1 + prepared.public_root_count
 
 
 def test_output_header_comments_name_each_certificate(cache: Path) -> None:
@@ -226,10 +244,10 @@ def test_https_source_trusted_through_requests_ca_bundle(https: LocalServer, cac
 
     prepared, captured = run(settings_for(https.url("/gd.crt"), DEFAULT_BUNDLE_SHA256), cache)
 
-    assert [s.name for s in prepared.source_certificates] == GODADDY_NAMES
+    assert [s.name for s in prepared.source_certificates] == GODADDY_KEPT
     assert (
-        f"Fetched {https.url('/gd.crt')} (3 certificates, SHA-256 0aa4…d858 matches the pin)"
-        in (captured.stdout)
+        f"Fetched {https.url('/gd.crt')} (1 of 3 certificates kept, SHA-256 0aa4…d858 matches "
+        "the pin)" in (captured.stdout)
     )
     (request,) = https.requests_for("/gd.crt")
     assert request.headers["user-agent"].startswith("heroku-buildpack-smtp-ca")
@@ -257,7 +275,7 @@ def test_redirect_to_https_is_followed(https: LocalServer, cache: Path) -> None:
 
     prepared, _ = run(settings_for(https.url("/old"), DEFAULT_BUNDLE_SHA256), cache)
 
-    assert len(prepared.source_certificates) == 3
+    assert len(prepared.source_certificates) == 1
     assert https.count("/new") == 1
 
 
@@ -318,7 +336,7 @@ def test_pin_mismatch_shows_both_hashes_and_what_to_do(https: LocalServer, cache
 def test_unpinned_bundle_warns_with_the_hash_to_pin(tmp_path: Path, cache: Path) -> None:
     prepared, captured = run(settings_for(file_url(GODADDY_PATH), None), cache)
 
-    assert len(prepared.source_certificates) == 3
+    assert len(prepared.source_certificates) == 1
     assert "SMTP_CA_BUNDLE_SHA256 is not set" in captured.stderr
     assert f"heroku config:set SMTP_CA_BUNDLE_SHA256={DEFAULT_BUNDLE_SHA256}" in captured.stderr
     assert "not pinned" in captured.stdout
@@ -569,7 +587,7 @@ def test_5xx_is_retried(https: LocalServer, cache: Path) -> None:
         settings_for(https.url("/gd.crt"), DEFAULT_BUNDLE_SHA256, retries=3), cache
     )
 
-    assert len(prepared.source_certificates) == 3
+    assert len(prepared.source_certificates) == 1
     assert https.count("/gd.crt") == 3
     assert captured.stderr == ""
 
@@ -773,9 +791,9 @@ def test_merged_output_has_certifi_roots_and_no_duplicates(tmp_path: Path, cache
     written = fingerprints(prepared.pem)
     assert len(written) == len(set(written))
     assert set(CERTIFI_FINGERPRINTS) <= set(written)
-    assert written[:4] == [*fingerprints(GODADDY), CERTIFI_FINGERPRINTS[5]]
+    assert written[:2] == [*fingerprints(GODADDY)[:1], CERTIFI_FINGERPRINTS[5]]
     # Public roots follow in certifi's own order.
-    assert written[4:] == [fp for fp in CERTIFI_FINGERPRINTS if fp != CERTIFI_FINGERPRINTS[5]]
+    assert written[2:] == [fp for fp in CERTIFI_FINGERPRINTS if fp != CERTIFI_FINGERPRINTS[5]]
     assert prepared.public_root_count == len(CERTIFI_FINGERPRINTS) - 1
     assert prepared.certificate_count == len(written)
     assert (
@@ -792,6 +810,120 @@ def test_public_roots_off_gives_only_the_source(cache: Path) -> None:
     assert fingerprints(prepared.pem) == fingerprints(GODADDY)
     assert prepared.public_root_count == 0 and prepared.certifi_version is None
     assert "SMTP_CA_PUBLIC_ROOTS=false" in captured.stdout
+    # Without certifi's G2 root in the bundle, the Class 2 root is what anchors GoDaddy's
+    # chains: it stays, and the log says that Mozilla's list does not hold it.
+    assert (
+        "       OU=Go Daddy Class 2 Certification Authority,O=The Go Daddy Group\\, Inc.,C=US "
+        "(not after 2034-06-29) is a self-signed root that Mozilla's list (certifi "
+        f"{certifi.__version__}) does not hold: the app trusts it because the bundle at "
+        "SMTP_CA_BUNDLE_URL holds it.\n"
+    ) in captured.stdout
+
+
+# --- trust never silently wider than Mozilla's list ------------------------------------------
+
+
+def test_each_self_signed_root_certifi_does_not_hold_is_named(
+    tmp_path: Path, cache: Path, pki: dict[str, Issued]
+) -> None:
+    other = make_root("Bundle Test Other Root")
+    path = tmp_path / "private.pem"
+    path.write_bytes(pem_bundle(pki["intermediate"], pki["root"], other))
+
+    prepared, captured = run(settings_for(file_url(path)), cache)
+
+    named = [line for line in captured.stdout.splitlines() if "Mozilla's list" in line]
+    assert named == [
+        f"       {summary.describe()} is a self-signed root that Mozilla's list (certifi "
+        f"{certifi.__version__}) does not hold: the app trusts it because the bundle at "
+        "SMTP_CA_BUNDLE_URL holds it."
+        for summary in prepared.source_certificates[1:]
+    ]
+    assert [s.name for s in prepared.source_certificates] == [
+        "Bundle Test Intermediate",
+        "Bundle Test Root",
+        "Bundle Test Other Root",
+    ]
+    # What the check needs to say that a chain is anchored outside Mozilla's list.
+    assert prepared.outside_mozilla == tuple(s.sha256 for s in prepared.source_certificates)
+    warm, again = run(settings_for(file_url(path)), cache)  # from the merged cache
+    assert warm.pem == prepared.pem
+    assert warm.outside_mozilla == prepared.outside_mozilla
+    assert [line for line in again.stdout.splitlines() if "Mozilla's list" in line] == named
+
+
+def test_certs_roots_are_the_users_own_choice_and_kept_as_they_are(
+    tmp_path: Path, cache: Path
+) -> None:
+    relay = make_root("Relay Root")
+    settings = BundleSettings(
+        None, None, public_roots=True, timeout=5.0, certs=pem_bundle(relay).decode()
+    )
+    prepared, captured = run(settings, cache)
+    assert relay.sha256 in fingerprints(prepared.pem)
+    assert "Added 1 certificate from SMTP_CA_CERTS:\n         Relay Root (not after " in (
+        captured.stdout
+    )
+    assert "Mozilla" not in captured.stdout
+
+
+def _cross_signed_pki() -> dict[str, Issued]:
+    """GoDaddy's shape: an old root, a new root (in "certifi") cross-signed by the old one
+    under the same name and key, and an intermediate the new root signed."""
+    old = make_root("Cross Old Root")
+    new = make_root("Cross New Root")
+    cross = make_cert("Cross New Root", issuer=old, key=new.key, ca=True)
+    return {"old": old, "new": new, "cross": cross, "issuing": make_intermediate(new, "Cross CA")}
+
+
+def _merged(source: bytes, certifi_roots: bytes, *, merged: bool = True) -> Merged:
+    now = datetime.now(timezone.utc)
+    content = bundle_merge.keep_source_certificates(
+        Source(source, hashlib.sha256(source).hexdigest(), "network", "https://ca.example/b.pem"),
+        now,
+    )
+    roots = bundle_merge.PublicRoots(certifi_roots, hashlib.sha256(certifi_roots).hexdigest(), "1")
+    if merged:
+        return bundle_merge.merge(content, None, roots, now)
+    return bundle_merge.merge(content, None, None, now, reference=roots)
+
+
+def test_a_root_carried_only_to_reach_what_certifi_anchors_is_left_out_with_a_note() -> None:
+    pki = _cross_signed_pki()
+    merged = _merged(pem_bundle(pki["issuing"], pki["cross"], pki["old"]), pem_bundle(pki["new"]))
+    written = fingerprints(merged.pem)
+    # The intermediate stays; the old root goes, and its cross-signature of the new root with
+    # it; certifi's own new root anchors the chain.
+    assert written == [pki["issuing"].sha256, pki["new"].sha256]
+    assert merged.source is not None
+    (note,) = merged.source.notices
+    assert note.startswith(f"Left out {pki['old'].subject} (not after ")
+    assert note.endswith(
+        "), a self-signed root that Mozilla's list (certifi 1) does not hold, and its "
+        "cross-signature of Cross New Root: the bundle carries them only to reach that root, "
+        "which certifi holds itself. The app trusts no root that Mozilla's list does not."
+    )
+
+
+def test_a_root_that_also_reaches_what_certifi_does_not_anchor_stays_and_is_named() -> None:
+    pki = _cross_signed_pki()
+    own = make_intermediate(pki["old"], "Cross Old Root's Own CA")
+    source = pem_bundle(pki["issuing"], pki["cross"], own, pki["old"])
+    merged = _merged(source, pem_bundle(pki["new"]))
+    assert pki["old"].sha256 in fingerprints(merged.pem)
+    assert merged.source is not None
+    (note,) = merged.source.notices
+    assert "is a self-signed root that Mozilla's list (certifi 1) does not hold" in note
+
+
+def test_without_certifis_roots_in_the_bundle_the_old_root_stays() -> None:
+    pki = _cross_signed_pki()
+    source = pem_bundle(pki["issuing"], pki["cross"], pki["old"])
+    merged = _merged(source, pem_bundle(pki["new"]), merged=False)
+    assert fingerprints(merged.pem) == fingerprints(source)
+    assert merged.source is not None
+    (note,) = merged.source.notices
+    assert "is a self-signed root that Mozilla's list (certifi 1) does not hold" in note
 
 
 def test_public_roots_flag_is_part_of_the_cache_key(cache: Path) -> None:
@@ -928,7 +1060,7 @@ def test_unwritable_cache_does_not_fail_the_build(tmp_path: Path) -> None:
 
     prepared, captured = run(settings_for(file_url(GODADDY_PATH), DEFAULT_BUNDLE_SHA256), blocker)
 
-    assert len(prepared.source_certificates) == 3
+    assert len(prepared.source_certificates) == 1
     assert "Could not update the bundle cache" in captured.stdout
 
 
@@ -1055,7 +1187,7 @@ def test_retries_are_one_line_each_in_the_builds_words(
         settings_for(https.url("/gd.crt"), DEFAULT_BUNDLE_SHA256, retries=3), cache
     )
 
-    assert len(prepared.source_certificates) == 3
+    assert len(prepared.source_certificates) == 1
     retries = [line for line in captured.stdout.splitlines() if "Attempt" in line]
     display = https.url("/gd.crt")
     assert retries == [
@@ -1132,8 +1264,8 @@ def test_certs_are_added_between_the_source_and_the_public_roots(
     prepared, captured = run(settings, cache)
 
     written = fingerprints(prepared.pem)
-    assert written[3] == relay.sha256  # after GoDaddy's three, before certifi's
-    assert len(written) == prepared.certificate_count == 4 + prepared.public_root_count
+    assert written[1] == relay.sha256  # after GoDaddy's intermediate, before certifi's
+    assert len(written) == prepared.certificate_count == 2 + prepared.public_root_count
     assert "Added 1 certificate from SMTP_CA_CERTS:" in captured.stdout
 
     warm, again = run(settings, cache)  # from the merged cache: the same bundle, the same report

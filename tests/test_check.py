@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import trustme
 
-from smtp_ca.check import CheckTarget, TrustStores, run_check
+from smtp_ca.check import CheckTarget, TrustStores, check_bundle, run_check
 from smtp_ca.check.naming import Naming, command_line, config_vars
-from support.certs import Issued, utcnow
+from support.certs import Issued, make_cert, make_root, utcnow
 from support.checking import check, check_pki, text
 from support.pki import issue, server_context
 from support.silent_server import SilentServer
@@ -90,7 +90,65 @@ def test_success_reports_the_chain_the_version_and_the_anchor(
         f"Anchored by smtp-ca Check Root CA (SHA-256 {root.sha256[:8]}…{root.sha256[-8:]}), "
         "from SMTP_CA_BUNDLE_URL."
     ]
-    assert "Revocation: not checked, the certificate names no OCSP responder." in outcome.details
+    assert outcome.details[-2:] == (
+        "Revocation: not checked, the certificate names no CRL distribution point and no OCSP "
+        "responder.",
+        "Revocation of the intermediate smtp-ca Check Issuing CA: not checked, it names no CRL "
+        "distribution point and no OCSP responder.",
+    )
+
+
+# --- trust never silently wider than Mozilla's list -------------------------------------------
+
+MOZILLA_LINE = "The chain is anchored by a root that Mozilla's list does not hold: "
+
+
+def test_an_anchor_that_mozillas_list_does_not_hold_is_said(
+    intermediate: Issued, root_file: Path, tmp_path: Path
+) -> None:
+    mozilla = make_root("smtp-ca Check Public Root").write(tmp_path / "certifi.pem")
+    leaf = issue("localhost", intermediate, hostnames=("localhost",))
+    with serve(leaf, intermediate) as server:
+        outcome = check(server.port, root_file, stores=TrustStores(public_roots=mozilla))
+    assert outcome.cause == "verified", text(outcome)
+    anchored = outcome.details.index(
+        next(line for line in outcome.details if line.startswith("Anchored by"))
+    )
+    assert outcome.details[anchored + 1] == f"{MOZILLA_LINE}smtp-ca Check Root CA."
+
+
+def test_an_anchor_that_mozillas_list_holds_is_not_remarked_on(
+    root: Issued, intermediate: Issued, root_file: Path, tmp_path: Path
+) -> None:
+    # The same root issued again (same name and key, new dates) is the same root to OpenSSL.
+    again = make_cert("smtp-ca Check Root CA", key=root.key, lifetime=dt.timedelta(days=99))
+    assert again.sha256 != root.sha256
+    for holder in (root, again):
+        mozilla = holder.write(tmp_path / "certifi.pem")
+        leaf = issue("localhost", intermediate, hostnames=("localhost",))
+        with serve(leaf, intermediate) as server:
+            outcome = check(server.port, root_file, stores=TrustStores(public_roots=mozilla))
+        assert outcome.cause == "verified", text(outcome)
+        assert not [line for line in outcome.details if line.startswith(MOZILLA_LINE)]
+
+
+def test_a_build_says_which_roots_are_outside_mozillas_list_and_certifi_is_not_read_again(
+    root: Issued, intermediate: Issued, tmp_path: Path
+) -> None:
+    """The bundle stage found which of its certificates Mozilla's list lacks; the build's check
+    takes its word (``check_bundle(outside_mozilla=...)``) and reads no certifi of its own."""
+    leaf = issue("localhost", intermediate, hostnames=("localhost",))
+    lines = {}
+    for outside in (frozenset({root.sha256}), frozenset()):
+        with serve(leaf, intermediate) as server:
+            target = CheckTarget("localhost", server.port, timeout=5)
+            outcome = check_bundle(
+                target, root.pem, scratch_dir=tmp_path, outside_mozilla=sorted(outside)
+            )
+        assert outcome.cause == "verified", text(outcome)
+        lines[bool(outside)] = [line for line in outcome.details if line.startswith(MOZILLA_LINE)]
+    # The real certifi does not hold this root either: only the build's word decides.
+    assert lines == {True: [f"{MOZILLA_LINE}smtp-ca Check Root CA."], False: []}
 
 
 # --- unknown issuer ---------------------------------------------------------------------------

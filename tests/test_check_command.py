@@ -142,7 +142,12 @@ def test_verified_exits_0(
         f"until {intermediate.cert.not_valid_after_utc:{until}}",
         "       Anchored by smtp-ca bin/check Root CA "
         f"(SHA-256 {fingerprint[:8]}…{fingerprint[-8:]}), from the bundle.",
-        "       Revocation: not checked, the certificate names no OCSP responder.",
+        "       The chain is anchored by a root that Mozilla's list does not hold: smtp-ca "
+        "bin/check Root CA.",
+        "       Revocation: not checked, the certificate names no CRL distribution point and no "
+        "OCSP responder.",
+        "       Revocation of the intermediate smtp-ca bin/check Issuing CA: not checked, it names "
+        "no CRL distribution point and no OCSP responder.",
     ]
 
 

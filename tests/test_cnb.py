@@ -247,6 +247,13 @@ def test_the_dyno_check_through_the_launcher_verifies_with_the_layers_bundle(
     assert "Verify mode: peer" in check.stdout
     assert f"localhost:{smtp.port} (STARTTLS): verified, TLSv1." in check.stdout
     assert re.search(rf"Anchored by .+, from {re.escape(str(bundle))}\.", check.stdout)
+    # What the build found about revocation, from the file it wrote into the app (the image).
+    assert (
+        "       What the build's check found about revocation on " in check.stdout
+        and "         Revocation: not checked, the certificate names no CRL distribution point "
+        "and no OCSP responder."
+        in check.stdout
+    ), check.stdout
     assert check.stderr == "", check.stderr
     _assert_nothing_sent_or_shown(smtp, before, check)
 

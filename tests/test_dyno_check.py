@@ -25,11 +25,14 @@ from smtp_ca.wiring import (
     DYNO_CHECK_PATH,
     DYNO_CHECK_SOURCE,
     GENERATED_MARKER,
+    REVOCATION_PATH,
     commit,
     plan_wiring,
 )
 from support.certs import Chain, make_chain, make_leaf, make_root, make_self_signed_leaf
+from support.crl import make_crl
 from support.heroku import move_to_dyno_path
+from support.http_server import LocalServer
 from support.pki import server_context
 from support.rails_app import (
     SHAPES,
@@ -51,12 +54,28 @@ pytestmark = pytest.mark.e2e
 LOGIN = "mastodon-mailer-login"
 PASSWORD = "SG.dyno-s3cret-never-printed"
 REPO = Path(__file__).resolve().parent.parent
+CRL_PATH = "/dyno-issuing.crl"
 
 
 @pytest.fixture(scope="module")
-def provider() -> Chain:
-    """The mail provider's PKI: a root in no default store, an intermediate, a localhost leaf."""
-    return make_chain("localhost", "127.0.0.1", prefix="smtp-ca Dyno Provider")
+def crls() -> Iterator[LocalServer]:
+    """Where the provider publishes its CRL (plain http://, as CRL distribution points are)."""
+    with LocalServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def provider(crls: LocalServer) -> Chain:
+    """The mail provider's PKI: a root in no default store, an intermediate, a localhost leaf
+    that names the intermediate's CRL."""
+    chain = make_chain(
+        "localhost",
+        "127.0.0.1",
+        prefix="smtp-ca Dyno Provider",
+        leaf_options={"crl": crls.url(CRL_PATH)},
+    )
+    crls.serve(CRL_PATH, make_crl(chain.issuer))
+    return chain
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +168,7 @@ def test_the_build_plans_the_check_with_its_marker_and_no_build_path(tmp_path: P
     text = planned.content.decode()
     assert GENERATED_MARKER in text[:512]
     assert f"  BUNDLE_PATH = '{BUNDLE_PATH}'" in text  # where the build writes the bundle
+    assert f"    PATH = '{REVOCATION_PATH}'" in text  # and what it found about revocation
     assert planned.mode == 0o755
     assert str(tmp_path) not in text
     commit(tmp_path, plan)
@@ -188,7 +208,7 @@ def test_the_check_parses_and_uses_no_method_newer_than_ruby_2_7(tmp_path: Path)
 
 @pytest.mark.parametrize("shape", SHAPES)
 def test_passes_with_the_builds_wiring(
-    apps: dict[str, Path], fresh: SMTPTestServer, provider: Chain, shape: str
+    apps: dict[str, Path], fresh: SMTPTestServer, crls: LocalServer, shape: str
 ) -> None:
     app = apps[shape]
     run = run_check(app, mail_vars(fresh.port))
@@ -201,6 +221,16 @@ def test_passes_with_the_builds_wiring(
     assert f"localhost:{fresh.port} (STARTTLS): verified, TLSv1." in run.stdout
     assert "  1. localhost, issued by smtp-ca Dyno Provider Intermediate CA 1" in run.stdout
     assert f"Anchored by smtp-ca Dyno Provider Root CA, from {bundle}." in run.stdout
+    # Ruby checks no revocation: the check says what the build found, from the file it wrote.
+    assert re.search(
+        r"\n       What the build's check found about revocation on \d{4}-\d\d-\d\d \d\d:\d\d "
+        r"UTC \(Ruby's OpenSSL checks no revocation when the app sends mail\):\n"
+        rf"         Revocation: not revoked, says the CRL at {re.escape(crls.url(CRL_PATH))} "
+        r"\(issued [^)]+\)\.\n"
+        r"         Revocation of the intermediate smtp-ca Dyno Provider Intermediate CA 1: not "
+        r"checked, it names no CRL distribution point and no OCSP responder\.\n",
+        run.stdout,
+    ), run.stdout
     assert run.stderr == "", run.output
     assert_harmless(run, fresh)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from smtp_ca.certificates import load_pem_certificates
+from smtp_ca.certificates import load_pem_certificates, to_pem
 from smtp_ca.pipeline import NO_SERVER_FOUND
 from support.godaddy import GODADDY_BUNDLE, GODADDY_SHA256
 from support.heroku import clean_buildpack_copy, move_to_dyno_path, snapshot
@@ -100,24 +100,41 @@ def test_mastodon_mail_fails_without_and_is_delivered_over_verified_tls_with(
 def test_real_godaddy_bundle_by_file_url_merged_with_public_roots(
     world: World, tmp_path: Path
 ) -> None:
+    """The default bundle, merged with certifi's roots, no longer anchors on the Go Daddy
+    Class 2 root (removed from Mozilla's list in 2025), and the log says why; its G2
+    intermediate stays, and chains to certifi's own G2 root."""
     build = world.build(tmp_path, godaddy_vars())
     assert build.returncode == 0, build.output
     lines = build.stdout.splitlines()
     bundle_step = lines.index("-----> Preparing the SMTP CA bundle")
     assert lines[bundle_step + 1] == (
-        f"       Read {GODADDY_BUNDLE} (3 certificates, SHA-256 0aa4…d858 matches the pin)"
+        f"       Read {GODADDY_BUNDLE} (1 of 3 certificates kept, SHA-256 0aa4…d858 matches the "
+        "pin)"
     )
     # certifi's version and its count of roots change with requirements.lock.
     assert re.fullmatch(
-        r"       Merged with \d+ public roots from certifi \S+: \d+ certificates",
+        r"       Left out OU=Go Daddy Class 2 Certification Authority,O=The Go Daddy Group\\, "
+        r"Inc\.,C=US \(not after 2034-06-29\), a self-signed root that Mozilla's list \(certifi "
+        r"\S+\) does not hold, and its cross-signature of Go Daddy Root Certificate Authority - "
+        r"G2: the bundle carries them only to reach that root, which certifi holds itself\. The "
+        r"app trusts no root that Mozilla's list does not\.",
         lines[bundle_step + 2],
     )
-    assert lines[bundle_step + 3] == f"-----> {NO_SERVER_FOUND}"
-    bundle = load_pem_certificates((build.build_dir / BUNDLE_PATH).read_bytes())
+    assert re.fullmatch(
+        r"       Merged with \d+ public roots from certifi \S+: \d+ certificates",
+        lines[bundle_step + 3],
+    )
+    assert lines[bundle_step + 4] == f"-----> {NO_SERVER_FOUND}"
+    assert "Class 2" not in build.stderr  # a note, not a warning: there is nothing to fix
+    written = build.build_dir / BUNDLE_PATH
+    bundle = load_pem_certificates(written.read_bytes())
     subjects = [cert.subject.rfc4514_string() for cert in bundle]
-    godaddy = load_pem_certificates(GODADDY_BUNDLE.read_bytes())
-    for cert in godaddy:
-        assert cert.subject.rfc4514_string() in subjects
+    secure_g2, cross_signed_g2, class_2 = load_pem_certificates(GODADDY_BUNDLE.read_bytes())
+    assert secure_g2 in bundle
+    # Without the Class 2 root, its cross-signature of the G2 root would lead OpenSSL to a
+    # dead end ("unable to get issuer certificate"): it goes too.
+    assert class_2 not in bundle and cross_signed_g2 not in bundle
+    assert class_2.subject.rfc4514_string() not in subjects
     assert len(bundle) > 100  # the public roots are there: trust is never narrowed
     fingerprints = [
         cert.fingerprint(cert.signature_hash_algorithm)
@@ -125,6 +142,26 @@ def test_real_godaddy_bundle_by_file_url_merged_with_public_roots(
         if cert.signature_hash_algorithm
     ]
     assert len(fingerprints) == len(set(fingerprints))
+    # OpenSSL, as the app's Ruby uses it, verifies GoDaddy's G2 intermediate with the written
+    # bundle alone (not the machine's store), up to certifi's self-signed G2 root.
+    intermediate = tmp_path / "secure-g2.pem"
+    intermediate.write_bytes(to_pem(secure_g2))
+    verified = subprocess.run(
+        [
+            *("openssl", "verify", "-show_chain", "-no-CApath", "-no-CAstore"),
+            *("-CAfile", str(written), str(intermediate)),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    chain = [line for line in verified.stdout.splitlines() if line.startswith("depth=")]
+    assert chain[-1] == (
+        'depth=1: C = US, ST = Arizona, L = Scottsdale, O = "GoDaddy.com, Inc.", CN = Go Daddy '
+        "Root Certificate Authority - G2"
+    ), verified.stdout
+    assert "Class 2" not in verified.stdout
 
 
 def test_pin_mismatch_fails_and_changes_nothing(world: World, tmp_path: Path) -> None:

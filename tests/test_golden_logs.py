@@ -9,9 +9,9 @@ change, rewrite them and read the diff:
     SMTP_CA_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_golden_logs.py
 
 The builds: a first build of a Mastodon app (its dependencies installed from an empty cache,
-the provider's bundle fetched, its server checked, OCSP asked), the same app built again from
-that cache, a passing build with the warnings a careless configuration gets, a strict check
-that fails, and a config var that fails the build.
+the provider's bundle fetched, its server checked, its CRLs read and OCSP asked), the same app
+built again from that cache, a passing build with the warnings a careless configuration gets,
+a strict check that fails, and a config var that fails the build.
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ import pytest
 
 from support.bundle_vars import pinned_bundle_vars
 from support.certs import Issued, make_root
+from support.crl import make_crl
 from support.golden import assert_matches_golden, normalise
 from support.heroku import BuildResult, snapshot
+from support.http_server import LocalServer
 from support.ocsp_responder import OcspResponder
 from support.offline_inputs import REPO
 from support.pki import issue, server_context
@@ -45,7 +47,8 @@ BUNDLE_ETAG = '"golden-v1"'
 @dataclass(frozen=True)
 class Provider:
     """A mail provider as the builds meet it: a root in its published bundle, an intermediate
-    its server sends, a leaf that names an OCSP responder, and the STARTTLS server."""
+    its server sends, a leaf that names an OCSP responder, the CRL each certificate names,
+    and the STARTTLS server."""
 
     root: Issued
     server: SMTPTestServer
@@ -64,15 +67,26 @@ class Provider:
 @pytest.fixture(scope="module")
 def provider() -> Iterator[Provider]:
     root = make_root("smtp-ca Golden Provider Root CA")
-    intermediate = issue("smtp-ca Golden Provider Issuing CA", root, ca=True)
-    with OcspResponder(intermediate) as responder:
-        leaf = issue("localhost", intermediate, hostnames=("localhost",), ocsp=responder.url)
-        with SMTPTestServer(
-            mode="starttls",
-            ssl_context=server_context(leaf, intermediate),
-            credentials=(LOGIN, PASSWORD),
-        ) as server:
-            yield Provider(root, server, responder)
+    with LocalServer() as crls:
+        intermediate = issue(
+            "smtp-ca Golden Provider Issuing CA", root, ca=True, crl=crls.url("/root-ca.crl")
+        )
+        crls.serve("/root-ca.crl", make_crl(root))
+        crls.serve("/issuing-ca.crl", make_crl(intermediate))
+        with OcspResponder(intermediate) as responder:
+            leaf = issue(
+                "localhost",
+                intermediate,
+                hostnames=("localhost",),
+                ocsp=responder.url,
+                crl=crls.url("/issuing-ca.crl"),
+            )
+            with SMTPTestServer(
+                mode="starttls",
+                ssl_context=server_context(leaf, intermediate),
+                credentials=(LOGIN, PASSWORD),
+            ) as server:
+                yield Provider(root, server, responder)
 
 
 def _log(build: BuildResult, where: Path, world: World) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import stat
 import subprocess
@@ -16,11 +17,15 @@ from smtp_ca.wiring import (
     BUNDLE_HEADER,
     BUNDLE_PATH,
     DYNO_CHECK_PATH,
+    GENERATED_MARKER,
     INITIALIZER_PATH,
+    REVOCATION_PATH,
+    RevocationNote,
     WiringPlan,
     commit,
     is_generated,
     plan_wiring,
+    render_revocation,
 )
 from support.unprivileged import give_to_nobody, sandbox
 
@@ -76,7 +81,7 @@ def test_app_own_initializer_is_kept(tmp_path: Path) -> None:
     assert plan.kept_app_files == (INITIALIZER_PATH,)
 
 
-@pytest.mark.parametrize("path", [DYNO_CHECK_PATH, PROFILE_PATH])
+@pytest.mark.parametrize("path", [DYNO_CHECK_PATH, PROFILE_PATH, REVOCATION_PATH])
 def test_the_apps_own_script_is_kept_like_its_initializer(tmp_path: Path, path: str) -> None:
     """One rule for every file the buildpack writes: the app's own one is kept and named."""
     (tmp_path / "config").mkdir()
@@ -109,7 +114,13 @@ def test_every_file_written_into_the_app_says_it_is_generated(tmp_path: Path) ->
     plan = _plan(tmp_path, PEM)
     commit(tmp_path, plan)
     written = {planned.relative_path for planned in plan.files}
-    assert written == {BUNDLE_PATH, DYNO_CHECK_PATH, INITIALIZER_PATH, PROFILE_PATH}
+    assert written == {
+        BUNDLE_PATH,
+        DYNO_CHECK_PATH,
+        INITIALIZER_PATH,
+        PROFILE_PATH,
+        REVOCATION_PATH,
+    }
     for relative_path in written:
         assert is_generated(tmp_path / relative_path), relative_path
     again = _plan(tmp_path, PEM)
@@ -382,3 +393,38 @@ def test_initializer_taken_over_by_deleting_the_marker_line_is_kept(tmp_path: Pa
     commit(tmp_path, plan)
     assert plan.kept_app_files == (INITIALIZER_PATH,)
     assert initializer.read_text() == taken_over
+
+
+# --- what the check found about revocation, for the dyno check to say ---------------------------
+
+
+def test_the_revocation_file_holds_one_line_per_finding_for_the_dyno_check(tmp_path: Path) -> None:
+    (tmp_path / "config").mkdir()
+    notes = [
+        RevocationNote(
+            "smtp.example.com:587 (STARTTLS)",
+            "good",
+            "Revocation: not revoked, says the CRL at http://crl.example/1.crl (issued …).",
+        ),
+        # Text from a certificate stays on its line, whatever it holds.
+        RevocationNote("smtp.example.com:587 (STARTTLS)", "unchecked", "Revocation of\tX\nY: …"),
+    ]
+    checked_at = dt.datetime(2026, 11, 30, 10, 0, tzinfo=dt.timezone.utc)
+    platform = ClassicPlatform(tmp_path, tmp_path.parent / "cache", None, tmp_path.parent / "bp")
+    runtime_files = [one for one in platform.runtime_files(BUNDLE_PATH) if one.in_app]
+    commit(tmp_path, plan_wiring(tmp_path, PEM, runtime_files, notes, checked_at=checked_at))
+    text = (tmp_path / REVOCATION_PATH).read_text()
+    assert GENERATED_MARKER in text[:512]
+    data = [line for line in text.splitlines() if not line.startswith("#")]
+    assert data == [
+        "checked-at\t2026-11-30 10:00 UTC",
+        "finding\tsmtp.example.com:587 (STARTTLS)\tgood\tRevocation: not revoked, says the "
+        "CRL at http://crl.example/1.crl (issued …).",
+        "finding\tsmtp.example.com:587 (STARTTLS)\tunchecked\tRevocation of\\tX\\nY: …",
+    ]
+    assert render_revocation(notes, checked_at) == text.encode()
+
+
+def test_an_app_without_config_gets_no_revocation_file(tmp_path: Path) -> None:
+    plan = _plan(tmp_path, PEM)
+    assert REVOCATION_PATH not in [planned.relative_path for planned in plan.files]

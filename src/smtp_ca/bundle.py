@@ -39,6 +39,7 @@ from smtp_ca.bundle_merge import (
     merge,
     merge_key,
     read_certifi,
+    read_certifi_quietly,
 )
 from smtp_ca.bundle_report import report
 
@@ -70,6 +71,9 @@ class PreparedBundle:
     # Why the default source is not in the bundle at all (unreachable, never cached), if so.
     missing_source_reason: str | None = None
     added_certificates: tuple[CertificateSummary, ...] = ()  # kept from SMTP_CA_CERTS
+    # SHA-256 of the certificates of the source and SMTP_CA_CERTS that Mozilla's list does not
+    # hold (None: not known), for the check to say when one of them anchors the chain.
+    outside_mozilla: tuple[str, ...] | None = None
 
     @property
     def certificate_count(self) -> int:
@@ -102,7 +106,10 @@ def prepare_bundle(
 
     certs = settings.certs.encode("utf-8") if settings.certs else None
     public = read_certifi() if settings.public_roots else None
-    key = merge_key(read, certs, public)
+    # Without certifi's roots in the bundle, they are still what its own roots are compared
+    # with: trust never wider than Mozilla's list without a word.
+    reference = read_certifi_quietly() if public is None and read is not None else None
+    key = merge_key(read, certs, public, reference)
     merged_cache = MergedCache(directory, log)
     inputs = (read.data if read else b"", certs or b"", public.data if public else b"")
     merged = merged_cache.load(key, now, inputs)
@@ -110,7 +117,7 @@ def prepare_bundle(
     if merged is None:
         content = keep_source_certificates(read, now) if read else None
         added = keep_added_certificates(certs, content, now) if certs else None
-        merged = merge(content, added, public, now)
+        merged = merge(content, added, public, now, reference=reference)
         merged_cache.store(key, merged)
     # A download is kept for its validators. A file:// source is read on every build: its copy
     # is kept only when these bytes are new, which a merged result cached under the same source
@@ -138,4 +145,5 @@ def prepare_bundle(
         fallback_reason=read.fallback_reason if read else None,
         missing_source_reason=source.reason if isinstance(source, Missing) else None,
         added_certificates=merged.added.kept if merged.added else (),
+        outside_mozilla=merged.outside_mozilla,
     )

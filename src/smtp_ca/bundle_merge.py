@@ -3,6 +3,14 @@
 An input (the source's file, SMTP_CA_CERTS) keeps its CA certificates that are valid now, each
 once; what is left out, and why, goes into its ``Part`` for the report. The merged output is
 rendered with a comment block per certificate, and the same inputs give the same bytes.
+
+Trust is never silently wider than Mozilla's list (certifi): a self-signed root of the
+downloaded bundle that certifi does not hold is named in the report, one line each, and one
+that the bundle carries only to reach an intermediate certifi already anchors (GoDaddy's bundle
+carries its Class 2 root, which Mozilla removed in 2025, above the G2 root's cross-sign, and
+certifi holds the G2 root itself) is left out of the merged bundle, with a note. The
+intermediates stay: they rescue servers that forget to send theirs. SMTP_CA_CERTS is the user's
+own choice, kept as it is (the report names each of its certificates already).
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ import re
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from smtp_ca.bundle_report import plural
 from smtp_ca.bundle_settings import (
@@ -29,13 +38,18 @@ from smtp_ca.certificates import (
     basic_constraints_ca,
     guess_format,
     load_certificate,
+    load_pem_certificates,
     printable,
+    signature_verifies,
     split_pem,
     summarize,
     to_pem,
 )
 from smtp_ca.errors import BuildError
 from smtp_ca.untrusted import at_most
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 
 @dataclass(frozen=True)
@@ -230,6 +244,15 @@ class PublicRoots:
     version: str
 
 
+def read_certifi_quietly() -> PublicRoots | None:
+    """certifi's roots to compare the bundle with when they are not merged into it
+    (SMTP_CA_PUBLIC_ROOTS=false): None when they cannot be read, which then fails nothing."""
+    try:
+        return read_certifi()
+    except BuildError:
+        return None
+
+
 def read_certifi() -> PublicRoots:
     import certifi
 
@@ -244,15 +267,23 @@ def read_certifi() -> PublicRoots:
     return PublicRoots(data, hashlib.sha256(data).hexdigest(), str(certifi.__version__))
 
 
-def merge_key(source: Source | None, certs: bytes | None, public: PublicRoots | None) -> str:
+def merge_key(
+    source: Source | None,
+    certs: bytes | None,
+    public: PublicRoots | None,
+    reference: PublicRoots | None = None,
+) -> str:
+    """What the merged output depends on. ``reference``: certifi's roots when they are only
+    compared with the bundle, not merged into it (their version is in the report)."""
     # The source's display URL is in the output (its "# From:" lines), so it is in the key.
-    parts: list[object] = [FORMAT_VERSION, None, None, None, None, None]
+    parts: list[object] = [FORMAT_VERSION, None, None, None, None, None, public is not None]
     if source is not None:
         parts[1:3] = [source.sha256, source.display]
     if certs is not None:
         parts[3] = hashlib.sha256(certs).hexdigest()
-    if public is not None:
-        parts[4:] = [public.sha256, public.version]
+    compared = public or reference
+    if compared is not None:
+        parts[4:6] = [compared.sha256, compared.version]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
@@ -261,15 +292,34 @@ def merge(
     added_content: _Content | None,
     public: PublicRoots | None,
     now: datetime,
+    *,
+    reference: PublicRoots | None = None,
 ) -> Merged:
     """Source certificates first, in source order, then SMTP_CA_CERTS's, then certifi's roots
     in certifi's order.
 
     Both orders are already stable, and keeping them makes the output easy to diff against the
     source and keeps a certifi upgrade to a small diff; sorting by fingerprint would do neither.
-    A root that is in both stays in the source's place.
+    A root that is in both stays in the source's place. The source's self-signed roots are
+    compared with certifi's (``public``, or ``reference`` when certifi is not merged): see the
+    module's docstring.
     """
+    compared = public or reference
+    anchors = _anchors(compared) if compared is not None else None
+    if content is not None and anchors is not None and compared is not None:
+        content = _judge_source_roots(content, anchors, compared, merged=public is not None)
     kept = (*(content.kept if content else ()), *(added_content.kept if added_content else ()))
+    # What the check needs to say when a chain is anchored outside Mozilla's list, without
+    # reading certifi again on every build.
+    outside = (
+        tuple(
+            item.summary.sha256
+            for item in kept
+            if _identity(load_pem_certificates(item.pem)[0]) not in anchors
+        )
+        if anchors is not None
+        else None
+    )
     seen = {item.summary.sha256 for item in kept}
     added: list[_Kept] = []
     duplicates = 0
@@ -312,7 +362,87 @@ def merge(
         certifi_version=public.version if public else None,
         expires=min(written),
         notices=tuple(notices),
+        outside_mozilla=outside,
     )
+
+
+def _anchors(certifi: PublicRoots) -> set[tuple[bytes, bytes]]:
+    """certifi's roots as trust anchors: name and key."""
+    try:
+        return {_identity(cert) for cert in load_pem_certificates(certifi.data)}
+    except CertificateError as error:
+        raise BuildError(f"certifi's roots are damaged: {error}.", hint=_CERTIFI_HINT) from None
+
+
+def _judge_source_roots(
+    content: _Content,
+    anchors: set[tuple[bytes, bytes]],
+    certifi: PublicRoots,
+    *,
+    merged: bool,
+) -> _Content:
+    """``content`` without the self-signed roots it carries only to reach roots certifi holds
+    itself (when certifi's roots are ``merged``), and with a note on each of its other
+    self-signed roots that certifi does not hold.
+
+    Such a root goes with the cross-signatures it made of certifi's roots: without their issuer
+    they lead nowhere, and OpenSSL may still pick one, fail to find its issuer and refuse a
+    chain that certifi's own copy of the root would anchor ("unable to get issuer
+    certificate"). The intermediates under those roots stay."""
+    mozilla = f"Mozilla's list (certifi {certifi.version})"
+    pairs = [(item, load_pem_certificates(item.pem)[0]) for item in content.kept]
+    left_out: set[str] = set()
+    notes: list[str] = []
+    for item, cert in pairs:
+        # certifi holds this root (or the same name and key in another certificate): fine.
+        if not item.summary.self_signed or _identity(cert) in anchors:
+            continue
+        reached = [
+            (other, other_cert)
+            for other, other_cert in pairs
+            if other is not item and _signed_by(other_cert, cert)
+        ]
+        if (
+            merged
+            and reached
+            and all(_identity(other_cert) in anchors for _, other_cert in reached)
+        ):
+            names = ", ".join(other.summary.display_name for other, _ in reached)
+            left_out.update(other.summary.sha256 for other, _ in [(item, cert), *reached])
+            notes.append(
+                f"Left out {item.summary.describe()}, a self-signed root that {mozilla} does "
+                f"not hold, and its cross-signature of {names}: the bundle carries them only to "
+                "reach that root, which certifi holds itself. The app trusts no root that "
+                "Mozilla's list does not."
+            )
+        else:
+            notes.append(
+                f"{item.summary.describe()} is a self-signed root that {mozilla} does not "
+                f"hold: the app trusts it because the bundle at {URL_VARIABLE} holds it."
+            )
+    if not notes:
+        return content
+    kept = tuple(item for item in content.kept if item.summary.sha256 not in left_out)
+    part = replace(
+        content.part,
+        kept=tuple(item.summary for item in kept),
+        notices=(*content.part.notices, *notes),
+    )
+    return replace(content, kept=kept, part=part)
+
+
+def _identity(cert: x509.Certificate) -> tuple[bytes, bytes]:
+    """A CA as a trust anchor: its name and its key, whoever signed this certificate of it."""
+    from cryptography.hazmat.primitives import serialization
+
+    key = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return cert.subject.public_bytes(), key
+
+
+def _signed_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
+    return child.issuer == parent.subject and signature_verifies(child, parent) is True
 
 
 def _render(

@@ -27,7 +27,7 @@ from smtp_ca.certificates import CertificateError, CertificateSummary, split_pem
 from smtp_ca.output import Log
 
 # Bump when the output or the cache layout changes: old cache entries then stop matching.
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,9 @@ class Merged:
     # The first not-after of any certificate written: past it, the output must be made again.
     expires: datetime
     notices: tuple[str, ...]
+    # The SHA-256 of each certificate of the source and SMTP_CA_CERTS that Mozilla's list
+    # (certifi) does not hold, by name and key; None when certifi could not be read.
+    outside_mozilla: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -174,6 +177,11 @@ class MergedCache:
                 certifi_version=meta_optional_text(meta, "certifi_version"),
                 expires=expires,
                 notices=tuple(meta_text_list(meta, "notices")),
+                outside_mozilla=(
+                    tuple(meta_text_list(meta, "outside_mozilla"))
+                    if meta.get("outside_mozilla") is not None
+                    else None
+                ),
             )
         except ValueError as error:
             self._entry.discard(error)
@@ -194,6 +202,9 @@ class MergedCache:
             "public_duplicates": merged.public_duplicates,
             "certifi_version": merged.certifi_version,
             "notices": list(merged.notices),
+            "outside_mozilla": (
+                list(merged.outside_mozilla) if merged.outside_mozilla is not None else None
+            ),
         }
         self._entry.store(merged.pem, {"format": FORMAT_VERSION, "key": key}, meta)
 

@@ -39,9 +39,10 @@ _POLL_SECONDS = 0.1
 SCRATCH_NAME = "scratch"
 # wiring.commit's staging directory in the app.
 APP_STAGING_PREFIX = ".smtp-ca-staging-"
-# Where files.write_atomically leaves a .<name>.*.tmp when killed. (The check's aia/ and ocsp/
-# are named here, not imported: their modules need the dependencies, not installed yet.)
-_WRITTEN_ATOMICALLY = (".", CACHE_SUBDIR, "aia", "ocsp")
+# Where files.write_atomically leaves a .<name>.*.tmp when killed, and the check's CRL download
+# its partial file. (The check's aia/, ocsp/ and crl/ are named here, not imported: their
+# modules need the dependencies, not installed yet.)
+_WRITTEN_ATOMICALLY = (".", CACHE_SUBDIR, "aia", "ocsp", "crl")
 
 
 def wait_bound(environ: Mapping[str, str]) -> float:

@@ -14,11 +14,12 @@ Two entry points:
 
 * ``fetch_url(url, Limits(...), redactor, ...)``: the bundle stage's download of
   SMTP_CA_BUNDLE_URL (https:// only, retries, conditional GET, the caller's redactor).
-* ``fetch(url, deadline, max_bytes=..., accept=...)``: the check's AIA (caIssuers) and OCSP
-  fetches, http:// or https:// (what they fetch is signed, so how it travels does not matter),
-  no retries, bounded by what is left of the check's one deadline. Their URLs come from a
-  certificate anyone could have written: they are fetched without credentials of any kind
-  (``http_credentials``).
+* ``fetch(url, deadline, max_bytes=..., accept=...)``: the check's AIA (caIssuers), OCSP and
+  CRL fetches, http:// or https:// (what they fetch is signed, so how it travels does not
+  matter), no retries, bounded by what is left of the check's one deadline. Their URLs come
+  from a certificate anyone could have written: they are fetched without credentials of any
+  kind (``http_credentials``). A CRL can be megabytes: its body goes to a ``sink`` (a file) as
+  it arrives, never whole into memory.
 
 Both go through the proxy the environment names (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY),
 except a SOCKS proxy, which is refused in so many words before anything is sent
@@ -254,13 +255,16 @@ def fetch(
     accept: str = "*/*",
     body: bytes | None = None,
     content_type: str | None = None,
+    sink: Callable[[bytes], object] | None = None,
 ) -> bytes:
-    """The body of an http(s):// URL from a certificate (AIA, OCSP), within what is left of
-    ``deadline``, sent without credentials: no ``.netrc`` login, no user info from the URL,
+    """The body of an http(s):// URL from a certificate (AIA, OCSP, CRL), within what is left
+    of ``deadline``, sent without credentials: no ``.netrc`` login, no user info from the URL,
     no cookies.
 
-    No retries: the check's deadline is shared by every step, and a second try would only
-    take time from them. Raises a ``FetchError`` (``TimeoutError`` never escapes).
+    With ``sink``, each piece of the body is handed to it as it arrives (the cap still holds)
+    and the return value is empty. No retries: the check's deadline is shared by every step,
+    and a second try would only take time from them. Raises a ``FetchError`` (``TimeoutError``
+    never escapes).
     """
     if not is_fetchable(url):
         raise InvalidUrl(f"{display_url(url)} is not an http:// or https:// URL")
@@ -283,6 +287,7 @@ def fetch(
         content_type=content_type,
         accept=accept,
         credentials="none",
+        sink=sink,
     )
     return fetched.data
 
@@ -299,12 +304,14 @@ def fetch_url(
     accept: str = "*/*",
     on_retry: Callable[[RetryNote], None] | None = None,
     credentials: Credentials = "none",
+    sink: Callable[[bytes], object] | None = None,
 ) -> Fetched:
     """GETs ``url`` (POSTs ``body`` when given), following redirects within ``schemes``.
 
     ``credentials``: "none" sends no ``Authorization`` and no cookies; "url" sends the user and
     password written in a URL to that URL (SMTP_CA_BUNDLE_URL). ``.netrc`` is never read
-    (``http_credentials``).
+    (``http_credentials``). The body is returned, or, with ``sink``, handed to it piece by
+    piece as it arrives.
 
     Each failed attempt that is tried again is handed to ``on_retry``, which says so in the
     build's own words: urllib3's own log lines are kept out of the build log.
@@ -405,7 +412,7 @@ def fetch_url(
                     if method == "POST" and response.status_code in (301, 302, 303):
                         method, body = "GET", None
                     continue
-                return _read_response(response, conditional, limits, clock)
+                return _read_response(response, conditional, limits, clock, sink)
     raise Unavailable(f"more than {limits.max_redirects} redirects")
 
 
@@ -426,7 +433,11 @@ def _redirect_target(
 
 
 def _read_response(
-    response: requests.Response, conditional: bool, limits: Limits, clock: DownloadClock
+    response: requests.Response,
+    conditional: bool,
+    limits: Limits,
+    clock: DownloadClock,
+    sink: Callable[[bytes], object] | None = None,
 ) -> Fetched:
     import requests
     import urllib3
@@ -455,7 +466,10 @@ def _read_response(
             size += len(chunk)
             if size > limits.max_bytes:
                 raise TooLarge(display_url(response.url), limits.max_bytes)
-            chunks.append(chunk)
+            if sink is None:
+                chunks.append(chunk)
+            else:
+                sink(chunk)
     except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as error:
         raise Unavailable(*describe_network_error(error, clock)) from None
     return Fetched(b"".join(chunks), False, etag, last_modified, response.url)

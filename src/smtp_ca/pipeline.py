@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,6 +41,7 @@ from smtp_ca.verify_advice import app_facts
 if TYPE_CHECKING:
     from smtp_ca.bundle import PreparedBundle
     from smtp_ca.check import CheckOutcome
+    from smtp_ca.wiring import RevocationNote
 
 BUILDPACK_DIR = Path(__file__).resolve().parents[2]
 LOCK_FILE = BUILDPACK_DIR / "requirements.lock"
@@ -75,11 +77,14 @@ def _build(platform: Platform, settings: Settings, cache_named: str, log: Log) -
 
     # An intermediate the server does not send, fetched through AIA during the check, must be
     # in the written bundle: the app's client cannot fetch it.
-    completion = check(settings, prepared, platform.cache_dir, log)
+    checked = check(settings, prepared, platform.cache_dir, log)
 
     log.step("Wiring the bundle into the app")
     plan = plan_wiring(
-        platform.app_dir, prepared.pem + completion, platform.runtime_files(BUNDLE_PATH)
+        platform.app_dir,
+        prepared.pem + checked.extra_pem,
+        platform.runtime_files(BUNDLE_PATH),
+        checked.revocations,
     )
     commit(platform.app_dir, plan)
     for planned in plan.files:
@@ -157,17 +162,26 @@ NO_SERVER_FOUND = (
 )
 
 
-def check(settings: Settings, prepared: PreparedBundle, cache_dir: Path, log: Log) -> bytes:
+@dataclass(frozen=True)
+class Checked:
+    """What the checks hand to the wiring."""
+
+    extra_pem: bytes = b""  # PEM to add to the written bundle: intermediates a server omits
+    revocations: tuple[RevocationNote, ...] = ()  # for the dyno check to say
+
+
+def check(settings: Settings, prepared: PreparedBundle, cache_dir: Path, log: Log) -> Checked:
     """The handshake check against the bundle, for every server the app sends through
     (``Settings.servers``: SMTP_SERVER, Mastodon's bulk mailer at BULK_SMTP_SERVER, the mail
     add-ons' servers, literal hosts in the app's config): each its own step and its own
-    result. Returns PEM to add to the written bundle (the intermediates a server did not send),
-    usually none. With SMTP_CA_CHECK=strict, raises ``BuildError`` once every server was
-    checked, if any failed: the log then says what is wrong with each of them."""
+    result. Returns the PEM to add to the written bundle (the intermediates a server did not
+    send), usually none, and what each check found about revocation. With
+    SMTP_CA_CHECK=strict, raises ``BuildError`` once every server was checked, if any failed:
+    the log then says what is wrong with each of them."""
     if settings.check_mode == "off":
         log.step("Skipping the SMTP handshake check (SMTP_CA_CHECK=off)")
         _mail_notices(settings, log)
-        return b""
+        return Checked()
     servers = settings.servers
     skipped = not servers or (not settings.smtp_server and settings.bulk_server is not None)
     if not servers:
@@ -177,16 +191,34 @@ def check(settings: Settings, prepared: PreparedBundle, cache_dir: Path, log: Lo
     if skipped:
         _mail_notices(settings, log)
     extras: dict[bytes, None] = {}  # in order, each once: both servers may lack the same one
+    revocations: list[RevocationNote] = []
     any_failed = False
     for number, server in enumerate(servers):
         # The notices go under the first step about the mail, whichever that is.
         notices_here = number == 0 and not skipped
-        verified, found = _check_server(settings, server, prepared, cache_dir, log, notices_here)
+        verified, found, notes = _check_server(
+            settings, server, prepared, cache_dir, log, notices_here
+        )
         any_failed = any_failed or not verified
         extras.update(dict.fromkeys(found))
+        revocations.extend(notes)
     if any_failed and settings.check_mode == "strict":
         raise BuildError(STRICT_VERDICT)
-    return b"".join(extras)
+    return Checked(b"".join(extras), tuple(revocations))
+
+
+def _revocation_notes(where: str, outcome: CheckOutcome) -> tuple[RevocationNote, ...]:
+    """What the dyno check will say about this server's revocation: the check's own lines, or
+    why it has none."""
+    from smtp_ca.wiring import RevocationNote
+
+    if outcome.revocations:
+        return tuple(RevocationNote(where, item.status, item.line) for item in outcome.revocations)
+    if outcome.verified:
+        line = "Revocation: not checked, the server's certificate is in the bundle itself."
+    else:
+        line = "Revocation: not checked, the build's check did not verify the server's chain."
+    return (RevocationNote(where, "unchecked", line),)
 
 
 def _check_server(
@@ -196,10 +228,10 @@ def _check_server(
     cache_dir: Path,
     log: Log,
     notices_here: bool,
-) -> tuple[bool, tuple[bytes, ...]]:
+) -> tuple[bool, tuple[bytes, ...], tuple[RevocationNote, ...]]:
     """One server's step and result: whether it verified (an unencrypted one counts as
-    verified under warn, and fails the build at once under strict) and the PEM it needs
-    added."""
+    verified under warn, and fails the build at once under strict), the PEM it needs added,
+    and what its check found about revocation."""
     from smtp_ca.check import CheckTarget, check_bundle, where_of
     from smtp_ca.check.naming import config_vars, found
 
@@ -218,7 +250,7 @@ def _check_server(
         if notices_here:
             _mail_notices(settings, log)
         _unencrypted(settings, server, log)
-        return True, ()
+        return True, (), ()
     log.step(f"Checking {which}{where} against the bundle")
     if notices_here:
         _mail_notices(settings, log)
@@ -231,9 +263,14 @@ def _check_server(
             "The check below verifies anyway, to tell whether peer would work."
         )
     outcome = check_bundle(
-        target, prepared.pem, scratch_dir=_scratch_dir(cache_dir), cache_dir=cache_dir
+        target,
+        prepared.pem,
+        scratch_dir=_scratch_dir(cache_dir),
+        cache_dir=cache_dir,
+        outside_mozilla=prepared.outside_mozilla,
     )
-    return _report(settings, server, outcome, log), outcome.extra_certificates
+    verified = _report(settings, server, outcome, log)
+    return verified, outcome.extra_certificates, _revocation_notes(where_of(target), outcome)
 
 
 def _verify_setting(server: SmtpServer) -> str:

@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import jinja2
@@ -21,6 +22,7 @@ import jinja2
 from smtp_ca.cache_lock import APP_STAGING_PREFIX
 from smtp_ca.errors import BuildError
 from smtp_ca.platforms import RuntimeFile
+from smtp_ca.untrusted import escaped
 
 GENERATOR = "heroku-buildpack-smtp-ca"
 # Marks files this buildpack owns. Every file the build writes into the app carries it in its
@@ -40,6 +42,18 @@ TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
 # A plain Ruby file, copied as it is (rubocop and minitest read the same file): it finds the
 # bundle beside itself and carries its own generated-by line.
 DYNO_CHECK_SOURCE = TEMPLATES_DIR / "check.rb"
+# What the build's check found about revocation, which the dyno check says: Ruby's OpenSSL
+# checks none when the app sends mail.
+REVOCATION_PATH = ".smtp-ca/revocation.txt"
+
+
+@dataclass(frozen=True)
+class RevocationNote:
+    """One line of the check's report about revocation, for one server the app sends through."""
+
+    where: str  # the server as the check names it: "smtp.example.com:587 (STARTTLS)"
+    status: str  # good, revoked, unknown or unchecked
+    line: str  # "Revocation: not revoked, says the CRL at http://… (issued …)."
 
 
 @dataclass(frozen=True)
@@ -108,11 +122,36 @@ def _content(runtime_file: RuntimeFile) -> bytes:
     return render(runtime_file.template, **runtime_file.values).encode()
 
 
+def render_revocation(notes: Sequence[RevocationNote], checked_at: datetime) -> bytes:
+    """``.smtp-ca/revocation.txt``: tab-separated lines that the dyno check reads, one per
+    certificate of each server's verified chain. Every field is one printable line."""
+    lines = [
+        f"# {GENERATED_MARKER} on every build; edits here are overwritten.",
+        "# What the build's check found about revocation: Ruby's OpenSSL checks none when the",
+        "# app sends mail, so ruby .smtp-ca/check.rb says this instead. Tab-separated:",
+        "# checked-at, then the time of the build's check; finding, then the server, the status",
+        "# (good, revoked, unknown, unchecked) and the line of the build's report.",
+        f"checked-at\t{checked_at.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC",
+    ]
+    lines.extend(
+        "\t".join(("finding", *(escaped(field) for field in (note.where, note.status, note.line))))
+        for note in notes
+    )
+    return "".join(f"{line}\n" for line in lines).encode("utf-8")
+
+
 def plan_wiring(
-    app_dir: Path, bundle_pem: bytes, runtime_files: Sequence[RuntimeFile]
+    app_dir: Path,
+    bundle_pem: bytes,
+    runtime_files: Sequence[RuntimeFile],
+    revocations: Sequence[RevocationNote] = (),
+    *,
+    checked_at: datetime | None = None,
 ) -> WiringPlan:
     """Every file the build writes: the bundle; for a Rails app the dyno check
-    (``.smtp-ca/check.rb``) and the initializer; and the platform's runtime files.
+    (``.smtp-ca/check.rb``), what the check found about revocation for it to say
+    (``.smtp-ca/revocation.txt``, from ``revocations``), and the initializer; and the
+    platform's runtime files.
 
     One rule for every file in the app: the build rewrites a file it generated (it carries
     ``GENERATED_MARKER``) and never overwrites one of the app's own without a word. Code the app
@@ -139,6 +178,8 @@ def plan_wiring(
             )
     if (app_dir / "config").is_dir():
         files.append(PlannedFile(DYNO_CHECK_PATH, DYNO_CHECK_SOURCE.read_bytes(), 0o755))
+        when = checked_at or datetime.now(timezone.utc)
+        files.append(PlannedFile(REVOCATION_PATH, render_revocation(revocations, when)))
         text = render("initializer.rb.j2", bundle_path=BUNDLE_PATH)
         files.append(PlannedFile(INITIALIZER_PATH, text.encode()))
     kept = [

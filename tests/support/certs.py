@@ -113,6 +113,7 @@ def make_cert(
     extended_usages: Iterable[x509.ObjectIdentifier] | None = None,
     ca_issuers: str | None = None,
     ocsp: str | None = None,
+    crl: str | Iterable[str] | None = None,
 ) -> Issued:
     """Any certificate. The helpers below are this with the usual settings.
 
@@ -122,7 +123,8 @@ def make_cert(
     now + ``lifetime``. ``hostnames`` become subjectAltName entries (IP addresses as IPs).
     Leaves get serverAuth unless ``server_auth`` or ``extended_usages`` (the whole list; ``[]``
     for none) say otherwise. ``ca_issuers`` and ``ocsp`` are Authority Information Access URLs:
-    where the issuer can be fetched, and whom to ask about revocation.
+    where the issuer can be fetched, and whom to ask about revocation; ``crl`` is the URL (or
+    URLs) of one CRL Distribution Point, where the issuer publishes its revocation list.
     """
     now = utcnow()
     key = key or new_key(key_type)
@@ -185,6 +187,15 @@ def make_cert(
     ]
     if access:
         builder = builder.add_extension(x509.AuthorityInformationAccess(access), critical=False)
+    crl_urls = [crl] if isinstance(crl, str) else list(crl or ())
+    if crl_urls:
+        point = x509.DistributionPoint(
+            full_name=[x509.UniformResourceIdentifier(url) for url in crl_urls],
+            relative_name=None,
+            reasons=None,
+            crl_issuer=None,
+        )
+        builder = builder.add_extension(x509.CRLDistributionPoints([point]), critical=False)
     cert = builder.sign(signer_key, hash_algorithm or hashes.SHA256())
     return Issued(cert, key)
 

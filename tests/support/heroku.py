@@ -24,16 +24,17 @@ from support.offline_inputs import REPO, Inputs
 BUILDPACK_FILES = ("bin", "src", "templates", "requirements.lock", "buildpack.toml")
 
 
-def clean_buildpack_copy(destination: Path) -> Path:
+def clean_buildpack_copy(destination: Path, *, source: Path | None = None) -> Path:
+    """The buildpack's files from this checkout (or ``source``, another version's tree)."""
     destination.mkdir(parents=True)
     for name in BUILDPACK_FILES:
-        source = REPO / name
-        if source.is_dir():
+        source_path = (source or REPO) / name
+        if source_path.is_dir():
             shutil.copytree(
-                source, destination / name, ignore=shutil.ignore_patterns("__pycache__")
+                source_path, destination / name, ignore=shutil.ignore_patterns("__pycache__")
             )
         else:
-            shutil.copy2(source, destination / name)
+            shutil.copy2(source_path, destination / name)
     return destination
 
 

@@ -1,8 +1,10 @@
-"""Certificates that point somewhere: AIA caIssuers and OCSP URLs, on top of ``support.certs``.
+"""Certificates that point somewhere: AIA caIssuers, OCSP and CRL URLs, on top of
+``support.certs``.
 
 ``support.certs.make_cert`` covers dates, names and CA flags; real servers' certificates also
-say where their issuer can be fetched (caIssuers) and whom to ask about revocation (OCSP).
-``issue`` adds those, and the server-side TLS context presenting any chain::
+say where their issuer can be fetched (caIssuers) and where to learn about revocation (OCSP,
+a CRL Distribution Point). ``issue`` adds those, and the server-side TLS context presenting
+any chain::
 
     root = make_root("Root")
     intermediate = issue("Issuing CA", root, ca=True)
@@ -35,12 +37,14 @@ def issue(
     hostnames: Iterable[str] = (),
     ca_issuers: str | None = None,
     ocsp: str | None = None,
+    crl: str | None = None,
     not_before: dt.datetime | None = None,
     not_after: dt.datetime | None = None,
     extended_usages: Iterable[x509.ObjectIdentifier] | None = None,
     key: PrivateKey | None = None,
 ) -> Issued:
-    """A certificate signed by ``issuer`` (self-signed when None), with optional AIA URLs.
+    """A certificate signed by ``issuer`` (self-signed when None), with optional AIA URLs and
+    a CRL Distribution Point (``crl``).
 
     Leaves get serverAuth unless ``extended_usages`` says otherwise (an OCSP responder's
     certificate passes ``[ExtendedKeyUsageOID.OCSP_SIGNING]``, or ``[]`` for none at all).
@@ -52,6 +56,7 @@ def issue(
         hostnames=hostnames,
         ca_issuers=ca_issuers,
         ocsp=ocsp,
+        crl=crl,
         not_before=not_before,
         not_after=not_after,
         lifetime=DEFAULT_LIFETIME if ca else LEAF_LIFETIME,

@@ -193,6 +193,25 @@ class Store:
             if entry.cert is not None and signed_by(cert, entry.cert)
         ]
 
+    def holds_root(self, cert: x509.Certificate) -> bool:
+        """Whether the store holds ``cert`` itself, or another certificate with its name and
+        key: the same root to a verifier, issued again."""
+        if self.find(cert) is not None:
+            return True
+        from cryptography.hazmat.primitives import serialization
+
+        def key(of: x509.Certificate) -> bytes:
+            return of.public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+
+        return any(
+            entry.cert is not None
+            and entry.cert.subject == cert.subject
+            and key(entry.cert) == key(cert)
+            for entry in self.entries
+        )
+
     def anchor_for(self, cert: x509.Certificate) -> Trusted | None:
         """The store's certificate that is ``cert`` itself or signed it, if any."""
         found = self.find(cert)

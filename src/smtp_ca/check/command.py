@@ -106,7 +106,9 @@ def run_command(arguments: argparse.Namespace, cache_dir: Path, log: Log) -> int
     log.step(f"Checking {where} against that bundle")
     scratch = cache_dir / SCRATCH_NAME  # as the build's: no temporary at the cache's top
     scratch.mkdir(exist_ok=True)
-    outcome = check_bundle(target, prepared.pem, scratch_dir=scratch)
+    outcome = check_bundle(
+        target, prepared.pem, scratch_dir=scratch, outside_mozilla=prepared.outside_mozilla
+    )
     return _report(outcome, log, ca_file=None)
 
 

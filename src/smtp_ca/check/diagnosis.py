@@ -60,10 +60,15 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class TrustStores:
     """The stores a failed check compares the bundle with. They are never trusted by the check
-    itself; they only let the report say which setting would fix an unknown issuer."""
+    itself; they only let the report say which setting would fix an unknown issuer, and
+    whether a chain is anchored outside Mozilla's list."""
 
     public_roots: Path | None = None  # None: certifi's cacert.pem, when certifi is installed
     system: Path | None = SYSTEM_STORE
+    # The SHA-256 of the bundle's certificates that Mozilla's list does not hold, when the
+    # build that made the bundle knows them (it compared them with certifi); None: the check
+    # compares the anchor with ``public_roots`` itself.
+    outside_mozilla: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -217,9 +222,9 @@ def _reach(
     return reach, notes
 
 
-def _other_stores(context: Context, top: x509.Certificate) -> tuple[Trusted | None, Trusted | None]:
-    """The certificate of certifi's roots, and of the system store, that anchors ``top``."""
-    public_path = context.stores.public_roots
+def public_roots(stores: TrustStores) -> Store | None:
+    """certifi's roots (Mozilla's list), or None when there are none to read."""
+    public_path = stores.public_roots
     if public_path is None:
         try:
             import certifi
@@ -227,7 +232,12 @@ def _other_stores(context: Context, top: x509.Certificate) -> tuple[Trusted | No
             public_path = Path(certifi.where())
         except ImportError:
             public_path = None
-    public = load_store(public_path, "certifi")
+    return load_store(public_path, "certifi")
+
+
+def _other_stores(context: Context, top: x509.Certificate) -> tuple[Trusted | None, Trusted | None]:
+    """The certificate of certifi's roots, and of the system store, that anchors ``top``."""
+    public = public_roots(context.stores)
     system = load_store(context.stores.system, "the system store")
     return (
         public.anchor_for(top) if public else None,

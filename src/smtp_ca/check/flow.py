@@ -14,7 +14,8 @@ When the handshake fails, the check names the cause instead of repeating OpenSSL
 verdict: it handshakes again without verification to read what the server presents, and looks
 at that chain (``chain``, ``diagnosis``). A server that forgets its intermediate is completed
 through the AIA caIssuers URL of its certificate (``aia``); a chain that verifies is then
-checked for revocation with the OCSP responder its certificate names (``ocsp``).
+checked for revocation, each certificate but the anchor through the CRL and the OCSP
+responder it names (``revocation``).
 
 This module is the flow: which handshakes, in which order. What a failure means, in words, is
 ``diagnosis``; what the server's chain holds, ``chain``.
@@ -30,7 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from smtp_ca.certificates import readable_name, to_pem
+from smtp_ca.certificates import fingerprint_sha256, readable_name, to_pem
 from smtp_ca.check import causes, connection_failure, diagnosis
 from smtp_ca.check.chain import (
     Store,
@@ -58,7 +59,7 @@ if TYPE_CHECKING:
     from cryptography import x509
 
     from smtp_ca.check.aia import Completion
-    from smtp_ca.check.ocsp import Revocation
+    from smtp_ca.check.revocation import Finding
 
 
 @dataclass(frozen=True)
@@ -94,13 +95,22 @@ def run_check(
 
 
 def check_bundle(
-    target: CheckTarget, pem: bytes, *, scratch_dir: Path, cache_dir: Path | None = None
+    target: CheckTarget,
+    pem: bytes,
+    *,
+    scratch_dir: Path,
+    cache_dir: Path | None = None,
+    outside_mozilla: Sequence[str] | None = None,
 ) -> CheckOutcome:
-    """run_check against a bundle not yet written anywhere (a build checks before it writes)."""
+    """run_check against a bundle not yet written anywhere (a build checks before it writes).
+    ``outside_mozilla``: what the bundle stage found of its certificates (``PreparedBundle``)."""
+    stores = TrustStores(
+        outside_mozilla=frozenset(outside_mozilla) if outside_mozilla is not None else None
+    )
     with tempfile.TemporaryDirectory(dir=scratch_dir) as scratch:
         bundle_file = Path(scratch) / "ca-bundle.pem"
         bundle_file.write_bytes(pem)
-        return run_check(target, bundle_file, cache_dir=cache_dir)
+        return run_check(target, bundle_file, stores=stores, cache_dir=cache_dir)
 
 
 class _Check:
@@ -166,24 +176,29 @@ class _Check:
         details = ["The server presented:", *chain_lines]
         anchor_name = None
         if handshake.verified:
-            anchor_name, anchor_line = self._anchor(handshake.verified[-1])
-            details.append(anchor_line)
+            anchor_name, anchor_lines = self._anchor(handshake.verified[-1])
+            details.extend(anchor_lines)
         notices: list[str] = []
         extras: tuple[bytes, ...] = ()
         if completion is not None:
             notices.append(self._fetched_notice(completion))
             extras = (render_fetched(completion.fetched, self.where),)
 
-        revocation = self._revocation(handshake.verified)
+        findings = self._revocation(handshake.verified)
+        revoked = next((finding for finding in findings if finding.status == "revoked"), None)
+        leaf_status = findings[0].status if findings else None
         version = handshake.version
-        if revocation is not None and revocation.status == "revoked":
+        if revoked is not None:
+            whose = (
+                f"the server's certificate has been revoked ({revoked.name})"
+                if revoked.is_leaf
+                else f"the intermediate certificate {revoked.name} has been revoked"
+            )
+            others = [finding.line for finding in findings if finding is not revoked]
             return CheckOutcome(
                 cause="revoked",
-                summary=(
-                    f"{self.where}: the server's certificate has been revoked "
-                    f"({readable_name(handshake.verified[0].subject)})."
-                ),
-                details=(revocation.detail, *details),
+                summary=f"{self.where}: {whose}.",
+                details=(revoked.line, *details, *others),
                 hint="Only the mail provider can fix this: ask them to replace the certificate. "
                 "Do not switch SMTP_OPENSSL_VERIFY_MODE to none: a revoked certificate's key "
                 "may be in someone else's hands.",
@@ -192,10 +207,10 @@ class _Check:
                 notices=tuple(notices),
                 extra_certificates=extras,
                 anchor=anchor_name,
-                revocation="revoked",
+                revocation=leaf_status,
+                revocations=findings,
             )
-        if revocation is not None:
-            details.append(revocation.detail)
+        details.extend(finding.line for finding in findings)
         summary = f"{self.where}: verified, {version}."
         if completion is not None:
             summary = (
@@ -211,19 +226,35 @@ class _Check:
             notices=tuple(notices),
             extra_certificates=extras,
             anchor=anchor_name,
-            revocation=revocation.status if revocation else None,
+            revocation=leaf_status,
+            revocations=findings,
         )
 
-    def _anchor(self, anchor_cert: x509.Certificate) -> tuple[str, str]:
-        """The name of the bundle certificate that anchored the chain, and the line that says
-        which part of the bundle it came from."""
+    def _anchor(self, anchor_cert: x509.Certificate) -> tuple[str, list[str]]:
+        """The name of the bundle certificate that anchored the chain, the line that says which
+        part of the bundle it came from, and, when Mozilla's list (certifi) does not hold that
+        root, a line that says so: trust never silently wider than Mozilla's list."""
         anchor = self.bundle.find(anchor_cert)
         name = readable_name(anchor_cert.subject)
         origin = anchor.describe_origin() if anchor else "from the bundle"
         fingerprint = f" (SHA-256 {short_sha256(anchor.sha256)})" if anchor else ""
         # The origin names the input the anchor came from (the bundle's "# From:" lines): the
         # URL or path, SMTP_CA_CERTS, or certifi's public roots. It reads last, after the hash.
-        return name, f"Anchored by {name}{fingerprint}, {origin}."
+        lines = [f"Anchored by {name}{fingerprint}, {origin}."]
+        if (anchor is None or anchor.origin != "certifi") and self._outside_mozilla(anchor_cert):
+            lines.append(
+                f"The chain is anchored by a root that Mozilla's list does not hold: {name}."
+            )
+        return name, lines
+
+    def _outside_mozilla(self, anchor_cert: x509.Certificate) -> bool:
+        """Whether Mozilla's list (certifi) lacks this root: as the build that made the bundle
+        found, or, for a bundle it did not make, by reading certifi."""
+        known = self.stores.outside_mozilla
+        if known is not None:
+            return fingerprint_sha256(anchor_cert) in known
+        mozilla = diagnosis.public_roots(self.stores)
+        return mozilla is not None and not mozilla.holds_root(anchor_cert)
 
     def _fetched_notice(self, completion: Completion) -> str:
         """The warning a verified check gives when it needed an intermediate AIA fetched."""
@@ -238,14 +269,11 @@ class _Check:
             "intermediates. Ask the provider to send its full chain."
         )
 
-    def _revocation(self, verified: Sequence[x509.Certificate]) -> Revocation | None:
-        from smtp_ca.check import ocsp
+    def _revocation(self, verified: Sequence[x509.Certificate]) -> tuple[Finding, ...]:
+        from smtp_ca.check.revocation import check_chain
 
-        if len(verified) < 2:
-            return None  # a certificate trusted as itself has no issuer to ask about it
-        return ocsp.check_revocation(
-            verified[0], verified[1], self.deadline, self.now, self.cache_dir
-        )
+        # A certificate trusted as itself (a chain of one) has no issuer to ask about it.
+        return check_chain(verified, self.deadline, self.now, self.cache_dir)
 
     # --- refused ---------------------------------------------------------------------------------
 

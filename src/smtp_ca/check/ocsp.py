@@ -1,10 +1,10 @@
-"""Asking the OCSP responder named in the server's certificate whether it was revoked.
+"""Asking the OCSP responder a certificate names whether it was revoked.
 
-OpenSSL's verification (and Ruby's) never asks, so a revoked certificate verifies: this is the
-only place the build can find out. The answer counts only when its signature checks, made by
-the issuer itself or by a responder certificate the issuer signed for OCSP signing (RFC 6960,
-4.2.2.2). A responder that cannot be reached, or an answer that cannot be trusted, leaves the
-question open: that is a note in the report, never a failed build.
+OpenSSL's verification (and Ruby's) never asks, so a revoked certificate verifies: this and
+``crl`` are the only places the build can find out. The answer counts only when its signature
+checks, made by the issuer itself or by a responder certificate the issuer signed for OCSP
+signing (RFC 6960, 4.2.2.2). A responder that cannot be reached, or an answer that cannot be
+trusted, leaves the question open: that is a note in the report, never a failed build.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from smtp_ca.certificates import printable, readable_name, verify_signature
+from smtp_ca.check.answers import Answer
 from smtp_ca.check.chain import access_urls, day, signed_by
 from smtp_ca.deadline import Deadline
 from smtp_ca.fetch import FetchError, display_url, fetch, is_fetchable
@@ -32,16 +33,6 @@ MAX_RESPONSE_BYTES = 64 * 1024
 # Clocks differ: an answer dated a little in the future, or just out of date, is still fine.
 CLOCK_SKEW = timedelta(minutes=5)
 
-Status = Literal["good", "revoked", "unknown", "unchecked"]
-
-
-@dataclass(frozen=True)
-class Revocation:
-    status: Status
-    detail: str  # one sentence for the report
-    revoked_at: datetime | None = None
-    reason: str | None = None
-
 
 def ocsp_urls(cert: x509.Certificate) -> list[str]:
     from cryptography.x509.oid import AuthorityInformationAccessOID
@@ -49,14 +40,15 @@ def ocsp_urls(cert: x509.Certificate) -> list[str]:
     return access_urls(cert, AuthorityInformationAccessOID.OCSP)
 
 
-def check_revocation(
+def ask(
     leaf: x509.Certificate,
     issuer: x509.Certificate,
     deadline: Deadline,
     now: datetime,
     cache_dir: Path | None = None,
-) -> Revocation:
-    """Asks the first http(s) OCSP responder of ``leaf`` about it, within ``deadline``.
+) -> Answer:
+    """Asks the first http(s) OCSP responder of ``leaf`` (the server's certificate or an
+    intermediate) about it, within ``deadline``; ``issuer`` signed ``leaf``.
 
     A trusted answer is kept in ``cache_dir`` until its nextUpdate: until then the responder
     has promised nothing newer, so a warm build reuses it (checked again, signature and dates)
@@ -67,16 +59,13 @@ def check_revocation(
 
     urls = [url for url in ocsp_urls(leaf) if is_fetchable(url)]
     if not urls:
-        return Revocation(
-            "unchecked",
-            "Revocation: not checked, the certificate names no OCSP responder.",
-        )
+        return Answer("unchecked", None)
     shown = printable(display_url(urls[0]))  # the certificate's words
     cached = _cache_path(cache_dir, leaf, issuer)
     if cached is not None and cached.is_file():
         answer = _interpret(cached.read_bytes(), leaf, issuer, now, shown, cached=True)
-        if answer.revocation.status in ("good", "revoked"):
-            return answer.revocation
+        if answer.answer.status in ("good", "revoked"):
+            return answer.answer
         cached.unlink(missing_ok=True)  # stale or damaged: ask again
 
     # SHA-1 in the CertID is what every responder understands (RFC 6960 and the CA/Browser
@@ -97,17 +86,17 @@ def check_revocation(
     if cached is not None and answer.cacheable:
         with contextlib.suppress(OSError):  # a cache that can't be written costs a request
             write_atomically(cached, data)
-    return answer.revocation
+    return answer.answer
 
 
 @dataclass(frozen=True)
-class _Answer:
-    revocation: Revocation
+class _Interpreted:
+    answer: Answer
     cacheable: bool = False
 
 
-def _unchecked(why: str) -> Revocation:
-    return Revocation("unchecked", f"Revocation: not checked, the OCSP responder {why}.")
+def _unchecked(why: str) -> Answer:
+    return Answer("unchecked", f"the OCSP responder {why}")
 
 
 def _cache_path(
@@ -130,13 +119,13 @@ def _interpret(
     shown: str,
     *,
     cached: bool,
-) -> _Answer:
-    """Turns a DER OCSP response into a Revocation, trusting it only if it verifies."""
+) -> _Interpreted:
+    """Turns a DER OCSP response into an Answer, trusting it only if it verifies."""
     from cryptography.x509 import ocsp
 
     trusted = _trusted_answer(data, leaf, issuer, now)
     if isinstance(trusted, str):
-        return _Answer(_unchecked(f"at {shown} {trusted}"))
+        return _Interpreted(_unchecked(f"at {shown} {trusted}"))
     single, signer = trusted
     next_update = single.next_update_utc
     # Without a nextUpdate the responder may know something newer at any time: never cached.
@@ -150,35 +139,28 @@ def _interpret(
         signed_by_whom = f"{readable_name(signer.subject)}, which {signed_by_whom} delegated to"
     status_value = single.certificate_status
     if status_value == ocsp.OCSPCertStatus.GOOD:
-        return _Answer(
-            Revocation(
+        return _Interpreted(
+            Answer(
                 "good",
-                f"Revocation: not revoked, says the OCSP responder at {shown} (signed answer "
-                f"of {day(single.this_update_utc)}{kept}).",
+                f"not revoked, says the OCSP responder at {shown} (signed answer "
+                f"of {day(single.this_update_utc)}{kept})",
             ),
             cacheable,
         )
     if status_value == ocsp.OCSPCertStatus.REVOKED:
+        # As a CRL's revocation reads: "revoked on 2026-11-30 (keyCompromise), says ...".
         revoked_at = single.revocation_time_utc
         reason = single.revocation_reason.value if single.revocation_reason else None
-        when = f" on {day(revoked_at)}" if revoked_at else ""
-        because = f" (reason: {reason})" if reason else ""
-        return _Answer(
-            Revocation(
+        return _Interpreted(
+            Answer(
                 "revoked",
-                f"The OCSP responder at {shown} says the certificate was revoked{when}{because}, "
-                f"in an answer signed by {signed_by_whom}{kept}.",
-                revoked_at=revoked_at,
-                reason=reason,
+                f"revoked on {revoked_at:%Y-%m-%d} ({reason or 'no reason given'}), says the "
+                f"OCSP responder at {shown} (in an answer signed by {signed_by_whom}{kept})",
             ),
             cacheable,
         )
-    return _Answer(
-        Revocation(
-            "unknown",
-            f"Revocation: not checked, the OCSP responder at {shown} does not know this "
-            "certificate.",
-        )
+    return _Interpreted(
+        Answer("unknown", f"the OCSP responder at {shown} does not know this certificate")
     )
 
 

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Literal, get_args
 from smtp_ca.check.smtp_session import CheckTarget
 
 if TYPE_CHECKING:
-    from smtp_ca.check.ocsp import Status
+    from smtp_ca.check.answers import Status
+    from smtp_ca.check.revocation import Finding
     from smtp_ca.output import Log
 
 # A short stable name for what the check found, that the tests and the report key on.
@@ -56,7 +57,11 @@ class CheckOutcome:
     notices: tuple[str, ...] = ()  # worth a warning even when verified
     extra_certificates: tuple[bytes, ...] = ()  # PEM the written bundle must add to verify
     anchor: str | None = None  # the bundle certificate that anchored the chain
-    revocation: Status | None = None  # what the OCSP responder said; None: not asked
+    # What the CRL and OCSP responder said about the server's certificate; None: not asked
+    # (the chain did not verify, or the certificate is trusted as itself).
+    revocation: Status | None = None
+    # What they said about each certificate of the verified chain but its anchor, leaf first.
+    revocations: tuple[Finding, ...] = ()
 
     @property
     def verified(self) -> bool:
