@@ -22,7 +22,7 @@ from support.cnb import PROBE_ID, PROBE_VERSION, BuildRun, buildpack_descriptor,
 from support.cnb_world import CnbWorld
 from support.heroku import snapshot
 from support.rails_app import (
-    SHAPES,
+    MASTODON_SHAPES,
     Shape,
     assert_no_secret_or_backtrace,
     dyno_environment,
@@ -93,7 +93,7 @@ def _layer_toml(layers: Path, name: str) -> dict[str, object]:
 # 1. detect passes; build writes the bundle and the initializer into the app, and the layers.
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", MASTODON_SHAPES)
 def test_detect_passes_and_build_writes_the_app_files_and_the_layers(
     built: Callable[[Shape], BuildRun], provider_ca: trustme.CA, shape: Shape
 ) -> None:
@@ -160,7 +160,7 @@ def test_launcher_points_smtp_ca_file_at_the_bundle_and_a_user_value_wins(
 #    without.
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", MASTODON_SHAPES)
 def test_actionmailer_started_by_the_launcher_delivers_over_verified_starttls(
     cnb_world: CnbWorld,
     built: Callable[[Shape], BuildRun],
@@ -221,7 +221,7 @@ def _assert_nothing_sent_or_shown(
     assert_no_secret_or_backtrace(output, PASSWORD, LOGIN)
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", MASTODON_SHAPES)
 def test_the_dyno_check_through_the_launcher_verifies_with_the_layers_bundle(
     cnb_world: CnbWorld,
     built: Callable[[Shape], BuildRun],
@@ -251,7 +251,7 @@ def test_the_dyno_check_through_the_launcher_verifies_with_the_layers_bundle(
     _assert_nothing_sent_or_shown(smtp, before, check)
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", MASTODON_SHAPES)
 def test_the_dyno_check_through_the_launcher_fails_naming_a_user_set_SMTP_CA_FILE(
     cnb_world: CnbWorld,
     built: Callable[[Shape], BuildRun],

@@ -32,7 +32,7 @@ from support.certs import Chain, make_chain, make_leaf, make_root, make_self_sig
 from support.heroku import move_to_dyno_path
 from support.pki import server_context
 from support.rails_app import (
-    SHAPES,
+    MASTODON_SHAPES,
     assert_no_secret_or_backtrace,
     make_rails_app,
     require_ruby_rails,
@@ -88,7 +88,7 @@ def apps(
     require_ruby_rails()
     bundle_vars = world.bundle_vars("/dyno-provider-root.crt", provider.root.pem)
     built: dict[str, Path] = {}
-    for shape in SHAPES:
+    for shape in MASTODON_SHAPES:
         where = fixture_dir(request, tmp_path_factory, f"dyno-{shape}")
         build_dir = make_rails_app(where / "build_0123abcd", shape)
         build = world.build(
@@ -186,7 +186,7 @@ def test_the_check_parses_and_uses_no_method_newer_than_ruby_2_7(tmp_path: Path)
 # --- passes where the build's wiring is in place -------------------------------------------
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", MASTODON_SHAPES)
 def test_passes_with_the_builds_wiring(
     apps: dict[str, Path], fresh: SMTPTestServer, provider: Chain, shape: str
 ) -> None:
@@ -231,21 +231,32 @@ def test_implicit_tls(apps: dict[str, Path], provider: Chain) -> None:
             assert_harmless(run, smtps)
 
 
-def test_verify_mode_none_is_verified_anyway_and_named(
+def test_verify_mode_none_is_verified_anyway_but_never_passes(
     apps: dict[str, Path], fresh: SMTPTestServer
 ) -> None:
+    """The app's deliveries verify nothing: a server that would verify is no pass (exit 1), and
+    the fix is the config var Mastodon reads."""
     run = run_check(apps["mastodon-3.5"], mail_vars(fresh.port, SMTP_OPENSSL_VERIFY_MODE="none"))
-    assert run.returncode == 0, run.output
-    assert "Verify mode: none" in run.stdout
-    assert "the app does not verify the server's certificate" in run.stderr
-    assert "heroku config:set SMTP_OPENSSL_VERIFY_MODE=peer will work" in run.stderr
+    assert run.returncode == 1, run.output
+    assert "Verify mode: none (openssl_verify_mode: none)" in run.stdout
+    assert f"localhost:{fresh.port} (STARTTLS): verified, TLSv1." in run.stdout
+    assert "deliveries do not verify the server's certificate" in run.stderr
+    assert (
+        f" !     localhost:{fresh.port} (STARTTLS): not verified by the app: its deliveries verify "
+        "nothing, since its settings name openssl_verify_mode none. This check verified the "
+        "server with peer, so peer works." in run.stderr
+    ), run.output
+    assert (
+        " !     Fix: Set SMTP_OPENSSL_VERIFY_MODE to peer: heroku config:set "
+        "SMTP_OPENSSL_VERIFY_MODE=peer\n" in run.stderr
+    ), run.output
     assert_harmless(run, fresh)
 
 
 # --- fails, naming the file or the cause ---------------------------------------------------
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", MASTODON_SHAPES)
 def test_fails_naming_the_file_when_SMTP_CA_FILE_cannot_anchor_the_chain(
     apps: dict[str, Path], fresh: SMTPTestServer, shape: str
 ) -> None:
@@ -270,7 +281,7 @@ def test_fails_naming_the_file_when_SMTP_CA_FILE_cannot_anchor_the_chain(
     assert_harmless(run, fresh)
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", MASTODON_SHAPES)
 def test_fails_naming_the_file_when_SMTP_CA_FILE_does_not_exist(
     apps: dict[str, Path], fresh: SMTPTestServer, shape: str
 ) -> None:
@@ -278,7 +289,7 @@ def test_fails_naming_the_file_when_SMTP_CA_FILE_does_not_exist(
     run = run_check(apps[shape], mail_vars(fresh.port, SMTP_CA_FILE=str(missing)))
     assert run.returncode == 1, run.output
     if shape == "mastodon-1.3":
-        # Its settings have no ca_file; the initializer fills one in only with a file that
+        # Its settings have no ca_file; the delivery rules fill one in only with a file that
         # exists, so the app trusts OpenSSL's default store alone and fails on the chain.
         assert f"SMTP_CA_FILE is set to {missing}, which does not exist on this dyno." in (
             run.stderr
@@ -361,7 +372,10 @@ def test_usage_mistakes_exit_2(
     run = run_check(apps["mastodon-3.5"], mail_vars(fresh.port), *arguments)
     assert run.returncode == 2, run.output
     assert f" !     {message}" in run.stderr
-    assert " !     Usage: ruby .smtp-ca/check.rb [--bulk] [--timeout SECONDS]" in run.stderr
+    assert (
+        " !     Usage: ruby .smtp-ca/check.rb [--bulk] [--address HOST [--port N]] "
+        "[--timeout SECONDS]" in run.stderr
+    )
     assert "-----> Checking" not in run.stdout
     assert_harmless(run, fresh)
 

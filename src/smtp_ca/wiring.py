@@ -1,10 +1,12 @@
 """The wiring stage: renders the app's files from templates/ and puts them in place all at once.
 
-The app gets the bundle and, for Rails apps, an initializer; the platform adds the files that
-point the runtime and later buildpacks at the bundle (``Platform.runtime_files``). Runtime files
-are bash and Ruby only: heroku-24 and later run dynos without python3. Everything is staged first
-and moved into place at the end, all or nothing (see ``commit``), so a build that fails leaves
-the app as it was. No write follows a symbolic link out of the app directory.
+The app gets the bundle and, for Rails apps, the rules that give every SMTP delivery the bundle
+(``.smtp-ca/delivery.rb``), the initializer that loads them and the dyno check; the platform
+adds the files that point the runtime and later buildpacks at the bundle
+(``Platform.runtime_files``). Runtime files are bash and Ruby only: heroku-24 and later run
+dynos without python3. Everything is staged first and moved into place at the end, all or
+nothing (see ``commit``), so a build that fails leaves the app as it was. No write follows a
+symbolic link out of the app directory.
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
 # A plain Ruby file, copied as it is (rubocop and minitest read the same file): it finds the
 # bundle beside itself and carries its own generated-by line.
 DYNO_CHECK_SOURCE = TEMPLATES_DIR / "check.rb"
+# The rules that give each SMTP delivery the bundle, applied at delivery: the initializer loads
+# it, and the dyno check applies the same rules. Copied as it is, like the check.
+DELIVERY_PATH = ".smtp-ca/delivery.rb"
+DELIVERY_SOURCE = TEMPLATES_DIR / "delivery.rb"
 
 
 @dataclass(frozen=True)
@@ -111,8 +117,9 @@ def _content(runtime_file: RuntimeFile) -> bytes:
 def plan_wiring(
     app_dir: Path, bundle_pem: bytes, runtime_files: Sequence[RuntimeFile]
 ) -> WiringPlan:
-    """Every file the build writes: the bundle; for a Rails app the dyno check
-    (``.smtp-ca/check.rb``) and the initializer; and the platform's runtime files.
+    """Every file the build writes: the bundle; for a Rails app the delivery rules
+    (``.smtp-ca/delivery.rb``), the dyno check (``.smtp-ca/check.rb``) and the initializer
+    that loads the rules; and the platform's runtime files.
 
     One rule for every file in the app: the build rewrites a file it generated (it carries
     ``GENERATED_MARKER``) and never overwrites one of the app's own without a word. Code the app
@@ -138,8 +145,9 @@ def plan_wiring(
                 )
             )
     if (app_dir / "config").is_dir():
+        files.append(PlannedFile(DELIVERY_PATH, DELIVERY_SOURCE.read_bytes()))
         files.append(PlannedFile(DYNO_CHECK_PATH, DYNO_CHECK_SOURCE.read_bytes(), 0o755))
-        text = render("initializer.rb.j2", bundle_path=BUNDLE_PATH)
+        text = render("initializer.rb.j2", delivery_path=DELIVERY_PATH)
         files.append(PlannedFile(INITIALIZER_PATH, text.encode()))
     kept = [
         f.relative_path for f in files if f.relative_path != BUNDLE_PATH and _apps_own(app_dir, f)
