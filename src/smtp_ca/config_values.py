@@ -46,6 +46,9 @@ VARIABLES = (
     "BULK_SMTP_ENABLE_STARTTLS_AUTO",
     "BULK_SMTP_OPENSSL_VERIFY_MODE",
     "BULK_SMTP_CA_FILE",
+    # Whether deliveries that name no openssl_verify_mode get peer (.smtp-ca/delivery.rb reads
+    # it at runtime; the build refuses a value it does not know).
+    "SMTP_CA_VERIFY_DEFAULT",
     *SECRET_VARIABLES,
 )
 # Names in the buildpack's own namespace that it does not know are typos worth a warning.

@@ -57,6 +57,9 @@ END_OF_LIFE_STACKS = ("cedar", "cedar-14", "heroku-16", "heroku-18", "heroku-20"
 
 CheckMode = Literal["strict", "warn", "off"]
 CHECK_MODES: tuple[CheckMode, ...] = get_args(CheckMode)
+# SMTP_CA_VERIFY_DEFAULT: whether the initializer gives deliveries that name no verify mode peer.
+VerifyDefault = Literal["peer", "off"]
+VERIFY_DEFAULTS: tuple[VerifyDefault, ...] = get_args(VerifyDefault)
 DEFAULT_CHECK_TIMEOUT = 10.0
 MAX_CHECK_TIMEOUT = 120.0
 # The whole bundle download, retries and redirects included: a hanging CA site costs at most this.
@@ -95,6 +98,8 @@ class Settings:
     verify_mode_notice: str | None = None
     """The one of ``notices`` that says SMTP_OPENSSL_VERIFY_MODE is not set, in general words
     (None when it is set): smtp_ca.gemfile_lock makes it exact for the app's net-smtp."""
+    verify_default: VerifyDefault = "peer"
+    """SMTP_CA_VERIFY_DEFAULT."""
 
     @property
     def main_server(self) -> SmtpServer | None:
@@ -191,4 +196,5 @@ def load_settings(variables: Mapping[str, str], stack: str | None) -> Settings:
         ca_certs=ca_certs,
         bulk_server=bulk_server,
         verify_mode_notice=verify_mode_notice,
+        verify_default=choice(variables, "SMTP_CA_VERIFY_DEFAULT", VERIFY_DEFAULTS, "peer"),
     )
