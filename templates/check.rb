@@ -935,8 +935,12 @@ module SmtpCaDynoCheck
       when :added
         "The settings name no ca_file or ca_path: #{path} fills in ca_file at each delivery."
       when :kept
+        if trust.bundle?
+          return "The settings name the bundle as ca_file themselves: #{path} leaves it as it is."
+        end
+
         "The settings name their own #{decision.key}: deliveries use it as the app wrote it " \
-        "(#{path} fills in ca_file only where the settings name none)."
+          "(#{path} fills in ca_file only where the settings name none)."
       else
         "The settings name no ca_file or ca_path, and #{decision.value} does not exist: " \
         'deliveries get no ca_file.'

@@ -22,9 +22,11 @@ import pytest
 
 from smtp_ca.wiring import (
     BUNDLE_PATH,
+    DELIVERY_PATH,
     DYNO_CHECK_PATH,
     DYNO_CHECK_SOURCE,
     GENERATED_MARKER,
+    INITIALIZER_PATH,
     commit,
     plan_wiring,
 )
@@ -149,6 +151,10 @@ def test_the_build_plans_the_check_with_its_marker_and_no_build_path(tmp_path: P
     text = planned.content.decode()
     assert GENERATED_MARKER in text[:512]
     assert f"  BUNDLE_PATH = '{BUNDLE_PATH}'" in text  # where the build writes the bundle
+    # Where the build writes the delivery rules and the initializer that loads them.
+    assert f"    DELIVERY_PATH = '{DELIVERY_PATH}'" in text
+    assert f"    INITIALIZER_PATH = '{INITIALIZER_PATH}'" in text
+    assert f"    GENERATED = '{GENERATED_MARKER}'" in text
     assert planned.mode == 0o755
     assert str(tmp_path) not in text
     commit(tmp_path, plan)
