@@ -166,7 +166,10 @@ def test_an_app_without_config_gets_no_check(tmp_path: Path) -> None:
     assert DYNO_CHECK_PATH not in [item.relative_path for item in plan.files]
 
 
-def test_the_check_parses_and_uses_no_method_newer_than_ruby_2_7(tmp_path: Path) -> None:
+@pytest.mark.parametrize("relative_path", [DYNO_CHECK_PATH, DELIVERY_PATH])
+def test_the_check_and_the_delivery_rules_parse_and_use_no_method_newer_than_ruby_2_7(
+    tmp_path: Path, relative_path: str
+) -> None:
     """Syntax newer than Ruby 2.7 is rubocop's to find (TargetRubyVersion 2.7 in .rubocop.yml,
     run by scripts/test); this parses the file as written and looks for what a grammar cannot
     see: methods and names that 2.7 does not have."""
@@ -174,7 +177,7 @@ def test_the_check_parses_and_uses_no_method_newer_than_ruby_2_7(tmp_path: Path)
         require_ruby_rails()  # skips, or fails on CI
     (tmp_path / "config").mkdir()
     commit(tmp_path, plan_wiring(tmp_path, b"", ()))
-    script = tmp_path / DYNO_CHECK_PATH
+    script = tmp_path / relative_path
     parsed = subprocess.run(
         ["ruby", "-wc", str(script)], capture_output=True, text=True, check=False
     )
