@@ -273,7 +273,7 @@ module SmtpCaDynoCheck
 
     # ActionMailer's settings; the mail gem's own (Mail.defaults) when ActionMailer's name no
     # server and those do, for an app that sends with the mail gem alone. With --address
-    # (address_given), the first of them, whatever server they name.
+    # (address_given), ActionMailer's even when they name no server.
     def source(address_given)
       sources = [action_mailer_source(address_given), mail_defaults_source].compact
       if sources.empty?
@@ -282,9 +282,10 @@ module SmtpCaDynoCheck
                           hint: 'This check is for Rails apps that send mail with ActionMailer ' \
                                 'or the mail gem.')
       end
-      return sources.first if address_given
+      found = sources.find { |source| names_server?(source.settings) }
+      return found || sources.first if address_given
 
-      sources.find { |source| names_server?(source.settings) } || raise(no_server(sources.first))
+      found || raise(no_server(sources.first))
     end
 
     def action_mailer_source(address_given)
@@ -1077,9 +1078,11 @@ module SmtpCaDynoCheck
       rules&.verify_mode
     end
 
+    # The mode the app's settings name (the rules' own filling-in is not the app's), or nil.
     def named
-      value = decision&.action == :kept ? decision.value : @values[:openssl_verify_mode]
-      value.nil? || value.to_s.empty? ? nil : value.to_s
+      value = @values[:openssl_verify_mode]
+      value = decision.action == :kept && decision.value if decision
+      value.nil? || value == false || value.to_s.empty? ? nil : value.to_s
     end
 
     def unset_words

@@ -523,7 +523,11 @@ class TestVerifyMode < Minitest::Test
     Dir.mktmpdir do |app|
       filled = rules(app)
       assert_equal OpenSSL::SSL::VERIFY_PEER, filled.completion.settings[:openssl_verify_mode]
-      assert verify_mode({}, OpenSSL::SSL::VERIFY_PEER, checked_rules: filled).verifies?
+      completed = verify_mode(filled.completion.settings, OpenSSL::SSL::VERIFY_PEER,
+                              checked_rules: filled)
+      assert completed.verifies?
+      assert_match(/\Aopenssl_verify_mode: not set; .smtp-ca.delivery.rb fills in peer /,
+                   completed.words) # the number the rules filled in is not the app's mode
     end
   end
 end
