@@ -6,15 +6,22 @@
 # Checks, on the dyno, that the app's mailer can verify its SMTP server, with the app's own
 # Ruby, OpenSSL, mail gem and settings (config vars, initializers and all):
 #
-#   heroku run ruby .smtp-ca/check.rb [--bulk] [--timeout SECONDS]
+#   heroku run ruby .smtp-ca/check.rb [--bulk] [--address HOST [--port N]] [--timeout SECONDS]
 #
-# It boots the app, takes ActionMailer::Base.smtp_settings (with --bulk: Mastodon's bulk mailer
-# settings), and lets the mail gem build its SMTP session from them as a delivery does. Then it
-# connects, says EHLO, does STARTTLS (or TLS from the first byte, as the settings say) and the
-# handshake, always verifying the certificate, and quits. It never logs in and never sends.
+# It boots the app and takes the settings a delivery starts from: ActionMailer::Base.smtp_settings
+# (the mail gem's Mail.defaults when ActionMailer's name no server; with --bulk, Mastodon's bulk
+# mailer settings; with --address, those settings with the given server, as a mailer's own
+# delivery_method_options would give). It applies the buildpack's delivery rules to them, as
+# every delivery gets them (.smtp-ca/delivery.rb: the bundle as ca_file where the settings name
+# none, peer where they name no verify mode), and lets the mail gem build its SMTP session from
+# the result as a delivery does. Then it connects, says EHLO, does STARTTLS (or TLS from the
+# first byte, as the settings say) and the handshake, always verifying the certificate, and
+# quits. It never logs in and never sends.
 #
-# Exit status: 0 verified; 1 not verified, or could not check (the message says which); 2 a
-# usage mistake. Written for Ruby 2.7 and later: old Mastodon apps run old Rubies.
+# Exit status: 0 verified; 1 not verified (a delivery that would verify nothing included), or
+# could not check (the message says which); 2 a usage mistake; 3 nothing to check: the settings
+# name no server (ActionMailer's default, localhost:25), so give one with --address. Written for
+# Ruby 2.7 and later: old Mastodon apps run old Rubies.
 
 require 'openssl'
 require 'timeout'
@@ -25,7 +32,7 @@ module SmtpCaDynoCheck
   DEFAULT_TIMEOUT = 10.0
   MAX_TIMEOUT = 120.0
   MIN_TIMEOUT = 0.001 # a millisecond: below it, messages would print the deadline as 1e-300 s
-  USAGE = 'Usage: ruby .smtp-ca/check.rb [--bulk] [--timeout SECONDS]'
+  USAGE = 'Usage: ruby .smtp-ca/check.rb [--bulk] [--address HOST [--port N]] [--timeout SECONDS]'
 
   # OpenSSL's X509_V_ERR_* codes, as the Python check at build time names them.
   UNKNOWN_ISSUER = [2, 20, 21].freeze
@@ -47,6 +54,10 @@ module SmtpCaDynoCheck
       @hint = hint
     end
   end
+
+  # The settings name no server: nothing a delivery would connect to, so nothing to check
+  # (exit 3). The hint says how to name one (--address).
+  class NothingToCheck < Failure; end
 
   class DeadlinePassed < Timeout::Error; end
 
@@ -107,31 +118,44 @@ module SmtpCaDynoCheck
     end
   end
 
-  # The command line: ruby .smtp-ca/check.rb [--bulk] [--timeout SECONDS].
+  # The command line: ruby .smtp-ca/check.rb [--bulk] [--address HOST [--port N]]
+  # [--timeout SECONDS].
   module Arguments
     module_function
 
-    Options = Struct.new(:bulk, :timeout)
+    Options = Struct.new(:bulk, :timeout, :address, :port)
+
+    # A host name, an IPv4 address or an IPv6 one (brackets optional): what --address takes.
+    HOST = /\A(?:[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,251}[A-Za-z0-9_.])?|\[?[0-9A-Fa-f:.]+\]?)\z/.freeze
+
+    VALUED = %w[--timeout --address --port].freeze
 
     def parse(argv)
-      options = Options.new(false, DEFAULT_TIMEOUT)
+      options = Options.new(false, DEFAULT_TIMEOUT, nil, nil)
       arguments = argv.dup
       until arguments.empty?
         argument = arguments.shift
-        case argument
-        when '--bulk'
-          options.bulk = true
-        when '--timeout', /\A--timeout=/
-          value = argument.include?('=') ? argument.split('=', 2)[1] : arguments.shift
-          options.timeout = parse_timeout(value)
-        when '-h', '--help'
-          puts USAGE
-          exit 0
-        else
-          raise UsageError, "unknown argument #{argument.inspect}."
-        end
+        name, value = VALUED.include?(argument.split('=', 2)[0]) ? argument.split('=', 2) : argument
+        value = arguments.shift if value.nil? && VALUED.include?(name)
+        apply(options, name, value)
       end
+      raise UsageError, '--port goes with --address HOST.' if options.port && !options.address
+
       options
+    end
+
+    def apply(options, name, value)
+      case name
+      when '--bulk' then options.bulk = true
+      when '--timeout' then options.timeout = parse_timeout(value)
+      when '--address' then options.address = parse_address(value)
+      when '--port' then options.port = parse_port(value)
+      when '-h', '--help'
+        puts USAGE
+        exit 0
+      else
+        raise UsageError, "unknown argument #{name.inspect}."
+      end
     end
 
     def parse_timeout(value)
@@ -147,6 +171,31 @@ module SmtpCaDynoCheck
       end
       seconds
     end
+
+    def parse_address(value)
+      raise UsageError, '--address needs the SMTP server\'s host name.' if value.nil?
+
+      if value =~ /\A[^:\[\]]+:\d+\z/
+        host, port = value.split(':')
+        raise UsageError, "--address #{value.inspect}: give the port on its own: --address " \
+                          "#{host} --port #{port}."
+      end
+      unless value =~ HOST && value.length <= 255
+        raise UsageError, "--address #{value[0, 80].inspect}: give a host name " \
+                          'or an IP address, such as smtp.example.com.'
+      end
+      value.delete('[]')
+    end
+
+    def parse_port(value)
+      raise UsageError, '--port needs a port number.' if value.nil?
+
+      unless value =~ /\A\d{1,5}\z/ && value.to_i.between?(1, 65_535)
+        raise UsageError, "--port #{value[0, 20].inspect}: give a port number " \
+                          'from 1 to 65535, such as 587.'
+      end
+      value.to_i
+    end
   end
 
   # --- the app and its settings -----------------------------------------------------------
@@ -155,10 +204,18 @@ module SmtpCaDynoCheck
   module App
     module_function
 
-    # Which settings are checked, and the names of the config vars behind them.
-    Source = Struct.new(:label, :settings, :prefix) do
+    # Which settings are checked, the names of the config vars behind them, and whether the app
+    # reads Mastodon's (whose advice then names them).
+    Source = Struct.new(:label, :settings, :prefix, :mastodon) do
       def var(name)
         "#{prefix}#{name}"
+      end
+
+      # These settings with another server, as a mailer's delivery_method_options give it.
+      def with_server(host, port)
+        shown = port ? "--address #{host} --port #{port}" : "--address #{host}"
+        Source.new("#{label} with #{shown}",
+                   settings.merge(address: host, port: port || settings[:port]), prefix, mastodon)
       end
     end
 
@@ -173,25 +230,11 @@ module SmtpCaDynoCheck
       require environment
     end
 
-    def mail_source(bulk)
-      unless defined?(ActionMailer::Base)
-        raise Failure.new('not checked: the app does not load ActionMailer, so there are no mail ' \
-                          'settings to check.',
-                          hint: 'This check is for Rails apps that send mail with ActionMailer.')
-      end
+    # The settings a delivery starts from (options: Arguments::Options).
+    def mail_source(options)
       load_net_smtp
-      return bulk_source if bulk
-
-      base = ActionMailer::Base
-      method = base.delivery_method
-      unless method == :smtp
-        raise Failure.new(
-          "not checked: ActionMailer's delivery_method is #{method.inspect}, not :smtp, so the " \
-          'app does not send through SMTP.',
-          hint: 'Mastodon sends through SMTP unless SMTP_DELIVERY_METHOD says otherwise.'
-        )
-      end
-      Source.new('ActionMailer::Base.smtp_settings', (base.smtp_settings || {}).to_h, '')
+      source = options.bulk ? bulk_source : MainSettings.source(options.address)
+      options.address ? source.with_server(options.address, options.port) : source
     end
 
     # The mail gem needs net/smtp; on Ruby 3.1 and later it is a gem the app's Gemfile must allow.
@@ -225,7 +268,83 @@ module SmtpCaDynoCheck
         settings = Mastodon::EmailConfigurationHelper.convert_smtp_settings(settings)
       end
       Source.new("the bulk mailer's settings (Rails.configuration.x.email.bulk_mail)",
-                 settings.to_h, 'BULK_')
+                 settings.to_h, 'BULK_', true)
+    end
+  end
+
+  # The main settings a delivery starts from, when the app has them.
+  module MainSettings
+    module_function
+
+    # ActionMailer's settings; the mail gem's own (Mail.defaults) when ActionMailer's name no
+    # server and those do, for an app that sends with the mail gem alone. With --address
+    # (address_given), ActionMailer's even when they name no server.
+    def source(address_given)
+      sources = [action_mailer_source(address_given), mail_defaults_source].compact
+      if sources.empty?
+        raise Failure.new('not checked: the app loads neither ActionMailer nor the mail gem, so ' \
+                          'there are no mail settings to check.',
+                          hint: 'This check is for Rails apps that send mail with ActionMailer ' \
+                                'or the mail gem.')
+      end
+      found = sources.find { |source| names_server?(source.settings) }
+      return found || sources.first if address_given
+
+      found || raise(no_server(sources.first))
+    end
+
+    def action_mailer_source(address_given)
+      return nil unless defined?(::ActionMailer::Base)
+
+      base = ::ActionMailer::Base
+      method = base.delivery_method
+      unless method == :smtp || address_given
+        raise Failure.new(
+          "not checked: ActionMailer's delivery_method is #{method.inspect}, not :smtp, so the " \
+          'app does not send through SMTP.',
+          hint: 'Mastodon sends through SMTP unless SMTP_DELIVERY_METHOD says otherwise.'
+        )
+      end
+      settings = (base.smtp_settings || {}).to_h
+      App::Source.new('ActionMailer::Base.smtp_settings', settings, '', mastodon?(settings))
+    end
+
+    def mail_defaults_source
+      return nil unless defined?(::Mail) && ::Mail.respond_to?(:delivery_method)
+
+      method = ::Mail.delivery_method
+      return nil unless defined?(::Mail::SMTP) && method.is_a?(::Mail::SMTP)
+
+      settings = method.settings.to_h
+      App::Source.new("the mail gem's Mail.defaults", settings, '', mastodon?(settings))
+    end
+
+    # Whether the settings name a server: not ActionMailer's and the mail gem's default,
+    # localhost:25, which nothing on a dyno answers.
+    def names_server?(settings)
+      address = (settings[:address] || settings['address']).to_s.strip
+      port = settings[:port] || settings['port']
+      !(address.empty? || (address == 'localhost' && (port.nil? || port.to_i == 25)))
+    end
+
+    # Mastodon reads SMTP_SERVER into :address; other apps read variables of their own.
+    def mastodon?(settings, prefix = '')
+      return true if defined?(::Mastodon)
+
+      server = ENV["#{prefix}SMTP_SERVER"].to_s
+      !server.empty? && (settings[:address] || settings['address']).to_s == server
+    end
+
+    def no_server(source)
+      NothingToCheck.new(
+        "nothing to check: #{source.label} name no server (ActionMailer's default, " \
+        'localhost:25), and a delivery made with them alone reaches no mail provider.',
+        details: ["The app's mail may go through settings made elsewhere: a mailer's own " \
+                  'smtp_settings or delivery_method_options, settings merged in an ' \
+                  'after_action. (Mastodon names its server with the config var SMTP_SERVER.)'],
+        hint: 'To check the server those mailers use, with the app\'s other settings applied as ' \
+              'a delivery applies them: ruby .smtp-ca/check.rb --address HOST --port PORT'
+      )
     end
   end
 
@@ -614,13 +733,15 @@ module SmtpCaDynoCheck
 
   # --- the check ---------------------------------------------------------------------------
 
-  # What the check is about to trust, and how to say where it came from.
+  # What the check is about to trust, and how to say where it came from. rules: the delivery
+  # rules as the check applied them (DeliveryRules), or nil when that is not known.
   class Trust
     attr_reader :ca_file, :ca_path, :origin, :label, :default_store
 
-    def initialize(context, source, app_root)
+    def initialize(context, source, app_root, rules = nil)
       @source = source
       @app_root = app_root
+      @rules = rules
       @ca_file = context&.ca_file
       @ca_path = context&.ca_path
       @default_store = context.nil? || !context.cert_store.nil?
@@ -632,22 +753,33 @@ module SmtpCaDynoCheck
       @origin == :bundle
     end
 
+    # Whether the delivery rules filled ca_file in, because the settings name none.
+    def filled?
+      decision = @rules&.ca
+      decision ? decision.added? : false
+    end
+
+    # The setting by which the app names its own CA certificates.
+    def own_setting
+      @ca_file ? 'ca_file' : 'ca_path'
+    end
+
     def describe_origin
-      var = @source.var('SMTP_CA_FILE')
+      var = ca_var
       case @origin
-      when :bundle
-        named = same?(ENV[var], @ca_file) ? "named by #{var}" : "named by the app's settings"
-        "the bundle the build wrote (#{BUNDLE_PATH}), #{named}"
+      when :bundle then "the bundle the build wrote (#{BUNDLE_PATH}), #{bundle_named_by(var)}"
       when :config_var then "the config var #{var}, not the bundle the build wrote (#{BUNDLE_PATH})"
-      when :settings then "the app's own settings, not the bundle the build wrote (#{BUNDLE_PATH})"
+      when :settings
+        "the app's own settings (#{own_setting} in #{@source.label}), not the bundle the build " \
+        "wrote (#{BUNDLE_PATH})"
       else 'none'
       end
     end
 
-    # Why the settings name no CA file although the config var is set: the buildpack's
-    # initializer fills in ca_file only with a file that exists.
+    # Why the settings name no CA file although the config var is set: the delivery rules
+    # fill in ca_file only with a file that exists.
     def unused_config_var
-      var = @source.var('SMTP_CA_FILE')
+      var = ca_var
       value = ENV[var].to_s
       return nil unless @origin == :none && !value.empty?
       unless File.file?(value)
@@ -659,7 +791,7 @@ module SmtpCaDynoCheck
 
     # How to make the app trust what anchors its server: depends on who named the file.
     def fix(anchor_hint)
-      var = @source.var('SMTP_CA_FILE')
+      var = ca_var
       return missing_file_fix(var) if unused_config_var && !File.file?(ENV[var].to_s)
 
       case @origin
@@ -672,11 +804,8 @@ module SmtpCaDynoCheck
         "heroku config:unset #{var} (dynos then set it to " \
         "#{File.join(@app_root, BUNDLE_PATH)}); or add " \
         "#{anchor_hint} to #{@ca_file}."
-      when :settings
-        "The app's smtp_settings name #{@ca_file || @ca_path}: make them use the bundle the " \
-        "build wrote, #{File.join(@app_root, BUNDLE_PATH)} (Mastodon reads #{var}), or add " \
-        "#{anchor_hint} to that file."
-      else no_ca_file_fix(var)
+      when :settings then own_files_fix(anchor_hint)
+      else no_ca_file_fix
       end
     end
 
@@ -688,10 +817,36 @@ module SmtpCaDynoCheck
 
     private
 
-    def no_ca_file_fix(var)
+    # The config var behind the CA file: the one the delivery rules filled it in from, else
+    # the one Mastodon reads for these settings.
+    def ca_var
+      source = filled? ? @rules.ca.source : nil
+      source.is_a?(String) ? source : @source.var('SMTP_CA_FILE')
+    end
+
+    def bundle_named_by(var)
+      return "named by #{var}" if same?(ENV[var], @ca_file)
+      return 'filled in at delivery' if filled?
+
+      "named by the app's settings"
+    end
+
+    # The app names its own CA file or directory: the delivery rules leave such settings alone.
+    def own_files_fix(anchor_hint)
+      own = @ca_file || @ca_path
+      "The app's settings name their own #{own_setting}, #{own}, and the buildpack leaves " \
+        'settings that name a ca_file or a ca_path as the app wrote them, so its deliveries do ' \
+        "not get the bundle. Remove #{own_setting} from #{@source.label} (every delivery then " \
+        "gets the bundle the build wrote, #{File.join(@app_root, BUNDLE_PATH)}), or add " \
+        "#{anchor_hint} to #{own}."
+    end
+
+    def no_ca_file_fix
+      return @rules.ca_fix if @rules
+
       "The app's smtp_settings name no ca_file. The buildpack's initializer " \
-        '(config/initializers/smtp_ca.rb) fills it in with the bundle: deploy again with the ' \
-        "buildpack, and check that #{var} names the bundle: heroku run 'echo $#{var}'."
+        '(config/initializers/smtp_ca.rb) has deliveries fill it in with the bundle: deploy ' \
+        'again with the buildpack.'
     end
 
     def missing_file_fix(var)
@@ -704,7 +859,7 @@ module SmtpCaDynoCheck
       return :none if @ca_file.nil? && @ca_path.nil?
       return :settings if @ca_file.nil?
       return :bundle if same?(File.join(@app_root, BUNDLE_PATH), @ca_file)
-      return :config_var if same?(ENV[@source.var('SMTP_CA_FILE')], @ca_file)
+      return :config_var if filled? || same?(ENV.fetch(@source.var('SMTP_CA_FILE'), nil), @ca_file)
 
       :settings
     end
@@ -715,9 +870,109 @@ module SmtpCaDynoCheck
     end
   end
 
+  # --- the buildpack's delivery rules --------------------------------------------------------
+
+  # What .smtp-ca/delivery.rb does to every SMTP delivery's settings, done to the checked ones:
+  # with that file's own rules, when the app's boot hooked them into the mail gem (the
+  # buildpack's config/initializers/smtp_ca.rb does). When it did not, deliveries get their
+  # settings as the app wrote them, and so does the check.
+  class DeliveryRules
+    DELIVERY_PATH = '.smtp-ca/delivery.rb' # wiring.DELIVERY_PATH
+    INITIALIZER_PATH = 'config/initializers/smtp_ca.rb' # wiring.INITIALIZER_PATH
+    GENERATED = 'Generated by heroku-buildpack-smtp-ca' # wiring.GENERATED_MARKER
+
+    attr_reader :completion
+
+    # hooked: whether the app's boot hooked the rules into the mail gem (asked when not given).
+    def initialize(app_root, hooked = nil)
+      @app_root = app_root
+      @hooked = hooked.nil? ? hooked_at_boot? : hooked
+    end
+
+    def hooked?
+      @hooked
+    end
+
+    # Completes the mailer's settings as the app's deliveries are completed.
+    def apply(mailer)
+      return unless @hooked
+
+      @completion = ::SmtpCaDelivery.complete(mailer.settings)
+      mailer.settings = @completion.settings
+    end
+
+    def ca
+      @completion&.ca
+    end
+
+    def verify_mode
+      @completion&.verify_mode
+    end
+
+    # Why deliveries get no ca_file from the rules, and the fix.
+    def ca_fix
+      unless @hooked
+        reason, fix = absence
+        return "#{reason[0].upcase}#{reason[1..]}, so deliveries do not get the bundle. #{fix}"
+      end
+
+      decision = ca
+      if decision&.action == :kept # named by a string key, which the mail gem does not read
+        return "The settings name #{decision.key} by the string #{decision.key.to_s.inspect}, " \
+               "which the mail gem does not read: write it as a symbol (#{decision.key}:), or " \
+               'remove it so that deliveries get the bundle.'
+      end
+      "The bundle the build wrote, #{decision&.value}, is not on this dyno: deploy again with " \
+        'the buildpack.'
+    end
+
+    # Why the app's boot did not hook the rules into the mail gem, and the fix: two sentences.
+    def absence
+      unless exists?(DELIVERY_PATH) && exists?(INITIALIZER_PATH)
+        return ["#{DELIVERY_PATH} or #{INITIALIZER_PATH}, which loads it, is not on this dyno",
+                'Deploy again with the buildpack: it writes both on every build.']
+      end
+      return booted_without_hook if generated?
+
+      ["the app's own #{INITIALIZER_PATH} (the build keeps it) did not hook #{DELIVERY_PATH} " \
+       'into the mail gem',
+       "Delete #{INITIALIZER_PATH} from the app and deploy again to get the buildpack's, or " \
+       "have yours run: require Rails.root.join('#{DELIVERY_PATH}').to_s; SmtpCaDelivery.install"]
+    end
+
+    private
+
+    def hooked_at_boot?
+      return false unless defined?(::SmtpCaDelivery)
+
+      delivery = ::SmtpCaDelivery
+      (delivery.respond_to?(:installed?) && delivery.installed? && delivery.respond_to?(:complete))
+    rescue StandardError
+      false
+    end
+
+    def booted_without_hook
+      ["#{INITIALIZER_PATH} did not hook #{DELIVERY_PATH} into the mail gem when the app booted",
+       'A line of the app\'s log that starts with heroku-buildpack-smtp-ca: says why; fix what ' \
+       'it names and restart the app.']
+    end
+
+    def exists?(relative)
+      File.file?(File.join(@app_root, relative))
+    end
+
+    def generated?
+      File.open(File.join(@app_root, INITIALIZER_PATH), 'rb') { |file| file.read(512).to_s }
+          .include?(GENERATED)
+    rescue SystemCallError
+      false
+    end
+  end
+
   # The session under check: what every line of the report names, and what the checks use.
+  # rules: the delivery rules as applied to it (DeliveryRules), nil when not known.
   Session = Struct.new(:source, :trusted, :context, :host, :port, :implicit, :starttls,
-                       :timeout) do
+                       :timeout, :rules) do
     def where
       shown = host.include?(':') ? "[#{host}]" : host
       "#{shown}:#{port} (#{implicit ? 'TLS' : 'STARTTLS'})"
@@ -726,13 +981,19 @@ module SmtpCaDynoCheck
     def var(name)
       source.var(name)
     end
+
+    # Where the app sets its verify mode: Mastodon from a config var, other apps in the
+    # settings themselves.
+    def verify_setting
+      source.mastodon ? var('SMTP_OPENSSL_VERIFY_MODE') : 'openssl_verify_mode'
+    end
   end
 
   # Reads a session's facts by their names (where, trust, host...), for the classes below.
   # (By hand, not with Forwardable: a gem loaded before the app boots can clash with the
   # version in the app's Gemfile.lock.)
   module SessionFacts
-    %i[where var host port implicit starttls timeout].each do |name|
+    %i[where var host port implicit starttls timeout rules verify_setting].each do |name|
       define_method(name) { |*arguments| @session.public_send(name, *arguments) }
     end
 
@@ -754,11 +1015,14 @@ module SmtpCaDynoCheck
     end
 
     def run
-      mailer = ActionMailer::Base.delivery_methods.fetch(:smtp, Mail::SMTP).new(@source.settings)
+      mailer = smtp_delivery.new(@source.settings)
+      rules = DeliveryRules.new(@app_root)
+      rules.apply(mailer) # what every delivery of the app gets, as .smtp-ca/delivery.rb gives it
       values = mailer.settings
+      @values = values
       [values[:user_name], values[:password]].each { |secret| @out.add_secret(secret) }
       smtp = smtp_session(mailer)
-      @session = session_of(values, smtp)
+      @session = session_of(values, smtp, rules)
       @diagnosis = Diagnosis.new(@session, @app_root)
       before_connecting(values)
       connect(smtp, values[:domain] || 'localhost')
@@ -774,6 +1038,13 @@ module SmtpCaDynoCheck
       raise @diagnosis.unencrypted if !implicit && !starttls
     end
 
+    # ActionMailer's :smtp delivery method (the mail gem's Mail::SMTP, unless the app changed it).
+    def smtp_delivery
+      return ::Mail::SMTP unless defined?(::ActionMailer::Base)
+
+      ::ActionMailer::Base.delivery_methods.fetch(:smtp, ::Mail::SMTP)
+    end
+
     def smtp_session(mailer)
       mailer.send(:build_smtp_session)
     rescue ArgumentError => e
@@ -781,7 +1052,7 @@ module SmtpCaDynoCheck
                         hint: 'Every delivery fails the same way: fix the settings it names.')
     end
 
-    def session_of(values, smtp)
+    def session_of(values, smtp, rules)
       host = values[:address].to_s
       if host.empty?
         raise Failure.new("not checked: the app's smtp_settings have no :address.",
@@ -791,8 +1062,8 @@ module SmtpCaDynoCheck
       implicit = (smtp.respond_to?(:tls?) && smtp.tls?) || false
       starttls = smtp.respond_to?(:starttls?) ? smtp.starttls? : :auto
       context = session_context(smtp, implicit)
-      Session.new(@source, Trust.new(context, @source, @app_root), context, host, smtp.port,
-                  implicit, starttls, @timeout)
+      Session.new(@source, Trust.new(context, @source, @app_root, rules), context, host,
+                  smtp.port, implicit, starttls, @timeout, rules)
     end
 
     # The context net-smtp will hand to OpenSSL: net-smtp 0.2+ keeps one per mode, older
@@ -875,15 +1146,13 @@ module SmtpCaDynoCheck
       "from OpenSSL's default store"
     end
 
+    # Verified: a pass, unless only the check verified (the app's deliveries verify nothing).
     def report_pass(probe, details)
       details.each { |line| @out.info(line) }
       Revocation.lines(File.join(@app_root, Revocation::PATH), where).each do |level, line|
         @out.public_send(level, line)
       end
-      return unless probe.forced
-
-      @out.warn('the app itself does not verify (openssl_verify_mode none): the check passed, so ' \
-                "heroku config:set #{var('SMTP_OPENSSL_VERIFY_MODE')}=peer will work.")
+      raise @diagnosis.verifies_nothing(VerifyMode.new(@session, @values)) if probe.forced
     end
   end
 
@@ -898,7 +1167,7 @@ module SmtpCaDynoCheck
 
     def setup(values)
       setup_lines.compact.each { |line| @out.info(line) }
-      report_verify_mode(values, @session.context)
+      report_verify_mode(values)
     end
 
     private
@@ -910,7 +1179,32 @@ module SmtpCaDynoCheck
        "ca_file: #{trust.ca_file || 'not set'}#{origin_words(trust.ca_file)}",
        "ca_path: #{trust.ca_path || 'not set'}#{origin_words(trust.ca_path)}",
        trust.unused_config_var,
+       rules_words,
        store_words]
+    end
+
+    # What the buildpack's delivery rules do with the CA settings.
+    def rules_words
+      return nil unless rules
+
+      path = DeliveryRules::DELIVERY_PATH
+      return "Not in place: #{path}, because #{rules.absence[0]}." unless rules.hooked?
+
+      decision = rules.ca
+      case decision.action
+      when :added
+        "The settings name no ca_file or ca_path: #{path} fills in ca_file at each delivery."
+      when :kept
+        if trust.bundle?
+          return "The settings name the bundle as ca_file themselves: #{path} leaves it as it is."
+        end
+
+        "The settings name their own #{decision.key}: deliveries use it as the app wrote it " \
+          "(#{path} fills in ca_file only where the settings name none)."
+      else
+        "The settings name no ca_file or ca_path, and #{decision.value} does not exist: " \
+        'deliveries get no ca_file.'
+      end
     end
 
     def versions
@@ -957,19 +1251,101 @@ module SmtpCaDynoCheck
       "#{text}: cannot be read (#{e.message})"
     end
 
-    def report_verify_mode(values, context)
-      mode = context ? context.verify_mode : OpenSSL::SSL::VERIFY_PEER
-      mode_var = var('SMTP_OPENSSL_VERIFY_MODE')
-      set = values[:openssl_verify_mode]
-      shown = set.nil? || set.to_s.empty? ? 'not set' : set.to_s
-      if mode.nil? || mode == OpenSSL::SSL::VERIFY_NONE
-        @out.info("Verify mode: none (openssl_verify_mode: #{shown})")
-        @out.warn("the app does not verify the server's certificate: an impostor answering for " \
-                  "#{host} would get its mail and its SMTP password. This check verifies anyway.")
-        @out.error("Fix: heroku config:set #{mode_var}=peer once this check passes.")
-      else
-        @out.info("Verify mode: peer (openssl_verify_mode: #{shown})")
+    def report_verify_mode(values)
+      verify = VerifyMode.new(@session, values)
+      @out.info("Verify mode: #{verify.verifies? ? 'peer' : 'none'} (#{verify.words})")
+      unknown = verify.unknown_default
+      if unknown
+        @out.warn("SMTP_CA_VERIFY_DEFAULT is #{Text.echoed(unknown)}, which is " \
+                  'neither peer nor off: deliveries take it as peer.')
       end
+      return if verify.verifies?
+
+      @out.warn("deliveries do not verify the server's certificate: an impostor answering for " \
+                "#{host} would get the app's mail and its SMTP password. This check verifies " \
+                'anyway, to say whether peer would work.')
+    end
+  end
+
+  # The verify mode a delivery ends up with, in words: whether it verifies, why, and the fix
+  # when it does not.
+  class VerifyMode
+    include SessionFacts
+
+    def initialize(session, values)
+      @session = session
+      @values = values
+    end
+
+    def verifies?
+      context = @session.context
+      mode = context ? context.verify_mode : OpenSSL::SSL::VERIFY_PEER
+      !(mode.nil? || mode == OpenSSL::SSL::VERIFY_NONE)
+    end
+
+    def words
+      setting = 'openssl_verify_mode: '
+      case decision&.action
+      when :added
+        "#{setting}not set; #{DeliveryRules::DELIVERY_PATH} fills in peer at each delivery, as " \
+        'net-smtp 0.2.0 and later do'
+      when :unset
+        "#{setting}not set, and SMTP_CA_VERIFY_DEFAULT=off leaves it so#{unset_words}"
+      else
+        named.nil? ? "#{setting}not set#{unset_words}" : "#{setting}#{named}"
+      end
+    end
+
+    # Why a delivery verifies nothing.
+    def reason
+      return "its settings name openssl_verify_mode #{named}" unless named.nil?
+      return 'its settings name no openssl_verify_mode and SMTP_CA_VERIFY_DEFAULT=off' if decision
+
+      'its settings name no openssl_verify_mode and the buildpack\'s delivery rules are not in ' \
+        "place (#{rules.absence[0]})"
+    end
+
+    # What makes deliveries verify: in the app's own words (Mastodon's config var, or the
+    # setting in the app's code), commands last so that they can be copied as they are.
+    def fix
+      if decision && named.nil? # only SMTP_CA_VERIFY_DEFAULT=off leaves it unset
+        return 'Let the buildpack fill in peer at each delivery: heroku config:unset ' \
+               'SMTP_CA_VERIFY_DEFAULT'
+      end
+
+      name_it = if @session.source.mastodon
+                  "Set #{verify_setting} to peer: heroku config:set #{verify_setting}=peer"
+                else
+                  "Make the app's settings say openssl_verify_mode: 'peer' (where it sets " \
+                    "#{@session.source.label})."
+                end
+      return "#{rules.absence[1]} Or: #{name_it}" if named.nil? && rules && !rules.hooked?
+
+      name_it
+    end
+
+    # A value of SMTP_CA_VERIFY_DEFAULT the delivery rules do not know, when they apply.
+    def unknown_default
+      return nil unless rules&.hooked? && ::SmtpCaDelivery.respond_to?(:unknown_verify_default)
+
+      ::SmtpCaDelivery.unknown_verify_default
+    end
+
+    private
+
+    def decision
+      rules&.verify_mode
+    end
+
+    # The mode the app's settings name (the rules' own filling-in is not the app's), or nil.
+    def named
+      value = @values[:openssl_verify_mode]
+      value = decision.action == :kept && decision.value if decision
+      value.nil? || value == false || value.to_s.empty? ? nil : value.to_s
+    end
+
+    def unset_words
+      verifies? ? '' : ': without one, this mail gem and net/smtp verify nothing'
     end
   end
 
@@ -1018,6 +1394,15 @@ module SmtpCaDynoCheck
       else
         unexpected_end(error, stage)
       end
+    end
+
+    # The server verifies, but the app's deliveries would not check that it does.
+    def verifies_nothing(verify)
+      Failure.new("#{where}: not verified by the app: its deliveries verify nothing, since " \
+                  "#{verify.reason}. This check verified the server with peer, so peer works.",
+                  details: ["Any server that answers for #{host} would get the app's mail and " \
+                            'its SMTP password.'],
+                  hint: verify.fix)
     end
 
     def unencrypted
@@ -1307,7 +1692,7 @@ module SmtpCaDynoCheck
       end
 
       'Only the mail provider can fix this: ask them to renew the certificate. Do not ' \
-        "switch #{var('SMTP_OPENSSL_VERIFY_MODE')} to none."
+        "switch #{verify_setting} to none."
     end
 
     def role_of(cert, depth, presented)
@@ -1368,8 +1753,7 @@ module SmtpCaDynoCheck
     end
 
     def shown(text)
-      text = Names.printable(text)
-      text.length > MAX_LINE ? "#{text[0, MAX_LINE]}…" : text
+      Text.shown(text, MAX_LINE)
     end
   end
 
@@ -1389,7 +1773,6 @@ module SmtpCaDynoCheck
       2
     rescue Failure => e
       report_failure(out, e)
-      1
     rescue Interrupt
       out.error('Interrupted.')
       130
@@ -1403,7 +1786,7 @@ module SmtpCaDynoCheck
     options = Arguments.parse(argv)
     app_root = File.expand_path('..', __dir__)
     App.boot(app_root)
-    Check.new(out, App.mail_source(options.bulk), options.timeout, app_root).run
+    Check.new(out, App.mail_source(options), options.timeout, app_root).run
   end
 
   # Exits with status. A name lookup abandoned at the deadline may still be running, and a
@@ -1414,10 +1797,13 @@ module SmtpCaDynoCheck
     exit(status)
   end
 
+  # The failure's lines; the exit status: 3 for nothing to check, else 1.
   def self.report_failure(out, failure)
+    nothing = failure.is_a?(NothingToCheck)
     out.error(failure.message)
     failure.details.each { |line| out.error(line) }
-    out.error("Fix: #{failure.hint}") if failure.hint
+    out.error("#{nothing ? 'Next' : 'Fix'}: #{failure.hint}") if failure.hint
+    nothing ? 3 : 1
   end
 
   # Not a Failure: a bug, or an app the check did not foresee. The class and message only,

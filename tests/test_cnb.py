@@ -18,13 +18,17 @@ import pytest
 import trustme
 
 from smtp_ca.certificates import load_pem_certificates
+from support.app_shapes import CASES, bundle_config_vars
 from support.cnb import PROBE_ID, PROBE_VERSION, BuildRun, buildpack_descriptor, read_toml
 from support.cnb_world import CnbWorld
 from support.heroku import snapshot
 from support.rails_app import (
-    SHAPES,
+    MASTODON_SHAPES,
+    AppShape,
     Shape,
+    app_config_vars,
     assert_no_secret_or_backtrace,
+    delivery_settings,
     dyno_environment,
     make_rails_app,
     require_ruby_rails,
@@ -93,7 +97,7 @@ def _layer_toml(layers: Path, name: str) -> dict[str, object]:
 # 1. detect passes; build writes the bundle and the initializer into the app, and the layers.
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", MASTODON_SHAPES)
 def test_detect_passes_and_build_writes_the_app_files_and_the_layers(
     built: Callable[[Shape], BuildRun], provider_ca: trustme.CA, shape: Shape
 ) -> None:
@@ -160,7 +164,7 @@ def test_launcher_points_smtp_ca_file_at_the_bundle_and_a_user_value_wins(
 #    without.
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", MASTODON_SHAPES)
 def test_actionmailer_started_by_the_launcher_delivers_over_verified_starttls(
     cnb_world: CnbWorld,
     built: Callable[[Shape], BuildRun],
@@ -205,12 +209,12 @@ DYNO_CHECK = ["ruby", ".smtp-ca/check.rb"]
 
 
 def _fir_one_off(
-    cnb_world: CnbWorld, run: BuildRun, config_vars: dict[str, str]
+    cnb_world: CnbWorld, run: BuildRun, config_vars: dict[str, str], *arguments: str
 ) -> subprocess.CompletedProcess[str]:
-    """``launcher ruby .smtp-ca/check.rb`` with the dyno's config vars. HOME is not the app on
-    Fir (the app is /workspace), so it is elsewhere here too."""
+    """``launcher ruby .smtp-ca/check.rb ARGS`` with the dyno's config vars. HOME is not the app
+    on Fir (the app is /workspace), so it is elsewhere here too."""
     env = {**dyno_environment(run.layout.app, config_vars), "HOME": str(run.layout.home)}
-    return cnb_world.launch(run.layout, DYNO_CHECK, env=env, direct=False)
+    return cnb_world.launch(run.layout, [*DYNO_CHECK, *arguments], env=env, direct=False)
 
 
 def _assert_nothing_sent_or_shown(
@@ -221,7 +225,7 @@ def _assert_nothing_sent_or_shown(
     assert_no_secret_or_backtrace(output, PASSWORD, LOGIN)
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", MASTODON_SHAPES)
 def test_the_dyno_check_through_the_launcher_verifies_with_the_layers_bundle(
     cnb_world: CnbWorld,
     built: Callable[[Shape], BuildRun],
@@ -258,7 +262,7 @@ def test_the_dyno_check_through_the_launcher_verifies_with_the_layers_bundle(
     _assert_nothing_sent_or_shown(smtp, before, check)
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", MASTODON_SHAPES)
 def test_the_dyno_check_through_the_launcher_fails_naming_a_user_set_SMTP_CA_FILE(
     cnb_world: CnbWorld,
     built: Callable[[Shape], BuildRun],
@@ -285,6 +289,54 @@ def test_the_dyno_check_through_the_launcher_fails_naming_a_user_set_SMTP_CA_FIL
     ), check.stderr
     assert f" !     Fix: SMTP_CA_FILE points at {stranger}" in check.stderr
     assert "heroku config:unset SMTP_CA_FILE" in check.stderr
+    _assert_nothing_sent_or_shown(smtp, before, check)
+
+
+# 3c. Rails apps that are not Mastodon: their settings made in an initializer that sorts after
+#     the buildpack's, or in one mail(...) call. The delivery rules reach both through the
+#     launcher (SMTP_CA_FILE from the ca-file layer, no .profile.d), and the dyno check agrees.
+
+CNB_APP_SHAPES: tuple[AppShape, ...] = ("smtp-settings-initializer", "message-options")
+
+
+@pytest.mark.parametrize("shape", CNB_APP_SHAPES)
+def test_other_rails_apps_deliver_through_the_launcher_and_the_dyno_check_agrees(
+    cnb_world: CnbWorld, provider_ca: trustme.CA, smtp: SMTPTestServer, shape: AppShape
+) -> None:
+    require_ruby_rails()
+    case = CASES[shape]
+    config_vars = app_config_vars("localhost", smtp.port, login=LOGIN, password=PASSWORD)
+    run = cnb_world.build(
+        shape,
+        {**config_vars, **bundle_config_vars(provider_ca.cert_pem.bytes())},
+        app=make_rails_app(cnb_world.root / f"source-{shape}", shape),
+    )
+    assert run.returncode == 0, run.output
+    bundle = str(run.layout.app / BUNDLE)
+    received = len(smtp.messages)
+
+    delivered = cnb_world.launch(
+        run.layout,
+        ["ruby", "bin/send-test-mail"],
+        env=dyno_environment(run.layout.app, config_vars),
+    )
+    assert delivered.returncode == 0, delivered.stdout + delivered.stderr
+    settings = delivery_settings(delivered)
+    assert (settings["ca_file"], settings["openssl_verify_mode"]) == (bundle, "peer")
+    message = smtp.wait_for_messages(received + 1)[-1]
+    assert message.tls
+    assert message.authenticated_as == LOGIN
+
+    before = (len(smtp.auth_commands), len(smtp.messages))
+    arguments = case.check_arguments(smtp.port)
+    check = _fir_one_off(cnb_world, run, config_vars, *arguments)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert f"ca_file: {bundle}, from the bundle the build wrote" in check.stdout
+    assert f"localhost:{smtp.port} (STARTTLS): verified, TLSv1." in check.stdout
+    if arguments:
+        unnamed = _fir_one_off(cnb_world, run, config_vars)
+        assert unnamed.returncode == 3, unnamed.stdout + unnamed.stderr
+        assert "--address HOST --port PORT" in unnamed.stderr
     _assert_nothing_sent_or_shown(smtp, before, check)
 
 

@@ -22,9 +22,11 @@ import pytest
 
 from smtp_ca.wiring import (
     BUNDLE_PATH,
+    DELIVERY_PATH,
     DYNO_CHECK_PATH,
     DYNO_CHECK_SOURCE,
     GENERATED_MARKER,
+    INITIALIZER_PATH,
     REVOCATION_PATH,
     commit,
     plan_wiring,
@@ -35,7 +37,7 @@ from support.heroku import move_to_dyno_path
 from support.http_server import LocalServer
 from support.pki import server_context
 from support.rails_app import (
-    SHAPES,
+    MASTODON_SHAPES,
     assert_no_secret_or_backtrace,
     make_rails_app,
     require_ruby_rails,
@@ -107,7 +109,7 @@ def apps(
     require_ruby_rails()
     bundle_vars = world.bundle_vars("/dyno-provider-root.crt", provider.root.pem)
     built: dict[str, Path] = {}
-    for shape in SHAPES:
+    for shape in MASTODON_SHAPES:
         where = fixture_dir(request, tmp_path_factory, f"dyno-{shape}")
         build_dir = make_rails_app(where / "build_0123abcd", shape)
         build = world.build(
@@ -169,6 +171,10 @@ def test_the_build_plans_the_check_with_its_marker_and_no_build_path(tmp_path: P
     assert GENERATED_MARKER in text[:512]
     assert f"  BUNDLE_PATH = '{BUNDLE_PATH}'" in text  # where the build writes the bundle
     assert f"    PATH = '{REVOCATION_PATH}'" in text  # and what it found about revocation
+    # Where the build writes the delivery rules and the initializer that loads them.
+    assert f"    DELIVERY_PATH = '{DELIVERY_PATH}'" in text
+    assert f"    INITIALIZER_PATH = '{INITIALIZER_PATH}'" in text
+    assert f"    GENERATED = '{GENERATED_MARKER}'" in text
     assert planned.mode == 0o755
     assert str(tmp_path) not in text
     commit(tmp_path, plan)
@@ -180,7 +186,10 @@ def test_an_app_without_config_gets_no_check(tmp_path: Path) -> None:
     assert DYNO_CHECK_PATH not in [item.relative_path for item in plan.files]
 
 
-def test_the_check_parses_and_uses_no_method_newer_than_ruby_2_7(tmp_path: Path) -> None:
+@pytest.mark.parametrize("relative_path", [DYNO_CHECK_PATH, DELIVERY_PATH])
+def test_the_check_and_the_delivery_rules_parse_and_use_no_method_newer_than_ruby_2_7(
+    tmp_path: Path, relative_path: str
+) -> None:
     """Syntax newer than Ruby 2.7 is rubocop's to find (TargetRubyVersion 2.7 in .rubocop.yml,
     run by scripts/test); this parses the file as written and looks for what a grammar cannot
     see: methods and names that 2.7 does not have."""
@@ -188,7 +197,7 @@ def test_the_check_parses_and_uses_no_method_newer_than_ruby_2_7(tmp_path: Path)
         require_ruby_rails()  # skips, or fails on CI
     (tmp_path / "config").mkdir()
     commit(tmp_path, plan_wiring(tmp_path, b"", ()))
-    script = tmp_path / DYNO_CHECK_PATH
+    script = tmp_path / relative_path
     parsed = subprocess.run(
         ["ruby", "-wc", str(script)], capture_output=True, text=True, check=False
     )
@@ -206,7 +215,7 @@ def test_the_check_parses_and_uses_no_method_newer_than_ruby_2_7(tmp_path: Path)
 # --- passes where the build's wiring is in place -------------------------------------------
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", MASTODON_SHAPES)
 def test_passes_with_the_builds_wiring(
     apps: dict[str, Path], fresh: SMTPTestServer, crls: LocalServer, shape: str
 ) -> None:
@@ -261,21 +270,32 @@ def test_implicit_tls(apps: dict[str, Path], provider: Chain) -> None:
             assert_harmless(run, smtps)
 
 
-def test_verify_mode_none_is_verified_anyway_and_named(
+def test_verify_mode_none_is_verified_anyway_but_never_passes(
     apps: dict[str, Path], fresh: SMTPTestServer
 ) -> None:
+    """The app's deliveries verify nothing: a server that would verify is no pass (exit 1), and
+    the fix is the config var Mastodon reads."""
     run = run_check(apps["mastodon-3.5"], mail_vars(fresh.port, SMTP_OPENSSL_VERIFY_MODE="none"))
-    assert run.returncode == 0, run.output
-    assert "Verify mode: none" in run.stdout
-    assert "the app does not verify the server's certificate" in run.stderr
-    assert "heroku config:set SMTP_OPENSSL_VERIFY_MODE=peer will work" in run.stderr
+    assert run.returncode == 1, run.output
+    assert "Verify mode: none (openssl_verify_mode: none)" in run.stdout
+    assert f"localhost:{fresh.port} (STARTTLS): verified, TLSv1." in run.stdout
+    assert "deliveries do not verify the server's certificate" in run.stderr
+    assert (
+        f" !     localhost:{fresh.port} (STARTTLS): not verified by the app: its deliveries verify "
+        "nothing, since its settings name openssl_verify_mode none. This check verified the "
+        "server with peer, so peer works." in run.stderr
+    ), run.output
+    assert (
+        " !     Fix: Set SMTP_OPENSSL_VERIFY_MODE to peer: heroku config:set "
+        "SMTP_OPENSSL_VERIFY_MODE=peer\n" in run.stderr
+    ), run.output
     assert_harmless(run, fresh)
 
 
 # --- fails, naming the file or the cause ---------------------------------------------------
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", MASTODON_SHAPES)
 def test_fails_naming_the_file_when_SMTP_CA_FILE_cannot_anchor_the_chain(
     apps: dict[str, Path], fresh: SMTPTestServer, shape: str
 ) -> None:
@@ -300,7 +320,7 @@ def test_fails_naming_the_file_when_SMTP_CA_FILE_cannot_anchor_the_chain(
     assert_harmless(run, fresh)
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", MASTODON_SHAPES)
 def test_fails_naming_the_file_when_SMTP_CA_FILE_does_not_exist(
     apps: dict[str, Path], fresh: SMTPTestServer, shape: str
 ) -> None:
@@ -308,7 +328,7 @@ def test_fails_naming_the_file_when_SMTP_CA_FILE_does_not_exist(
     run = run_check(apps[shape], mail_vars(fresh.port, SMTP_CA_FILE=str(missing)))
     assert run.returncode == 1, run.output
     if shape == "mastodon-1.3":
-        # Its settings have no ca_file; the initializer fills one in only with a file that
+        # Its settings have no ca_file; the delivery rules fill one in only with a file that
         # exists, so the app trusts OpenSSL's default store alone and fails on the chain.
         assert f"SMTP_CA_FILE is set to {missing}, which does not exist on this dyno." in (
             run.stderr
@@ -391,7 +411,10 @@ def test_usage_mistakes_exit_2(
     run = run_check(apps["mastodon-3.5"], mail_vars(fresh.port), *arguments)
     assert run.returncode == 2, run.output
     assert f" !     {message}" in run.stderr
-    assert " !     Usage: ruby .smtp-ca/check.rb [--bulk] [--timeout SECONDS]" in run.stderr
+    assert (
+        " !     Usage: ruby .smtp-ca/check.rb [--bulk] [--address HOST [--port N]] "
+        "[--timeout SECONDS]" in run.stderr
+    )
     assert "-----> Checking" not in run.stdout
     assert_harmless(run, fresh)
 

@@ -21,7 +21,7 @@ from smtp_ca.pipeline import NO_SERVER_FOUND
 from support.godaddy import GODADDY_BUNDLE, GODADDY_SHA256
 from support.heroku import clean_buildpack_copy, move_to_dyno_path, snapshot
 from support.rails_app import (
-    SHAPES,
+    MASTODON_SHAPES,
     dyno_environment,
     make_rails_app,
     require_ruby_rails,
@@ -48,7 +48,7 @@ def provider_bundle_vars(world: World, provider_ca: trustme.CA) -> dict[str, str
     return world.bundle_vars("/provider-bundle.crt", provider_ca.cert_pem.bytes())
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", MASTODON_SHAPES)
 def test_mastodon_mail_fails_without_and_is_delivered_over_verified_tls_with(
     world: World,
     tmp_path: Path,

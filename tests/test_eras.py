@@ -23,13 +23,26 @@ from pathlib import Path
 import pytest
 import trustme
 
+from support.app_shapes import (
+    CASES,
+    ServerMode,
+    ShapeCase,
+    assert_delivery_settings,
+    bundle_config_vars,
+    shape_config_vars,
+)
+from support.app_shapes import LOGIN as SHAPE_LOGIN
+from support.app_shapes import PASSWORD as SHAPE_PASSWORD
 from support.chroots import ChrootSession, add_to_system_store, require_chroot
 from support.heroku26 import Heroku26Build
 from support.rails_app import (
+    APP_SHAPES,
     DYNO_CHECK_COMMAND,
     DYNO_COMMAND,
+    AppShape,
     Shape,
     delivery_output,
+    delivery_settings,
     make_rails_app,
     smtp_config_vars,
 )
@@ -98,12 +111,30 @@ def start_dyno(
     """Puts ``app_dir`` at /app in the chroot (replacing any earlier app) and runs the mail
     delivery (or ``command``) as a dyno starts: config vars in the environment, .profile.d
     sourced."""
+    deploy(session, app_dir)
+    return run_on_dyno(session, config_vars, command=command)
+
+
+def deploy(session: ChrootSession, app_dir: Path) -> None:
+    """Puts ``app_dir`` at /app in the chroot, replacing any earlier app."""
     target = session.path("/app")
     if target.exists():
         shutil.rmtree(target)
     session.copy_in(app_dir, "/app")
+
+
+def run_on_dyno(
+    session: ChrootSession,
+    config_vars: Mapping[str, str],
+    *arguments: str,
+    command: str = DYNO_COMMAND,
+) -> subprocess.CompletedProcess[str]:
+    """Runs the mail delivery (or ``command``, with ``arguments``) of the app at /app as a dyno
+    starts: config vars in the environment, .profile.d sourced."""
     env = {**config_vars, "HOME": "/app", "RAILS_ENV": "production"}
-    return session.run(["bash", "-c", command], env=env, cwd="/app", timeout=120)
+    return session.run(
+        ["bash", "-c", command, "dyno", *arguments], env=env, cwd="/app", timeout=120
+    )
 
 
 def build_app(
@@ -314,3 +345,130 @@ def test_heroku_26_builds_cold_and_warm_with_python_314_inside_sid(
     assert "Traceback" not in warm.stdout + warm.stderr
     assert PASSWORD not in warm.stdout + warm.stderr
     assert not heroku26.app("warm").joinpath(".smtp-ca").exists()
+
+
+# 5. Every Rails app shape on Ruby 2.7 -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shape_ca() -> trustme.CA:
+    """The provider's CA for the app shapes: in no store; only the bundle the build has it."""
+    return trustme.CA(organization_name="Shape Provider CA")
+
+
+@pytest.fixture(scope="module")
+def shape_servers(shape_ca: trustme.CA) -> Iterator[dict[ServerMode, SMTPTestServer]]:
+    credentials = (SHAPE_LOGIN, SHAPE_PASSWORD)
+    with (
+        SMTPTestServer(mode="starttls", ca=shape_ca, credentials=credentials) as starttls,
+        SMTPTestServer(mode="implicit-tls", ca=shape_ca, credentials=credentials) as implicit,
+    ):
+        yield {"starttls": starttls, "implicit-tls": implicit}
+
+
+def build_shape(world: World, where: Path, case: ShapeCase, port: int, ca: trustme.CA) -> Path:
+    """bin/compile on the host with the app's config vars and the provider's CA as the bundle."""
+    build_dir = make_rails_app(where / "build_0123abcd", case.shape)
+    config_vars = {**shape_config_vars(case, port), **bundle_config_vars(ca.cert_pem.bytes())}
+    build = world.build(where, config_vars, build_dir=build_dir)
+    assert build.returncode == 0, build.output
+    return build_dir
+
+
+@pytest.mark.parametrize("shape", APP_SHAPES)
+def test_every_app_shape_on_ruby_27_delivers_as_its_dyno_check_says(
+    world: World,
+    tmp_path: Path,
+    shape_ca: trustme.CA,
+    shape_servers: dict[ServerMode, SMTPTestServer],
+    shape: AppShape,
+) -> None:
+    """Ruby 2.7's net/smtp trusts only ca_file and verifies only with a mode: each shape's
+    delivery gets both from the delivery rules, and reaches a server whose CA is only in the
+    bundle; the app with its own ca_file fails as before. The dyno check, with the same Ruby,
+    exits as the delivery went."""
+    case = CASES[shape]
+    server = shape_servers[case.server]
+    server.clear()
+    session = era_session("bullseye", tmp_path)
+    config_vars = shape_config_vars(case, server.port)
+    deploy(session, build_shape(world, tmp_path / "build", case, server.port, shape_ca))
+
+    delivery = run_on_dyno(session, config_vars)
+    assert_delivery_settings(case, delivery_settings(delivery), "/app")
+    if case.delivers:
+        assert delivery.returncode == 0, delivery_output(delivery)
+        (message,) = server.wait_for_messages(1)
+        assert message.tls and message.authenticated_as == SHAPE_LOGIN
+    else:
+        assert "certificate verify failed" in delivery.stderr, delivery_output(delivery)
+        assert server.messages == ()
+
+    arguments = case.check_arguments(server.port)
+    check = run_on_dyno(session, config_vars, *arguments, command=DYNO_CHECK_COMMAND)
+    assert check.returncode == case.check_status, delivery_output(check)
+    assert "Nothing else is trusted: this net/smtp has no default store" in check.stdout
+    if case.delivers:
+        assert "verified, TLSv1." in check.stdout, delivery_output(check)
+    else:
+        assert "and the buildpack leaves settings that name a ca_file" in check.stderr
+    if arguments:
+        assert run_on_dyno(session, config_vars, command=DYNO_CHECK_COMMAND).returncode == 3
+    assert len(server.messages) == (1 if case.delivers else 0)  # the check sent none
+    assert SHAPE_PASSWORD not in delivery.stdout + delivery.stderr + check.stdout + check.stderr
+
+
+def test_ruby_27_an_app_that_names_no_verify_mode_now_refuses_a_server_whose_ca_is_nowhere(
+    world: World,
+    tmp_path: Path,
+    shape_ca: trustme.CA,
+    shape_servers: dict[ServerMode, SMTPTestServer],
+) -> None:
+    """Before: Ruby 2.7 sends its mail and password to any server that answers. After the
+    buildpack: refused, and the dyno check fails as the delivery does. SMTP_CA_VERIFY_DEFAULT=off
+    brings the old behaviour back, and the check never passes it."""
+    case = CASES["no-verify-mode"]
+    session = era_session("bullseye", tmp_path)
+    provider = shape_servers["starttls"]
+    provider.clear()
+    built = build_shape(world, tmp_path / "build", case, provider.port, shape_ca)
+    with SMTPTestServer(
+        mode="starttls", ca=trustme.CA(), credentials=(SHAPE_LOGIN, SHAPE_PASSWORD)
+    ) as impostor:
+        impostor_vars = shape_config_vars(case, impostor.port)
+        before = start_dyno(session, make_rails_app(tmp_path / "plain", case.shape), impostor_vars)
+        assert before.returncode == 0, delivery_output(before)
+        assert impostor.wait_for_messages(1)[0].authenticated_as == SHAPE_LOGIN
+
+        deploy(session, built)
+        after = run_on_dyno(session, impostor_vars)
+        assert after.returncode == 1, delivery_output(after)
+        assert "certificate verify failed" in after.stderr
+        check = run_on_dyno(session, impostor_vars, command=DYNO_CHECK_COMMAND)
+        assert check.returncode == 1, delivery_output(check)
+        assert "certificate verify failed" in check.stderr
+
+        off = {**impostor_vars, "SMTP_CA_VERIFY_DEFAULT": "off"}
+        turned_off = run_on_dyno(session, off)
+        assert turned_off.returncode == 0, delivery_output(turned_off)
+        assert len(impostor.wait_for_messages(2)) == 2
+        assert run_on_dyno(session, off, command=DYNO_CHECK_COMMAND).returncode == 1
+
+    # Off, against the real provider: the handshake would verify, but the delivery does not.
+    off = shape_config_vars(case, provider.port, SMTP_CA_VERIFY_DEFAULT="off")
+    check = run_on_dyno(session, off, command=DYNO_CHECK_COMMAND)
+    assert check.returncode == 1, delivery_output(check)
+    assert (
+        "Verify mode: none (openssl_verify_mode: not set, and SMTP_CA_VERIFY_DEFAULT=off leaves "
+        "it so: without one, this mail gem and net/smtp verify nothing)" in check.stdout
+    )
+    assert f"localhost:{provider.port} (STARTTLS): verified, TLSv1." in check.stdout
+    assert (
+        "its deliveries verify nothing, since its settings name no openssl_verify_mode and "
+        "SMTP_CA_VERIFY_DEFAULT=off." in check.stderr
+    ), delivery_output(check)
+    assert (
+        " !     Fix: Let the buildpack fill in peer at each delivery: heroku config:unset "
+        "SMTP_CA_VERIFY_DEFAULT" in check.stderr
+    )
+    assert provider.messages == ()

@@ -21,7 +21,7 @@ import pytest
 import trustme
 
 from support.rails_app import (
-    SHAPES,
+    MASTODON_SHAPES,
     Shape,
     delivery_output,
     effective_smtp_settings,
@@ -107,7 +107,7 @@ def assert_certificate_verify_failed(
     assert server.messages == ()
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", MASTODON_SHAPES)
 def test_without_ca_help_delivery_fails_with_certificate_verify_failed(
     tmp_path: Path, shape: Shape, starttls_server: SMTPTestServer
 ) -> None:
@@ -143,7 +143,7 @@ def test_smtp_ca_file_is_ignored_by_mastodon_1_3(
     assert "ca_file" not in effective_smtp_settings(proc)
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", MASTODON_SHAPES)
 def test_an_on_load_initializer_fills_in_ca_file(
     tmp_path: Path, shape: Shape, starttls_server: SMTPTestServer, ca_pem: Path
 ) -> None:
@@ -177,7 +177,7 @@ def test_the_on_load_initializer_leaves_an_app_ca_file_alone(
     assert effective_smtp_settings(proc)["ca_file"] == "/etc/ssl/certs/ca-certificates.crt"
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", MASTODON_SHAPES)
 def test_verify_mode_none_delivers_without_any_ca(
     tmp_path: Path, shape: Shape, starttls_server: SMTPTestServer
 ) -> None:

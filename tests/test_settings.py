@@ -34,6 +34,16 @@ def test_defaults_use_godaddy_bundle_with_its_pin() -> None:
     assert settings.implicit_tls is False
 
 
+@pytest.mark.parametrize(
+    ("raw", "expected"), [(None, "peer"), ("peer", "peer"), (" OFF ", "off"), ("Off", "off")]
+)
+def test_the_verify_default_is_peer_unless_turned_off(raw: str | None, expected: str) -> None:
+    variables = {} if raw is None else {"SMTP_CA_VERIFY_DEFAULT": raw}
+    settings = load_settings(variables, STACK)
+    assert settings.verify_default == expected
+    assert not [notice for notice in settings.config_notices if "VERIFY_DEFAULT" in notice]
+
+
 def test_custom_url_has_no_default_pin() -> None:
     settings = load_settings({"SMTP_CA_BUNDLE_URL": "https://ca.example/bundle.pem"}, STACK)
     assert settings.bundle_sha256 is None
@@ -85,6 +95,10 @@ def test_other_stacks_are_refused_by_name(stack: str | None, expected: str) -> N
         ({"SMTP_CA_PUBLIC_ROOTS": "yes"}, "SMTP_CA_PUBLIC_ROOTS is 'yes'"),
         ({"SMTP_OPENSSL_VERIFY_MODE": "strict"}, "SMTP_OPENSSL_VERIFY_MODE is 'strict'"),
         ({"SMTP_SERVER": "smtp example.com"}, "SMTP_SERVER must be a host name"),
+        (
+            {"SMTP_CA_VERIFY_DEFAULT": "none"},
+            "SMTP_CA_VERIFY_DEFAULT is 'none', which is not one of: peer, off.",
+        ),
     ],
 )
 def test_bad_values_name_the_variable(variables: dict[str, str], expected: str) -> None:

@@ -81,8 +81,9 @@ VARIABLES = (
     "BULK_SMTP_ENABLE_STARTTLS_AUTO",
     "BULK_SMTP_OPENSSL_VERIFY_MODE",
     "BULK_SMTP_CA_FILE",
-    # Whether deliveries that name no openssl_verify_mode verify the server: the verify-mode
-    # advice depends on it (smtp_ca.verify_advice).
+    # Whether deliveries that name no openssl_verify_mode get peer (.smtp-ca/delivery.rb reads
+    # it at runtime; the build refuses a value it does not know, and its verify-mode advice
+    # depends on it: smtp_ca.verify_advice).
     "SMTP_CA_VERIFY_DEFAULT",
     *ADDON_SERVER_VARIABLES,
     *SECRET_VARIABLES,

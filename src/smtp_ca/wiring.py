@@ -1,10 +1,12 @@
 """The wiring stage: renders the app's files from templates/ and puts them in place all at once.
 
-The app gets the bundle and, for Rails apps, an initializer; the platform adds the files that
-point the runtime and later buildpacks at the bundle (``Platform.runtime_files``). Runtime files
-are bash and Ruby only: heroku-24 and later run dynos without python3. Everything is staged first
-and moved into place at the end, all or nothing (see ``commit``), so a build that fails leaves
-the app as it was. No write follows a symbolic link out of the app directory.
+The app gets the bundle and, for Rails apps, the rules that give every SMTP delivery the bundle
+(``.smtp-ca/delivery.rb``), the initializer that loads them and the dyno check; the platform
+adds the files that point the runtime and later buildpacks at the bundle
+(``Platform.runtime_files``). Runtime files are bash and Ruby only: heroku-24 and later run
+dynos without python3. Everything is staged first and moved into place at the end, all or
+nothing (see ``commit``), so a build that fails leaves the app as it was. No write follows a
+symbolic link out of the app directory.
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ DYNO_CHECK_SOURCE = TEMPLATES_DIR / "check.rb"
 # What the build's check found about revocation, which the dyno check says: Ruby's OpenSSL
 # checks none when the app sends mail.
 REVOCATION_PATH = ".smtp-ca/revocation.txt"
+# The rules that give each SMTP delivery the bundle, applied at delivery: the initializer loads
+# it, and the dyno check applies the same rules. Copied as it is, like the check.
+DELIVERY_PATH = ".smtp-ca/delivery.rb"
+DELIVERY_SOURCE = TEMPLATES_DIR / "delivery.rb"
 
 
 @dataclass(frozen=True)
@@ -148,10 +154,10 @@ def plan_wiring(
     *,
     checked_at: datetime | None = None,
 ) -> WiringPlan:
-    """Every file the build writes: the bundle; for a Rails app the dyno check
-    (``.smtp-ca/check.rb``), what the check found about revocation for it to say
-    (``.smtp-ca/revocation.txt``, from ``revocations``), and the initializer; and the
-    platform's runtime files.
+    """Every file the build writes: the bundle; for a Rails app the delivery rules
+    (``.smtp-ca/delivery.rb``), the dyno check (``.smtp-ca/check.rb``), what the check found
+    about revocation for it to say (``.smtp-ca/revocation.txt``, from ``revocations``), and the
+    initializer that loads the rules; and the platform's runtime files.
 
     One rule for every file in the app: the build rewrites a file it generated (it carries
     ``GENERATED_MARKER``) and never overwrites one of the app's own without a word. Code the app
@@ -177,10 +183,11 @@ def plan_wiring(
                 )
             )
     if (app_dir / "config").is_dir():
+        files.append(PlannedFile(DELIVERY_PATH, DELIVERY_SOURCE.read_bytes()))
         files.append(PlannedFile(DYNO_CHECK_PATH, DYNO_CHECK_SOURCE.read_bytes(), 0o755))
         when = checked_at or datetime.now(timezone.utc)
         files.append(PlannedFile(REVOCATION_PATH, render_revocation(revocations, when)))
-        text = render("initializer.rb.j2", bundle_path=BUNDLE_PATH)
+        text = render("initializer.rb.j2", delivery_path=DELIVERY_PATH)
         files.append(PlannedFile(INITIALIZER_PATH, text.encode()))
     kept = [
         f.relative_path for f in files if f.relative_path != BUNDLE_PATH and _apps_own(app_dir, f)

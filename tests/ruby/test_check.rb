@@ -1,7 +1,8 @@
 # frozen_string_literal: true
 
 # Unit tests for the pure parts of the dyno check (templates/check.rb): argument parsing,
-# redaction, how certificates and names are shown, where the CA file came from, and the
+# redaction, how certificates and names are shown, which settings are checked, where the CA
+# file came from, what the delivery rules (templates/delivery.rb) did, the verify mode, and the
 # messages built from a failed verification. The end-to-end runs, with a booted Rails app and a
 # real SMTP server, are tests/test_dyno_check.py's.
 #
@@ -13,6 +14,7 @@ require 'net/smtp' # the check loads it before any connection (App.load_net_smtp
 require 'openssl'
 require 'tmpdir'
 require_relative '../../templates/check'
+require_relative '../../templates/delivery' # the rules the check applies as deliveries do
 
 # Real certificates, made here with OpenSSL: a root, an intermediate, leaves.
 module Certs
@@ -52,8 +54,15 @@ FakeProbe = Struct.new(:ssl_socket, :chain, :failure) # rubocop:disable Lint/Str
 module CheckTestHelpers
   include SmtpCaDynoCheck
 
-  def source(prefix = '')
-    SmtpCaDynoCheck::App::Source.new('ActionMailer::Base.smtp_settings', {}, prefix)
+  def source(prefix = '', mastodon: true)
+    SmtpCaDynoCheck::App::Source.new('ActionMailer::Base.smtp_settings', {}, prefix, mastodon)
+  end
+
+  # The delivery rules as the check applies them, to settings: hooked, or not (why: app).
+  def rules(app, settings = {}, hooked: true)
+    found = SmtpCaDynoCheck::DeliveryRules.new(app, hooked)
+    found.apply(Struct.new(:settings).new(settings))
+    found
   end
 
   def session(trust: nil, host: 'smtp.example.com', port: 587, implicit: false, prefix: '')
@@ -77,16 +86,46 @@ module CheckTestHelpers
   end
 end
 
-# ruby .smtp-ca/check.rb [--bulk] [--timeout SECONDS]
+# ruby .smtp-ca/check.rb [--bulk] [--address HOST [--port N]] [--timeout SECONDS]
 class TestArguments < Minitest::Test
   def parse(*argv)
     SmtpCaDynoCheck::Arguments.parse(argv)
+  end
+
+  def usage_error(*argv)
+    assert_raises(SmtpCaDynoCheck::UsageError) { parse(*argv) }.message
   end
 
   def test_defaults_to_the_main_settings_and_ten_seconds
     options = parse
     refute options.bulk
     assert_in_delta 10.0, options.timeout
+    assert_nil options.address
+    assert_nil options.port
+  end
+
+  def test_reads_an_address_and_a_port_in_both_spellings
+    options = parse('--address', 'smtp.example.com', '--port=2525')
+    assert_equal ['smtp.example.com', 2525], [options.address, options.port]
+    assert_equal '2001:db8::25', parse('--address=[2001:db8::25]').address
+    assert_equal '192.0.2.1', parse('--address', '192.0.2.1').address
+  end
+
+  def test_refuses_a_port_without_an_address_and_bad_values
+    assert_equal '--port goes with --address HOST.', usage_error('--port', '25')
+    assert_equal "--address needs the SMTP server's host name.", usage_error('--address')
+    assert_equal '--address "smtp.example.com:587": give the port on its own: --address ' \
+                 'smtp.example.com --port 587.', usage_error('--address', 'smtp.example.com:587')
+    ['smtp example.com', '-x', 'a/b', "evil\nline", ''].each do |host|
+      assert_match(/\A--address ".*": give a host name or an IP address, such as /,
+                   usage_error('--address', host))
+    end
+    assert_includes usage_error('--address', "evil\nline"), '"evil\\nline"' # no line break
+    %w[0 65536 587x -1].each do |port|
+      assert_equal "--port #{port.inspect}: give a port number from 1 to 65535, such as 587.",
+                   usage_error('--address', 'localhost', '--port', port)
+    end
+    assert_equal 'unknown argument "--bulk=yes".', usage_error('--bulk=yes')
   end
 
   def test_reads_bulk_and_both_spellings_of_timeout
@@ -480,21 +519,69 @@ class TestTrust < Minitest::Test
     refute trust(context(default_store: false)).default_store
     assert trust(nil).default_store # net-smtp makes its own context: the default store
   end
+
+  def test_a_ca_file_the_delivery_rules_filled_in
+    with_env('SMTP_CA_FILE' => @bundle) do
+      found = SmtpCaDynoCheck::Trust.new(context(ca_file: @bundle), source, @app, rules(@app))
+      assert found.filled?
+      assert_equal :bundle, found.origin
+      assert_match(/named by SMTP_CA_FILE\z/, found.describe_origin)
+    end
+    with_env('SMTP_CA_FILE' => @own) do
+      found = SmtpCaDynoCheck::Trust.new(context(ca_file: @own), source('BULK_'), @app,
+                                         rules(@app))
+      assert_equal :config_var, found.origin # filled in from SMTP_CA_FILE, whatever the prefix
+      assert_equal 'the config var SMTP_CA_FILE, not the bundle the build wrote ' \
+                   '(.smtp-ca/ca-bundle.pem)', found.describe_origin
+    end
+  end
+
+  def test_the_apps_own_ca_file_is_named_with_its_setting_and_left_alone
+    with_env('SMTP_CA_FILE' => @bundle) do
+      found = SmtpCaDynoCheck::Trust.new(context(ca_file: @own), source, @app,
+                                         rules(@app, { ca_file: @own }))
+      assert_equal :settings, found.origin
+      assert_equal "the app's own settings (ca_file in ActionMailer::Base.smtp_settings), not " \
+                   'the bundle the build wrote (.smtp-ca/ca-bundle.pem)', found.describe_origin
+      assert_equal "The app's settings name their own ca_file, #{@own}, and the buildpack " \
+                   'leaves settings that name a ca_file or a ca_path as the app wrote them, so ' \
+                   'its deliveries do not get the bundle. Remove ca_file from ' \
+                   'ActionMailer::Base.smtp_settings (every delivery then gets the bundle the ' \
+                   "build wrote, #{@bundle}), or add X to #{@own}.", found.fix('X')
+    end
+  end
+
+  def test_no_ca_file_names_why_the_rules_gave_none
+    with_env('SMTP_CA_FILE' => nil) do
+      missing = SmtpCaDynoCheck::Trust.new(context, source, @app, rules(@app))
+      assert_equal :none, missing.origin
+      assert_match(/\AThe bundle the build wrote, .*ca-bundle.pem, is not on this dyno: deploy /,
+                   missing.fix('X'))
+      string_key = SmtpCaDynoCheck::Trust.new(context, source, @app,
+                                              rules(@app, { 'ca_file' => @own }))
+      assert_match(/\AThe settings name ca_file by the string "ca_file", which the mail gem /,
+                   string_key.fix('X'))
+      absent = SmtpCaDynoCheck::Trust.new(context, source, @app, rules(@app, hooked: false))
+      assert_match(/, so deliveries do not get the bundle\. Deploy again with the buildpack/,
+                   absent.fix('X'))
+    end
+  end
 end
 
 # The lines before the handshake: the server, the CA file, the verify mode.
 class TestReport < Minitest::Test
   include CheckTestHelpers
 
-  def report_lines(verify_mode, shown)
+  def report_lines(verify_mode, shown, checked_rules: nil)
     Dir.mktmpdir do |dir|
       file = File.join(dir, 'ca.pem')
       File.write(file, Certs.make('/CN=Root', key: Certs.key, authority: true).to_pem * 2)
       used = context(ca_file: file)
       used.verify_mode = verify_mode
-      trust = SmtpCaDynoCheck::Trust.new(used, source, dir)
+      trust = SmtpCaDynoCheck::Trust.new(used, source, dir, checked_rules)
       checked = session(trust: trust)
       checked.context = used
+      checked.rules = checked_rules
       printed = capture_io do
         SmtpCaDynoCheck::Report.new(SmtpCaDynoCheck::Output.new, checked)
                                .setup({ openssl_verify_mode: shown })
@@ -507,27 +594,208 @@ class TestReport < Minitest::Test
     stdout, stderr, file = report_lines(OpenSSL::SSL::VERIFY_PEER, 'peer')
     assert_includes stdout, '       Server: smtp.example.com:587, STARTTLS when the server ' \
                             'offers it'
-    assert_includes stdout, "       ca_file: #{file}, from the app's own settings, not the " \
-                            'bundle the build wrote (.smtp-ca/ca-bundle.pem): exists, 2 ' \
-                            'certificates'
+    assert_includes stdout, "       ca_file: #{file}, from the app's own settings (ca_file in " \
+                            'ActionMailer::Base.smtp_settings), not the bundle the build wrote ' \
+                            '(.smtp-ca/ca-bundle.pem): exists, 2 certificates'
     assert_includes stdout, '       ca_path: not set'
     assert_includes stdout, '       Verify mode: peer (openssl_verify_mode: peer)'
     assert_empty stderr
   end
 
-  def test_warns_when_the_app_does_not_verify
+  def test_warns_when_the_deliveries_do_not_verify
     stdout, stderr, = report_lines(OpenSSL::SSL::VERIFY_NONE, 'none')
     assert_includes stdout, '       Verify mode: none (openssl_verify_mode: none)'
-    assert_equal [" !     Warning: the app does not verify the server's certificate: an " \
-                  'impostor answering for smtp.example.com would get its mail and its SMTP ' \
-                  'password. This check verifies anyway.',
-                  ' !     Fix: heroku config:set SMTP_OPENSSL_VERIFY_MODE=peer once this check ' \
-                  'passes.'], stderr
+    assert_equal [" !     Warning: deliveries do not verify the server's certificate: an " \
+                  "impostor answering for smtp.example.com would get the app's mail and its " \
+                  'SMTP password. This check verifies anyway, to say whether peer would work.'],
+                 stderr
   end
 
   def test_an_unset_verify_mode_is_shown_as_not_set
     stdout, = report_lines(OpenSSL::SSL::VERIFY_PEER, nil)
     assert_includes stdout, '       Verify mode: peer (openssl_verify_mode: not set)'
+    stdout, = report_lines(nil, nil)
+    assert_includes stdout, '       Verify mode: none (openssl_verify_mode: not set: without ' \
+                            'one, this mail gem and net/smtp verify nothing)'
+  end
+
+  def test_says_what_the_delivery_rules_did
+    Dir.mktmpdir do |app|
+      filled = rules(app, { ca_file: '/app/own.pem' })
+      stdout, = report_lines(OpenSSL::SSL::VERIFY_PEER, nil, checked_rules: filled)
+      assert_includes stdout, '       The settings name their own ca_file: deliveries use it as ' \
+                              'the app wrote it (.smtp-ca/delivery.rb fills in ca_file only ' \
+                              'where the settings name none).'
+      assert_includes stdout, '       Verify mode: peer (openssl_verify_mode: not set; ' \
+                              '.smtp-ca/delivery.rb fills in peer at each delivery, as ' \
+                              'net-smtp 0.2.0 and later do)'
+      absent = rules(app, hooked: false)
+      stdout, = report_lines(OpenSSL::SSL::VERIFY_PEER, nil, checked_rules: absent)
+      assert_includes stdout, '       Not in place: .smtp-ca/delivery.rb, because ' \
+                              '.smtp-ca/delivery.rb or config/initializers/smtp_ca.rb, which ' \
+                              'loads it, is not on this dyno.'
+    end
+  end
+
+  def test_warns_of_a_verify_default_it_does_not_know
+    Dir.mktmpdir do |app|
+      with_env('SMTP_CA_VERIFY_DEFAULT' => 'nope') do
+        filled = rules(app, { openssl_verify_mode: 'peer' })
+        _, stderr, = report_lines(OpenSSL::SSL::VERIFY_PEER, 'peer', checked_rules: filled)
+        assert_equal [' !     Warning: SMTP_CA_VERIFY_DEFAULT is "nope", which is neither peer ' \
+                      'nor off: deliveries take it as peer.'], stderr
+      end
+    end
+  end
+end
+
+# The verify mode a delivery ends up with: why it verifies nothing, and the fix in the app's
+# own words.
+class TestVerifyMode < Minitest::Test
+  include CheckTestHelpers
+
+  def verify_mode(settings, mode, mastodon: true, checked_rules: nil)
+    used = context
+    used.verify_mode = mode
+    checked = SmtpCaDynoCheck::Session.new(source('', mastodon: mastodon), nil, used,
+                                           'smtp.example.com', 587, false, :auto, 10.0,
+                                           checked_rules)
+    SmtpCaDynoCheck::VerifyMode.new(checked, settings)
+  end
+
+  def test_mode_none_named_by_mastodon_or_by_the_apps_own_settings
+    mastodon = verify_mode({ openssl_verify_mode: 'none' }, OpenSSL::SSL::VERIFY_NONE)
+    refute mastodon.verifies?
+    assert_equal 'its settings name openssl_verify_mode none', mastodon.reason
+    assert_equal 'Set SMTP_OPENSSL_VERIFY_MODE to peer: heroku config:set ' \
+                 'SMTP_OPENSSL_VERIFY_MODE=peer', mastodon.fix
+    other = verify_mode({ openssl_verify_mode: 'none' }, 0, mastodon: false)
+    assert_equal "Make the app's settings say openssl_verify_mode: 'peer' (where it sets " \
+                 'ActionMailer::Base.smtp_settings).', other.fix
+    refute_includes other.fix, 'SMTP_OPENSSL_VERIFY_MODE'
+  end
+
+  def test_unset_and_turned_off_names_the_config_var_to_unset
+    Dir.mktmpdir do |app|
+      with_env('SMTP_CA_VERIFY_DEFAULT' => 'off') do
+        off = verify_mode({}, nil, checked_rules: rules(app))
+        refute off.verifies?
+        assert_equal 'openssl_verify_mode: not set, and SMTP_CA_VERIFY_DEFAULT=off leaves it ' \
+                     'so: without one, this mail gem and net/smtp verify nothing', off.words
+        assert_equal 'its settings name no openssl_verify_mode and SMTP_CA_VERIFY_DEFAULT=off',
+                     off.reason
+        assert_equal 'Let the buildpack fill in peer at each delivery: heroku config:unset ' \
+                     'SMTP_CA_VERIFY_DEFAULT', off.fix
+      end
+    end
+  end
+
+  def test_unset_without_the_rules_in_place_names_why_first
+    Dir.mktmpdir do |app|
+      absent = verify_mode({}, nil, mastodon: false, checked_rules: rules(app, hooked: false))
+      assert_match(/\Aits settings name no openssl_verify_mode and the buildpack's delivery rules /,
+                   absent.reason)
+      assert_equal 'Deploy again with the buildpack: it writes both on every build. Or: Make ' \
+                   "the app's settings say openssl_verify_mode: 'peer' (where it sets " \
+                   'ActionMailer::Base.smtp_settings).', absent.fix
+    end
+  end
+
+  def test_a_mode_the_rules_filled_in_verifies
+    Dir.mktmpdir do |app|
+      filled = rules(app)
+      assert_equal OpenSSL::SSL::VERIFY_PEER, filled.completion.settings[:openssl_verify_mode]
+      completed = verify_mode(filled.completion.settings, OpenSSL::SSL::VERIFY_PEER,
+                              checked_rules: filled)
+      assert completed.verifies?
+      assert_match(/\Aopenssl_verify_mode: not set; .smtp-ca.delivery.rb fills in peer /,
+                   completed.words) # the number the rules filled in is not the app's mode
+    end
+  end
+end
+
+# Which settings the check takes: a server named, and whether they are Mastodon's.
+class TestMainSettings < Minitest::Test
+  include CheckTestHelpers
+
+  MainSettings = SmtpCaDynoCheck::MainSettings
+
+  def test_actionmailers_default_names_no_server
+    refute MainSettings.names_server?({ address: 'localhost', port: 25 })
+    refute MainSettings.names_server?({ address: 'localhost' })
+    refute MainSettings.names_server?({ address: nil, port: 587 })
+    refute MainSettings.names_server?({ 'address' => ' ' })
+    assert MainSettings.names_server?({ address: 'localhost', port: 2525 })
+    assert MainSettings.names_server?({ address: 'smtp.example.com' })
+    assert MainSettings.names_server?({ 'address' => 'smtp.example.com', 'port' => '25' })
+  end
+
+  def test_mastodon_is_told_by_its_variables
+    with_env('SMTP_SERVER' => 'smtp.example.com') do
+      assert MainSettings.mastodon?({ address: 'smtp.example.com' })
+      refute MainSettings.mastodon?({ address: 'smtp.other.example' })
+    end
+    with_env('SMTP_SERVER' => nil) { refute MainSettings.mastodon?({ address: 'x' }) }
+  end
+
+  def test_nothing_to_check_says_how_to_name_a_server
+    failure = MainSettings.no_server(source)
+    assert_kind_of SmtpCaDynoCheck::Failure, failure
+    assert_match(/\Anothing to check: ActionMailer::Base.smtp_settings name no server/,
+                 failure.message)
+    assert_match(/ruby .smtp-ca.check.rb --address HOST --port PORT\z/, failure.hint)
+  end
+
+  def test_an_address_replaces_the_server_and_keeps_the_rest
+    base = SmtpCaDynoCheck::App::Source.new('ActionMailer::Base.smtp_settings',
+                                            { address: 'localhost', port: 25, tls: true }, '',
+                                            false)
+    given = base.with_server('smtp.example.com', 465)
+    assert_equal({ address: 'smtp.example.com', port: 465, tls: true }, given.settings)
+    assert_equal 'ActionMailer::Base.smtp_settings with --address smtp.example.com --port 465',
+                 given.label
+    assert_equal 25, base.with_server('smtp.example.com', nil).settings[:port]
+  end
+end
+
+# Why the app's boot did not hook the delivery rules, found from its files.
+class TestDeliveryRulesAbsence < Minitest::Test
+  include CheckTestHelpers
+
+  def setup
+    @app = Dir.mktmpdir
+    FileUtils.mkdir_p(File.join(@app, '.smtp-ca'))
+    FileUtils.mkdir_p(File.join(@app, 'config', 'initializers'))
+    File.write(File.join(@app, '.smtp-ca', 'delivery.rb'), '')
+  end
+
+  def teardown
+    FileUtils.remove_entry(@app)
+  end
+
+  def absence(initializer)
+    path = File.join(@app, 'config', 'initializers', 'smtp_ca.rb')
+    File.write(path, initializer) if initializer
+    rules(@app, hooked: false).absence
+  end
+
+  def test_the_apps_own_initializer
+    reason, fix = absence("# ours\n")
+    assert_equal "the app's own config/initializers/smtp_ca.rb (the build keeps it) did not " \
+                 'hook .smtp-ca/delivery.rb into the mail gem', reason
+    assert_match(/\ADelete config.initializers.smtp_ca.rb from the app and deploy again/, fix)
+  end
+
+  def test_the_buildpacks_initializer_that_did_not_hook
+    reason, fix = absence("# Generated by heroku-buildpack-smtp-ca on every build\n")
+    assert_match(/\Aconfig.initializers.smtp_ca.rb did not hook .* when the app booted\z/, reason)
+    assert_match(/starts with heroku-buildpack-smtp-ca: says why/, fix)
+  end
+
+  def test_no_initializer
+    reason, fix = absence(nil)
+    assert_match(/is not on this dyno\z/, reason)
+    assert_match(/\ADeploy again with the buildpack/, fix)
   end
 end
 
@@ -793,9 +1061,10 @@ class TestRevocation < Minitest::Test
     assert_equal 1 + SmtpCaDynoCheck::Revocation::MAX_LINES, found.size
     _level, line = found.last
     shown = "Revocation: \\x1b[31m#{'x' * 2000}"[0, SmtpCaDynoCheck::Revocation::MAX_LINE]
-    assert_equal "  #{shown}…", line
+    # Cut as the build cuts outside text, with the count of what was left out.
+    assert_equal "  #{shown}… (1,520 more characters)", line
     File.write(@path, "finding\t#{WHERE}\tgood\t#{'y' * 100_000}\n")
     _level, line = lines.last
-    assert_operator line.length, :<=, SmtpCaDynoCheck::Revocation::MAX_LINE + 3
+    assert_operator line.length, :<=, SmtpCaDynoCheck::Revocation::MAX_LINE + 30
   end
 end

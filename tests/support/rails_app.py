@@ -1,15 +1,22 @@
-"""A minimal Mastodon-shaped Rails 6.1 app, and running its mail delivery the way a dyno starts.
+"""Minimal Rails apps of the shapes people run, and running their mail delivery the way a dyno
+starts.
 
-The app lives in ``tests/fixtures/rails``: ``common/`` (application, environment, the
-``bin/send-test-mail`` script, an empty ``config/initializers/``) plus one
-``shapes/<shape>/config/environments/production.rb`` per Mastodon generation:
+The apps live in ``tests/fixtures/rails``: ``common/`` (application, environment, a production.rb
+with no smtp_settings, the ``bin/send-test-mail`` script, ``lib/smtp_ca_test_mail.rb`` which says
+how it sends, an empty ``config/initializers/``) plus one ``shapes/<shape>/`` overlay per shape.
+
+Mastodon's generations (``MASTODON_SHAPES``), read from Mastodon's config vars (SMTP_SERVER ...):
 
 * ``"mastodon-1.3"``: smtp_settings has no ``ca_file`` key at all;
 * ``"mastodon-1.4"``: ``ca_file: ENV['SMTP_CA_FILE'].presence``;
 * ``"mastodon-3.5"``: ``ca_file: ENV['SMTP_CA_FILE'].presence ||
   '/etc/ssl/certs/ca-certificates.crt'``.
 
-It runs on Debian's ruby + ruby-actionmailer + ruby-railties (no Bundler, no Gemfile): Debian
+Other Rails apps (``APP_SHAPES``), each with its settings in one of the places apps put them,
+read from config vars of their own (``app_config_vars``: SMTP_ADDRESS, SMTP_PORT, SMTP_USERNAME,
+SMTP_PASSWORD; the Mailgun add-on's for ``"mailgun-addon"``). Their header comments say which.
+
+They run on Debian's ruby + ruby-actionmailer + ruby-railties (no Bundler, no Gemfile): Debian
 12's Rails 6.1 here, and unchanged on bullseye's Rails 6.0 and trixie's 7.2 in tests/test_eras.py.
 """
 
@@ -27,8 +34,25 @@ from typing import Any, Literal, get_args
 
 from support.offline_inputs import skip_or_fail
 
-Shape = Literal["mastodon-1.3", "mastodon-1.4", "mastodon-3.5"]
-SHAPES: tuple[Shape, ...] = get_args(Shape)
+MastodonShape = Literal["mastodon-1.3", "mastodon-1.4", "mastodon-3.5"]
+MASTODON_SHAPES: tuple[MastodonShape, ...] = get_args(MastodonShape)
+AppShape = Literal[
+    "smtp-settings-initializer",
+    "assigned-after-boot",
+    "after-initialize-hook",
+    "mailer-options",
+    "message-options",
+    "after-action",
+    "mailer-smtp-settings",
+    "mail-gem",
+    "mailgun-addon",
+    "literal-host",
+    "implicit-tls",
+    "own-ca-file",
+    "no-verify-mode",
+]
+APP_SHAPES: tuple[AppShape, ...] = get_args(AppShape)
+Shape = MastodonShape | AppShape
 
 FIXTURE_ROOT = Path(__file__).resolve().parent.parent / "fixtures" / "rails"
 SEND_SCRIPT = "bin/send-test-mail"
@@ -51,8 +75,8 @@ def make_rails_app(dest: Path, shape: Shape) -> Path:
 
     Returns ``dest``. Files already in ``dest`` are kept unless the fixture overwrites them.
     """
-    if shape not in SHAPES:
-        raise ValueError(f"unknown shape {shape!r}; expected one of {SHAPES}")
+    if shape not in MASTODON_SHAPES + APP_SHAPES:
+        raise ValueError(f"unknown shape {shape!r}; expected one of {MASTODON_SHAPES + APP_SHAPES}")
     shutil.copytree(FIXTURE_ROOT / "common", dest, dirs_exist_ok=True)
     shutil.copytree(FIXTURE_ROOT / "shapes" / shape, dest, dirs_exist_ok=True)
     (dest / SEND_SCRIPT).chmod(0o755)
@@ -99,6 +123,31 @@ def smtp_config_vars(
             env["SMTP_AUTH_METHOD"] = auth_method
     else:
         env["SMTP_AUTH_METHOD"] = auth_method or "none"
+    env.update(extra)
+    return env
+
+
+def app_config_vars(
+    host: str, port: int, *, login: str, password: str, shape: Shape | None = None, **extra: str
+) -> dict[str, str]:
+    """The config vars an app of ``APP_SHAPES`` reads for a server at ``host:port``: its own
+    names, or the Mailgun add-on's for ``"mailgun-addon"`` (``"literal-host"`` reads no
+    address: its production.rb names the loopback address). ``extra`` adds or overrides."""
+    if shape == "mailgun-addon":
+        env = {
+            "MAILGUN_SMTP_SERVER": host,
+            "MAILGUN_SMTP_PORT": str(port),
+            "MAILGUN_SMTP_LOGIN": login,
+            "MAILGUN_SMTP_PASSWORD": password,
+        }
+    else:
+        env = {
+            "SMTP_ADDRESS": host,
+            "SMTP_PORT": str(port),
+            "SMTP_USERNAME": login,
+            "SMTP_PASSWORD": password,
+        }
+    env["SMTP_FROM_ADDRESS"] = "notifications@localhost"
     env.update(extra)
     return env
 
@@ -172,6 +221,16 @@ def effective_smtp_settings(proc: subprocess.CompletedProcess[str]) -> dict[str,
             settings: dict[str, Any] = json.loads(line.removeprefix("SMTP-SETTINGS "))
             return settings
     raise AssertionError(f"no SMTP-SETTINGS line in the output\n{delivery_output(proc)}")
+
+
+def delivery_settings(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    """The settings the mail gem's SMTP delivery ran with (string keys, password redacted):
+    what the app and the buildpack's delivery rules made of them, read after the delivery."""
+    for line in proc.stdout.splitlines():
+        if line.startswith("DELIVERY-SETTINGS "):
+            settings: dict[str, Any] = json.loads(line.removeprefix("DELIVERY-SETTINGS "))
+            return settings
+    raise AssertionError(f"no DELIVERY-SETTINGS line in the output\n{delivery_output(proc)}")
 
 
 @functools.cache
