@@ -16,14 +16,17 @@ STACK, config vars only in ENV_DIR. The time is the wall time of the whole bin/c
 process. Scenarios:
 
 * cold build: an empty CACHE_DIR, so pip is fetched with apt-get and the dependencies are
-  installed; the dependency install alone is the time from its "-----> Installing" line to the
-  next step's line.
+  installed, the wheels downloaded from a package index on loopback (support.simple_index,
+  named by PIP_INDEX_URL); the dependency install alone is the time from its "-----> Installing"
+  line to the next step's line. The bytes the index and the apt repository served are counted:
+  what a cold build takes from the network.
 * warm build: the same CACHE_DIR again, the bundle unchanged (the HTTPS source answers the
   conditional GET with 304). These builds run with the apt repository unreachable and an empty
   wheelhouse, which proves they need neither.
 * floor: the same python3, with the dependency directory first on sys.path, importing exactly
   the modules the warm build imports, and nothing else. The list is taken from the warm build
-  itself: one warm build runs with ``-X importtime`` (PYTHONPROFILEIMPORTTIME=1), and every
+  itself: one warm build runs with ``-X importtime`` (added to bin/compile's python3 options,
+  since its -I ignores PYTHONPROFILEIMPORTTIME), and every
   module it names that a bare ``python3 -X importtime -c pass`` does not is imported, in the
   same order (an import the build tried and failed, such as an optional accelerator, is tried
   and fails the same way). The floor has its own copy of the buildpack's modules and its own
@@ -73,6 +76,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import unquote
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "tests"), str(REPO / "src")]
@@ -222,13 +226,23 @@ class World:
         env: Mapping[str, str],
         config_vars: Mapping[str, str] | None = None,
         extra_env: Mapping[str, str] | None = None,
+        python_option: str | None = None,
     ) -> Timed:
+        """One bin/compile run; ``python_option`` (``-X importtime``) is added to the options
+        bin/compile gives python3: its -I ignores every PYTHON* variable, so the option cannot
+        come from the environment."""
         from support.heroku import clean_buildpack_copy, write_env_dir
 
         # A fresh copy of the buildpack for every build, at the same path, as on Heroku; its
         # files get new mtimes, as a git clone leaves them.
         shutil.rmtree(self.buildpack, ignore_errors=True)
         clean_buildpack_copy(self.buildpack)
+        if python_option:
+            compile_script = self.buildpack / "bin" / "compile"
+            script = compile_script.read_text()
+            if script.count(" -I -S ") != 1:
+                raise BenchmarkError("bin/compile does not run python3 -I -S once: cannot trace it")
+            compile_script.write_text(script.replace(" -I -S ", f" -I -S {python_option} "))
         for path in self.buildpack.rglob("*"):
             os.utime(path)
         build_dir = self.root / "builds" / name
@@ -298,20 +312,68 @@ def _progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def cold_builds(w: World, runs: int) -> tuple[Sample, Sample, Path]:
-    builds, installs = [], []
-    for run in range(runs):
-        result = _expect(
-            w.build(f"cold-{run}", w.root / f"cold-cache-{run}", env=w.online_env),
-            "-----> Installing the buildpack's Python dependencies",
+@dataclass(frozen=True)
+class NetworkBytes:
+    """What cold builds fetched from the loopback stand-ins for the internet, per build."""
+
+    index: list[int]  # the package index: its pages and the wheels
+    apt: list[int]  # the apt repository: its lists and the python3-pip .deb
+
+    def summary(self) -> str:
+        totals = [index + apt for index, apt in zip(self.index, self.apt, strict=True)]
+        return (
+            f"{_megabytes(statistics.median(totals))} per cold build, median of {len(totals)} "
+            f"(package index {_megabytes(statistics.median(self.index))}, apt repository "
+            f"{_megabytes(statistics.median(self.apt))})"
         )
-        install = result.when("-----> Preparing") - result.when("-----> Installing")
-        _progress(f"cold build {run + 1}/{runs}: {result.seconds:.2f} s (install {install:.2f} s)")
-        builds.append(result.seconds)
-        installs.append(install)
+
+
+def _megabytes(count: float) -> str:
+    return f"{count / 1e6:.2f} MB"
+
+
+def _apt_bytes(w: World) -> int:
+    """Bytes of the files the loopback apt repository served (its lists and .debs)."""
+    apt = w.tests_world.apt
+    served = [apt.repo / unquote(path).lstrip("/") for path in apt.requests]
+    return sum(path.stat().st_size for path in served if path.is_file())
+
+
+def cold_builds(w: World, runs: int) -> tuple[Sample, Sample, NetworkBytes, Path]:
+    """Cold builds that download the wheels from a package index on loopback (pip's
+    PIP_INDEX_URL, no wheelhouse), so that every byte a cold build fetches is counted."""
+    from support.http_server import LocalServer
+    from support.simple_index import SimpleIndex
+
+    builds, installs = [], []
+    fetched = NetworkBytes([], [])
+    with LocalServer() as server:
+        index = SimpleIndex(server, w.tests_world.inputs.wheelhouse)
+        env = {
+            name: value
+            for name, value in w.online_env.items()
+            if name not in ("PIP_NO_INDEX", "PIP_FIND_LINKS")
+        }
+        env["PIP_INDEX_URL"] = index.url
+        for run in range(runs):
+            index_before, apt_before = index.bytes_served(), _apt_bytes(w)
+            result = _expect(
+                w.build(f"cold-{run}", w.root / f"cold-cache-{run}", env=env),
+                "-----> Installing the buildpack's Python dependencies",
+            )
+            fetched.index.append(index.bytes_served() - index_before)
+            fetched.apt.append(_apt_bytes(w) - apt_before)
+            install = result.when("-----> Preparing") - result.when("-----> Installing")
+            _progress(
+                f"cold build {run + 1}/{runs}: {result.seconds:.2f} s (install {install:.2f} s, "
+                f"{_megabytes(fetched.index[-1] + fetched.apt[-1])} fetched)"
+            )
+            builds.append(result.seconds)
+            installs.append(install)
     return (
         Sample("Cold build (pip via apt-get, dependencies installed, then the pipeline)", builds),
         Sample("Cold dependency install (its step's line to the next step's)", installs),
+        fetched,
         w.root / "cold-cache-0",
     )
 
@@ -330,7 +392,7 @@ def imported_modules(importtime: str) -> list[str]:
 
 def floor_modules(w: World, cache: Path) -> list[str]:
     traced = _expect(
-        w.build("importtime", cache, env=w.offline_env, extra_env={"PYTHONPROFILEIMPORTTIME": "1"}),
+        w.build("importtime", cache, env=w.offline_env, python_option="-X importtime"),
         "Using cached dependencies",
     )
     startup = subprocess.run(
@@ -672,7 +734,7 @@ def main(argv: list[str] | None = None) -> int:
             tempfile.TemporaryDirectory(prefix="smtp-ca-bench-") as scratch,
             world(Path(scratch)) as w,
         ):
-            cold, install, cache = cold_builds(w, arguments.cold_runs)
+            cold, install, fetched, cache = cold_builds(w, arguments.cold_runs)
             warm, floor, network, modules = warm_and_floor(w, cache, arguments.runs)
             cnb = cnb_warm_and_floor(w, modules, arguments.runs)
             check = check_alone(w, arguments.runs * 3)
@@ -693,6 +755,7 @@ def main(argv: list[str] | None = None) -> int:
         f"fresh python3 with its imports (target under {duration(DEPENDENCY_CHECK_TARGET)}): "
         f"{verdict(max(calls.median, fresh.median) < DEPENDENCY_CHECK_TARGET)}",
         f"No network on a warm build but the conditional GET and the handshake: {network}",
+        f"Cold build's bytes from the network (loopback stand-ins): {fetched.summary()}",
         f"Cold dependency install: {duration(slowest_install)} at most (target under "
         f"{COLD_INSTALL_TARGET:g} s on 2 cores): {verdict(slowest_install < COLD_INSTALL_TARGET)}",
         f"Silent SMTP server: {duration(max(silent.seconds))} at most from the check's line to the "
