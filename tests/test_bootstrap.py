@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from smtp_ca import bootstrap, pip_install
+from smtp_ca import pip_settings as pip_settings_module
 from smtp_ca.bootstrap import (
     MARKER_NAME,
     dependency_key,
@@ -596,7 +597,12 @@ def test_settings_that_would_move_the_install_run_code_or_write_files_are_not_pa
         env_dir,
         tmp_path,
     )
-    assert sorted(name for name in env if name.startswith("PIP_")) == ["PIP_TIMEOUT"]
+    pinned = pip_settings_module.PINNED
+    assert {name: env[name] for name in env if name.startswith("PIP_")} == {
+        "PIP_TIMEOUT": "5",
+        **{name: value for name, value in pinned.items() if name.startswith("PIP_")},
+    }
+    assert env["PIP_LOG"] == os.devnull and env["PIP_USER"] == "0"
     assert notes == [
         "Not passing PIP_KEYRING_PROVIDER, PIP_LOCAL_LOG, PIP_LOG, PIP_LOG_FILE, PIP_PYTHON, "
         "PIP_REPORT, PIP_REQUIRE_VIRTUALENV, PIP_TARGET, PIP_USER to pip: the buildpack decides "

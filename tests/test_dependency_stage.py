@@ -259,6 +259,37 @@ def test_pip_settings_cannot_choose_what_runs_or_where_pip_writes(
     assert not list((build.cache / "smtp-ca").glob(".pip-config.*"))
 
 
+@pytest.mark.parametrize("variable", ["XDG_CONFIG_DIRS", "XDG_CONFIG_HOME"])
+def test_a_pip_config_file_pip_finds_by_itself_cannot_choose_what_runs_or_where_pip_writes(
+    world: World, tmp_path: Path, variable: str
+) -> None:
+    """pip also reads pip/pip.conf under the directories XDG_CONFIG_DIRS and XDG_CONFIG_HOME
+    name, variables a CNB platform's config vars can set: what such a file says about the
+    interpreter, logs, reports, the install's root or extra requirements is overridden."""
+    ran = tmp_path / "foreign-code-ran"
+    fake_python = fake_program(tmp_path / "python-of-the-app", ran)
+    written = tmp_path / "written"
+    extra = tmp_path / "extra-requirements.txt"
+    extra.write_text("not-in-the-lock==1.0\n")
+    config_dir = tmp_path / "config"
+    (config_dir / "pip").mkdir(parents=True)
+    (config_dir / "pip" / "pip.conf").write_text(
+        f"[global]\npython = {fake_python}\n"
+        f"[install]\nlog-file = {written / 'pip.log'}\nreport = {written / 'report.json'}\n"
+        f"root = {written / 'root'}\nrequirement = {extra}\nrequire-virtualenv = true\n"
+    )
+    build = compile_app(
+        world,
+        tmp_path,
+        godaddy_vars(),
+        env={"PIP_CONFIG_FILE": None, variable: str(config_dir)},
+    )
+    assert not ran.exists(), ran.read_text()
+    assert not written.exists(), sorted(written.rglob("*"))
+    assert_installed_with_the_vendored_pip(build)
+    assert not list(build.cache.glob("smtp-ca/python-deps/*/not_in_the_lock*"))
+
+
 def test_a_keyring_program_is_never_asked_for_an_index_password(
     world: World, tmp_path: Path
 ) -> None:

@@ -8,7 +8,8 @@ settings are how an app reaches its package index: a private index, a proxy, a c
 Settings that would decide where the install goes, what code runs or which files pip writes
 are not passed, wherever they come from (:data:`NOT_PASSED`): the install's own command line
 fixes the rest (``pip_install.install_command``). A PIP_CONFIG_FILE is read like a config var
-(a regular file, at most 64 KiB, UTF-8), and pip gets a copy without those settings. A config
+(a regular file, at most 64 KiB, UTF-8), and pip gets a copy without those settings; whatever
+other config file pip reads, :data:`PINNED` values in its environment win over it. A config
 var file in ENV_DIR is read with the checks every config var gets (``config_values``): a FIFO
 or a link to /dev/zero fails the build with a message, it does not hang it or fill its memory.
 
@@ -65,6 +66,25 @@ NOT_PASSED = frozenset(
         "src",
     }
 )
+# Values that win over any config file pip reads, wherever it lies: the machine's /etc, a home
+# directory, or a directory XDG_CONFIG_DIRS or XDG_CONFIG_HOME names (config vars, on CNB
+# platforms). pip takes the environment over config files, and the command line over both:
+# what the command line fixes is in pip_install.INSTALL_OPTIONS. pip ignores an empty value,
+# so each is a harmless one. (A config file's prefix or editable can still make the install
+# fail, which the build reports; it cannot move it or run anything.)
+PINNED = {
+    # pip re-runs itself with the interpreter a `python` setting names, unless it is that
+    # re-run already (pip's own marker).
+    "_PIP_RUNNING_IN_SUBPROCESS": "1",
+    "PIP_LOG": os.devnull,  # log, log-file and local-log are one option
+    "PIP_REPORT": os.devnull,
+    "PIP_ROOT": "/",
+    "PIP_USER": "0",
+    "PIP_REQUIRE_VIRTUALENV": "0",
+    # Requirements and constraints beyond the lock: pip adds the command line's to these.
+    "PIP_REQUIREMENT": os.devnull,
+    "PIP_CONSTRAINT": os.devnull,
+}
 # Settings whose values are URLs, which may carry credentials.
 URL_OPTIONS = ("index-url", "extra-index-url", "find-links", "proxy")
 # A URL path segment this long is taken for a token, whatever it holds; a shorter one from
@@ -137,6 +157,7 @@ def pip_settings(
                 del env[CONFIG_FILE_VARIABLE]
             else:
                 env[CONFIG_FILE_VARIABLE] = str(copy)
+        env.update(PINNED)
         yield settings
     finally:
         if copy is not None:
