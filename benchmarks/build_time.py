@@ -6,7 +6,7 @@ Run it with the development virtualenv (bash scripts/setup-dev makes it, and the
 inputs of .ci/prepare-test-inputs): it uses the tests' real parts, trustme and aiosmtpd. It is
 not a test: timings depend on the machine, so nothing in the test suite times a build. Nothing
 leaves the machine: the CA bundle comes from a local HTTPS server, the SMTP server is aiosmtpd
-on 127.0.0.1, pip comes from a local apt repository and the wheels from the local wheelhouse.
+on 127.0.0.1, and the wheels come from the local wheelhouse (pip is the buildpack's own wheel).
 
 The builds run in the tests' own world (tests/support/world.py, the session fixture of the
 end-to-end tests), and the way tests/test_e2e.py runs one: a clean copy of the buildpack (made again
@@ -15,13 +15,14 @@ URL, and with new mtimes, as a git clone leaves them), a python3 without pip fir
 STACK, config vars only in ENV_DIR. The time is the wall time of the whole bin/compile
 process. Scenarios:
 
-* cold build: an empty CACHE_DIR, so pip is fetched with apt-get and the dependencies are
-  installed, the wheels downloaded from a package index on loopback (support.simple_index,
-  named by PIP_INDEX_URL); the dependency install alone is the time from its "-----> Installing"
-  line to the next step's line. The bytes the index and the apt repository served are counted:
-  what a cold build takes from the network.
+* cold build: an empty CACHE_DIR, so the buildpack's pip wheel installs the dependencies, the
+  wheels downloaded from a package index on loopback (support.simple_index, named by
+  PIP_INDEX_URL); the dependency install alone is the time from its "-----> Installing" line to
+  the next step's line. The bytes the index served are counted: what a cold build takes from
+  the network (before pip came with the buildpack, python3-pip's .deb and apt's lists came on
+  top: see benchmarks/results.md).
 * warm build: the same CACHE_DIR again, the bundle unchanged (the HTTPS source answers the
-  conditional GET with 304). These builds run with the apt repository unreachable and an empty
+  conditional GET with 304). These builds run with an empty
   wheelhouse, which proves they need neither.
 * floor: the same python3, with the dependency directory first on sys.path, importing exactly
   the modules the warm build imports, and nothing else. The list is taken from the warm build
@@ -53,7 +54,8 @@ connections, as real web servers do: Python's http.server does not, and then eac
 answer waits some 40 ms for the client's delayed ACK, a stall that no real bundle host adds.
 
 It prints a Markdown table and the targets of issue 5, and writes both to
-benchmarks/results.md (unless --no-write).
+benchmarks/results.md (unless --no-write), keeping the sections (``## ...``) written there by
+hand after them.
 """
 
 from __future__ import annotations
@@ -76,7 +78,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import unquote
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "tests"), str(REPO / "src")]
@@ -192,8 +193,8 @@ def run_timed(argv: Sequence[str], env: Mapping[str, str], timeout: float = 300)
 
 @dataclass
 class World:
-    """The tests' world (tests/support/world.py: the pip-less python3, the local apt repository
-    and wheelhouse, the HTTPS bundle host), plus what the timed builds add: the provider's
+    """The tests' world (tests/support/world.py: the pip-less python3, the local wheelhouse,
+    the HTTPS bundle host), plus what the timed builds add: the provider's
     bundle with an ETag, a STARTTLS server it anchors, and the config vars that point there."""
 
     root: Path
@@ -201,8 +202,8 @@ class World:
     config_vars: dict[str, str]
     smtp_port: int
     provider_pem: bytes  # what the bundle server serves at BUNDLE_PATH
-    online_env: dict[str, str] = field(init=False)  # with the apt repository and the wheelhouse
-    offline_env: dict[str, str] = field(init=False)  # apt repository unreachable, no wheels
+    online_env: dict[str, str] = field(init=False)  # with the wheelhouse
+    offline_env: dict[str, str] = field(init=False)  # no wheels
     buildpack: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -314,29 +315,20 @@ def _progress(message: str) -> None:
 
 @dataclass(frozen=True)
 class NetworkBytes:
-    """What cold builds fetched from the loopback stand-ins for the internet, per build."""
+    """What cold builds fetched from the loopback stand-in for the internet, per build: the
+    package index's pages and wheels (pip itself comes with the buildpack)."""
 
-    index: list[int]  # the package index: its pages and the wheels
-    apt: list[int]  # the apt repository: its lists and the python3-pip .deb
+    index: list[int]
 
     def summary(self) -> str:
-        totals = [index + apt for index, apt in zip(self.index, self.apt, strict=True)]
         return (
-            f"{_megabytes(statistics.median(totals))} per cold build, median of {len(totals)} "
-            f"(package index {_megabytes(statistics.median(self.index))}, apt repository "
-            f"{_megabytes(statistics.median(self.apt))})"
+            f"{_megabytes(statistics.median(self.index))} per cold build, median of "
+            f"{len(self.index)}, all of it from the package index (no apt-get)"
         )
 
 
 def _megabytes(count: float) -> str:
     return f"{count / 1e6:.2f} MB"
-
-
-def _apt_bytes(w: World) -> int:
-    """Bytes of the files the loopback apt repository served (its lists and .debs)."""
-    apt = w.tests_world.apt
-    served = [apt.repo / unquote(path).lstrip("/") for path in apt.requests]
-    return sum(path.stat().st_size for path in served if path.is_file())
 
 
 def cold_builds(w: World, runs: int) -> tuple[Sample, Sample, NetworkBytes, Path]:
@@ -346,7 +338,7 @@ def cold_builds(w: World, runs: int) -> tuple[Sample, Sample, NetworkBytes, Path
     from support.simple_index import SimpleIndex
 
     builds, installs = [], []
-    fetched = NetworkBytes([], [])
+    fetched = NetworkBytes([])
     with LocalServer() as server:
         index = SimpleIndex(server, w.tests_world.inputs.wheelhouse)
         env = {
@@ -356,22 +348,23 @@ def cold_builds(w: World, runs: int) -> tuple[Sample, Sample, NetworkBytes, Path
         }
         env["PIP_INDEX_URL"] = index.url
         for run in range(runs):
-            index_before, apt_before = index.bytes_served(), _apt_bytes(w)
+            index_before = index.bytes_served()
             result = _expect(
                 w.build(f"cold-{run}", w.root / f"cold-cache-{run}", env=env),
                 "-----> Installing the buildpack's Python dependencies",
             )
             fetched.index.append(index.bytes_served() - index_before)
-            fetched.apt.append(_apt_bytes(w) - apt_before)
             install = result.when("-----> Preparing") - result.when("-----> Installing")
             _progress(
                 f"cold build {run + 1}/{runs}: {result.seconds:.2f} s (install {install:.2f} s, "
-                f"{_megabytes(fetched.index[-1] + fetched.apt[-1])} fetched)"
+                f"{_megabytes(fetched.index[-1])} fetched)"
             )
             builds.append(result.seconds)
             installs.append(install)
     return (
-        Sample("Cold build (pip via apt-get, dependencies installed, then the pipeline)", builds),
+        Sample(
+            "Cold build (the buildpack's pip, dependencies installed, then the pipeline)", builds
+        ),
         Sample("Cold dependency install (its step's line to the next step's)", installs),
         fetched,
         w.root / "cold-cache-0",
@@ -457,8 +450,8 @@ def warm_and_floor(w: World, cache: Path, runs: int) -> tuple[Sample, Sample, st
     network_ok = len(requests) == runs == len(conditional)
     network = (
         f"the bundle server saw {len(requests)} requests for {runs} warm builds, "
-        f"{len(conditional)} of them conditional (If-None-Match, answered 304); the apt "
-        "repository was unreachable and the wheelhouse empty"
+        f"{len(conditional)} of them conditional (If-None-Match, answered 304); the wheelhouse "
+        "was empty"
     )
     return (
         Sample("Warm build (dependencies cached, bundle unchanged: 304)", warm),
@@ -563,8 +556,7 @@ def cnb_warm_and_floor(w: World, modules: list[str], runs: int) -> tuple[Sample,
         network = (
             ("pass" if len(requests) == runs == len(conditional) else "FAIL")
             + f": the bundle server saw {len(requests)} requests for {runs} CNB warm builds, "
-            f"{len(conditional)} of them conditional; the apt repository was unreachable and "
-            "the wheelhouse empty"
+            f"{len(conditional)} of them conditional; the wheelhouse was empty"
         )
     finally:
         opened.__exit__(None, None, None)
@@ -711,6 +703,17 @@ def report(samples: list[Sample], targets: list[str], about: str) -> str:
     return "\n".join([about, "", *rows, "", *(f"- {line}" for line in targets), ""])
 
 
+def _kept_notes() -> str:
+    """The sections of benchmarks/results.md after the latest run's table (``## ...``): notes
+    and comparisons written by hand, which a new run keeps."""
+    try:
+        previous = RESULTS.read_text()
+    except OSError:
+        return ""
+    start = previous.find("\n## ")
+    return "" if start < 0 else previous[start:]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument(
@@ -786,7 +789,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     print("Floor modules:", " ".join(modules), file=sys.stderr)
     if not arguments.no_write:
-        RESULTS.write_text("# Build benchmark results\n\n" + text)
+        RESULTS.write_text("# Build benchmark results\n\n" + text + _kept_notes())
         _progress(f"Wrote {RESULTS.relative_to(REPO)}")
     return 0
 
