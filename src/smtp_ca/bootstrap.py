@@ -22,7 +22,7 @@ removes and installs again. A file lost, cut short, changed or added since then 
 restore, someone else's write, a module planted to shadow one of the standard library's) makes
 the cache untrusted: it is reinstalled, with a warning when a file changed or was added.
 Hashing the install (about 22 MB, most of it cryptography's compiled module) costs a warm build
-some 15-20 ms.
+some 25-30 ms on a 2-core machine.
 
 Bytecode: the build runs with ``python3 -B`` and writes no bytecode. The standard library's is
 the system's own (beside its sources, written when python3 was installed), the dependencies' is
