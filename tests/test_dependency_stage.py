@@ -29,6 +29,7 @@ import pytest
 
 from support.heroku import clean_buildpack_copy, snapshot, write_env_dir
 from support.http_server import LocalServer, Reply
+from support.offline_inputs import skip_or_fail
 from support.world import World, godaddy_vars
 
 pytestmark = pytest.mark.e2e
@@ -525,7 +526,10 @@ def test_damaged_bytecode_in_the_build_cache_does_not_fail_builds(
 
 def _needs_root_for_a_tmpfs() -> None:
     if os.geteuid() != 0:
-        pytest.skip("needs root, to mount a 4 MB tmpfs as CACHE_DIR in a mount namespace")
+        skip_or_fail(
+            "needs root, to mount a 4 MB tmpfs as CACHE_DIR in a mount namespace: run "
+            "`sudo bash scripts/test`"
+        )
     probe = subprocess.run(
         ["unshare", "--mount", "--propagation", "private", "true"],
         capture_output=True,
@@ -533,7 +537,10 @@ def _needs_root_for_a_tmpfs() -> None:
         check=False,
     )
     if probe.returncode != 0:
-        pytest.skip(f"needs mount namespaces (unshare --mount: {probe.stderr.strip()})")
+        skip_or_fail(
+            f"needs mount namespaces, which this machine refuses (unshare --mount: "
+            f"{probe.stderr.strip()}): run the tests as root on a machine that allows them"
+        )
 
 
 def test_a_full_cache_during_the_first_install_ends_the_build_in_its_own_words(
