@@ -6,7 +6,7 @@ Run it with the development virtualenv (bash scripts/setup-dev makes it, and the
 inputs of .ci/prepare-test-inputs): it uses the tests' real parts, trustme and aiosmtpd. It is
 not a test: timings depend on the machine, so nothing in the test suite times a build. Nothing
 leaves the machine: the CA bundle comes from a local HTTPS server, the SMTP server is aiosmtpd
-on 127.0.0.1, pip comes from a local apt repository and the wheels from the local wheelhouse.
+on 127.0.0.1, and the wheels come from the local wheelhouse (pip is the buildpack's own wheel).
 
 The builds run in the tests' own world (tests/support/world.py, the session fixture of the
 end-to-end tests), and the way tests/test_e2e.py runs one: a clean copy of the buildpack (made again
@@ -15,15 +15,18 @@ URL, and with new mtimes, as a git clone leaves them), a python3 without pip fir
 STACK, config vars only in ENV_DIR. The time is the wall time of the whole bin/compile
 process. Scenarios:
 
-* cold build: an empty CACHE_DIR, so pip is fetched with apt-get and the dependencies are
-  installed; the dependency install alone is the time from its "-----> Installing" line to the
-  next step's line.
+* cold build: an empty CACHE_DIR, so the buildpack's pip wheel installs the dependencies, the
+  wheels downloaded from a package index on loopback (support.simple_index, named by
+  PIP_INDEX_URL); the dependency install alone is the time from its "-----> Installing" line to
+  the next step's line. The bytes the index served are counted: what a cold build takes from
+  the network (before pip came with the buildpack, python3-pip's .deb and apt's lists came on
+  top: see benchmarks/results.md).
 * warm build: the same CACHE_DIR again, the bundle unchanged (the HTTPS source answers the
-  conditional GET with 304). These builds run with the apt repository unreachable and an empty
-  wheelhouse, which proves they need neither. The provider's chain is a root, an intermediate
-  and a leaf, each certificate naming a CRL on a plain http:// server, as public CAs publish
-  them: the leaf's CRL is a partition the size of DigiCert's (about 10 MB), the
-  intermediate's a small one. A warm build reads both from CACHE_DIR and fetches neither.
+  conditional GET with 304). These builds run with an empty wheelhouse, which proves they need
+  none. The provider's chain is a root, an intermediate and a leaf, each certificate naming a
+  CRL on a plain http:// server, as public CAs publish them: the leaf's CRL is a partition the
+  size of DigiCert's (about 10 MB), the intermediate's a small one. A warm build reads both
+  from CACHE_DIR and fetches neither.
 * floor: the same python3, with the dependency directory first on sys.path, importing exactly
   the modules the warm build imports, and nothing else. The list is taken from the warm build
   itself: one warm build runs with ``-X importtime`` (a python3 first on PATH adds it: the
@@ -58,7 +61,8 @@ connections, as real web servers do: Python's http.server does not, and then eac
 answer waits some 40 ms for the client's delayed ACK, a stall that no real bundle host adds.
 
 It prints a Markdown table and the targets of issue 5, and writes both to
-benchmarks/results.md (unless --no-write).
+benchmarks/results.md (unless --no-write), keeping the sections (``## ...``) written there by
+hand after them.
 """
 
 from __future__ import annotations
@@ -200,8 +204,8 @@ def run_timed(argv: Sequence[str], env: Mapping[str, str], timeout: float = 300)
 
 @dataclass
 class World:
-    """The tests' world (tests/support/world.py: the pip-less python3, the local apt repository
-    and wheelhouse, the HTTPS bundle host), plus what the timed builds add: the provider's
+    """The tests' world (tests/support/world.py: the pip-less python3, the local wheelhouse,
+    the HTTPS bundle host), plus what the timed builds add: the provider's
     bundle with an ETag, a STARTTLS server it anchors, and the config vars that point there."""
 
     root: Path
@@ -210,8 +214,8 @@ class World:
     smtp_port: int
     provider_pem: bytes  # what the bundle server serves at BUNDLE_PATH
     crl_server: LocalServer  # the provider's CRLs, plain http://
-    online_env: dict[str, str] = field(init=False)  # with the apt repository and the wheelhouse
-    offline_env: dict[str, str] = field(init=False)  # apt repository unreachable, no wheels
+    online_env: dict[str, str] = field(init=False)  # with the wheelhouse
+    offline_env: dict[str, str] = field(init=False)  # no wheels
     buildpack: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -329,20 +333,60 @@ def _progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def cold_builds(w: World, runs: int) -> tuple[Sample, Sample, Path]:
-    builds, installs = [], []
-    for run in range(runs):
-        result = _expect(
-            w.build(f"cold-{run}", w.root / f"cold-cache-{run}", env=w.online_env),
-            "-----> Installing the buildpack's Python dependencies",
+@dataclass(frozen=True)
+class NetworkBytes:
+    """What cold builds fetched from the loopback stand-in for the internet, per build: the
+    package index's pages and wheels (pip itself comes with the buildpack)."""
+
+    index: list[int]
+
+    def summary(self) -> str:
+        return (
+            f"{_megabytes(statistics.median(self.index))} per cold build, median of "
+            f"{len(self.index)}, all of it from the package index (no apt-get)"
         )
-        install = result.when("-----> Preparing") - result.when("-----> Installing")
-        _progress(f"cold build {run + 1}/{runs}: {result.seconds:.2f} s (install {install:.2f} s)")
-        builds.append(result.seconds)
-        installs.append(install)
+
+
+def _megabytes(count: float) -> str:
+    return f"{count / 1e6:.2f} MB"
+
+
+def cold_builds(w: World, runs: int) -> tuple[Sample, Sample, NetworkBytes, Path]:
+    """Cold builds that download the wheels from a package index on loopback (pip's
+    PIP_INDEX_URL, no wheelhouse), so that every byte a cold build fetches is counted."""
+    from support.http_server import LocalServer
+    from support.simple_index import SimpleIndex
+
+    builds, installs = [], []
+    fetched = NetworkBytes([])
+    with LocalServer() as server:
+        index = SimpleIndex(server, w.tests_world.inputs.wheelhouse)
+        env = {
+            name: value
+            for name, value in w.online_env.items()
+            if name not in ("PIP_NO_INDEX", "PIP_FIND_LINKS")
+        }
+        env["PIP_INDEX_URL"] = index.url
+        for run in range(runs):
+            index_before = index.bytes_served()
+            result = _expect(
+                w.build(f"cold-{run}", w.root / f"cold-cache-{run}", env=env),
+                "-----> Installing the buildpack's Python dependencies",
+            )
+            fetched.index.append(index.bytes_served() - index_before)
+            install = result.when("-----> Preparing") - result.when("-----> Installing")
+            _progress(
+                f"cold build {run + 1}/{runs}: {result.seconds:.2f} s (install {install:.2f} s, "
+                f"{_megabytes(fetched.index[-1])} fetched)"
+            )
+            builds.append(result.seconds)
+            installs.append(install)
     return (
-        Sample("Cold build (pip via apt-get, dependencies installed, then the pipeline)", builds),
+        Sample(
+            "Cold build (the buildpack's pip, dependencies installed, then the pipeline)", builds
+        ),
         Sample("Cold dependency install (its step's line to the next step's)", installs),
+        fetched,
         w.root / "cold-cache-0",
     )
 
@@ -437,8 +481,7 @@ def warm_and_floor(w: World, cache: Path, runs: int) -> tuple[Sample, Sample, st
     network = (
         f"the bundle server saw {len(requests)} requests for {runs} warm builds, "
         f"{len(conditional)} of them conditional (If-None-Match, answered 304); the CRL server "
-        f"saw {crl_requests} (both CRLs came from CACHE_DIR); the apt repository was unreachable "
-        "and the wheelhouse empty"
+        f"saw {crl_requests} (both CRLs came from CACHE_DIR); the wheelhouse was empty"
     )
     return (
         Sample("Warm build (dependencies cached, bundle unchanged: 304)", warm),
@@ -543,8 +586,7 @@ def cnb_warm_and_floor(w: World, modules: list[str], runs: int) -> tuple[Sample,
         network = (
             ("pass" if len(requests) == runs == len(conditional) else "FAIL")
             + f": the bundle server saw {len(requests)} requests for {runs} CNB warm builds, "
-            f"{len(conditional)} of them conditional; the apt repository was unreachable and "
-            "the wheelhouse empty"
+            f"{len(conditional)} of them conditional; the wheelhouse was empty"
         )
     finally:
         opened.__exit__(None, None, None)
@@ -743,6 +785,17 @@ def report(samples: list[Sample], targets: list[str], about: str) -> str:
     return "\n".join([about, "", *rows, "", *(f"- {line}" for line in targets), ""])
 
 
+def _kept_notes() -> str:
+    """The sections of benchmarks/results.md after the latest run's table (``## ...``): notes
+    and comparisons written by hand, which a new run keeps."""
+    try:
+        previous = RESULTS.read_text()
+    except OSError:
+        return ""
+    start = previous.find("\n## ")
+    return "" if start < 0 else previous[start:]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument(
@@ -775,7 +828,7 @@ def main(argv: list[str] | None = None) -> int:
             tempfile.TemporaryDirectory(prefix="smtp-ca-bench-") as scratch,
             world(Path(scratch)) as w,
         ):
-            cold, install, cache = cold_builds(w, arguments.cold_runs)
+            cold, install, fetched, cache = cold_builds(w, arguments.cold_runs)
             warm, floor, network, modules = warm_and_floor(w, cache, arguments.runs)
             cnb = cnb_warm_and_floor(w, modules, arguments.runs)
             check = check_alone(w, cache, arguments.runs * 3)
@@ -803,6 +856,7 @@ def main(argv: list[str] | None = None) -> int:
         f"fresh python3 with its imports (target under {duration(DEPENDENCY_CHECK_TARGET)}): "
         f"{verdict(max(calls.median, fresh.median) < DEPENDENCY_CHECK_TARGET)}",
         f"No network on a warm build but the conditional GET and the handshake: {network}",
+        f"Cold build's bytes from the network (loopback stand-ins): {fetched.summary()}",
         f"Cold dependency install: {duration(slowest_install)} at most (target under "
         f"{COLD_INSTALL_TARGET:g} s on 2 cores): {verdict(slowest_install < COLD_INSTALL_TARGET)}",
         f"Silent SMTP server: {duration(max(silent.seconds))} at most from the check's line to the "
@@ -842,7 +896,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     print("Floor modules:", " ".join(modules), file=sys.stderr)
     if not arguments.no_write:
-        RESULTS.write_text("# Build benchmark results\n\n" + text)
+        RESULTS.write_text("# Build benchmark results\n\n" + text + _kept_notes())
         _progress(f"Wrote {RESULTS.relative_to(REPO)}")
     return 0
 

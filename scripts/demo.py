@@ -2,10 +2,10 @@
 
 Stand-ins for the internet: an HTTPS server plays the CA's website (serving the mail
 provider's CA bundle), aiosmtpd plays the provider's SMTP server (STARTTLS, AUTH PLAIN, a
-certificate from a CA no default store trusts), a local apt repository and wheelhouse play
-the package mirrors. Everything else is real: bin/compile from a clean copy of the buildpack
-with a pip-less python3, Rails' ActionMailer on the moved app, .profile.d sourced, and the
-build's dyno check (ruby .smtp-ca/check.rb) there.
+certificate from a CA no default store trusts), a local wheelhouse plays the package index
+(pip itself is the wheel the buildpack carries). Everything else is real: bin/compile from a
+clean copy of the buildpack with a pip-less python3, Rails' ActionMailer on the moved app,
+.profile.d sourced, and the build's dyno check (ruby .smtp-ca/check.rb) there.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from support.heroku import (
     write_env_dir,
 )
 from support.http_server import LocalServer
-from support.local_apt import LocalAptRepo
 from support.offline_inputs import load_inputs
 from support.pipless_python import make_pipless_python
 from support.rails_app import (
@@ -66,7 +65,6 @@ def main() -> int:
         with (
             LocalServer(tls=site_ca) as site,
             SMTPTestServer(ca=provider_ca, credentials=("apikey", PASSWORD)) as smtp,
-            LocalAptRepo(root / "apt", inputs.debs) as apt,
         ):
             site.serve("/provider-bundle.crt", bundle)
             config_vars = smtp_config_vars(
@@ -91,7 +89,6 @@ def main() -> int:
             env = build_environment(
                 make_pipless_python(root / "python").parent,
                 inputs,
-                apt.apt_config,
                 root / "home",
                 REQUESTS_CA_BUNDLE=str(site_ca_file),
             )

@@ -34,7 +34,6 @@ from support.heroku import (
     write_env_dir,
 )
 from support.http_server import LocalServer
-from support.local_apt import LocalAptRepo
 from support.offline_inputs import Inputs, load_inputs
 from support.pipless_python import make_pipless_python
 from support.scratch import fixture_dir
@@ -78,7 +77,6 @@ if _LOG:
 class World:
     inputs: Inputs
     python: Path
-    apt: LocalAptRepo
     provider_ca: trustme.CA  # the SMTP server's CA: the bundle the build fetches holds it
     bundle_server: LocalServer
     bundle_host_ca: Path
@@ -89,11 +87,10 @@ class World:
         return pinned_bundle_vars(self.bundle_server.url(BUNDLE_PATH), pem)
 
     def env(self, where: Path, *, offline: bool, **extra: str) -> dict[str, str]:
-        """The build's environment; ``offline``: apt repository unreachable, wheelhouse empty."""
+        """The build's environment; ``offline``: the wheelhouse empty."""
         env = build_environment(
             self.python.parent,
             self.inputs,
-            self.apt.apt_config,
             where / "home",
             REQUESTS_CA_BUNDLE=str(self.bundle_host_ca),
             **extra,
@@ -140,9 +137,9 @@ def world(
     provider_ca, host_ca = trustme.CA(), trustme.CA()
     host_ca_file = root / "bundle-host-ca.pem"
     host_ca.cert_pem.write_to_path(str(host_ca_file))
-    with LocalAptRepo(root / "apt", inputs.debs) as apt, LocalServer(tls=host_ca) as server:
+    with LocalServer(tls=host_ca) as server:
         server.serve(BUNDLE_PATH, provider_ca.cert_pem.bytes(), etag=ETAG)
-        world = World(inputs, python, apt, provider_ca, server, host_ca_file, root / "warm-cache")
+        world = World(inputs, python, provider_ca, server, host_ca_file, root / "warm-cache")
         # One cold build installs the dependencies and caches the bundle with its ETag.
         cold = _compile(world, root / "cold", world.bundle_vars(), world.env(root, offline=False))
         assert cold.returncode == 0, cold.output
@@ -253,7 +250,6 @@ def test_a_warm_build_reaches_only_the_bundle_source_conditionally_and_the_smtp_
 ) -> None:
     audit_log = tmp_path / "audit.log"
     cache = _warm_cache(world, tmp_path)
-    apt_requests = len(world.apt.requests)
     bundle_requests = len(world.bundle_server.requests)
     with SMTPTestServer(mode="starttls", ca=world.provider_ca) as smtp:
         build = _compile(
@@ -265,8 +261,7 @@ def test_a_warm_build_reaches_only_the_bundle_source_conditionally_and_the_smtp_
                 "SMTP_PORT": str(smtp.port),
                 "SMTP_CA_CHECK": "strict",
             },
-            # The apt repository is unreachable and the wheelhouse empty: a warm build that
-            # needed either would fail.
+            # The wheelhouse is empty: a warm build that needed it would fail.
             world.env(tmp_path, offline=True, **{AUDIT_VARIABLE: str(audit_log)}),
             cache=cache,
         )
@@ -277,7 +272,6 @@ def test_a_warm_build_reaches_only_the_bundle_source_conditionally_and_the_smtp_
     assert [(r.method, r.path, r.headers.get("if-none-match")) for r in requests] == [
         ("GET", BUNDLE_PATH, ETAG)
     ], "the bundle source should see exactly one conditional GET (answered 304)"
-    assert len(world.apt.requests) == apt_requests
 
     records = _audit_records(audit_log)
     started = [what for event, what in records if event != "socket.connect"]

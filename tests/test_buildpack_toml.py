@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from support.heroku import BUILDPACK_FILES
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
@@ -43,10 +45,11 @@ NEEDED = [
     "templates/initializer.rb.j2",
     "templates/profile.sh.j2",
     "templates/export.sh.j2",
+    "vendor/pip.sha256",
     "requirements.lock",
     "buildpack.toml",
 ]
-NEEDED_DIRECTORIES = ["bin", "src", "templates"]
+NEEDED_DIRECTORIES = ["bin", "src", "templates", "vendor"]
 NOT_SHIPPED = [
     "tests/test_buildpack_toml.py",
     "tests/support/smtp_server.py",
@@ -165,6 +168,16 @@ def test_every_file_in_the_build_directories_is_kept(directory: str) -> None:
         if "__pycache__" in relative:
             continue
         assert not is_ignored(relative, entries), f"{relative} is needed by a build"
+
+
+def test_the_pinned_pip_wheel_is_kept_and_packaged_with_what_a_build_needs() -> None:
+    """The wheel a cold build runs is published with the buildpack, and the CNB package and
+    the tests' clean copies hold it too."""
+    wheel = (ROOT / "vendor" / "pip.sha256").read_text().split()[1]
+    assert not is_ignored(f"vendor/{wheel}", ignore_entries())
+    package_script = (ROOT / "scripts" / "package-buildpack").read_text()
+    assert "for name in bin src templates vendor requirements.lock LICENSE; do" in package_script
+    assert "vendor" in BUILDPACK_FILES
 
 
 @pytest.mark.parametrize("path", NOT_SHIPPED)

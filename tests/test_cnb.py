@@ -19,7 +19,14 @@ import trustme
 
 from smtp_ca.certificates import load_pem_certificates
 from support.app_shapes import CASES, bundle_config_vars
-from support.cnb import PROBE_ID, PROBE_VERSION, BuildRun, buildpack_descriptor, read_toml
+from support.cnb import (
+    PROBE_ID,
+    PROBE_VERSION,
+    BuildRun,
+    buildpack_descriptor,
+    make_reachable,
+    read_toml,
+)
 from support.cnb_world import CnbWorld
 from support.heroku import snapshot
 from support.rails_app import (
@@ -348,7 +355,6 @@ def test_a_second_build_reuses_the_cache_layer(
 ) -> None:
     first = built("mastodon-1.4")
     assert first.returncode == 0, first.output
-    apt_requests = len(cnb_world.apt.requests)
     bundle_requests = len(cnb_world.bundle_server.requests)
 
     second = cnb_world.build(
@@ -356,19 +362,51 @@ def test_a_second_build_reuses_the_cache_layer(
         app_vars,
         app=make_rails_app(cnb_world.root / "source-again", "mastodon-1.4"),
         layers_from=first.layout.layers,
-        # Where pip and apt would get anything: nowhere. A build that needed them would fail.
+        # Where pip would get anything: nowhere. A build that needed it would fail.
         offline=True,
     )
     assert second.returncode == 0, second.output
     assert "-----> Using cached dependencies" in second.build_output
     assert "Installing the buildpack's Python dependencies" not in second.output
-    assert len(cnb_world.apt.requests) == apt_requests
     requests = cnb_world.bundle_server.requests[bundle_requests:]
     assert [(r.method, r.path, r.headers.get("if-none-match")) for r in requests] == [
         ("GET", BUNDLE_ROUTE, ETAG)
     ], "the bundle's source should see exactly one conditional GET (answered 304)"
     assert (second.layout.app / BUNDLE).read_bytes() == (first.layout.app / BUNDLE).read_bytes()
-    assert any((second.layout.buildpack_layers(BUILDPACK_ID) / "cache" / "pycache").iterdir())
+    # The cache layer holds the dependencies with their bytecode, and no bytecode cache besides.
+    cache_layer = second.layout.buildpack_layers(BUILDPACK_ID) / "cache"
+    assert list(cache_layer.glob("python-deps/*/jinja2/__pycache__/*.pyc"))
+    assert not (cache_layer / "pycache").exists()
+
+
+def test_config_vars_in_the_build_environment_cannot_make_a_cold_build_run_foreign_code(
+    cnb_world: CnbWorld, app_vars: dict[str, str]
+) -> None:
+    """On CNB platforms config vars are in bin/build's environment: APT_CONFIG once chose where
+    a cold build's pip came from, and a PIP_CONFIG_FILE can name another python for pip to run
+    itself with, or a log file to write anywhere. None of it is used."""
+    where = make_reachable(cnb_world.root / "hostile-config")
+    ran = make_reachable(where / "ran")
+    ran.chmod(0o777)  # the phases' user must be able to leave its mark
+    fake_python = where / "python-of-the-app"
+    fake_python.write_text(f'#!/bin/sh\necho "$0 $*" >>{ran}/marker\nexec /usr/bin/python3 "$@"\n')
+    fake_python.chmod(0o755)
+    config = where / "pip.conf"
+    config.write_text(f"[global]\npython = {fake_python}\nlog = {ran}/pip.log\n")
+    config.chmod(0o644)
+    run = cnb_world.build(
+        "hostile-config",
+        {
+            **app_vars,
+            "APT_CONFIG": str(where / "no-such-apt.conf"),
+            "PIP_CONFIG_FILE": str(config),
+        },
+        cold=True,
+    )
+    assert sorted(ran.iterdir()) == [], run.output
+    assert run.returncode == 0, run.output
+    assert "-----> Installing the buildpack's Python dependencies" in run.build_output
+    assert "Not passing log, python from PIP_CONFIG_FILE to pip" in run.build_output
 
 
 # 5. A failed strict check and a bad config var: non-zero exit, the message, the app unchanged.

@@ -228,7 +228,7 @@ def test_a_users_smtp_ca_file_wins_over_the_bundle(
     assert_no_secret_or_backtrace(check.stdout + check.stderr, PASSWORD, LOGIN)
 
 
-# 5. A rebuild restores the cache layer and installs nothing (pip and apt have nothing to give).
+# 5. A rebuild restores the cache layer and installs nothing (the wheelhouse has nothing to give).
 
 
 def test_a_rebuild_reuses_the_cache_layer_and_installs_nothing(
@@ -238,7 +238,6 @@ def test_a_rebuild_reuses_the_cache_layer_and_installs_nothing(
 ) -> None:
     shape: Shape = "mastodon-1.4"
     assert built(shape).returncode == 0
-    apt_requests = len(pack_world.apt.requests)
     app = make_rails_app(pack_world.root / "app-again", shape)
 
     again = pack_world.build(
@@ -248,8 +247,6 @@ def test_a_rebuild_reuses_the_cache_layer_and_installs_nothing(
     assert f'Restoring data for "{BUILDPACK_ID}:cache" from cache' in again.output
     assert "-----> Using cached dependencies" in again.output
     assert "Installing the buildpack's Python dependencies" not in again.output
-    assert "downloading python3-pip" not in again.output
-    assert len(pack_world.apt.requests) == apt_requests
     assert_no_secret_or_backtrace(again.output, PASSWORD)
 
 

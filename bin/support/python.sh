@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # Shared by bin/compile, bin/build and bin/check: find the stack's python3 or explain why there
-# is none, and (bin/compile, bin/build) keep its bytecode in the buildpack's cache. Sourced, not
-# run: the caller has set -euo pipefail.
+# is none, and how to run the buildpack with it. Sourced, not run: the caller has set -euo
+# pipefail.
 
 smtp_ca::find_python() {
 	local python
@@ -26,51 +26,3 @@ smtp_ca::find_python() {
 # the machine or the app's environment holds.
 # shellcheck disable=SC2034 # used by the scripts that source this file
 SMTP_CA_RUNNER='import runpy, sys; sys.path.insert(0, sys.argv.pop(1)); runpy.run_module("smtp_ca", run_name="__main__", alter_sys=True)'
-
-# Where the build keeps Python bytecode: CACHE_DIR/smtp-ca/pycache, as an absolute path (a
-# relative prefix would follow the working directory). CACHE_DIR persists between builds, while
-# the buildpack's own directory is a fresh copy on every build, so .pyc files written next to
-# its sources would be thrown away with it. Python mirrors each source's absolute path under the
-# prefix (the stdlib's and the dependencies' too), and reads .pyc files from there only.
-smtp_ca::pycache_prefix() {
-	local cache_dir=$1
-	if [[ "${cache_dir}" != /* ]]; then
-		cache_dir="${PWD}/${cache_dir}"
-	fi
-	echo "${cache_dir%/}/smtp-ca/pycache"
-}
-
-# Compiles the buildpack's modules into the bytecode cache as checked-hash .pyc files, once per
-# python3, stack, buildpack path and set of modules (subpackages included: the key lists every
-# .py below src/smtp_ca by its relative path, sorted). A timestamp .pyc goes stale whenever the
-# buildpack is fetched afresh with new mtimes (a git clone gives every file the time of the
-# clone); a checked-hash one only when its source changes, and Python writes it checked-hash
-# again when it recompiles it. Best effort: a failure costs compile time later, never the build.
-# Returns 1, touching nothing, when the buildpack's cache directory (the prefix's parent) is a
-# symbolic link: the caller then gives Python no pycache prefix, and the Python side refuses
-# the link by name before anything is removed or written where it points.
-smtp_ca::compile_bytecode() {
-	local python=$1 prefix=$2 src=$3
-	if [[ -L "${prefix%/*}" ]]; then
-		return 1
-	fi
-	local modules
-	modules=$(cd "${src}" && find smtp_ca -name '*.py' -print | LC_ALL=C sort | tr '\n' ' ') || true
-	# The stack: STACK on classic Heroku, the run image's distro under the CNB lifecycle.
-	local stack=${STACK:-${CNB_TARGET_DISTRO_NAME:-}${CNB_TARGET_DISTRO_VERSION:-}}
-	local key="${python} ${stack} ${src} ${modules% }"
-	local stamp="${prefix}/.checked-hash" compiled=""
-	if [[ -r "${stamp}" ]]; then
-		IFS= read -r compiled <"${stamp}" || true
-	fi
-	if [[ "${compiled}" == "${key}" ]]; then
-		return 0
-	fi
-	# Something changed: start the bytecode cache afresh, so that .pyc files of sources that are
-	# gone (older buildpack versions, dependencies of an older lock) do not pile up in CACHE_DIR.
-	rm -rf "${prefix}" 2>/dev/null || true
-	if "${python}" -I -S -X "pycache_prefix=${prefix}" -m compileall -q -f \
-		--invalidation-mode checked-hash "${src}" >/dev/null 2>&1; then
-		{ printf '%s\n' "${key}" >"${stamp}"; } 2>/dev/null || true
-	fi
-}

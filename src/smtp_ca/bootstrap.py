@@ -9,70 +9,62 @@ front of ``sys.path``.
 Layout under the buildpack's own cache directory (``CACHE_DIR/smtp-ca/`` on classic Heroku)::
 
     stack                   STACK of the last build, to notice a stack change
-    python-deps/<key>/      ``pip install --target`` output; complete once MARKER_NAME is in it
-    python-deps/.staging-*  a ``--target`` being filled; renamed to <key> when pip succeeds
-    pip/<key>/              python3-pip's .deb extracted with ``dpkg -x``, when python3 has no pip
-    apt/                    apt-get's private state while fetching python3-pip; removed after
+    python-deps/<key>/      ``pip install --target`` output and its bytecode; complete once
+                            MARKER_NAME is in it
+    python-deps/.staging-*  a ``--target`` being filled; renamed to <key> when it is complete
 
 The key hashes everything the installed files depend on (stack, Python major.minor, machine,
 lock file), so a warm build only reads two small files, hashes the lock and checks the installed
-files against the marker's list of sizes and SHA-256 digests: no subprocess, no network. The
-marker is written last, after the atomic rename, so a build killed half-way leaves a directory
-without a marker, which the next build removes and installs again. A file lost, cut short or
-changed since then (a partial cache restore, someone else's write) makes the cache untrusted: it
-is reinstalled, with a warning when a file changed. Hashing every installed file (19 MB, most of
-it cryptography's compiled module) costs about 10-20 ms of a warm build: a module changed with
-its size kept would otherwise fail every later build, and the compiled one is a module too.
+files against the marker: no subprocess, no network. The marker lists every file of the
+install, its size and its SHA-256, bytecode included. It is written last, after the atomic
+rename, so a build killed half-way leaves a directory without a marker, which the next build
+removes and installs again. A file lost, cut short, changed or added since then (a partial cache
+restore, someone else's write, a module planted to shadow one of the standard library's) makes
+the cache untrusted: it is reinstalled, with a warning when a file changed or was added.
+Hashing the install (about 22 MB, most of it cryptography's compiled module) costs a warm build
+some 25-30 ms on a 2-core machine.
 
-How python3 gets pip for the cold install is ``pip_from_apt``.
+Bytecode: the build runs with ``python3 -B`` and writes no bytecode. The standard library's is
+the system's own (beside its sources, written when python3 was installed), the dependencies' is
+compiled here at install time (:func:`compile_bytecode`) and checked by the marker with them,
+and the buildpack's own modules, a fresh copy on every build, are compiled as they are imported.
+So no bytecode runs that was not verified like the dependencies: nothing in the cache can plant
+a module.
+
+pip itself is the wheel vendored in the buildpack (``pip_install``); which PIP_* settings it
+gets is ``pip_settings``.
 """
 
 from __future__ import annotations
 
 # Only what the warm path needs is imported here: it must cost a few milliseconds, and modules
-# such as subprocess, shutil or urllib.parse are imported by the cold-path functions using them.
+# such as subprocess, shutil or configparser are imported by the cold-path functions using them.
+import errno
 import hashlib
 import json
 import os
-import re
+import stat
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path
+from typing import ClassVar
 
 from smtp_ca.certificates import SYSTEM_STORE, printable
 from smtp_ca.errors import BuildError
 from smtp_ca.files import write_atomically
-from smtp_ca.output import Log, url_secrets
+from smtp_ca.output import Log
 
 # How classic Heroku users start the build cache afresh; each platform says it its own way.
 CLASSIC_CACHE_RESET_HINT = "Clear the build cache (heroku builds:cache:purge) and build again."
 MARKER_NAME = ".smtp-ca-complete.json"
-MARKER_FORMAT = 3  # 2: the marker lists every file and its size; 3: and its SHA-256
+# 2: the marker lists every file and its size; 3: and its SHA-256; 4: every file there is,
+# the bytecode compiled at install time included, and nothing else may be there.
+MARKER_FORMAT = 4
 STAGING_PREFIX = ".staging-"
-
-# Names of Heroku config vars (files in ENV_DIR) that are pip settings.
-_PIP_VAR = re.compile(r"PIP_[A-Z0-9_]+")
-# pip settings that would send our install somewhere other than --target, or refuse it: the
-# buildpack decides where and how its own dependencies go, the user's settings are for their app.
-_PIP_VARS_NOT_PASSED = frozenset(
-    {
-        "PIP_TARGET",
-        "PIP_PREFIX",
-        "PIP_ROOT",
-        "PIP_USER",
-        "PIP_REQUIRE_VIRTUALENV",
-        "PIP_CONSTRAINT",
-        "PIP_REQUIREMENT",
-        "PIP_EDITABLE",
-        "PIP_NO_BINARY",
-        "PIP_ONLY_BINARY",
-        "PIP_NO_DEPS",
-        "PIP_PYTHON",
-    }
-)
-# pip settings whose values are URLs that may carry user:password@ or a token.
-_PIP_URL_VARS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_PROXY")
+# What the install takes in the cache, bytecode included (tests/test_bootstrap.py holds the
+# lock to it), for the message when the disk is full.
+INSTALLED_MEGABYTES = 30
 
 _INSTALL_HINT = (
     "If this app builds behind a proxy or must use a private package index, set the "
@@ -114,11 +106,13 @@ def ensure_dependencies(
     lock_file: Path,
     log: Log,
     reset_hint: str = CLASSIC_CACHE_RESET_HINT,
+    env_dir_name: str = "ENV_DIR",
 ) -> Path:
     """Returns a directory holding the locked dependencies, installing them first if needed.
 
     The caller puts the returned directory first on ``sys.path``. Raises ``BuildError`` with
-    what failed and how to fix it; ``reset_hint`` says how this platform clears its cache.
+    what failed and how to fix it; ``reset_hint`` says how this platform clears its cache,
+    ``env_dir_name`` how it names the directory of config vars ``env_dir``.
     """
     try:
         lock_bytes = lock_file.read_bytes()
@@ -133,6 +127,7 @@ def ensure_dependencies(
 
     try:
         previous_stack = _forget_other_stack(layout, stack)
+        layout.remove_legacy()
         verdict = check_marker(target, key)
         if verdict.trusted:
             log.step("Using cached dependencies")
@@ -151,9 +146,11 @@ def ensure_dependencies(
             )
         elif target.exists():
             log.info("Cached dependencies are incomplete (a build stopped half-way?): reinstalling")
-        return _install(layout, target, key, stack, env_dir, lock_file, log)
+        return _install(layout, target, key, env_dir, env_dir_name, lock_file, log, reset_hint)
     except OSError as error:
-        # Cache directory unwritable, disk full: say which directory and the real cause.
+        if error.errno == errno.ENOSPC:
+            raise no_space(layout, reset_hint) from None
+        # Cache directory unwritable: say which directory and the real cause.
         raise BuildError(
             f"Could not install the buildpack's Python dependencies into the build cache "
             f"{layout.deps}: {error.strerror or error} ({error.filename or layout.deps}).",
@@ -162,6 +159,18 @@ def ensure_dependencies(
 
 
 class Layout:
+    """The buildpack's directories in its cache, and those of its earlier versions."""
+
+    # What earlier versions kept here, removed when found: python3-pip extracted from the
+    # stack's apt (pip/<key>/), apt-get's state (apt/), and a bytecode cache for python3's
+    # -X pycache_prefix (pycache/), whose .pyc files Python read without checking them. Each is
+    # recognised by what those versions wrote in it, so nothing else of that name is removed.
+    LEGACY: ClassVar[dict[str, str]] = {
+        "pip": "*/" + MARKER_NAME,
+        "apt": "state",
+        "pycache": ".checked-hash",
+    }
+
     def __init__(self, root: Path) -> None:
         self.root = root
 
@@ -170,16 +179,16 @@ class Layout:
         return self.root / "python-deps"
 
     @property
-    def pip(self) -> Path:
-        return self.root / "pip"
-
-    @property
-    def apt(self) -> Path:
-        return self.root / "apt"
-
-    @property
     def stack_file(self) -> Path:
         return self.root / "stack"
+
+    def remove_legacy(self) -> None:
+        """Removes what earlier versions of the buildpack left (:attr:`LEGACY`): a few lstat()
+        calls when there is none."""
+        for name, sign in self.LEGACY.items():
+            directory = self.root / name
+            if directory.is_dir() and not directory.is_symlink() and any(directory.glob(sign)):
+                remove(directory)
 
 
 def _forget_other_stack(layout: Layout, stack: str) -> str | None:
@@ -195,8 +204,6 @@ def _forget_other_stack(layout: Layout, stack: str) -> str | None:
         return None
     if previous:
         remove(layout.deps)
-        remove(layout.pip)
-        remove(layout.apt)
     # Failing only costs an announcement on the next stack change; the install reports real
     # errors.
     with suppress(OSError):
@@ -205,9 +212,9 @@ def _forget_other_stack(layout: Layout, stack: str) -> str | None:
 
 
 class MarkerCheck:
-    """What :func:`check_marker` found: ``trusted``, or why not. ``untrusted`` (a file changed
-    or unreadable since the install) gets a warning; merely incomplete (no marker, a file
-    missing or cut short: a build stopped half-way, a partial restore) only a note."""
+    """What :func:`check_marker` found: ``trusted``, or why not. ``untrusted`` (a file changed,
+    added or unreadable since the install) gets a warning; merely incomplete (no marker, a
+    file missing or cut short: a build stopped half-way, a partial restore) only a note."""
 
     def __init__(self, *, trusted: bool = False, problem: str | None = None) -> None:
         self.trusted = trusted
@@ -222,8 +229,9 @@ _INCOMPLETE = MarkerCheck()
 
 
 def check_marker(target: Path, key: str) -> MarkerCheck:
-    """Whether ``target`` is a complete, unchanged install for ``key``: the marker, one stat()
-    per installed file, then each file's SHA-256 (no subprocess)."""
+    """Whether ``target`` is a complete, unchanged install for ``key``: the marker, one walk of
+    the tree (every file there must be listed, sizes must match), then each file's SHA-256.
+    No subprocess."""
     try:
         marker = json.loads((target / MARKER_NAME).read_text())
     except FileNotFoundError:
@@ -234,30 +242,30 @@ def check_marker(target: Path, key: str) -> MarkerCheck:
         return _INCOMPLETE
     if not isinstance(marker, dict) or marker.get("format") != MARKER_FORMAT:
         return _INCOMPLETE
-    entries, files = marker.get("entries"), marker.get("files")
-    if marker.get("key") != key or not isinstance(entries, list) or not entries:
+    files = marker.get("files")
+    if marker.get("key") != key or not isinstance(files, dict) or not files:
         return _INCOMPLETE
-    if not isinstance(files, dict) or not files:
-        return _INCOMPLETE
-    if not all(isinstance(name, str) and os.path.lexists(target / name) for name in entries):
-        return _INCOMPLETE
-    expected: list[tuple[str, int, str]] = []
+    expected: dict[str, tuple[int, str]] = {}
     for name, record in files.items():
         if not (isinstance(record, list) and len(record) == 2):
             return _INCOMPLETE
         size, digest = record
         if not isinstance(size, int) or not isinstance(digest, str):
             return _INCOMPLETE
-        expected.append((name, size, digest))
+        expected[name] = (size, digest)
     try:
-        # Sizes first: a partial restore shows there, for one stat() per file.
-        if any((target / name).stat().st_size != size for name, size, _ in expected):
-            return _INCOMPLETE
-    except FileNotFoundError:
-        return _INCOMPLETE
+        found = _files_and_sizes(target)
     except OSError as error:
         return MarkerCheck(problem=_unreadable(error, target))
-    for name, _, digest in expected:
+    found.pop(MARKER_NAME, None)
+    for name, size in found.items():
+        if name not in expected:
+            what = "is not a regular file" if size < 0 else "was added"
+            return MarkerCheck(problem=f"{printable(name)} {what} since the install")
+    # Sizes first: a partial restore shows there, with no file read.
+    if any(found.get(name) != size for name, (size, _) in expected.items()):
+        return _INCOMPLETE
+    for name, (_, digest) in expected.items():
         try:
             actual = _sha256(target / name)
         except OSError as error:
@@ -265,6 +273,25 @@ def check_marker(target: Path, key: str) -> MarkerCheck:
         if actual != digest:
             return MarkerCheck(problem=f"{printable(name)} changed since it was installed")
     return MarkerCheck(trusted=True)
+
+
+def _files_and_sizes(root: Path) -> dict[str, int]:
+    """Every entry below ``root`` that is not a directory, by its path relative to ``root``,
+    with its size; -1 for anything but a regular file (a symbolic link, a FIFO), which no
+    install makes."""
+    found: dict[str, int] = {}
+    pending = [(root, "")]
+    while pending:
+        directory, prefix = pending.pop()
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                name = prefix + entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append((Path(entry.path), name + "/"))
+                    continue
+                info = entry.stat(follow_symlinks=False)
+                found[name] = info.st_size if stat.S_ISREG(info.st_mode) else -1
+    return found
 
 
 def _unreadable(error: OSError, target: Path) -> str:
@@ -276,29 +303,40 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _manifest(target: Path) -> dict[str, list[object]]:
-    """Every installed file, its size and its SHA-256; compiled bytecode is left out, because
-    Python rewrites it when it likes."""
-    files: dict[str, list[object]] = {}
-    for directory, dirnames, filenames in os.walk(target):
-        dirnames[:] = sorted(name for name in dirnames if name != "__pycache__")
-        for name in sorted(filenames):
-            path = Path(directory) / name
-            relative = path.relative_to(target).as_posix()
-            if relative != MARKER_NAME and not path.is_symlink():
-                files[relative] = [path.stat().st_size, _sha256(path)]
-    return files
-
-
 def write_marker(target: Path, key: str) -> None:
-    entries = sorted(entry.name for entry in target.iterdir() if entry.name != MARKER_NAME)
-    marker = {
-        "format": MARKER_FORMAT,
-        "key": key,
-        "entries": entries,
-        "files": _manifest(target),
+    """Lists every file of the install with its size and SHA-256, bytecode included."""
+    files = {
+        name: [size, _sha256(target / name)]
+        for name, size in sorted(_files_and_sizes(target).items())
+        if name != MARKER_NAME and size >= 0
     }
+    marker = {"format": MARKER_FORMAT, "key": key, "files": files}
     write_atomically(target / MARKER_NAME, (json.dumps(marker, indent=1) + "\n").encode())
+
+
+def compile_bytecode(staging: Path, final: Path) -> None:
+    """Compiles every module below ``staging`` into its ``__pycache__``, for this python3, as
+    unchecked-hash .pyc files: Python reads them without looking at the sources and never
+    rewrites them, and the marker checks both. Tracebacks name the modules at ``final``, where
+    ``staging`` is renamed to. A module this Python cannot compile (some packages carry files
+    for other versions) is left as it is: it is never imported either. A write that fails
+    (a full disk) raises ``OSError``."""
+    import py_compile
+
+    cache_tag = sys.implementation.cache_tag
+    for source in sorted(staging.rglob("*.py")):
+        relative = source.relative_to(staging)
+        compiled = source.parent / "__pycache__" / f"{source.stem}.{cache_tag}.pyc"
+        try:
+            py_compile.compile(
+                str(source),
+                cfile=str(compiled),
+                dfile=str(final / relative),
+                doraise=True,
+                invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+            )
+        except py_compile.PyCompileError:
+            continue
 
 
 def remove(path: Path) -> None:
@@ -328,128 +366,122 @@ def _install(
     layout: Layout,
     target: Path,
     key: str,
-    stack: str,
     env_dir: Path | None,
+    env_dir_name: str,
     lock_file: Path,
     log: Log,
+    reset_hint: str,
 ) -> Path:
-    from smtp_ca.pip_from_apt import find_pip, pip_command, run_tool
-
-    # Whatever is in python-deps now is stale: other keys, half-done staging dirs, ``target``.
-    remove(layout.deps)
-    layout.deps.mkdir(parents=True)
-
-    env, notes = pip_environment(os.environ, env_dir, system_ca=SYSTEM_STORE)
-    for note in notes:
-        log.info(note)
-    for secret in pip_url_secrets(env):
-        log.redact.add(secret)
-    pip_site = find_pip(layout, stack, log)
-
     import time
 
+    from smtp_ca.pip_install import DEADLINE_SECONDS, install_command, run_tool, vendored_pip
+    from smtp_ca.pip_settings import pip_settings
+
+    # The pip wheel and the settings are checked before anything in the cache changes.
+    pip = vendored_pip()
     started = time.monotonic()
     staging = layout.deps / f"{STAGING_PREFIX}{key}-{os.getpid()}"
-    staging.mkdir()
-    argv = [
-        *pip_command(pip_site),
-        "install",
-        "--no-deps",
-        "--require-hashes",
-        "--only-binary=:all:",
-        "--target",
-        str(staging),
-        "--disable-pip-version-check",
-        "--no-input",
-        # The cache dir's install is what persists; pip's HTTP cache would only be noise
-        # (and a warning where HOME is not writable).
-        "--no-cache-dir",
-        # bin/compile keeps bytecode under CACHE_DIR/smtp-ca/pycache (-X pycache_prefix), so
-        # .pyc files pip writes beside the sources would never be read: skipping them saves
-        # about a second of every cold install.
-        "--no-compile",
-        "--progress-bar",
-        "off",
-        "-r",
-        str(lock_file),
-    ]
-    status, tail = run_tool(argv, env=env, log=log, what="pip")
-    if status != 0:
+    with pip_settings(
+        os.environ,
+        env_dir,
+        config_dir_name=env_dir_name,
+        system_ca=SYSTEM_STORE,
+        scratch=layout.root,
+    ) as settings:
+        for note in settings.notes:
+            log.info(note)
+        for secret in settings.secrets:
+            log.redact.add(secret)
+        # Whatever is in python-deps now is stale: other keys, half-done staging dirs, target.
+        remove(layout.deps)
+        layout.deps.mkdir(parents=True)
+        staging.mkdir()
+        run = run_tool(install_command(pip, staging, lock_file), env=settings.env, log=log)
+    try:
+        if run.no_space is not None:
+            raise no_space(layout, reset_hint, staging=staging, evidence=run.no_space)
+        if run.timed_out:
+            raise BuildError(
+                f"pip did not finish installing the buildpack's Python dependencies within "
+                f"{DEADLINE_SECONDS:g} s. Last lines of pip's output:\n" + "\n".join(run.tail),
+                hint=_INSTALL_HINT,
+            )
+        if run.status != 0:
+            raise BuildError(
+                f"Installing the buildpack's Python dependencies failed: pip exited with status "
+                f"{run.status}. Last lines of pip's output:\n" + "\n".join(run.tail),
+                hint=_INSTALL_HINT,
+            )
+        compile_bytecode(staging, target)
+        staging.replace(target)
+    except BaseException:
         remove(staging)
-        raise BuildError(
-            f"Installing the buildpack's Python dependencies failed: pip exited with status "
-            f"{status}. Last lines of pip's output:\n" + "\n".join(tail),
-            hint=_INSTALL_HINT,
-        )
-    staging.replace(target)
-    write_marker(target, key)
-    log.info(installed_summary(tail, time.monotonic() - started))
+        raise
+    try:
+        write_marker(target, key)
+    except BaseException:
+        remove(target)  # a target without its marker would only be installed again
+        raise
+    log.info(installed_summary(run.tail, pip.version, time.monotonic() - started))
     return target
 
 
-def installed_summary(pip_tail: Sequence[str], seconds: float) -> str:
-    """One line for the build log in place of pip's: what it installed, and how long it took.
-    The names come from pip's "Successfully installed NAME-VERSION ..." line."""
+def no_space(
+    layout: Layout, reset_hint: str, *, staging: Path | None = None, evidence: str = ""
+) -> BuildError:
+    """The error for a full disk during the install, naming the directory that filled up: the
+    build cache, or the temporary directory where pip unpacks the wheels first. ``evidence``
+    is pip's line that said so, which names the file it could not write (the cache's when it
+    moves the install there); without a path in it, the directory with less room left is
+    taken (``staging``, the half-done install, still takes its space when this looks)."""
+    import tempfile
+
+    temporary = Path(tempfile.gettempdir())
+    if str(layout.root) in evidence:
+        temporary_full = False
+    elif str(temporary) in evidence:
+        temporary_full = True
+    else:
+        cache_free, temporary_free = _free_bytes(staging or layout.deps), _free_bytes(temporary)
+        temporary_full = temporary_free is not None and (
+            cache_free is None or temporary_free < cache_free
+        )
+    if temporary_full:
+        return BuildError(
+            f"No space left on device: the temporary directory {temporary} filled up while pip "
+            f"unpacked the buildpack's Python dependencies (about {INSTALLED_MEGABYTES} MB). "
+            "Nothing was installed.",
+            hint=f"Make room in {temporary}, or point TMPDIR at a directory with room, and "
+            "build again.",
+        )
+    return BuildError(
+        f"No space left on device: the build cache filled up while the buildpack's Python "
+        f"dependencies were installed into {layout.deps} (they take about "
+        f"{INSTALLED_MEGABYTES} MB). Nothing half-installed was kept.",
+        hint=f"Make room in the build cache for them. {reset_hint}",
+    )
+
+
+def _free_bytes(path: Path) -> int | None:
+    try:
+        info = os.statvfs(path)
+    except OSError:
+        return None
+    return info.f_bavail * info.f_frsize
+
+
+def installed_summary(pip_tail: Sequence[str], pip_version: str, seconds: float) -> str:
+    """One line for the build log in place of pip's: what it installed, with which pip, and how
+    long it took. The names come from pip's "Successfully installed NAME-VERSION ..." line."""
     packages: list[str] = []
     for line in pip_tail:
         if line.startswith("Successfully installed "):
             names = line.removeprefix("Successfully installed ").split()
             packages = [" ".join(name.rsplit("-", 1)) for name in names]
     if not packages:
-        return f"Installed the buildpack's Python dependencies in {seconds:.1f}s"
-    count = f"{len(packages)} package{'s' if len(packages) != 1 else ''}"
-    return f"Installed {', '.join(packages)} ({count}) in {seconds:.1f}s"
-
-
-def pip_environment(
-    environ: Mapping[str, str], env_dir: Path | None, *, system_ca: Path
-) -> tuple[dict[str, str], list[str]]:
-    """The environment pip runs in, and notes for the build log (names only, never values).
-
-    The build's own environment comes first (proxies, PIP_*); a PIP_* setting it lacks comes
-    from the app's config vars in ENV_DIR, which Heroku does not export to buildpacks. Without
-    PIP_CERT or REQUESTS_CA_BUNDLE, pip is pointed at the system trust store: a TLS-intercepting
-    proxy's CA is installed there, not in the CA bundle vendored into pip.
-    """
-    env = dict(environ)
-    notes: list[str] = []
-    from_config: list[str] = []
-    if env_dir is not None:
-        try:
-            names = sorted(entry.name for entry in env_dir.iterdir())
-        except OSError:
-            names = []
-        for name in names:
-            if not _PIP_VAR.fullmatch(name) or name in env:
-                continue
-            try:
-                value = (env_dir / name).read_text().rstrip("\n")
-            except (OSError, UnicodeDecodeError):
-                continue
-            env[name] = value
-            from_config.append(name)
-    ignored = sorted(name for name in env if name in _PIP_VARS_NOT_PASSED)
-    for name in ignored:
-        del env[name]
-    used = [name for name in from_config if name not in ignored]
-    if used:
-        notes.append(f"Using {', '.join(used)} from the app's config vars")
-    if ignored:
-        notes.append(
-            f"Not passing {', '.join(ignored)} to pip: the buildpack installs its own "
-            "dependencies into its cache"
+        return (
+            f"Installed the buildpack's Python dependencies with pip {pip_version} in "
+            f"{seconds:.1f}s"
         )
-    if "PIP_CERT" not in env and "REQUESTS_CA_BUNDLE" not in env and system_ca.is_file():
-        env["PIP_CERT"] = str(system_ca)
-    return env, notes
-
-
-def pip_url_secrets(env: Mapping[str, str]) -> list[str]:
-    """The secrets in pip's URL settings (``output.url_secrets``: passwords, a token given as
-    the user name, long query values), so the log redacts them however pip prints them."""
-    return [
-        secret
-        for name in _PIP_URL_VARS
-        for url in env.get(name, "").split()
-        for secret in url_secrets(url)
-    ]
+    count = f"{len(packages)} package{'s' if len(packages) != 1 else ''}"
+    return f"Installed {', '.join(packages)} ({count}) with pip {pip_version} in {seconds:.1f}s"

@@ -39,9 +39,10 @@ _POLL_SECONDS = 0.1
 SCRATCH_NAME = "scratch"
 # wiring.commit's staging directory in the app.
 APP_STAGING_PREFIX = ".smtp-ca-staging-"
-# Where files.write_atomically leaves a .<name>.*.tmp when killed, and the check's CRL download
-# its partial file. (The check's aia/, ocsp/ and crl/ are named here, not imported: their
-# modules need the dependencies, not installed yet.)
+# Where files.write_atomically leaves a .<name>.*.tmp when killed (pip_settings its copy of a
+# PIP_CONFIG_FILE, .pip-config.*.tmp, in the root), and the check's CRL download its partial
+# file. (The check's aia/, ocsp/ and crl/ are named here, not imported: their modules need the
+# dependencies, not installed yet.)
 _WRITTEN_ATOMICALLY = (".", CACHE_SUBDIR, "aia", "ocsp", "crl")
 
 
@@ -136,8 +137,7 @@ def sweep_leftovers(cache_dir: Path, app_dir: Path) -> None:
     leftovers: list[Path] = [*app_dir.glob(f"{APP_STAGING_PREFIX}*")]
     for name in _WRITTEN_ATOMICALLY:
         leftovers += (cache_dir / name).glob(".*.tmp")
-    for installing in (layout.deps, layout.pip):
-        leftovers += installing.glob(f"{STAGING_PREFIX}*")
+    leftovers += layout.deps.glob(f"{STAGING_PREFIX}*")
     with suppress(OSError):
         leftovers += (cache_dir / SCRATCH_NAME).iterdir()
     for leftover in leftovers:

@@ -1,6 +1,6 @@
 """Which directory is the buildpack's own cache: it removes and replaces what is in its cache
-(``python-deps/``, ``pip/``, ``apt/`` on a stack change, ``stack``, the bundle's copy), so it
-must never take a directory of someone else's for one.
+(``python-deps/`` on a stack change, ``stack``, the bundle's copy, what earlier versions
+left), so it must never take a directory of someone else's for one.
 
 Where the platform gives the cache, the platform decides: classic Heroku's CACHE_DIR is shared
 by the app's buildpacks, and this one keeps to its own ``smtp-ca/`` in it; a CNB gets its own
@@ -47,10 +47,11 @@ _MAX_TAG_BYTES = 4096
 def _own_names() -> frozenset[str]:
     """Everything the buildpack makes at the top of its cache."""
     layout = Layout(Path())
-    made = (layout.deps, layout.pip, layout.apt, layout.stack_file)
+    made = (layout.deps, layout.stack_file)
     return frozenset(
-        {*(path.name for path in made), LOCK_NAME, CACHE_SUBDIR, SCRATCH_NAME, "aia", "ocsp"}
-        | {"pycache", TAG_NAME}
+        {*(path.name for path in made), LOCK_NAME, CACHE_SUBDIR, SCRATCH_NAME, TAG_NAME}
+        | {"aia", "ocsp", "crl"}  # the check's, named as cache_lock names them
+        | set(Layout.LEGACY)  # what earlier versions left, removed by the next install
     )
 
 

@@ -64,6 +64,7 @@ def _build(platform: Platform, settings: Settings, cache_named: str, log: Log) -
         hint=platform.cache_reset_hint,
         stack=settings.stack,
         config_dir=platform.config_dir,
+        config_dir_name=platform.config_dir_name,
         log=log,
     )
     # The stages below import the dependencies that were just put on sys.path.
@@ -134,10 +135,12 @@ def load_dependencies(
     stack: str,
     config_dir: Path | None,
     log: Log,
+    config_dir_name: str = "ENV_DIR",
 ) -> None:
     """Makes sure the locked dependencies are installed in ``cache_dir`` and importable.
 
     ``what`` names the directory in the message when it cannot be created; ``hint`` is the fix.
+    The app's PIP_* config vars in ``config_dir`` (named ``config_dir_name``) reach pip.
     """
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
@@ -146,7 +149,13 @@ def load_dependencies(
             f"{what} cannot be created: {error.strerror or error}.", hint=hint
         ) from None
     dependencies = ensure_dependencies(
-        cache_dir, stack=stack, env_dir=config_dir, lock_file=LOCK_FILE, log=log, reset_hint=hint
+        cache_dir,
+        stack=stack,
+        env_dir=config_dir,
+        env_dir_name=config_dir_name,
+        lock_file=LOCK_FILE,
+        log=log,
+        reset_hint=hint,
     )
     sys.path.insert(0, str(dependencies))
 

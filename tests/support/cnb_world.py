@@ -1,8 +1,8 @@
 """Everything outside the buildpack that a CNB build under test needs, as one reusable fixture.
 
 The CNB twin of support.world: the real lifecycle (support.cnb), a pip-less python3 (heroku-24's
-build image has python3 without pip), a local apt repository serving python3-pip, the local
-wheelhouse, and a local HTTPS server standing in for the CA's website. One cold build fills the
+build image has python3 without pip), the local wheelhouse, and a local HTTPS server standing in
+for the CA's website. One cold build fills the
 buildpack's cache layer; each build then starts from those layers, restored as the restorer
 restores them::
 
@@ -40,10 +40,9 @@ from support.cnb import (
 from support.godaddy import GODADDY_PEM, GODADDY_SHA256
 from support.heroku import build_environment
 from support.http_server import LocalServer
-from support.local_apt import LocalAptRepo, unreachable_url, write_apt_config
 from support.offline_inputs import Inputs, load_inputs
 from support.pipless_python import make_pipless_python
-from support.world import open_servers
+from support.world import open_bundle_server
 
 
 @dataclass
@@ -52,7 +51,6 @@ class CnbWorld:
     inputs: Inputs
     root: Path
     python_bin: Path
-    apt: LocalAptRepo
     bundle_server: LocalServer
     bundle_host_ca: Path
     buildpacks: Path
@@ -70,20 +68,16 @@ class CnbWorld:
         return f"{self.python_bin}:/usr/local/bin:/usr/bin:/bin"
 
     def build_settings(self, *, offline: bool = False) -> dict[str, str]:
-        """The local pip and apt settings, which reach bin/build through platform/env.
+        """The local pip settings, which reach bin/build through platform/env.
 
-        ``offline``: an apt repository where nothing listens and an empty wheelhouse, so a
-        build that needed either would fail.
+        ``offline``: an empty wheelhouse, so a build that needed it would fail.
         """
-        inputs, apt_config = self.inputs, self.apt.apt_config
+        inputs = self.inputs
         if offline:
-            nowhere = make_reachable(self.root / "offline")
-            inputs = Inputs(make_reachable(nowhere / "wheelhouse"), [])
-            apt_config = write_apt_config(nowhere / "apt", unreachable_url())
+            inputs = Inputs(make_reachable(make_reachable(self.root / "offline") / "wheelhouse"))
         env = build_environment(
             self.python_bin,
             inputs,
-            apt_config,
             self.root / "unused-home",
             REQUESTS_CA_BUNDLE=str(self.bundle_host_ca),
         )
@@ -168,22 +162,17 @@ def open_cnb_world() -> Iterator[CnbWorld]:
         lifecycle = found.copied_to(root / "lifecycle")
         wheelhouse = root / "wheelhouse"
         shutil.copytree(found_inputs.wheelhouse, wheelhouse)
-        inputs = Inputs(wheelhouse, found_inputs.debs)
+        inputs = Inputs(wheelhouse)
         python = make_pipless_python(
             make_reachable(root / "tools") / "python",
             base=pipless_python_base(lifecycle.account),
         )
-        with open_servers(root, inputs.debs, public_roots=False) as (
-            apt,
-            bundle_server,
-            host_ca_file,
-        ):
+        with open_bundle_server(root, public_roots=False) as (bundle_server, host_ca_file):
             world = CnbWorld(
                 lifecycle,
                 inputs,
                 root,
                 python.parent,
-                apt,
                 bundle_server,
                 host_ca_file,
                 # One buildpacks directory for every build, at one path, as on a builder.

@@ -2,8 +2,8 @@
 
 A build log holds values that change on every run (ports, temporary paths, durations), on every
 certificate (dates, serials, fingerprints, random test CA names) or with a pinned dependency
-(certifi's version and its number of roots), and the output of apt-get and pip, whose lines
-depend on the machine's Python. ``normalise`` replaces each with a placeholder, so what stays
+(certifi's version and its number of roots), and the output of pip, whose lines depend on the
+machine's Python. ``normalise`` replaces each with a placeholder, so what stays
 is what the buildpack itself says, in the order it says it. ``assert_matches_golden`` compares
 that with a file under tests/golden/, or rewrites the file when ``SMTP_CA_UPDATE_GOLDEN=1``::
 
@@ -26,13 +26,9 @@ UPDATE_COMMAND = f"{UPDATE_VARIABLE}=1 .venv/bin/python -m pytest tests/test_gol
 
 DETAIL = "       "
 
-# apt-get's and pip's own lines, as the build passes them on indented: one placeholder per run
-# of them. Which lines they print depends on the machine (Python version, wheel tags, markers).
+# pip's own lines, as the build passes them on indented: one placeholder per run of them.
+# Which lines it prints depends on the machine (Python version, wheel tags, markers).
 _TOOL_LINES = {
-    "<apt-get output>": re.compile(
-        r"^(?:(?:Ign|Get|Hit|Err):\d+ |Fetched \d|Reading package lists|Building dependency tree"
-        r"|Reading state information|[WN]: )"
-    ),
     "<pip output>": re.compile(
         r"^(?:Looking in (?:links|indexes): |Ignoring \S+: markers |Processing |Collecting "
         r"|Downloading |Requirement already satisfied|Installing collected packages"

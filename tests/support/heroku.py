@@ -2,7 +2,7 @@
 
 A build gets a clean copy of the buildpack (only what buildpack.toml publishes), a BUILD_DIR,
 CACHE_DIR and ENV_DIR (one file per config var), STACK, and a python3 without pip first on
-PATH; pip and wheels come from a local apt repository and wheelhouse, never the internet.
+PATH; the wheels come from a local wheelhouse, never the internet (pip is the buildpack's own).
 The dyno then sees the app at another path than it was built at, config vars in its
 environment and .profile.d sourced (see support.rails_app.run_delivery).
 """
@@ -16,12 +16,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from support.local_apt import unreachable_url, write_apt_config
 from support.offline_inputs import REPO, Inputs
 
 # What a build needs; everything else (tests, scripts, docs) is left out of the copy, as the
 # buildpack registry leaves it out of its tarball.
-BUILDPACK_FILES = ("bin", "src", "templates", "requirements.lock", "buildpack.toml")
+BUILDPACK_FILES = ("bin", "src", "templates", "vendor", "requirements.lock", "buildpack.toml")
 
 
 def clean_buildpack_copy(destination: Path, *, source: Path | None = None) -> Path:
@@ -50,9 +49,7 @@ class BuildResult:
         return self.stdout + self.stderr
 
 
-def build_environment(
-    python_bin: Path, inputs: Inputs, apt_config: Path, home: Path, **extra: str
-) -> dict[str, str]:
+def build_environment(python_bin: Path, inputs: Inputs, home: Path, **extra: str) -> dict[str, str]:
     """The build process's environment: no config vars (those are in ENV_DIR), no pip config
     of this machine, a python3 without pip ahead of the system's."""
     env = {
@@ -63,22 +60,18 @@ def build_environment(
         "PIP_NO_INDEX": "1",
         "PIP_FIND_LINKS": str(inputs.wheelhouse),
         "PIP_ROOT_USER_ACTION": "ignore",
-        "APT_CONFIG": str(apt_config),
     }
     env.update(extra)
     return env
 
 
 def offline_overrides(where: Path) -> dict[str, str]:
-    """Build environment entries that take the network away from a build: an empty wheelhouse
-    and an apt repository where nothing listens, made under ``where``. A build that still needs
-    either fails, which is what a warm build must not need."""
+    """Build environment entries that take the wheels away from a build: an empty wheelhouse,
+    made under ``where``. A build that still needs them fails, which is what a warm build must
+    not need."""
     empty_wheelhouse = where / "empty-wheelhouse"
     empty_wheelhouse.mkdir(parents=True, exist_ok=True)
-    return {
-        "PIP_FIND_LINKS": str(empty_wheelhouse),
-        "APT_CONFIG": str(write_apt_config(where / "offline-apt", unreachable_url())),
-    }
+    return {"PIP_FIND_LINKS": str(empty_wheelhouse)}
 
 
 def write_env_dir(env_dir: Path, config_vars: Mapping[str, str]) -> Path:

@@ -262,3 +262,11 @@ def _not_modified(reply: Reply, headers: Mapping[str, str]) -> bool:
         except (TypeError, ValueError):
             return False
     return False
+
+
+def unreachable_url() -> str:
+    """A loopback URL where nothing listens: connections are refused at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"

@@ -1,8 +1,8 @@
 """What builds under test install from instead of the internet: made by .ci/prepare-test-inputs.
 
-A wheelhouse with the locked wheels (for pip's --find-links) and the python3-pip .deb (served by
-a local apt repository). Found through SMTP_CA_TEST_INPUTS, default ``<repo>/.test-inputs``.
-Missing inputs skip the tests that need them, or fail them when CI=true.
+A wheelhouse with the locked wheels (for pip's --find-links; pip itself is the wheel vendored in
+the buildpack). Found through SMTP_CA_TEST_INPUTS, default ``<repo>/.test-inputs``. Missing
+inputs skip the tests that need them, or fail them when CI=true.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ REPO = Path(__file__).resolve().parents[2]
 @dataclass(frozen=True)
 class Inputs:
     wheelhouse: Path
-    debs: list[Path]
 
 
 def inputs_root() -> Path:
@@ -43,15 +42,9 @@ def skip_or_fail(message: str) -> NoReturn:
 def load_inputs() -> Inputs:
     root = inputs_root()
     wheelhouse = root / "wheelhouse"
-    debs = sorted((root / "debs").glob("python3-pip_*.deb"))
-    problems = []
     if not any(wheelhouse.glob("*.whl")):
-        problems.append(f"no wheels in {wheelhouse}")
-    if not debs:
-        problems.append(f"no python3-pip .deb in {root / 'debs'}")
-    if problems:
         skip_or_fail(
-            f"needs the offline test inputs ({'; '.join(problems)}): "
+            f"needs the offline test inputs (no wheels in {wheelhouse}): "
             "run `bash .ci/prepare-test-inputs`"
         )
-    return Inputs(wheelhouse, debs)
+    return Inputs(wheelhouse)

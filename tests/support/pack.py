@@ -9,9 +9,8 @@ tests' loopback servers.
 
 This module adds the builder of this checkout: the base image as build and run image, the
 lifecycle tgz, and a clean copy of the buildpack (what the packaged buildpack holds). It is
-made once per content and reused. Builds install offline: the local wheelhouse and an apt
-config naming the local apt repository are mounted into the build (``--volume``) and named by
-``--env``, as a Fir user's PIP_* config vars would be.
+made once per content and reused. Builds install offline: the local wheelhouse is mounted into
+the build (``--volume``) and named by ``--env``, as a Fir user's PIP_* config vars would be.
 
 Config vars reach ``pack`` as ``--env NAME`` with the value in pack's environment, so no secret
 is ever on a command line.
@@ -32,7 +31,6 @@ from pathlib import Path
 
 from support.cnb import buildpack_descriptor, make_reachable, open_scratch
 from support.heroku import clean_buildpack_copy
-from support.local_apt import LocalAptRepo, unreachable_url, write_apt_config
 from support.offline_inputs import REPO, inputs_root, load_inputs, skip_or_fail
 
 ENABLE = "bash .ci/prepare-pack (as root; scripts/setup-dev runs it)"
@@ -285,7 +283,6 @@ class PackWorld:
     builder: str
     bare_builder: str
     root: Path
-    apt: LocalAptRepo
     offline_settings: dict[str, str]
     online_settings: dict[str, str]
     volume: str
@@ -357,14 +354,13 @@ class PackWorld:
         self.tools.docker("image", "prune", "--force", timeout=120)
 
 
-def _build_settings(wheelhouse: str, apt_config: str) -> dict[str, str]:
-    """What a Fir user would set to install offline: pip from a wheelhouse, apt from a mirror."""
+def _build_settings(wheelhouse: str) -> dict[str, str]:
+    """What a Fir user would set to install offline: the wheels from a wheelhouse."""
     return {
         "PIP_CONFIG_FILE": "/dev/null",
         "PIP_NO_INDEX": "1",
         "PIP_FIND_LINKS": wheelhouse,
         "PIP_ROOT_USER_ACTION": "ignore",
-        "APT_CONFIG": apt_config,
     }
 
 
@@ -380,24 +376,18 @@ def open_pack_world() -> Iterator[PackWorld]:
         shared = make_reachable(root / "inputs")
         shutil.copytree(inputs.wheelhouse, shared / "wheelhouse")
         make_reachable(shared / "empty-wheelhouse")
-        with LocalAptRepo(root / "apt", inputs.debs) as apt:
-            write_apt_config(shared / "apt", apt.url, seen_as=Path(MOUNT) / "apt")
-            write_apt_config(shared / "no-apt", unreachable_url(), seen_as=Path(MOUNT) / "no-apt")
-            for path in shared.rglob("*"):
-                path.chmod(0o755 if path.is_dir() else 0o644)
-            world = PackWorld(
-                tools,
-                builder,
-                bare_builder,
-                root,
-                apt,
-                offline_settings=_build_settings(
-                    f"{MOUNT}/empty-wheelhouse", f"{MOUNT}/no-apt/apt.conf"
-                ),
-                online_settings=_build_settings(f"{MOUNT}/wheelhouse", f"{MOUNT}/apt/apt.conf"),
-                volume=f"{shared}:{MOUNT}:ro",
-            )
-            try:
-                yield world
-            finally:
-                world.clean_up()
+        for path in shared.rglob("*"):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        world = PackWorld(
+            tools,
+            builder,
+            bare_builder,
+            root,
+            offline_settings=_build_settings(f"{MOUNT}/empty-wheelhouse"),
+            online_settings=_build_settings(f"{MOUNT}/wheelhouse"),
+            volume=f"{shared}:{MOUNT}:ro",
+        )
+        try:
+            yield world
+        finally:
+            world.clean_up()

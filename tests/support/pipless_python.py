@@ -95,7 +95,7 @@ class BootstrapRun:
 
 def clean_env(**overrides: str) -> dict[str, str]:
     """os.environ without pip settings, proxies or Python paths, plus ``overrides``."""
-    dropped = {"PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "APT_CONFIG"}
+    dropped = {"PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV"}
     env = {
         name: value
         for name, value in os.environ.items()
@@ -137,7 +137,8 @@ def run_bootstrap(
     forbid_subprocess: bool = False,
     timeout: float = 300,
 ) -> BootstrapRun:
-    """Runs ensure_dependencies with ``python`` (PYTHONPATH=src) in the given environment."""
+    """Runs ensure_dependencies with ``python`` (PYTHONPATH=src) in the given environment, with
+    -B as bin/compile runs it: no bytecode written, so any written by the install is seen."""
     run_env = dict(env)
     run_env["PYTHONPATH"] = str(SRC)
     if forbid_subprocess:
@@ -145,6 +146,7 @@ def run_bootstrap(
     completed = subprocess.run(
         [
             str(python),
+            "-B",
             "-c",
             RUNNER,
             str(cache_dir),

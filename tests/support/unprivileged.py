@@ -73,9 +73,12 @@ def sandbox(
         root.chmod(0o755)
         src = root / "src"
         shutil.copytree(REPO / "src", src, ignore=shutil.ignore_patterns("__pycache__"))
-        # src finds the templates it renders beside itself, as in the buildpack.
+        # src finds the templates it renders and its pip wheel beside itself, as in the
+        # buildpack.
         templates = root / "templates"
         shutil.copytree(REPO / "templates", templates)
+        vendor = root / "vendor"
+        shutil.copytree(REPO / "vendor", vendor)
         site = root / "packages"
         site.mkdir()
         for name in packages:
@@ -85,6 +88,8 @@ def sandbox(
             *src.rglob("*"),
             templates,
             *templates.rglob("*"),
+            vendor,
+            *vendor.rglob("*"),
             site,
             *site.rglob("*"),
         ):

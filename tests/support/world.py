@@ -1,8 +1,7 @@
 """Everything outside the buildpack that an end-to-end build needs, as one reusable fixture.
 
 tests/conftest.py makes one per test run (the session-wide ``world`` fixture): a pip-less
-python3, a local apt repository serving python3-pip, the local wheelhouse, and a local HTTPS
-server standing in for the CA's website.
+python3, the local wheelhouse, and a local HTTPS server standing in for the CA's website.
 One cold build fills a dependency cache; each build then starts from a copy of it::
 
     with open_world(fixture_dir(request, tmp_path_factory, "world")) as world:
@@ -32,7 +31,6 @@ from support.heroku import (
     write_env_dir,
 )
 from support.http_server import LocalServer
-from support.local_apt import LocalAptRepo
 from support.offline_inputs import Inputs, load_inputs
 from support.pipless_python import make_pipless_python
 
@@ -49,7 +47,6 @@ def godaddy_vars() -> dict[str, str]:
 class World:
     inputs: Inputs
     python_bin: Path
-    apt: LocalAptRepo
     bundle_server: LocalServer  # stands in for the CA's website, over HTTPS
     bundle_host_ca: Path  # what the build's requests trust for bundle_server
     warm_cache: Path
@@ -64,12 +61,11 @@ class World:
 
     def environment(self, where: Path, *, offline: bool = False) -> dict[str, str]:
         """The build process's environment, with its HOME under ``where``. ``offline``: the
-        apt repository unreachable and the wheelhouse empty, so a build that still needs
-        either fails (what a warm build must not need)."""
+        wheelhouse empty, so a build that still needs it fails (what a warm build must not
+        need)."""
         env = build_environment(
             self.python_bin,
             self.inputs,
-            self.apt.apt_config,
             where / "home",
             REQUESTS_CA_BUNDLE=str(self.bundle_host_ca),
         )
@@ -128,21 +124,15 @@ def run_build(
 
 
 @contextmanager
-def open_servers(
-    root: Path, debs: list[Path], *, public_roots: bool
-) -> Iterator[tuple[LocalAptRepo, LocalServer, Path]]:
-    """The loopback servers a world needs, under ``root``: an apt repository serving ``debs``
-    (python3-pip), and an HTTPS server standing in for the CA's website, with the file the
+def open_bundle_server(root: Path, *, public_roots: bool) -> Iterator[tuple[LocalServer, Path]]:
+    """An HTTPS server standing in for the CA's website, and the file (under ``root``) the
     build's requests trusts for that host: its CA, plus certifi's roots with ``public_roots``."""
     host_ca = trustme.CA()
     host_ca_file = root / "bundle-host-ca.pem"
     public = Path(certifi.where()).read_bytes() if public_roots else b""
     host_ca_file.write_bytes(host_ca.cert_pem.bytes() + public)
-    with (
-        LocalAptRepo(root / "apt", debs) as apt,
-        LocalServer(tls=host_ca) as bundle_server,
-    ):
-        yield apt, bundle_server, host_ca_file
+    with LocalServer(tls=host_ca) as bundle_server:
+        yield bundle_server, host_ca_file
 
 
 @contextmanager
@@ -151,8 +141,8 @@ def open_world(root: Path) -> Iterator[World]:
     python = make_pipless_python(root / "python")
     # The bundle's host trusted with certifi's roots too, as on Heroku (OpenSSL loads some 140
     # roots on every build; the benchmark times that too).
-    with open_servers(root, inputs.debs, public_roots=True) as (apt, bundle_server, host_ca_file):
-        cold_world = World(inputs, python.parent, apt, bundle_server, host_ca_file, root / "none")
+    with open_bundle_server(root, public_roots=True) as (bundle_server, host_ca_file):
+        cold_world = World(inputs, python.parent, bundle_server, host_ca_file, root / "none")
         # One cold build fills the dependency cache that the other builds start from.
         cold = run_build(
             cold_world,
@@ -161,4 +151,4 @@ def open_world(root: Path) -> Iterator[World]:
             cache=root / "warm-cache",
         )
         assert cold.returncode == 0, cold.output
-        yield World(inputs, python.parent, apt, bundle_server, host_ca_file, root / "warm-cache")
+        yield World(inputs, python.parent, bundle_server, host_ca_file, root / "warm-cache")
