@@ -33,7 +33,8 @@ from pathlib import Path
 from support.cnb import buildpack_descriptor, make_reachable, open_scratch
 from support.heroku import clean_buildpack_copy
 from support.local_apt import LocalAptRepo, unreachable_url, write_apt_config
-from support.offline_inputs import REPO, inputs_root, load_inputs, skip_or_fail
+from support.offline_inputs import REPO, inputs_root, last_line, load_inputs, skip_or_fail
+from support.slices import require
 
 ENABLE = "bash .ci/prepare-pack (as root; scripts/setup-dev runs it)"
 WHY = "tests/test_pack.py runs a real pack build with Docker"
@@ -113,7 +114,7 @@ def _prepared_names() -> dict[str, str]:
         check=False,
     )
     if names.returncode != 0:
-        _missing(f".ci/prepare-pack --names failed: {names.stderr.strip()[-300:]}")
+        _missing(f".ci/prepare-pack --names failed: {last_line(names.stderr)}")
     return dict(line.split("=", 1) for line in names.stdout.splitlines() if "=" in line)
 
 
@@ -148,6 +149,7 @@ def _daemon_lock() -> Iterator[None]:
 def open_docker() -> Iterator[str]:
     """The tests' daemon (DOCKER_HOST); started if it was not running, and then stopped again:
     only the daemon started here, by its own pidfile."""
+    require("needs_docker", "uses Docker")
     if os.getuid() != 0:
         _missing("not root (dockerd and the builds need root)")
     if not DOCKER.is_file() or shutil.which("dockerd") is None:
@@ -162,7 +164,8 @@ def _started_docker() -> Iterator[str]:
         ["bash", str(daemon), "start"], capture_output=True, text=True, timeout=120, check=False
     )
     if started.returncode != 0:
-        _missing(f"the Docker daemon did not start: {started.stderr.strip()[-500:]}")
+        # .ci/test-dockerd's last line names the daemon's log, which stays for a look.
+        _missing(f"the Docker daemon did not start: {last_line(started.stderr)}")
     socket = subprocess.run(
         ["bash", str(daemon), "socket"], capture_output=True, text=True, timeout=10, check=True
     ).stdout.strip()
