@@ -9,7 +9,7 @@ both go to a real STARTTLS server on loopback (containers run with ``--network h
 the base images stand in for heroku/builder:24 (see support.pack and .ci/prepare-pack).
 
 Each era is built once (cold, its cache cleared) and several tests look at that one image. To
-enable these tests: ``bash .ci/prepare-pack`` as root (scripts/setup-dev runs it).
+enable these tests: ``bash .ci/prepare-pack`` as root (scripts/setup-dev --all runs it).
 """
 
 from __future__ import annotations

@@ -107,12 +107,14 @@ def test_a_skip_reason_is_one_line() -> None:
 
 def _run_pytest_in(repo: Path, test: str, **env: str) -> subprocess.CompletedProcess[str]:
     """pytest on a lone test file in ``repo``, with the plugins under test and nothing else of
-    this project's (no conftest)."""
+    this project's (no conftest), its temporary directories beside ``repo``."""
     (repo / "test_it.py").write_text(test)
     environment = {key: value for key, value in os.environ.items() if key != "CI"}
+    basetemp = repo.parent / f"{repo.name}-basetemp"
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
-         "-p", "support.skips", "-p", "support.checkout", "--rootdir", str(repo), "test_it.py"],
+         "-p", "support.skips", "-p", "support.checkout", "--rootdir", str(repo),
+         "--basetemp", str(basetemp), "test_it.py"],
         cwd=repo,
         env={**environment, "PYTHONPATH": str(REPO / "tests"), "PYTHONDONTWRITEBYTECODE": "1",
              **env},

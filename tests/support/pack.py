@@ -1,7 +1,7 @@
 """A real ``pack build`` of the buildpack, with Docker, and the exported image run by docker.
 
 .ci/prepare-pack makes what this needs (``bash .ci/prepare-pack``, as root; scripts/setup-dev
-runs it): Debian's docker.io, ``pack`` from its Go module, a base image (a Debian rootfs with
+--all runs it): Debian's docker.io, ``pack`` from its Go module, a base image (a Debian rootfs with
 python3, ruby and ActionMailer, the CNB user, labelled Ubuntu 24.04 as heroku-24) and the
 lifecycle as a tgz and as an image. The daemon is .ci/test-dockerd's: its own socket and data
 root, no network of its own, so every container runs with ``--network host`` and reaches the
@@ -36,7 +36,7 @@ from support.local_apt import LocalAptRepo, unreachable_url, write_apt_config
 from support.offline_inputs import REPO, inputs_root, last_line, load_inputs, skip_or_fail
 from support.slices import require
 
-ENABLE = "bash .ci/prepare-pack (as root; scripts/setup-dev runs it)"
+ENABLE = "bash .ci/prepare-pack (as root; scripts/setup-dev --all runs it)"
 WHY = "tests/test_pack.py runs a real pack build with Docker"
 DOCKER = Path("/usr/bin/docker")  # Debian's client, of the daemon's own API version
 # Where the build finds the offline inputs, mounted read-only.
