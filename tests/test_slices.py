@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -158,3 +159,45 @@ def test_a_run_that_leaves_a_file_in_the_checkout_fails_naming_it(tmp_path: Path
     clean = _run_pytest_in(repo, writes.replace("'export'", "'../export-outside'"))
     assert clean.returncode == 0, clean.stdout
     (tmp_path / "export-outside").unlink()
+
+
+def _scripts_test(tmp_path: Path, *arguments: str) -> tuple[list[str], str]:
+    """scripts/test in a copy whose set-up, gates and python only record how they were run:
+    (those records, the last line it printed)."""
+    repo = tmp_path / "repo"
+    for directory in ("scripts", "bin", ".ci", ".venv/bin"):
+        (repo / directory).mkdir(parents=True)
+    shutil.copy2(REPO / "scripts" / "test", repo / "scripts" / "test")
+    calls = tmp_path / "calls"
+    recorder = f'#!/bin/sh\necho "$(basename "$0") $*" >>"{calls}"\n'
+    (repo / "scripts" / "setup-dev").write_text(recorder)
+    for tool in ("ruff", "mypy", "shellcheck", "rubocop", "ruby", "python"):
+        (repo / ".venv" / "bin" / tool).write_text(recorder)
+        (repo / ".venv" / "bin" / tool).chmod(0o755)
+    run = subprocess.run(
+        ["bash", str(repo / "scripts" / "test"), *arguments],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run
+    return calls.read_text().splitlines(), run.stdout.splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "setup", "pytest_arguments", "last"),
+    [
+        ((), "setup-dev ", "--slice default -k wiring", "bash scripts/test --all"),
+        (("--fast",), "setup-dev ", "--slice fast --numprocesses auto -k wiring", "--all)"),
+        (("--all",), "setup-dev --all", "--slice all -k wiring", "-----> pytest (--slice all)"),
+    ],
+)
+def test_scripts_test_runs_its_slice_with_its_setup_and_passes_the_rest_to_pytest(
+    tmp_path: Path, arguments: tuple[str, ...], setup: str, pytest_arguments: str, last: str
+) -> None:
+    calls, last_line_printed = _scripts_test(tmp_path, *arguments, "-k", "wiring")
+    assert calls[0] == setup
+    assert calls[-1] == f"python -m pytest {pytest_arguments}"
+    assert {call.split()[0] for call in calls} >= {"ruff", "mypy", "shellcheck", "rubocop", "ruby"}
+    assert last_line_printed.endswith(last)

@@ -51,6 +51,8 @@ def _counted(line: str) -> bool:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
+    if hasattr(session.config, "workerinput"):
+        return  # a pytest-xdist worker: the run's own session checks
     status = _status(session.config.rootpath)
     if status is not None:
         session.stash[_STATUS] = status
