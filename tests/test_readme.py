@@ -266,7 +266,8 @@ def test_setup_demo_as_root_says_what_it_installs_before_apt_runs(tmp_path: Path
 
 def _setup_dev_run(tmp_path: Path, *arguments: str) -> list[str]:
     """scripts/setup-dev in a copy whose .ci/prepare-* only record that they ran, with .venv
-    already installed and an apt-get that records too: which preparations it runs."""
+    already installed, and mmdebstrap (which --all needs) and apt-get that record too: which
+    preparations it runs. The other packages are there, as the tests that run this need them."""
     repo = tmp_path / "repo"
     (repo / "scripts").mkdir(parents=True)
     (repo / ".ci").mkdir()
@@ -282,8 +283,9 @@ def _setup_dev_run(tmp_path: Path, *arguments: str) -> list[str]:
     (repo / ".venv" / ".installed-requirements-dev.sha256").write_text(lock_hash + "\n")
     fakes = tmp_path / "bin"
     fakes.mkdir()
-    (fakes / "apt-get").write_text(f'#!/bin/sh\necho "apt-get $*" >>"{calls}"\n')
-    (fakes / "apt-get").chmod(0o755)
+    for tool in ("apt-get", "mmdebstrap"):
+        (fakes / tool).write_text(f'#!/bin/sh\necho "{tool} $*" >>"{calls}"\n')
+        (fakes / tool).chmod(0o755)
     run = subprocess.run(
         ["bash", str(repo / "scripts" / "setup-dev"), *arguments],
         env={**os.environ, "PATH": f"{fakes}:{os.environ['PATH']}"},
@@ -294,7 +296,7 @@ def _setup_dev_run(tmp_path: Path, *arguments: str) -> list[str]:
     )
     assert run.returncode == 0, run
     recorded = calls.read_text().splitlines() if calls.exists() else []
-    return [call.strip() for call in recorded if not call.startswith("apt-get")]
+    return [call.strip() for call in recorded if call.startswith("prepare-")]
 
 
 def test_the_tests_setup_prepares_what_its_slice_runs_and_nothing_else(tmp_path: Path) -> None:
