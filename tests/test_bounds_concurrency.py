@@ -13,6 +13,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
 from smtp_ca.cache_lock import WAIT_VARIABLE, cache_lock
 from smtp_ca.output import Log
 from support.heroku import BuildResult, clean_buildpack_copy, compile_app, write_env_dir
@@ -38,6 +40,7 @@ def _buildpack_and_warm_cache(world: World, tmp_path: Path) -> tuple[Path, Path]
     return clean_buildpack_copy(tmp_path / "buildpack"), cache
 
 
+@pytest.mark.e2e
 def test_four_cold_builds_sharing_one_cache_all_succeed_with_the_same_bundle(
     world: World, tmp_path: Path
 ) -> None:
@@ -64,6 +67,7 @@ def test_four_cold_builds_sharing_one_cache_all_succeed_with_the_same_bundle(
     assert waited
 
 
+@pytest.mark.e2e
 def test_a_build_waits_for_the_lock_no_longer_than_its_bound_and_says_why(
     world: World, tmp_path: Path
 ) -> None:
@@ -92,6 +96,7 @@ def test_a_build_waits_for_the_lock_no_longer_than_its_bound_and_says_why(
     assert not (result.build_dir / ".smtp-ca").exists()
 
 
+@pytest.mark.e2e
 def test_the_next_build_removes_what_a_killed_build_left_in_the_app_and_the_cache(
     world: World, tmp_path: Path
 ) -> None:

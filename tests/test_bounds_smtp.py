@@ -2,8 +2,9 @@
 one that sends a hundred certificates, and outside text in general, cannot flood, hang or
 subvert a build (issue 19: Memory, What reaches the log, Diagnosis of long chains).
 
-Each build runs as a child process (``_build``): bin/compile's Python, ``smtp_ca compile``,
-against real servers on 127.0.0.1 (``support.hostile_smtp`` for the raw misbehaving ones,
+Each build runs as a child process (``_build``): bin/compile's Python, ``smtp_ca compile`` from
+a clean copy of the buildpack (where the build writes its export file), against real servers
+on 127.0.0.1 (``support.hostile_smtp`` for the raw misbehaving ones,
 aiosmtpd for real STARTTLS), with this test environment's dependencies instead of an install.
 A small wrapper process waits for the build and reports its peak memory
 (``RUSAGE_CHILDREN.ru_maxrss``: the largest process of the build), so that neither the test
@@ -29,6 +30,7 @@ from smtp_ca.check.smtp_session import MAX_REPLY_LINES
 from smtp_ca.output import Log
 from smtp_ca.untrusted import MAX_LINE, at_most, echoed, escape_controls, shown
 from support.certs import Issued, make_root
+from support.heroku import clean_buildpack_copy
 from support.hostile_smtp import (
     Behaviour,
     HostileSmtpServer,
@@ -37,8 +39,8 @@ from support.hostile_smtp import (
     escaping_starttls_refusal,
     long_starttls_refusal,
 )
-from support.offline_inputs import REPO
 from support.pki import issue, server_context
+from support.slices import E2E, require
 from support.smtp_server import SMTPTestServer
 
 CHECK_TIMEOUT = 5.0
@@ -101,6 +103,8 @@ def _files(root: Path) -> dict[str, bytes]:
 
 
 def _build(tmp_path: Path, bundle: bytes, port: int, timeout: float = 60, **config: str) -> Build:
+    require(E2E, "builds an app with the compile command")
+    buildpack = clean_buildpack_copy(tmp_path / "buildpack")
     bundle_file = tmp_path / "provider-bundle.pem"
     bundle_file.write_bytes(bundle)
     variables = {
@@ -126,7 +130,7 @@ def _build(tmp_path: Path, bundle: bytes, port: int, timeout: float = 60, **conf
         "HOME": str(tmp_path / "home"),
         "LANG": "C.UTF-8",
         "STACK": "heroku-24",
-        "PYTHONPATH": str(REPO / "src"),
+        "PYTHONPATH": str(buildpack / "src"),
     }
     child = [sys.executable, "-c", _BUILD, str(build_dir), str(tmp_path / "cache"), str(env_dir)]
     started = time.monotonic()
@@ -182,6 +186,7 @@ def _assert_failed_strictly(build: Build) -> None:
     ],
     ids=["endless-ehlo", "endless-greeting", "15000-line-454"],
 )
+@pytest.mark.e2e
 def test_a_reply_that_does_not_end_is_cut_at_its_line_cap_and_named(
     tmp_path: Path, provider_root: Issued, behaviour: Behaviour, what: str
 ) -> None:
@@ -199,6 +204,7 @@ def test_a_reply_that_does_not_end_is_cut_at_its_line_cap_and_named(
     _assert_bounded(build)
 
 
+@pytest.mark.e2e
 def test_a_long_starttls_refusal_is_quoted_cut_to_length_in_the_warning(
     tmp_path: Path, provider_root: Issued
 ) -> None:
@@ -220,6 +226,7 @@ def test_a_long_starttls_refusal_is_quoted_cut_to_length_in_the_warning(
 # --- escapes -------------------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_terminal_escapes_in_a_reply_reach_the_log_escaped(
     tmp_path: Path, provider_root: Issued
 ) -> None:
@@ -247,6 +254,7 @@ def hundred_certificates() -> list[Issued]:
     return [leaf, *reversed(issuers)]
 
 
+@pytest.mark.e2e
 def test_a_hundred_certificate_chain_is_named_by_its_real_end_and_listed_short(
     tmp_path: Path, provider_root: Issued, hundred_certificates: list[Issued]
 ) -> None:
@@ -274,6 +282,7 @@ def test_a_hundred_certificate_chain_is_named_by_its_real_end_and_listed_short(
 # --- a leaf with 10,000 names --------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_a_leaf_too_large_for_openssl_is_named_as_such_not_blamed_on_the_port(
     tmp_path: Path, provider_root: Issued
 ) -> None:
@@ -301,6 +310,7 @@ def test_a_leaf_too_large_for_openssl_is_named_as_such_not_blamed_on_the_port(
 # --- repeated findings and long values -----------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_copies_of_one_certificate_are_counted_in_one_line(
     tmp_path: Path, provider_root: Issued
 ) -> None:

@@ -43,7 +43,7 @@ from support.rails_app import (
 )
 from support.smtp_server import SMTPTestServer
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.needs_lifecycle]
 
 LOGIN = "cnb-mailer-login"
 PASSWORD = "SG.cnb-s3cret-password-never-printed"

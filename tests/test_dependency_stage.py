@@ -30,6 +30,7 @@ import pytest
 from support.heroku import clean_buildpack_copy, snapshot, write_env_dir
 from support.http_server import LocalServer, Reply
 from support.offline_inputs import skip_or_fail
+from support.slices import require
 from support.world import World, godaddy_vars
 
 pytestmark = pytest.mark.e2e
@@ -525,6 +526,7 @@ def test_damaged_bytecode_in_the_build_cache_does_not_fail_builds(
 
 
 def _needs_root_for_a_tmpfs() -> None:
+    require("needs_root", "mounts a tmpfs as CACHE_DIR")
     if os.geteuid() != 0:
         skip_or_fail(
             "needs root, to mount a 4 MB tmpfs as CACHE_DIR in a mount namespace: run "
@@ -543,6 +545,7 @@ def _needs_root_for_a_tmpfs() -> None:
         )
 
 
+@pytest.mark.needs_root
 def test_a_full_cache_during_the_first_install_ends_the_build_in_its_own_words(
     world: World, tmp_path: Path
 ) -> None:

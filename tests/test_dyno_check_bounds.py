@@ -145,7 +145,12 @@ class Dyno:
         assert any(line.startswith(f"       {ruby}") for _, line in run.lines), run.output
 
 
-@pytest.fixture(params=list(RUNTIMES))
+@pytest.fixture(
+    params=[
+        pytest.param(name, marks=pytest.mark.needs_chroots) if suite else name
+        for name, (suite, _) in RUNTIMES.items()
+    ]
+)
 def dyno(request: pytest.FixtureRequest, built: Path, tmp_path: Path) -> Dyno:
     suite, _ = RUNTIMES[request.param]
     if suite is None:
@@ -189,6 +194,7 @@ def test_an_endless_reply_is_cut_at_the_builds_line_cap(
 # --- a name server that does not answer ------------------------------------------------------
 
 
+@pytest.mark.needs_root
 def test_a_silent_name_server_holds_the_check_no_longer_than_its_timeout(dyno: Dyno) -> None:
     host = "smtp.silent-name-server.test"
     with SilentNameServer() as name_server:

@@ -50,7 +50,7 @@ from support.rails_app import (
 from support.smtp_server import SMTPTestServer
 from support.world import World, godaddy_vars
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.needs_chroots]
 
 PASSWORD = "SG.s3cret-password-never-printed"
 GEMFILE_LOCKS = Path(__file__).parent / "fixtures" / "gemfile_lock"

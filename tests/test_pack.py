@@ -9,7 +9,7 @@ both go to a real STARTTLS server on loopback (containers run with ``--network h
 the base images stand in for heroku/builder:24 (see support.pack and .ci/prepare-pack).
 
 Each era is built once (cold, its cache cleared) and several tests look at that one image. To
-enable these tests: ``bash .ci/prepare-pack`` as root (scripts/setup-dev runs it).
+enable these tests: ``bash .ci/prepare-pack`` as root (scripts/setup-dev --all runs it).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     tomllib = pytest.importorskip("tomli")
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.needs_docker]
 
 LOGIN = "pack-mailer-login"
 PASSWORD = "SG.pack-s3cret-password-never-printed"

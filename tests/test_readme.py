@@ -9,6 +9,7 @@ package the demo imports. The demo itself runs once, end to end, as the README's
 from __future__ import annotations
 
 import ast
+import hashlib
 import os
 import re
 import shutil
@@ -77,9 +78,16 @@ def demo_packages() -> set[str]:
 
 
 def dev_packages() -> set[str]:
+    """What `bash scripts/test` (and its --fast) needs: the demo's packages and the tests'."""
     setup_dev = (SCRIPTS / "setup-dev").read_text(encoding="utf-8")
     assert "need_demo_packages" in setup_dev, "setup-dev must install the demo's packages too"
-    return demo_packages() | set(NEED_LINE.findall(setup_dev))
+    return demo_packages() | set(NEED_LINE.findall(_function_body(setup_dev, "need_test_packages")))
+
+
+def all_packages() -> set[str]:
+    """What `bash scripts/test --all` adds."""
+    setup_dev = (SCRIPTS / "setup-dev").read_text(encoding="utf-8")
+    return set(NEED_LINE.findall(_function_body(setup_dev, "need_all_packages")))
 
 
 # --- the README against the scripts ---------------------------------------------------------
@@ -91,7 +99,9 @@ def test_readme_names_the_packages_the_demo_installs() -> None:
 
 def test_readme_names_the_packages_the_tests_install() -> None:
     assert _readme_packages("bash scripts/test") == dev_packages()
-    assert "mmdebstrap" in dev_packages()
+    # The chroots' tool is for --all only: the README's command makes no chroot.
+    assert all_packages() == {"mmdebstrap"}
+    assert not all_packages() & dev_packages()
 
 
 @pytest.mark.parametrize(
@@ -251,9 +261,57 @@ def test_setup_demo_as_root_says_what_it_installs_before_apt_runs(tmp_path: Path
     assert "E: no network here" in run.stderr  # apt's own words, shown only when it fails
 
 
+# --- scripts/setup-dev: what each slice of the tests sets up -----------------------------------
+
+
+def _setup_dev_run(tmp_path: Path, *arguments: str) -> list[str]:
+    """scripts/setup-dev in a copy whose .ci/prepare-* only record that they ran, with .venv
+    already installed, and mmdebstrap (which --all needs) and apt-get that record too: which
+    preparations it runs. The other packages are there, as the tests that run this need them."""
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    (repo / ".ci").mkdir()
+    for name in ("setup-dev", "setup-common.sh"):
+        shutil.copy2(SCRIPTS / name, repo / "scripts" / name)
+    shutil.copy2(DEV_LOCK, repo / DEV_LOCK.name)
+    calls = tmp_path / "calls"
+    for name in ("prepare-test-inputs", "prepare-lifecycle", "prepare-chroots", "prepare-pack"):
+        (repo / ".ci" / name).write_text(f'#!/usr/bin/env bash\necho "{name} $*" >>"{calls}"\n')
+    (repo / ".venv" / "bin").mkdir(parents=True)
+    (repo / ".venv" / "bin" / "python").symlink_to(sys.executable)
+    lock_hash = hashlib.sha256(DEV_LOCK.read_bytes()).hexdigest()
+    (repo / ".venv" / ".installed-requirements-dev.sha256").write_text(lock_hash + "\n")
+    fakes = tmp_path / "bin"
+    fakes.mkdir()
+    for tool in ("apt-get", "mmdebstrap"):
+        (fakes / tool).write_text(f'#!/bin/sh\necho "{tool} $*" >>"{calls}"\n')
+        (fakes / tool).chmod(0o755)
+    run = subprocess.run(
+        ["bash", str(repo / "scripts" / "setup-dev"), *arguments],
+        env={**os.environ, "PATH": f"{fakes}:{os.environ['PATH']}"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run
+    recorded = calls.read_text().splitlines() if calls.exists() else []
+    return [call.strip() for call in recorded if call.startswith("prepare-")]
+
+
+def test_the_tests_setup_prepares_what_its_slice_runs_and_nothing_else(tmp_path: Path) -> None:
+    """bash scripts/test makes no chroot, builds no lifecycle, installs no Docker and creates
+    no user: --all does."""
+    assert _setup_dev_run(tmp_path / "default") == ["prepare-test-inputs --demo"]
+    everything = _setup_dev_run(tmp_path / "all", "--all")
+    as_root = ["prepare-chroots", "prepare-pack"] if os.geteuid() == 0 else []
+    assert everything == ["prepare-test-inputs", "prepare-lifecycle", *as_root]
+
+
 # --- the demo itself --------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_the_demo_shows_the_bug_the_build_a_delivery_and_the_dyno_check() -> None:
     problem = ruby_rails_problem()
     if problem:

@@ -135,6 +135,7 @@ def test_bin_compile_checks_every_server_it_finds(
     assert (build_dir / ".smtp-ca/ca-bundle.pem").is_file()
 
 
+@pytest.mark.needs_lifecycle
 def test_the_cnb_build_checks_every_server_it_finds(
     cnb_world: CnbWorld, ca: trustme.CA, servers: dict[str, SMTPTestServer]
 ) -> None:

@@ -27,7 +27,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 
-from support.offline_inputs import skip_or_fail
+from support.offline_inputs import last_line, skip_or_fail
+from support.slices import require
 
 REPO = Path(__file__).resolve().parents[2]
 PREPARE = REPO / ".ci" / "prepare-chroots"
@@ -68,7 +69,7 @@ def _prerequisite_problem() -> str:
         ["bash", str(PREPARE), "--check"], capture_output=True, text=True, check=False
     )
     if proc.returncode != 0:
-        return f"needs .ci/prepare-chroots --check to work: {proc.stderr.strip()}"
+        return f"needs .ci/prepare-chroots --check to work: {last_line(proc.stderr)}"
     return proc.stdout.strip()
 
 
@@ -84,6 +85,7 @@ def _prepared_chroot(suite: str) -> Path | None:
 
 def require_chroot(suite: str) -> Path:
     """The cached chroot of ``suite``; skips the test when there is none (fails when CI=true)."""
+    require("needs_chroots", f"uses the {suite} chroot")
     problem, found = chroot_problem(suite)
     if found is not None:
         return found

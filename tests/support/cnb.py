@@ -45,6 +45,7 @@ import pytest
 
 from support.heroku import clean_buildpack_copy
 from support.offline_inputs import REPO, inputs_root, skip_or_fail
+from support.slices import require
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -174,6 +175,7 @@ class Lifecycle:
 
 def find_lifecycle() -> Lifecycle:
     """The lifecycle .ci/prepare-lifecycle built; a skip (a failure with CI=true) if none."""
+    require("needs_lifecycle", "runs the CNB lifecycle")
     version = lifecycle_version()
     bin_dir = inputs_root() / "lifecycle" / version
     if not all((bin_dir / name).is_file() for name in ("lifecycle", "launcher", "builder")):

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from support.offline_inputs import REPO, Inputs
+from support.slices import E2E, require
 
 # What a build needs; everything else (tests, scripts, docs) is left out of the copy, as the
 # buildpack registry leaves it out of its tarball.
@@ -94,6 +95,7 @@ def compile_app(
 ) -> BuildResult:
     """Run bin/compile. With ``merge_output``, stderr goes into stdout, in the order the lines
     were written, as Heroku shows the build log (``stderr`` is then empty)."""
+    require(E2E, "builds an app with bin/compile")
     run_env = {**env, "STACK": stack}
     completed = subprocess.run(
         [str(buildpack / "bin" / "compile"), str(build_dir), str(cache_dir), str(env_dir)],

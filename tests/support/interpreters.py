@@ -12,11 +12,14 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from support.slices import require
+
 # The python3 of each current stack's build image.
 STACK_PYTHONS = {"heroku-22": "3.10", "heroku-24": "3.12", "heroku-26": "3.14"}
 
 
 def find_python(version: str) -> Path | None:
+    require("needs_other_pythons", f"looks for Python {version}")
     pyenv_root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
     candidates = [shutil.which(f"python{version}")]
     candidates += [

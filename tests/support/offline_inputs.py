@@ -33,10 +33,19 @@ def skip_or_fail(message: str) -> NoReturn:
 
     ``message`` says what the test needs and the one command that gives it ("needs X: run
     `...`"). The report names the test's own file and line, not this one: tests/conftest.py
-    moves a skip raised in tests/support/ to the test that asked."""
+    moves a skip raised in tests/support/ to the test that asked. It is one line: what a
+    tool printed is quoted by its last line (:func:`last_line`), with a file that holds the
+    rest named rather than copied."""
+    assert "\n" not in message, f"a skip reason is one line, not: {message!r}"
     if os.environ.get("CI") == "true":
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
+
+
+def last_line(output: str) -> str:
+    """The last non-blank line of what a tool printed (its verdict), for a one-line reason."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    return lines[-1] if lines else "(it printed nothing)"
 
 
 def load_inputs() -> Inputs:

@@ -1,7 +1,7 @@
 """A real ``pack build`` of the buildpack, with Docker, and the exported image run by docker.
 
 .ci/prepare-pack makes what this needs (``bash .ci/prepare-pack``, as root; scripts/setup-dev
-runs it): Debian's docker.io, ``pack`` from its Go module, a base image (a Debian rootfs with
+--all runs it): Debian's docker.io, ``pack`` from its Go module, a base image (a Debian rootfs with
 python3, ruby and ActionMailer, the CNB user, labelled Ubuntu 24.04 as heroku-24) and the
 lifecycle as a tgz and as an image. The daemon is .ci/test-dockerd's: its own socket and data
 root, no network of its own, so every container runs with ``--network host`` and reaches the
@@ -31,9 +31,10 @@ from pathlib import Path
 
 from support.cnb import buildpack_descriptor, make_reachable, open_scratch
 from support.heroku import clean_buildpack_copy
-from support.offline_inputs import REPO, inputs_root, load_inputs, skip_or_fail
+from support.offline_inputs import REPO, inputs_root, last_line, load_inputs, skip_or_fail
+from support.slices import require
 
-ENABLE = "bash .ci/prepare-pack (as root; scripts/setup-dev runs it)"
+ENABLE = "bash .ci/prepare-pack (as root; scripts/setup-dev --all runs it)"
 WHY = "tests/test_pack.py runs a real pack build with Docker"
 DOCKER = Path("/usr/bin/docker")  # Debian's client, of the daemon's own API version
 # Where the build finds the offline inputs, mounted read-only.
@@ -111,7 +112,7 @@ def _prepared_names() -> dict[str, str]:
         check=False,
     )
     if names.returncode != 0:
-        _missing(f".ci/prepare-pack --names failed: {names.stderr.strip()[-300:]}")
+        _missing(f".ci/prepare-pack --names failed: {last_line(names.stderr)}")
     return dict(line.split("=", 1) for line in names.stdout.splitlines() if "=" in line)
 
 
@@ -146,6 +147,7 @@ def _daemon_lock() -> Iterator[None]:
 def open_docker() -> Iterator[str]:
     """The tests' daemon (DOCKER_HOST); started if it was not running, and then stopped again:
     only the daemon started here, by its own pidfile."""
+    require("needs_docker", "uses Docker")
     if os.getuid() != 0:
         _missing("not root (dockerd and the builds need root)")
     if not DOCKER.is_file() or shutil.which("dockerd") is None:
@@ -160,7 +162,8 @@ def _started_docker() -> Iterator[str]:
         ["bash", str(daemon), "start"], capture_output=True, text=True, timeout=120, check=False
     )
     if started.returncode != 0:
-        _missing(f"the Docker daemon did not start: {started.stderr.strip()[-500:]}")
+        # .ci/test-dockerd's last line names the daemon's log, which stays for a look.
+        _missing(f"the Docker daemon did not start: {last_line(started.stderr)}")
     socket = subprocess.run(
         ["bash", str(daemon), "socket"], capture_output=True, text=True, timeout=10, check=True
     ).stdout.strip()

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from support.offline_inputs import skip_or_fail
+from support.slices import E2E, require
 
 MastodonShape = Literal["mastodon-1.3", "mastodon-1.4", "mastodon-3.5"]
 MASTODON_SHAPES: tuple[MastodonShape, ...] = get_args(MastodonShape)
@@ -188,6 +189,7 @@ def run_dyno_check(
 def _start_as_dyno(
     command: str, app_dir: Path, env: Mapping[str, str], *arguments: str, timeout: float
 ) -> subprocess.CompletedProcess[str]:
+    require(E2E, "starts an app as a dyno")
     return subprocess.run(
         ["bash", "-c", command, "dyno", *arguments],
         cwd=app_dir,
@@ -263,6 +265,7 @@ def ruby_rails_problem() -> str | None:
 
 def require_ruby_rails() -> None:
     """Skip the calling test when ruby/Rails are missing; on CI (CI=true) fail instead."""
+    require(E2E, "starts an app with ruby and ActionMailer")
     problem = ruby_rails_problem()
     if problem is None:
         return

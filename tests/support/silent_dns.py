@@ -24,6 +24,7 @@ from pathlib import Path
 from types import TracebackType
 
 from support.offline_inputs import skip_or_fail
+from support.slices import require
 
 # Mounts the resolv.conf given over /etc/resolv.conf, in the mount namespace unshare made, and
 # runs the command there: the host's own file is never touched.
@@ -47,6 +48,7 @@ class SilentNameServer:
         return [*wrapper, str(resolv_conf), *command]
 
     def __enter__(self) -> SilentNameServer:
+        require("needs_root", "listens on port 53 as a silent name server")
         for _ in range(20):
             address = f"127.{random.randrange(64, 250)}.{random.randrange(1, 250)}.53"
             try:
