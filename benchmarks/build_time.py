@@ -47,9 +47,9 @@ process. Scenarios:
   version, such as the main branch): warm builds of this checkout and of the baseline take
   turns, each from its own warm CACHE_DIR, against the same servers; the median of the ratios
   of each pair says what this version changes, whatever the machine was doing meanwhile.
-* warm dependency check: ``smtp_ca.bootstrap.ensure_dependencies`` on the warm cache, called
-  many times in this process; and once per fresh python3, timed from before
-  ``import smtp_ca.bootstrap`` to its return (what a build pays for it).
+* warm dependency check: ``smtp_ca.dependencies.install.ensure_dependencies`` on the warm
+  cache, called many times in this process; and once per fresh python3, timed from before
+  ``import smtp_ca.dependencies.install`` to its return (what a build pays for it).
 * silent SMTP server: a TCP listener that accepts and never greets, SMTP_CA_CHECK_TIMEOUT=1:
   the time from the "-----> Checking" line to the end of the process.
 
@@ -126,7 +126,7 @@ import time
 started = time.perf_counter()
 import io, sys
 from pathlib import Path
-from smtp_ca.bootstrap import ensure_dependencies
+from smtp_ca.dependencies.install import ensure_dependencies
 from smtp_ca.output import Log
 out = io.StringIO()
 log = Log(out=out, err=io.StringIO())
@@ -432,7 +432,7 @@ def floor_modules(w: World, cache: Path) -> list[str]:
 
 
 def dependency_dir(cache: Path, lock_file: Path) -> Path:
-    from smtp_ca.bootstrap import ensure_dependencies
+    from smtp_ca.dependencies.install import ensure_dependencies
     from smtp_ca.output import Log
 
     out = io.StringIO()
@@ -602,7 +602,8 @@ def cnb_warm_and_floor(w: World, modules: list[str], runs: int) -> tuple[Sample,
 
 
 def check_alone(w: World, cache: Path, runs: int) -> Sample:
-    from smtp_ca.check import CheckTarget, run_check
+    from smtp_ca.check.flow import run_check
+    from smtp_ca.check.smtp_session import CheckTarget
 
     bundle = w.root / "builds" / "warm-0" / ".smtp-ca" / "ca-bundle.pem"
     target = CheckTarget("localhost", w.smtp_port, timeout=10)
@@ -669,7 +670,7 @@ def paired_with_baseline(
 
 
 def dependency_checks(w: World, cache: Path, runs: int) -> tuple[Sample, Sample]:
-    from smtp_ca.bootstrap import ensure_dependencies
+    from smtp_ca.dependencies.install import ensure_dependencies
     from smtp_ca.output import Log
 
     cache = cache / CACHE_NAMESPACE  # the buildpack's own directory in CACHE_DIR

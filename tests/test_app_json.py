@@ -18,10 +18,12 @@ from typing import Any
 
 import pytest
 
-from smtp_ca import config_values
-from smtp_ca import settings as settings_module
 from smtp_ca.errors import BuildError
-from smtp_ca.settings import load_settings
+from smtp_ca.settings import ca as ca_settings
+from smtp_ca.settings import load as settings_module
+from smtp_ca.settings import smtp as smtp_settings
+from smtp_ca.settings import values as config_values
+from smtp_ca.settings.load import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 APP_JSON = ROOT / "app.json"
@@ -272,8 +274,8 @@ def _quoted(value: str) -> str:
 
 
 def test_the_table_states_the_bundle_defaults() -> None:
-    assert _quoted(settings_module.DEFAULT_BUNDLE_URL) in _row("SMTP_CA_BUNDLE_URL")
-    assert _quoted(settings_module.DEFAULT_BUNDLE_SHA256) in _row("SMTP_CA_BUNDLE_SHA256")
+    assert _quoted(ca_settings.DEFAULT_BUNDLE_URL) in _row("SMTP_CA_BUNDLE_URL")
+    assert _quoted(ca_settings.DEFAULT_BUNDLE_SHA256) in _row("SMTP_CA_BUNDLE_SHA256")
 
 
 def test_the_table_states_check_modes_and_default() -> None:
@@ -296,24 +298,24 @@ def test_the_table_states_the_public_roots_default() -> None:
 
 
 def test_the_table_states_the_port_default() -> None:
-    default = _quoted(str(settings_module.DEFAULT_SMTP_PORT))
+    default = _quoted(str(smtp_settings.DEFAULT_SMTP_PORT))
     assert _row("SMTP_PORT").split("|")[0].strip().startswith(default)
 
 
 def test_the_table_states_the_verify_modes() -> None:
     row = _row("SMTP_OPENSSL_VERIFY_MODE")
-    for mode in settings_module.VERIFY_MODES:
+    for mode in smtp_settings.VERIFY_MODES:
         assert _quoted(mode) in row
 
 
 def test_the_table_states_the_starttls_modes() -> None:
     row = _row("SMTP_ENABLE_STARTTLS")
-    for mode in settings_module.STARTTLS_MODES:
+    for mode in smtp_settings.STARTTLS_MODES:
         assert _quoted(mode) in row
 
 
 def test_the_table_says_secrets_are_redacted() -> None:
-    mastodon = [n for n in settings_module.SECRET_VARIABLES if VARIABLE_NAME.fullmatch(n)]
+    mastodon = [n for n in config_values.SECRET_VARIABLES if VARIABLE_NAME.fullmatch(n)]
     assert mastodon
     for name in mastodon:
         assert "redacted" in _row(name).lower(), f"the table must say {name} is redacted"
@@ -344,5 +346,5 @@ def test_the_table_states_the_fetch_timeout_default_and_bound() -> None:
 
 
 def test_the_table_states_that_the_bundle_url_may_be_none() -> None:
-    assert _quoted(settings_module.NO_BUNDLE_URL) in _row("SMTP_CA_BUNDLE_URL")
+    assert _quoted(ca_settings.NO_BUNDLE_URL) in _row("SMTP_CA_BUNDLE_URL")
     assert load_settings({"SMTP_CA_BUNDLE_URL": "none"}, "heroku-24").bundle_url is None

@@ -26,16 +26,13 @@ from pathlib import Path
 
 import pytest
 
-from smtp_ca import bootstrap, pip_install
-from smtp_ca import pip_settings as pip_settings_module
-from smtp_ca.bootstrap import (
-    MARKER_NAME,
-    dependency_key,
-    ensure_dependencies,
-)
+from smtp_ca.dependencies import install as bootstrap
+from smtp_ca.dependencies import pip as pip_install
+from smtp_ca.dependencies import pip_settings as pip_settings_module
+from smtp_ca.dependencies.install import MARKER_NAME, dependency_key, ensure_dependencies
+from smtp_ca.dependencies.pip_settings import pip_settings, pip_url_secrets
 from smtp_ca.errors import BuildError
 from smtp_ca.output import Log
-from smtp_ca.pip_settings import pip_settings, pip_url_secrets
 from support.http_server import unreachable_url
 from support.offline_inputs import Inputs, load_inputs
 from support.pipless_python import (
@@ -930,7 +927,7 @@ def test_an_unreadable_cache_it_cannot_rebuild_is_named_with_the_real_cause() ->
             directory.chmod(0o555)
         runner = (
             "import sys; from pathlib import Path\n"
-            "from smtp_ca.bootstrap import ensure_dependencies\n"
+            "from smtp_ca.dependencies.install import ensure_dependencies\n"
             "from smtp_ca.errors import BuildError\n"
             "from smtp_ca.output import Log\n"
             "try:\n"

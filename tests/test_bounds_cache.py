@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from smtp_ca.cache_owner import TAG_NAME, claim
+from smtp_ca.cache.owner import TAG_NAME, claim
 from smtp_ca.errors import BuildError
 from smtp_ca.platforms.cnb import CnbPlatform
 from support.heroku import clean_buildpack_copy, compile_app, snapshot, write_env_dir

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from smtp_ca.cache_lock import WAIT_VARIABLE, cache_lock
+from smtp_ca.cache.lock import WAIT_VARIABLE, cache_lock
 from smtp_ca.output import Log
 from support.heroku import BuildResult, clean_buildpack_copy, compile_app, write_env_dir
 from support.world import World, godaddy_vars

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from smtp_ca.bundle import BundleSettings, prepare_bundle
+from smtp_ca.bundle.prepare import prepare_bundle
+from smtp_ca.bundle.settings import BundleSettings
 from smtp_ca.output import Log
 from support.certs import make_root
 from support.godaddy import GODADDY_BUNDLE, GODADDY_SHA256

@@ -20,20 +20,17 @@ import certifi
 import pytest
 import trustme
 
-from smtp_ca import bundle, bundle_merge, fetch
-from smtp_ca.bundle import (
-    MAX_BUNDLE_BYTES,
-    BundleSettings,
-    PreparedBundle,
-    prepare_bundle,
-)
-from smtp_ca.bundle_source import Source
-from smtp_ca.bundle_store import Merged
-from smtp_ca.certificates import load_pem_certificates, split_pem, summarize, to_pem
+from smtp_ca.bundle import merge as bundle_merge
+from smtp_ca.bundle.certificates import load_pem_certificates, split_pem, summarize, to_pem
+from smtp_ca.bundle.prepare import PreparedBundle, prepare_bundle
+from smtp_ca.bundle.settings import MAX_BUNDLE_BYTES, BundleSettings
+from smtp_ca.bundle.source import Source
+from smtp_ca.bundle.store import FORMAT_VERSION, Merged
 from smtp_ca.errors import BuildError
-from smtp_ca.fetch import display_url
+from smtp_ca.net import http as fetch
+from smtp_ca.net.http import display_url
 from smtp_ca.output import Log
-from smtp_ca.settings import DEFAULT_BUNDLE_SHA256
+from smtp_ca.settings.ca import DEFAULT_BUNDLE_SHA256
 from support.certs import Issued, make_cert, make_intermediate, make_leaf, make_root, pem_bundle
 from support.godaddy import GODADDY_BUNDLE
 from support.http_server import LocalServer, Reply
@@ -978,8 +975,9 @@ def test_warm_build_does_not_load_cryptography_or_requests(tmp_path: Path) -> No
         f"""
         import io, sys
         from pathlib import Path
-        from smtp_ca.bundle import BundleSettings, prepare_bundle
-        from smtp_ca.settings import DEFAULT_BUNDLE_SHA256
+        from smtp_ca.bundle.settings import BundleSettings
+        from smtp_ca.bundle.prepare import prepare_bundle
+        from smtp_ca.settings.ca import DEFAULT_BUNDLE_SHA256
         from smtp_ca.output import Log
         settings = BundleSettings({file_url(GODADDY_PATH)!r}, DEFAULT_BUNDLE_SHA256, True, 5.0)
         cache = Path({str(tmp_path / "cache")!r})
@@ -1093,7 +1091,7 @@ def test_an_entry_of_another_format_is_replaced_without_a_word(cache: Path) -> N
 
     assert "Threw away" not in captured.stdout
     assert second.pem == first.pem
-    assert json.loads(meta_path.read_bytes())["format"] == bundle.FORMAT_VERSION
+    assert json.loads(meta_path.read_bytes())["format"] == FORMAT_VERSION
 
 
 # --- a source that is gone, the default source unreachable, retries in our own words --------
@@ -1169,7 +1167,7 @@ def test_default_source_unreachable_on_a_first_build_goes_on_with_public_roots(
 
 
 def test_default_source_without_public_roots_has_nothing_to_go_on_with() -> None:
-    from smtp_ca.settings import load_settings
+    from smtp_ca.settings.load import load_settings
 
     settings = load_settings({"SMTP_CA_PUBLIC_ROOTS": "false"}, "heroku-24")
     assert not BundleSettings.from_settings(settings).may_go_without

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, padding,
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smtp_ca.certificates import (
+from smtp_ca.bundle.certificates import (
     CertificateError,
     CertificateSummary,
     PemBlock,

@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 import trustme
 
-from smtp_ca.check import CheckTarget, TrustStores, check_bundle, run_check
+from smtp_ca.check.diagnosis import TrustStores
+from smtp_ca.check.flow import check_bundle, run_check
 from smtp_ca.check.naming import Naming, command_line, config_vars
+from smtp_ca.check.smtp_session import CheckTarget
 from support.certs import Issued, make_cert, make_root, utcnow
 from support.checking import check, check_pki, text
 from support.pki import issue, server_context

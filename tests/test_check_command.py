@@ -453,8 +453,10 @@ def test_offline_with_the_default_bundle_it_checks_against_public_roots(
     In-process, so that the default URL can point at a closed local port."""
     import io
 
-    from smtp_ca import ca_settings, cli, fetch, pipeline
+    from smtp_ca import cli, pipeline
+    from smtp_ca.net import http as fetch
     from smtp_ca.output import Log, Redactor
+    from smtp_ca.settings import ca as ca_settings
 
     closed = LocalServer()
     url = f"https://127.0.0.1:{closed.port}/repository/gd_bundle-g2-g1.crt"

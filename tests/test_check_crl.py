@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from smtp_ca.check import CheckOutcome
 from smtp_ca.check.crl import MAX_CRL_BYTES
+from smtp_ca.check.outcome import CheckOutcome
 from support.certs import Issued, new_key, utcnow
 from support.checking import check, check_pki, text
 from support.crl import Revoked, make_crl

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from smtp_ca.check import CheckOutcome
+from smtp_ca.check.outcome import CheckOutcome
 from support.certs import Issued
 from support.checking import check, check_pki
 from support.http_server import LocalServer

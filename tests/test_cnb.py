@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from smtp_ca.certificates import load_pem_certificates
+from smtp_ca.bundle.certificates import load_pem_certificates
 from support.app_shapes import CASES, bundle_config_vars
 from support.cnb import (
     PROBE_ID,

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from smtp_ca.certificates import load_pem_certificates, to_pem
+from smtp_ca.bundle.certificates import load_pem_certificates, to_pem
 from smtp_ca.pipeline import NO_SERVER_FOUND
 from support.godaddy import GODADDY_BUNDLE, GODADDY_SHA256
 from support.heroku import clean_buildpack_copy, move_to_dyno_path, snapshot

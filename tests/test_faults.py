@@ -31,10 +31,13 @@ import jinja2
 import pytest
 import trustme
 
-from smtp_ca import bootstrap, ca_settings, cli, fetch, pipeline
-from smtp_ca.bootstrap import dependency_key
+from smtp_ca import cli, pipeline
+from smtp_ca.dependencies import install as bootstrap
+from smtp_ca.dependencies.install import dependency_key
+from smtp_ca.net import http as fetch
 from smtp_ca.output import Log, Redactor
 from smtp_ca.platforms.classic import PROFILE_PATH
+from smtp_ca.settings import ca as ca_settings
 from smtp_ca.wiring import BUNDLE_PATH, INITIALIZER_PATH
 from support.bundle_vars import pinned_bundle_vars
 from support.http_server import LocalServer
@@ -115,11 +118,12 @@ class Rig:
 UNPRIVILEGED_BUILD = """
 import os, sys
 from pathlib import Path
-from smtp_ca import cli, fetch, pipeline
+from smtp_ca import cli, pipeline
+from smtp_ca.net import http as fetch
 from smtp_ca.output import Log, Redactor
 dependencies, buildpack, argv = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:]
 os.environ["STACK"] = "heroku-24"
-pipeline.BUILDPACK_DIR = buildpack
+cli.BUILDPACK_DIR = buildpack
 pipeline.ensure_dependencies = lambda *args, **kwargs: dependencies
 fetch.BACKOFF_FACTOR = 0.01
 sys.exit(cli.main(argv, log=Log(Redactor())))
@@ -195,7 +199,7 @@ def make_rig(
     rig.outside.mkdir()
     (rig.outside / "keep.txt").write_text("not the app's\n")
 
-    monkeypatch.setattr(pipeline, "BUILDPACK_DIR", rig.buildpack_dir)
+    monkeypatch.setattr(cli, "BUILDPACK_DIR", rig.buildpack_dir)
     monkeypatch.setattr(pipeline, "ensure_dependencies", lambda *args, **kwargs: DEPENDENCIES)
     monkeypatch.setattr(sys, "path", list(sys.path))
     monkeypatch.setattr(fetch, "BACKOFF_FACTOR", 0.01)
@@ -431,7 +435,7 @@ def _staging_fails(rig: Rig) -> None:
 
 
 def _buildpack_dir_not_writable(rig: Rig) -> None:
-    rig.monkeypatch.setattr(pipeline, "BUILDPACK_DIR", rig.root / "buildpack-gone")
+    rig.monkeypatch.setattr(cli, "BUILDPACK_DIR", rig.root / "buildpack-gone")
 
 
 def _cache_dir_is_a_file(rig: Rig) -> None:
@@ -476,7 +480,7 @@ def _stack_changed(rig: Rig) -> None:
 
 
 def _internal_error(rig: Rig) -> None:
-    from smtp_ca import bundle
+    from smtp_ca.bundle import prepare as bundle
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError(f"login {LOGIN} with {PASSWORD} went wrong")

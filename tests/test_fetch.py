@@ -1,4 +1,4 @@
-"""smtp_ca.fetch on its own: limits, schemes, and the AIA/OCSP entry point. Loopback only.
+"""smtp_ca.net.http on its own: limits, schemes, and the AIA/OCSP entry point. Loopback only.
 
 The bundle stage's use of it (retries, conditional GET, redirects to http://, size caps,
 credentials in URLs) is tested through ``prepare_bundle`` in test_bundle.py.
@@ -19,9 +19,9 @@ from typing import ClassVar
 import pytest
 import trustme
 
-from smtp_ca import fetch
+from smtp_ca.net import http as fetch
+from smtp_ca.net.retry import RetryNote
 from smtp_ca.output import Redactor
-from smtp_ca.retry import RetryNote
 from support.connect_proxy import ConnectProxy
 from support.hostile_http import HostileServer
 from support.http_server import LocalServer, Reply
@@ -30,7 +30,7 @@ from support.smtp_server import free_port
 
 
 class Budget:
-    """A deadline as the check has one (smtp_ca.deadline.Deadline's interface)."""
+    """A deadline as the check has one (smtp_ca.net.deadline.Deadline's interface)."""
 
     def __init__(self, seconds: float) -> None:
         self._end = time.monotonic() + seconds
@@ -384,7 +384,7 @@ def test_a_retry_is_made_only_with_time_for_a_real_attempt(
 
 
 def test_the_deadline_socket_bounds_makefile_reads_and_says_so() -> None:
-    from smtp_ca.deadline_http import DeadlineExceeded, DeadlineSocket, DownloadClock
+    from smtp_ca.net.connection import DeadlineExceeded, DeadlineSocket, DownloadClock
 
     left, right = socket.socketpair()
     with left, right:

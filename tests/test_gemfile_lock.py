@@ -1,4 +1,5 @@
-"""smtp_ca.gemfile_lock: the app's mail, net-smtp and Ruby, and the exact warnings they allow.
+"""smtp_ca.settings.gemfile_lock: the app's mail, net-smtp and Ruby, and the exact warnings
+they allow.
 
 The lock files are cut-down Mastodon locks of three eras (tests/fixtures/gemfile_lock); the
 production.rb files are the Rails fixture's shapes. The last tests run whole builds.
@@ -14,9 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from smtp_ca.gemfile_lock import LockedGems, advise, read_gemfile_lock, tailor_to_gemfile_lock
 from smtp_ca.output import Log
-from smtp_ca.settings import VERIFY_MODE_UNSET_NOTICE, Settings, load_settings
+from smtp_ca.settings.gemfile_lock import (
+    LockedGems,
+    advise,
+    read_gemfile_lock,
+    tailor_to_gemfile_lock,
+)
+from smtp_ca.settings.load import Settings, load_settings
+from smtp_ca.settings.smtp import VERIFY_MODE_UNSET_NOTICE
 from support.rails_app import FIXTURE_ROOT, make_rails_app, smtp_config_vars
 from support.unprivileged import give_to_nobody, sandbox
 from support.world import World, godaddy_vars
@@ -126,7 +133,7 @@ def test_an_unreadable_lock_file_is_a_note() -> None:
         give_to_nobody([lock.parent, lock])
         completed = box.python(
             "import sys; from pathlib import Path\n"
-            "from smtp_ca.gemfile_lock import read_gemfile_lock\n"
+            "from smtp_ca.settings.gemfile_lock import read_gemfile_lock\n"
             "print(repr(read_gemfile_lock(Path(sys.argv[1]))))\n",
             str(lock.parent),
         )

@@ -25,8 +25,7 @@ import trustme
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from smtp_ca.bundle import BundleSettings, prepare_bundle
-from smtp_ca.certificates import (
+from smtp_ca.bundle.certificates import (
     CertificateError,
     PemBlock,
     load_certificate,
@@ -35,15 +34,12 @@ from smtp_ca.certificates import (
     summarize,
     to_pem,
 )
+from smtp_ca.bundle.prepare import prepare_bundle
+from smtp_ca.bundle.settings import BundleSettings
 from smtp_ca.errors import BuildError
 from smtp_ca.output import MIN_REDACTED_ANYWHERE, REDACTED, Log, Redactor
-from smtp_ca.settings import (
-    CHECK_MODES,
-    MAX_CHECK_TIMEOUT,
-    VARIABLES,
-    load_settings,
-    read_config_dir,
-)
+from smtp_ca.settings.load import CHECK_MODES, MAX_CHECK_TIMEOUT, load_settings
+from smtp_ca.settings.values import VARIABLES, read_config_dir
 from support.certs import make_intermediate, make_leaf, make_root
 from support.godaddy import GODADDY_BUNDLE
 

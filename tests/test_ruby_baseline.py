@@ -311,7 +311,8 @@ def test_the_apps_ruby_takes_smtp_server_as_written_where_python_would_not(
     it is. Ruby looks "[::1]" up as a host name, brackets and all; it connects to
     127.000.000.001 (the C library reads it as 127.0.0.1) and then checks the certificate for
     that text as a host name, which fails, where Python's TLS, as the check uses it, verifies."""
-    from smtp_ca.check import CheckTarget, run_check
+    from smtp_ca.check.flow import run_check
+    from smtp_ca.check.smtp_session import CheckTarget
 
     app = _app(tmp_path, "mastodon-3.5")
     port = starttls_server.port

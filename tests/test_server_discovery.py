@@ -1,6 +1,6 @@
 """Where the build finds the SMTP server when the app does not use Mastodon's SMTP_SERVER: the
-mail add-ons' config vars (smtp_ca.mail_addons) and a literal host in the app's own config
-(smtp_ca.app_mail_settings), then the check of each one.
+mail add-ons' config vars (smtp_ca.settings.addons) and a literal host in the app's own config
+(smtp_ca.settings.app_config), then the check of each one.
 
 The unit tests read config vars and Ruby files; the builds run ``pipeline.run`` in-process on the
 classic platform (and once on the CNB platform), with a real STARTTLS server on loopback whose
@@ -26,21 +26,21 @@ import pytest
 import trustme
 
 from smtp_ca import pipeline
-from smtp_ca.app_mail_settings import (
+from smtp_ca.check import smtp_session
+from smtp_ca.errors import BuildError
+from smtp_ca.output import Log
+from smtp_ca.pipeline import NO_SERVER_FOUND, STRICT_VERDICT
+from smtp_ca.platforms.classic import ClassicPlatform
+from smtp_ca.platforms.cnb import CnbPlatform
+from smtp_ca.settings.addons import addon_servers
+from smtp_ca.settings.app_config import (
     MAX_FILE_BYTES,
     MAX_FILES,
     AppMailSettings,
     read_app_mail_settings,
 )
-from smtp_ca.check import smtp_session
-from smtp_ca.config_values import VARIABLES, read_config_dir
-from smtp_ca.errors import BuildError
-from smtp_ca.mail_addons import addon_servers
-from smtp_ca.output import Log
-from smtp_ca.pipeline import NO_SERVER_FOUND, STRICT_VERDICT
-from smtp_ca.platforms.classic import ClassicPlatform
-from smtp_ca.platforms.cnb import CnbPlatform
-from smtp_ca.settings import load_settings
+from smtp_ca.settings.load import load_settings
+from smtp_ca.settings.values import VARIABLES, read_config_dir
 from support.silent_server import SilentServer
 from support.smtp_server import SMTPTestServer, free_port
 from support.unprivileged import give_to_nobody, sandbox
@@ -574,7 +574,7 @@ def test_an_unreadable_config_file_is_a_warning() -> None:
         give_to_nobody([app, app / "config", path.parent, path])
         completed = box.python(
             "import sys; from pathlib import Path\n"
-            "from smtp_ca.app_mail_settings import read_app_mail_settings\n"
+            "from smtp_ca.settings.app_config import read_app_mail_settings\n"
             "print(repr(read_app_mail_settings(Path(sys.argv[1])).notices))\n",
             str(app),
         )

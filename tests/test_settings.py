@@ -9,14 +9,10 @@ from pathlib import Path
 import pytest
 
 from smtp_ca.errors import BuildError
-from smtp_ca.settings import (
-    DEFAULT_BUNDLE_SHA256,
-    DEFAULT_BUNDLE_URL,
-    ca_file_warnings,
-    load_settings,
-    parse_debug,
-    read_config_dir,
-)
+from smtp_ca.settings.ca import DEFAULT_BUNDLE_SHA256, DEFAULT_BUNDLE_URL
+from smtp_ca.settings.load import load_settings
+from smtp_ca.settings.smtp import ca_file_warnings
+from smtp_ca.settings.values import parse_debug, read_config_dir
 
 STACK = "heroku-24"
 

@@ -1,4 +1,4 @@
-"""The verify-mode advice (smtp_ca.verify_advice): in the app's own words, and only where a
+"""The verify-mode advice (smtp_ca.settings.verify_advice): in the app's own words, and only where a
 delivery would verify nothing.
 
 A Mastodon app hears about SMTP_OPENSSL_VERIFY_MODE; any other app about openssl_verify_mode in
@@ -18,12 +18,13 @@ import jinja2
 import pytest
 
 from smtp_ca import pipeline
-from smtp_ca.app_mail_settings import read_app_mail_settings
-from smtp_ca.gemfile_lock import LockedGems, advise
 from smtp_ca.output import Log
 from smtp_ca.platforms.classic import ClassicPlatform
-from smtp_ca.settings import VERIFY_MODE_UNSET_NOTICE, Settings, load_settings
-from smtp_ca.verify_advice import BULK_UNSET_NOTICE, AppFacts, app_facts
+from smtp_ca.settings.app_config import read_app_mail_settings
+from smtp_ca.settings.gemfile_lock import LockedGems, advise
+from smtp_ca.settings.load import Settings, load_settings
+from smtp_ca.settings.smtp import VERIFY_MODE_UNSET_NOTICE
+from smtp_ca.settings.verify_advice import BULK_UNSET_NOTICE, AppFacts, app_facts
 from support.rails_app import make_rails_app
 from support.smtp_server import SMTPTestServer
 

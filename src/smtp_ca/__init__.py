@@ -5,4 +5,9 @@ settings -> dependencies -> bundle -> check -> wiring. Each stage is a module wi
 ``smtp_ca.platforms`` holds what differs between the platforms that run it.
 """
 
+from pathlib import Path
+
 BUILDPACK_NAME = "SMTP CA"
+# The buildpack's checkout: src/smtp_ca/ is two levels below it; bin/, templates/ and vendor/
+# sit beside src/.
+BUILDPACK_DIR = Path(__file__).resolve().parents[2]

@@ -26,15 +26,15 @@ from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
-from smtp_ca import pipeline
-from smtp_ca.cache_lock import CHECK, cache_lock, wait_bound
-from smtp_ca.cache_owner import claim
-from smtp_ca.config_values import seconds_within
+from smtp_ca import BUILDPACK_DIR, pipeline
+from smtp_ca.cache.lock import CHECK, cache_lock, wait_bound
+from smtp_ca.cache.owner import claim
 from smtp_ca.errors import BuildError
 from smtp_ca.output import Log, LogHandler, Redactor
 from smtp_ca.platforms.classic import ClassicPlatform
 from smtp_ca.platforms.cnb import CnbPlatform
-from smtp_ca.settings import MAX_CHECK_TIMEOUT, parse_debug, read_config_var
+from smtp_ca.settings.load import MAX_CHECK_TIMEOUT
+from smtp_ca.settings.values import parse_debug, read_config_var, seconds_within
 
 REPORT_TO = "the issue tracker of heroku-buildpack-smtp-ca, with this build log"
 EXIT_USAGE = 2
@@ -54,7 +54,7 @@ def _compile(arguments: argparse.Namespace, log: Log) -> int:
         arguments.build_dir,
         arguments.cache_dir,
         arguments.env_dir,
-        buildpack_dir=pipeline.BUILDPACK_DIR,
+        buildpack_dir=BUILDPACK_DIR,
     )
     pipeline.run(platform, log)
     return 0
@@ -91,7 +91,7 @@ def _check(arguments: argparse.Namespace, log: Log) -> int:
             config_dir=None,
             log=log,
         )
-        from smtp_ca.check import run_command  # needs the dependencies on sys.path
+        from smtp_ca.check.command import run_command  # needs the dependencies on sys.path
 
         return run_command(arguments, cache_dir, log)
 

@@ -39,7 +39,7 @@ from collections.abc import Iterable, Mapping
 from typing import TextIO
 from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
 
-from smtp_ca.config_values import SECRET_VARIABLES, URL_SECRET_VARIABLES
+from smtp_ca.settings.values import SECRET_VARIABLES, URL_SECRET_VARIABLES
 from smtp_ca.untrusted import escape_controls
 
 STEP_PREFIX = "-----> "

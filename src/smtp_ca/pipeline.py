@@ -21,29 +21,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from smtp_ca.app_mail_settings import read_app_mail_settings
-from smtp_ca.bootstrap import ensure_dependencies
-from smtp_ca.cache_lock import SCRATCH_NAME, cache_lock, sweep_leftovers, wait_bound
+from smtp_ca import BUILDPACK_DIR
+from smtp_ca.cache.lock import SCRATCH_NAME, cache_lock, sweep_leftovers, wait_bound
+from smtp_ca.dependencies.install import ensure_dependencies
 from smtp_ca.errors import BuildError
-from smtp_ca.gemfile_lock import tailor_to_gemfile_lock
 from smtp_ca.output import Log
 from smtp_ca.platforms import Platform
-from smtp_ca.settings import (
-    Settings,
-    SmtpServer,
-    ca_file_warnings,
-    load_settings,
-    read_config_dir,
-)
+from smtp_ca.settings.app_config import read_app_mail_settings
+from smtp_ca.settings.gemfile_lock import tailor_to_gemfile_lock
+from smtp_ca.settings.load import Settings, load_settings
+from smtp_ca.settings.smtp import SmtpServer, ca_file_warnings
+from smtp_ca.settings.values import read_config_dir
+from smtp_ca.settings.verify_advice import app_facts
 from smtp_ca.untrusted import echoed
-from smtp_ca.verify_advice import app_facts
 
 if TYPE_CHECKING:
-    from smtp_ca.bundle import PreparedBundle
-    from smtp_ca.check import CheckOutcome
+    from smtp_ca.bundle.prepare import PreparedBundle
+    from smtp_ca.check.outcome import CheckOutcome
     from smtp_ca.wiring import RevocationNote
 
-BUILDPACK_DIR = Path(__file__).resolve().parents[2]
 LOCK_FILE = BUILDPACK_DIR / "requirements.lock"
 
 
@@ -68,7 +64,8 @@ def _build(platform: Platform, settings: Settings, cache_named: str, log: Log) -
         log=log,
     )
     # The stages below import the dependencies that were just put on sys.path.
-    from smtp_ca.bundle import BundleSettings, prepare_bundle
+    from smtp_ca.bundle.prepare import prepare_bundle
+    from smtp_ca.bundle.settings import BundleSettings
     from smtp_ca.wiring import BUNDLE_PATH, commit, plan_wiring
 
     log.step("Preparing the SMTP CA bundle")
@@ -241,8 +238,10 @@ def _check_server(
     """One server's step and result: whether it verified (an unencrypted one counts as
     verified under warn, and fails the build at once under strict), the PEM it needs added,
     and what its check found about revocation."""
-    from smtp_ca.check import CheckTarget, check_bundle, where_of
+    from smtp_ca.check.flow import check_bundle
     from smtp_ca.check.naming import config_vars, found
+    from smtp_ca.check.outcome import where_of
+    from smtp_ca.check.smtp_session import CheckTarget
 
     target = CheckTarget(
         host=server.host,
@@ -343,7 +342,7 @@ def _unencrypted(settings: Settings, server: SmtpServer, log: Log) -> None:
 
 def _report(settings: Settings, server: SmtpServer, outcome: CheckOutcome, log: Log) -> bool:
     """Says how one server's check went; returns whether it verified."""
-    from smtp_ca.check import report_verified
+    from smtp_ca.check.outcome import report_verified
 
     verify = server.variable("OPENSSL_VERIFY_MODE")
     peer, use_peer = f"{verify}=peer", f"heroku config:set {verify}=peer"

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from smtp_ca.certificates import fingerprint_sha256, printable, readable_name, to_pem
+from smtp_ca.bundle.certificates import fingerprint_sha256, printable, readable_name, to_pem
 from smtp_ca.check.chain import Store, Trusted, access_urls, may_sign_certificates, signed_by
-from smtp_ca.deadline import Deadline
-from smtp_ca.fetch import FetchError, display_url, fetch, is_fetchable
 from smtp_ca.files import write_atomically
+from smtp_ca.net.deadline import Deadline
+from smtp_ca.net.http import FetchError, display_url, fetch, is_fetchable
 
 if TYPE_CHECKING:
     from cryptography import x509

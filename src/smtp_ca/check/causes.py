@@ -7,7 +7,7 @@ from __future__ import annotations
 import ssl
 from typing import TYPE_CHECKING
 
-from smtp_ca.certificates import fingerprint_sha256, readable_name
+from smtp_ca.bundle.certificates import fingerprint_sha256, readable_name
 from smtp_ca.check.chain import (
     day,
     describe,

@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from smtp_ca.certificates import (
+from smtp_ca.bundle.certificates import (
     CertificateError,
     basic_constraints_ca,
     fingerprint_sha256,

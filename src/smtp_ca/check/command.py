@@ -14,20 +14,17 @@ import argparse
 import os
 from pathlib import Path
 
-from smtp_ca.bundle import BundleSettings, prepare_bundle
-from smtp_ca.cache_lock import SCRATCH_NAME
+from smtp_ca.bundle.prepare import prepare_bundle
+from smtp_ca.bundle.settings import BundleSettings
+from smtp_ca.cache.lock import SCRATCH_NAME
 from smtp_ca.check.flow import check_bundle, run_check
 from smtp_ca.check.naming import command_line
 from smtp_ca.check.outcome import CheckOutcome, report_verified, where_of
 from smtp_ca.check.smtp_session import CheckTarget
 from smtp_ca.errors import BuildError
 from smtp_ca.output import Log
-from smtp_ca.settings import (
-    DEFAULT_SMTP_PORT,
-    SUPPORTED_STACKS,
-    load_settings,
-)
-from smtp_ca.smtp_settings import odd_ipv4_spelling
+from smtp_ca.settings.load import SUPPORTED_STACKS, load_settings
+from smtp_ca.settings.smtp import DEFAULT_SMTP_PORT, odd_ipv4_spelling
 
 # The config vars that decide which bundle a build makes; nothing else of the environment is
 # read, so an unrelated variable on a laptop cannot fail the check.

@@ -38,7 +38,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from smtp_ca.certificates import (
+from smtp_ca.bundle.certificates import (
     CertificateError,
     basic_constraints_ca,
     fingerprint_sha256,
@@ -50,8 +50,8 @@ from smtp_ca.certificates import (
 from smtp_ca.check.answers import Answer
 from smtp_ca.check.chain import day
 from smtp_ca.check.crl_cache import KeptCrl, Verdict
-from smtp_ca.deadline import Deadline
-from smtp_ca.fetch import FetchError, display_url, fetch, is_fetchable
+from smtp_ca.net.deadline import Deadline
+from smtp_ca.net.http import FetchError, display_url, fetch, is_fetchable
 
 if TYPE_CHECKING:
     from cryptography import x509

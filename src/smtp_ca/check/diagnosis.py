@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from smtp_ca.certificates import SYSTEM_STORE, readable_name
+from smtp_ca.bundle.certificates import SYSTEM_STORE, readable_name
 from smtp_ca.check.causes import (
     EXPIRED,
     NAME_MISMATCH_CODES,

@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from smtp_ca.certificates import fingerprint_sha256, readable_name, to_pem
+from smtp_ca.bundle.certificates import fingerprint_sha256, readable_name, to_pem
 from smtp_ca.check import causes, connection_failure, diagnosis
 from smtp_ca.check.chain import (
     Store,
@@ -53,7 +53,7 @@ from smtp_ca.check.smtp_session import (
     reading_context,
     tls_context,
 )
-from smtp_ca.deadline import Deadline
+from smtp_ca.net.deadline import Deadline
 
 if TYPE_CHECKING:
     from cryptography import x509

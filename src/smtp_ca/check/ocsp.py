@@ -16,12 +16,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from smtp_ca.certificates import printable, readable_name, verify_signature
+from smtp_ca.bundle.certificates import printable, readable_name, verify_signature
 from smtp_ca.check.answers import Answer
 from smtp_ca.check.chain import access_urls, day, signed_by
-from smtp_ca.deadline import Deadline
-from smtp_ca.fetch import FetchError, display_url, fetch, is_fetchable
 from smtp_ca.files import write_atomically
+from smtp_ca.net.deadline import Deadline
+from smtp_ca.net.http import FetchError, display_url, fetch, is_fetchable
 
 if TYPE_CHECKING:
     from cryptography import x509

@@ -14,8 +14,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from smtp_ca.bootstrap import CLASSIC_CACHE_RESET_HINT
-from smtp_ca.cache_owner import refuse_link
+from smtp_ca.cache.owner import refuse_link
+from smtp_ca.dependencies.install import CLASSIC_CACHE_RESET_HINT
 from smtp_ca.errors import BuildError
 from smtp_ca.platforms import CACHE_NAMESPACE, RuntimeFile
 

@@ -18,39 +18,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from smtp_ca.errors import BuildError
+from smtp_ca.settings.addons import addon_servers as addon_servers_of
+
 # Names other modules and the tests import from here, where each config var has its home:
 # re-exported.
-from smtp_ca.ca_settings import DEFAULT_BUNDLE_SHA256 as DEFAULT_BUNDLE_SHA256
-from smtp_ca.ca_settings import DEFAULT_BUNDLE_URL as DEFAULT_BUNDLE_URL
-from smtp_ca.ca_settings import NO_BUNDLE_URL as NO_BUNDLE_URL
-from smtp_ca.ca_settings import bundle_source, is_default_bundle, refuse_empty_bundle
-from smtp_ca.ca_settings import check_bundle_url as check_bundle_url
-from smtp_ca.config_values import MAX_VARIABLE_BYTES as MAX_VARIABLE_BYTES
-from smtp_ca.config_values import OWN_NAMESPACE, choice, flag, seconds
-from smtp_ca.config_values import SECRET_VARIABLES as SECRET_VARIABLES
-from smtp_ca.config_values import VARIABLES as VARIABLES
-from smtp_ca.config_values import parse_debug as parse_debug
-from smtp_ca.config_values import read_config_dir as read_config_dir
-from smtp_ca.config_values import read_config_var as read_config_var
-from smtp_ca.errors import BuildError
-from smtp_ca.mail_addons import addon_servers as addon_servers_of
-from smtp_ca.smtp_settings import BULK_PREFIX as BULK_PREFIX
-from smtp_ca.smtp_settings import DEFAULT_SMTP_PORT as DEFAULT_SMTP_PORT
-from smtp_ca.smtp_settings import (
+from smtp_ca.settings.ca import bundle_source, is_default_bundle, refuse_empty_bundle
+from smtp_ca.settings.smtp import (
     MAIN_PREFIX,
+    SmtpServer,
+    StartTls,
+    VerifyMode,
     read_bulk_server,
     read_port,
     read_tls_options,
     smtp_host,
 )
-from smtp_ca.smtp_settings import STARTTLS_MODES as STARTTLS_MODES
-from smtp_ca.smtp_settings import VERIFY_MODE_UNSET_NOTICE as VERIFY_MODE_UNSET_NOTICE
-from smtp_ca.smtp_settings import VERIFY_MODES as VERIFY_MODES
-from smtp_ca.smtp_settings import SmtpServer as SmtpServer
-from smtp_ca.smtp_settings import StartTls as StartTls
-from smtp_ca.smtp_settings import VerifyMode as VerifyMode
-from smtp_ca.smtp_settings import ca_file_warnings as ca_file_warnings
-from smtp_ca.smtp_settings import verify_mode_unset_notice as verify_mode_unset_notice
+from smtp_ca.settings.values import OWN_NAMESPACE, VARIABLES, choice, flag, parse_debug, seconds
 
 SUPPORTED_STACKS = ("heroku-22", "heroku-24", "heroku-26")
 # Heroku's retired stacks: named so the refusal can say they are end of life, not unknown.
@@ -98,13 +82,13 @@ class Settings:
     """Mastodon's bulk mailer (BULK_SMTP_*), when BULK_SMTP_SERVER is set."""
     verify_mode_notice: str | None = None
     """The one of ``notices`` that says SMTP_OPENSSL_VERIFY_MODE is not set, in general words
-    (None when it is set): smtp_ca.verify_advice makes it exact, or drops it."""
+    (None when it is set): smtp_ca.settings.verify_advice makes it exact, or drops it."""
     verify_default: VerifyDefault = "peer"
     """SMTP_CA_VERIFY_DEFAULT."""
     addon_servers: tuple[SmtpServer, ...] = ()
-    """The servers the mail add-ons' config vars name (smtp_ca.mail_addons)."""
+    """The servers the mail add-ons' config vars name (smtp_ca.settings.addons)."""
     app_servers: tuple[SmtpServer, ...] = ()
-    """Literal hosts in the app's own config (smtp_ca.app_mail_settings)."""
+    """Literal hosts in the app's own config (smtp_ca.settings.app_config)."""
     mail_lines: tuple[str, ...] = ()
     """Details about the app's mail, shown under the first mail step before ``notices``."""
 

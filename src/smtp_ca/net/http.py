@@ -48,9 +48,9 @@ from smtp_ca.untrusted import shown
 if TYPE_CHECKING:
     import requests
 
-    from smtp_ca.deadline_http import DownloadClock
-    from smtp_ca.http_credentials import Credentials
-    from smtp_ca.retry import RetryNote
+    from smtp_ca.net.connection import DownloadClock
+    from smtp_ca.net.credentials import Credentials
+    from smtp_ca.net.retry import RetryNote
 
 MAX_REDIRECTS = 3
 # The n-th retry waits f * 2**(n-1) seconds: 0.5 s, 1 s, 2 s for three retries.
@@ -231,7 +231,7 @@ def _read_when_ready(
 
 
 class Budget(Protocol):
-    """What is left of a deadline (``smtp_ca.deadline.Deadline``)."""
+    """What is left of a deadline (``smtp_ca.net.deadline.Deadline``)."""
 
     def remaining(self) -> float:
         """Seconds left; raises ``TimeoutError`` when there are none."""
@@ -324,15 +324,15 @@ def fetch_url(
     """
     import requests
 
-    from smtp_ca.deadline_http import (
+    from smtp_ca.net.connection import (
         DeadlineAdapter,
         DownloadClock,
         describe_network_error,
         urllib3_quiet,
     )
-    from smtp_ca.http_credentials import auth_for, refuse_cookies
-    from smtp_ca.proxy_route import proxy_for
-    from smtp_ca.retry import ReportingRetry
+    from smtp_ca.net.credentials import auth_for, refuse_cookies
+    from smtp_ca.net.proxy import proxy_for
+    from smtp_ca.net.retry import ReportingRetry
 
     redactor.add_url_secrets(url)
     if urlsplit(url).scheme.lower() not in schemes:
@@ -442,7 +442,7 @@ def _read_response(
     import requests
     import urllib3
 
-    from smtp_ca.deadline_http import body_chunks, describe_network_error
+    from smtp_ca.net.connection import body_chunks, describe_network_error
 
     status = response.status_code
     etag = response.headers.get("ETag")

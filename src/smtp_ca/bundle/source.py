@@ -14,8 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from smtp_ca import fetch
-from smtp_ca.bundle_settings import (
+from smtp_ca.bundle.settings import (
     DEFAULT_BUNDLE_ADDS,
     FETCH_TIMEOUT_VARIABLE,
     MAX_BUNDLE_BYTES,
@@ -23,13 +22,14 @@ from smtp_ca.bundle_settings import (
     URL_VARIABLE,
     BundleSettings,
 )
-from smtp_ca.bundle_store import CachedSource, SourceCache
-from smtp_ca.ca_settings import check_bundle_url
+from smtp_ca.bundle.store import CachedSource, SourceCache
 from smtp_ca.errors import BuildError
+from smtp_ca.net import http as fetch
 from smtp_ca.output import Log
+from smtp_ca.settings.ca import check_bundle_url
 
 if TYPE_CHECKING:
-    from smtp_ca.retry import RetryNote
+    from smtp_ca.net.retry import RetryNote
 
 
 @dataclass(frozen=True)
@@ -230,7 +230,7 @@ def _download(
 
     try:
         # The user and password written in SMTP_CA_BUNDLE_URL, if any, are the bundle's only
-        # credentials: never the machine's .netrc (see smtp_ca.http_credentials).
+        # credentials: never the machine's .netrc (see smtp_ca.net.credentials).
         return fetch.fetch_url(
             settings.url or "",
             limits,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from smtp_ca.bundle_cache import (
+from smtp_ca.bundle.cache import (
     CacheEntry,
     CorruptCache,
     meta_count,
@@ -23,7 +23,7 @@ from smtp_ca.bundle_cache import (
     meta_text,
     meta_text_list,
 )
-from smtp_ca.certificates import CertificateError, CertificateSummary, split_pem
+from smtp_ca.bundle.certificates import CertificateError, CertificateSummary, split_pem
 from smtp_ca.output import Log
 
 # Bump when the output or the cache layout changes: old cache entries then stop matching.

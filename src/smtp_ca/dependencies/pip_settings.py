@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from smtp_ca.config_values import MAX_VARIABLE_BYTES, read_config_var
 from smtp_ca.errors import BuildError
 from smtp_ca.output import MIN_SECRET_QUERY_VALUE, url_secrets
+from smtp_ca.settings.values import MAX_VARIABLE_BYTES, read_config_var
 from smtp_ca.untrusted import echoed
 
 CONFIG_FILE_VARIABLE = "PIP_CONFIG_FILE"

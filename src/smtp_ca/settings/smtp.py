@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, get_args
 from urllib.parse import urlsplit
 
-from smtp_ca.config_values import one_of, quoted
 from smtp_ca.errors import BuildError
+from smtp_ca.settings.values import one_of, quoted
 from smtp_ca.untrusted import echoed
 
 if TYPE_CHECKING:
-    from smtp_ca.settings import Settings
+    from smtp_ca.settings.load import Settings
 
 # net-smtp connects to port 25 when the app passes no port, and Mastodon passes SMTP_PORT as is.
 DEFAULT_SMTP_PORT = 25
@@ -45,8 +45,8 @@ _PORT = re.compile(r"[0-9]{1,5}")
 @dataclass(frozen=True)
 class Origin:
     """Where the build found a server that Mastodon's variables do not name, in the words its
-    messages use: a mail add-on's config vars (smtp_ca.mail_addons) or a literal host in the
-    app's own files (smtp_ca.app_mail_settings)."""
+    messages use: a mail add-on's config vars (smtp_ca.settings.addons) or a literal host in the
+    app's own files (smtp_ca.settings.app_config)."""
 
     found_in: str
     """What the step line names: "MAILGUN_SMTP_SERVER", "config/environments/production.rb"."""
@@ -298,7 +298,7 @@ def _verify_mode(
 
 
 def verify_mode_unset_notice(name: str = "SMTP_OPENSSL_VERIFY_MODE") -> str:
-    """The general form; smtp_ca.gemfile_lock replaces it with an exact one when the app's
+    """The general form; smtp_ca.settings.gemfile_lock replaces it with an exact one when the app's
     Gemfile.lock names its net-smtp or Ruby."""
     return (
         f"{name} is not set: Ruby 2.7 and older then verify no certificate. "

@@ -13,7 +13,7 @@ The words depend on what the app reads. Mastodon reads ``SMTP_OPENSSL_VERIFY_MOD
 advice names that config var. Any other app sets ``openssl_verify_mode`` in its own
 ``smtp_settings``; telling it about a config var it never reads would send its owner to the
 wrong place. An app reads Mastodon's variable when its production.rb, initializers or
-config/email.yml say so (smtp_ca.app_mail_settings); an app whose files cannot tell (no
+config/email.yml say so (smtp_ca.settings.app_config); an app whose files cannot tell (no
 production.rb) is taken to, when it sets Mastodon's SMTP_SERVER or BULK_SMTP_SERVER.
 
 Stdlib only, like ``settings``.
@@ -24,8 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from smtp_ca.app_mail_settings import AppMailSettings
-from smtp_ca.smtp_settings import BULK_PREFIX, verify_mode_unset_notice
+from smtp_ca.settings.app_config import AppMailSettings
+from smtp_ca.settings.smtp import BULK_PREFIX, verify_mode_unset_notice
 
 VERIFY_DEFAULT_VARIABLE = "SMTP_CA_VERIFY_DEFAULT"
 FILLS_IN = "the buildpack's initializer fills in peer at delivery (SMTP_CA_VERIFY_DEFAULT=peer)"

@@ -22,8 +22,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from smtp_ca.bootstrap import STAGING_PREFIX, Layout, remove
-from smtp_ca.bundle_settings import CACHE_SUBDIR
+from smtp_ca.bundle.settings import CACHE_SUBDIR
+from smtp_ca.dependencies.install import STAGING_PREFIX, Layout, remove
 from smtp_ca.errors import BuildError
 from smtp_ca.output import Log
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from smtp_ca.bundle_settings import (
+from smtp_ca.bundle.certificates import CertificateSummary
+from smtp_ca.bundle.settings import (
     CERTS_VARIABLE,
     EXPIRY_WARNING_DAYS,
     PIN_VARIABLE,
@@ -13,9 +14,8 @@ from smtp_ca.bundle_settings import (
     URL_VARIABLE,
     BundleSettings,
 )
-from smtp_ca.bundle_source import Source
-from smtp_ca.bundle_store import Merged, Part
-from smtp_ca.certificates import CertificateSummary
+from smtp_ca.bundle.source import Source
+from smtp_ca.bundle.store import Merged, Part
 from smtp_ca.output import Log
 from smtp_ca.untrusted import at_most
 

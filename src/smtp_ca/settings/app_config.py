@@ -13,13 +13,13 @@ runs the app's Ruby: it reads the files as text, with comments and ``=begin`` bl
 out, and takes only values written as literals there (a string, a number, ``true``,
 ``false``, ``:none``, ``OpenSSL::SSL::VERIFY_NONE``). A value that comes from ``ENV`` or any
 other code is not known at build time and is ignored: the app's config vars are the mail
-add-ons' business (smtp_ca.mail_addons), and the build reads no other config var. Settings
+add-ons' business (smtp_ca.settings.addons), and the build reads no other config var. Settings
 inside ``if Rails.env.development?`` (or ``test?``, or ``unless ...production?``) are skipped:
 production never uses them.
 
 What the build learns here besides servers: whether the app's settings name an
 ``openssl_verify_mode`` at all, which files set it to ``none``, and whether the app reads
-Mastodon's ``SMTP_OPENSSL_VERIFY_MODE`` (smtp_ca.verify_advice words its advice by that).
+Mastodon's ``SMTP_OPENSSL_VERIFY_MODE`` (smtp_ca.settings.verify_advice words its advice by that).
 
 Bounded like every input: at most ``MAX_FILES`` files of at most ``MAX_FILE_BYTES`` each and
 ``MAX_TOTAL_BYTES`` in all, ``MAX_BLOCKS_PER_FILE`` settings blocks a file of at most
@@ -40,7 +40,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from smtp_ca.smtp_settings import (
+from smtp_ca.settings.smtp import (
     DEFAULT_SMTP_PORT,
     Origin,
     SmtpServer,

@@ -23,15 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from smtp_ca.bundle_report import plural
-from smtp_ca.bundle_settings import (
-    CERTS_VARIABLE,
-    PUBLIC_ROOTS_VARIABLE,
-    URL_VARIABLE,
-)
-from smtp_ca.bundle_source import Source
-from smtp_ca.bundle_store import FORMAT_VERSION, LeftOut, Merged, Part
-from smtp_ca.certificates import (
+from smtp_ca.bundle.certificates import (
     CertificateError,
     CertificateSummary,
     PemBlock,
@@ -45,6 +37,10 @@ from smtp_ca.certificates import (
     summarize,
     to_pem,
 )
+from smtp_ca.bundle.report import plural
+from smtp_ca.bundle.settings import CERTS_VARIABLE, PUBLIC_ROOTS_VARIABLE, URL_VARIABLE
+from smtp_ca.bundle.source import Source
+from smtp_ca.bundle.store import FORMAT_VERSION, LeftOut, Merged, Part
 from smtp_ca.errors import BuildError
 from smtp_ca.untrusted import at_most
 

@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from smtp_ca.bundle_merge import (
+from smtp_ca.bundle.certificates import CertificateSummary
+from smtp_ca.bundle.merge import (
     keep_added_certificates,
     keep_source_certificates,
     merge,
@@ -41,21 +42,16 @@ from smtp_ca.bundle_merge import (
     read_certifi,
     read_certifi_quietly,
 )
-from smtp_ca.bundle_report import report
+from smtp_ca.bundle.report import report
 
 # BundleSettings and the bundle's limits are part of this module's API: re-exported.
-from smtp_ca.bundle_settings import CACHE_SUBDIR
-from smtp_ca.bundle_settings import MAX_BUNDLE_BYTES as MAX_BUNDLE_BYTES
-from smtp_ca.bundle_settings import BundleSettings as BundleSettings
-from smtp_ca.bundle_source import Missing, Source, check_pin, read_source
-from smtp_ca.bundle_store import FORMAT_VERSION as FORMAT_VERSION
+from smtp_ca.bundle.settings import CACHE_SUBDIR, BundleSettings
+from smtp_ca.bundle.source import Missing, Source, check_pin, read_source
 
 # LeftOut is part of this module's API (PreparedBundle holds them): re-exported.
-from smtp_ca.bundle_store import LeftOut as LeftOut
-from smtp_ca.bundle_store import MergedCache, SourceCache
-from smtp_ca.ca_settings import refuse_empty_bundle
-from smtp_ca.certificates import CertificateSummary
+from smtp_ca.bundle.store import LeftOut, MergedCache, SourceCache
 from smtp_ca.output import Log
+from smtp_ca.settings.ca import refuse_empty_bundle
 
 
 @dataclass(frozen=True)

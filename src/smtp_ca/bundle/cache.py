@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from contextlib import suppress
 from pathlib import Path
 
-from smtp_ca.certificates import printable
+from smtp_ca.bundle.certificates import printable
 from smtp_ca.files import write_atomically
 from smtp_ca.output import Log
 

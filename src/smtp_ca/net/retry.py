@@ -21,7 +21,7 @@ from urllib3.exceptions import MaxRetryError, ResponseError
 from urllib3.util.retry import Retry
 
 if TYPE_CHECKING:
-    from smtp_ca.deadline_http import DownloadClock
+    from smtp_ca.net.connection import DownloadClock
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ depends on those versions, so the warnings can be exact instead of general:
   bundles net-smtp 0.2.1). From 0.2.0, ``Net::SMTP.default_ssl_context`` verifies the peer
   against the system store; before, it is a bare ``SSLContext``, which verifies nothing unless
   told to and then trusts ``ca_file`` alone. What that means for the app, in its own words and
-  given the buildpack's initializer, is smtp_ca.verify_advice's business.
+  given the buildpack's initializer, is smtp_ca.settings.verify_advice's business.
 * mail 2.8 and later take only true, false or nil for ``:enable_starttls_auto`` and ``:tls``,
   and raise ``ArgumentError: Unrecognized :enable_starttls_auto value "true"`` for the string
   that Mastodon 1.x to 3.x's ``ENV['SMTP_ENABLE_STARTTLS_AUTO'] || true`` passes whenever that
@@ -29,14 +29,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from smtp_ca.output import Log
-from smtp_ca.settings import Settings
-from smtp_ca.untrusted import shown
-from smtp_ca.verify_advice import (
+from smtp_ca.settings.load import Settings
+from smtp_ca.settings.verify_advice import (
     MASTODON_WITHOUT_INITIALIZER,
     AppFacts,
     advise_bulk_unset_mode,
     advise_unset_mode,
 )
+from smtp_ca.untrusted import shown
 
 LOCK_NAME = "Gemfile.lock"
 PRODUCTION_RB = "config/environments/production.rb"
@@ -132,7 +132,7 @@ def advise(
 
     ``variables`` are the config vars as set; ``production_rb`` is the text of the app's
     config/environments/production.rb, None when it has none; ``app`` what the verify-mode
-    advice must know about the app (smtp_ca.verify_advice).
+    advice must know about the app (smtp_ca.settings.verify_advice).
     """
     general = settings.verify_mode_notice
     lines: list[str] = []

@@ -22,9 +22,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from smtp_ca.bootstrap import Layout
-from smtp_ca.bundle_settings import CACHE_SUBDIR
-from smtp_ca.cache_lock import LOCK_NAME, SCRATCH_NAME
+from smtp_ca.bundle.settings import CACHE_SUBDIR
+from smtp_ca.cache.lock import LOCK_NAME, SCRATCH_NAME
+from smtp_ca.dependencies.install import Layout
 from smtp_ca.errors import BuildError
 from smtp_ca.files import write_atomically
 from smtp_ca.untrusted import at_most, shown

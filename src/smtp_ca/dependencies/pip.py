@@ -31,11 +31,12 @@ from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from smtp_ca.certificates import printable
+from smtp_ca import BUILDPACK_DIR
+from smtp_ca.bundle.certificates import printable
 from smtp_ca.errors import BuildError
 from smtp_ca.output import Log
 
-VENDOR_DIR = Path(__file__).resolve().parents[2] / "vendor"
+VENDOR_DIR = BUILDPACK_DIR / "vendor"
 PIN_FILE_NAME = "pip.sha256"
 # The whole pip run, every download and retry included: pip's own timeouts are per socket
 # operation, so an index that answers one byte at a time could hold it for ever.

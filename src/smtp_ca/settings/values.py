@@ -15,7 +15,7 @@ from typing import TypeVar
 from smtp_ca.errors import BuildError
 from smtp_ca.untrusted import echoed
 
-# The Heroku mail add-ons' config vars that name their SMTP server (smtp_ca.mail_addons reads
+# The Heroku mail add-ons' config vars that name their SMTP server (smtp_ca.settings.addons reads
 # them; each is checked against the provider's documentation there).
 ADDON_SERVER_VARIABLES = (
     "MAILGUN_SMTP_SERVER",
@@ -83,7 +83,7 @@ VARIABLES = (
     "BULK_SMTP_CA_FILE",
     # Whether deliveries that name no openssl_verify_mode get peer (.smtp-ca/delivery.rb reads
     # it at runtime; the build refuses a value it does not know, and its verify-mode advice
-    # depends on it: smtp_ca.verify_advice).
+    # depends on it: smtp_ca.settings.verify_advice).
     "SMTP_CA_VERIFY_DEFAULT",
     *ADDON_SERVER_VARIABLES,
     *SECRET_VARIABLES,

@@ -50,7 +50,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import ClassVar
 
-from smtp_ca.certificates import SYSTEM_STORE, printable
+from smtp_ca.bundle.certificates import SYSTEM_STORE, printable
 from smtp_ca.errors import BuildError
 from smtp_ca.files import write_atomically
 from smtp_ca.output import Log
@@ -374,8 +374,8 @@ def _install(
 ) -> Path:
     import time
 
-    from smtp_ca.pip_install import DEADLINE_SECONDS, install_command, run_tool, vendored_pip
-    from smtp_ca.pip_settings import pip_settings
+    from smtp_ca.dependencies.pip import DEADLINE_SECONDS, install_command, run_tool, vendored_pip
+    from smtp_ca.dependencies.pip_settings import pip_settings
 
     # The pip wheel and the settings are checked before anything in the cache changes.
     pip = vendored_pip()

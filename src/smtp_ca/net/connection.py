@@ -37,13 +37,13 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import NameResolutionError, NewConnectionError, ProxyError
 from urllib3.poolmanager import ProxyManager
 
-from smtp_ca.name_lookup import resolve_within
+from smtp_ca.net.lookup import resolve_within
 from smtp_ca.untrusted import shown
 
 if TYPE_CHECKING:
     import requests
 
-    from smtp_ca.proxy_route import Proxy
+    from smtp_ca.net.proxy import Proxy
 
 # What the peer was doing, as the message says it. "answer": waiting for the first byte.
 _TOO_SLOW = {

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from smtp_ca.errors import BuildError
-from smtp_ca.smtp_settings import Origin, SmtpServer, host_value, read_port, smtp_host
+from smtp_ca.settings.smtp import Origin, SmtpServer, host_value, read_port, smtp_host
 
 # The port each of these providers documents for TLS from the first byte.
 IMPLICIT_TLS_PORT = 465

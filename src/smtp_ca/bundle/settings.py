@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from smtp_ca.settings import Settings
+from smtp_ca.settings.load import Settings
 
 URL_VARIABLE = "SMTP_CA_BUNDLE_URL"
 CERTS_VARIABLE = "SMTP_CA_CERTS"
