@@ -94,7 +94,9 @@ if TYPE_CHECKING:
     from support.world import World as TestsWorld
 
 STACK = "heroku-24"
-CACHE_NAMESPACE = "smtp-ca"  # smtp_ca.platforms.CACHE_NAMESPACE, the buildpack's part of CACHE_DIR
+CACHE_NAMESPACE = (
+    "smtp-ca"  # smtp_ca.cache.layout.CLASSIC_NAMESPACE, the buildpack's part of CACHE_DIR
+)
 WARM_TO_FLOOR_TARGET = 1.5
 DEPENDENCY_CHECK_TARGET = 0.050
 COLD_INSTALL_TARGET = 30.0

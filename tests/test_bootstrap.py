@@ -26,10 +26,11 @@ from pathlib import Path
 
 import pytest
 
+from smtp_ca.cache.layout import MARKER_NAME, Layout
 from smtp_ca.dependencies import install as bootstrap
 from smtp_ca.dependencies import pip as pip_install
 from smtp_ca.dependencies import pip_settings as pip_settings_module
-from smtp_ca.dependencies.install import MARKER_NAME, dependency_key, ensure_dependencies
+from smtp_ca.dependencies.install import dependency_key, ensure_dependencies
 from smtp_ca.dependencies.pip_settings import pip_settings, pip_url_secrets
 from smtp_ca.errors import BuildError
 from smtp_ca.output import Log
@@ -850,7 +851,7 @@ def test_a_full_disk_is_named_in_the_buildpacks_words(
     fills a real one)."""
     import tempfile
 
-    layout = bootstrap.Layout(tmp_path / "smtp-ca")
+    layout = Layout(tmp_path / "smtp-ca")
     hint = "Clear the build cache and build again."
     temporary = Path(tempfile.gettempdir())
     free = {layout.deps: 0, temporary: 10**9}

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from smtp_ca.cache.owner import TAG_NAME, claim
+from smtp_ca.cache.layout import TAG
+from smtp_ca.cache.owner import claim
 from smtp_ca.errors import BuildError
 from smtp_ca.platforms.cnb import CnbPlatform
 from support.heroku import clean_buildpack_copy, compile_app, snapshot, write_env_dir
@@ -82,8 +83,8 @@ def test_bin_check_takes_a_new_or_empty_directory_and_tags_it(tmp_path: Path) ->
         if directory.name == "empty":
             directory.mkdir()
         claim(directory, what="The cache directory", hint=USE_ANOTHER)
-        assert [entry.name for entry in directory.iterdir()] == [TAG_NAME]
-        tag = (directory / TAG_NAME).read_text()
+        assert [entry.name for entry in directory.iterdir()] == [TAG]
+        tag = (directory / TAG).read_text()
         assert tag.startswith(f"{SIGNATURE}\n")
         assert "heroku-buildpack-smtp-ca" in tag
         (directory / "python-deps").mkdir()  # tagged: whatever it holds now is its own
@@ -95,9 +96,9 @@ def test_two_bin_checks_taking_one_new_directory_both_take_it(tmp_path: Path) ->
     # The other run is writing its tag this very moment: its temporary is no stranger's file.
     cache = tmp_path / "cache"
     cache.mkdir()
-    (cache / f".{TAG_NAME}.k2x9.tmp").write_text(SIGNATURE)
+    (cache / f".{TAG}.k2x9.tmp").write_text(SIGNATURE)
     claim(cache, what="The cache directory", hint=USE_ANOTHER)
-    assert (cache / TAG_NAME).read_text().startswith(SIGNATURE)
+    assert (cache / TAG).read_text().startswith(SIGNATURE)
 
 
 def test_bin_check_keeps_a_cache_an_earlier_bin_check_made(tmp_path: Path) -> None:
@@ -107,7 +108,7 @@ def test_bin_check_keeps_a_cache_an_earlier_bin_check_made(tmp_path: Path) -> No
     (cache / ".lock").write_text("")
     (cache / "stack").write_text("heroku-24\n")
     claim(cache, what="The cache directory", hint=USE_ANOTHER)
-    assert (cache / TAG_NAME).read_text().startswith(SIGNATURE)
+    assert (cache / TAG).read_text().startswith(SIGNATURE)
 
 
 @pytest.mark.parametrize(
@@ -116,7 +117,7 @@ def test_bin_check_keeps_a_cache_an_earlier_bin_check_made(tmp_path: Path) -> No
         (lambda root: (root / "stack").write_text("x"), "stack"),  # no .lock: not an old cache
         (lambda root: (root / "Documents").mkdir(), "Documents"),
         # Another program's cache: the tag is the convention's, the owner line is not ours.
-        (lambda root: (root / TAG_NAME).write_text(f"{SIGNATURE}\n# pip\n"), TAG_NAME),
+        (lambda root: (root / TAG).write_text(f"{SIGNATURE}\n# pip\n"), TAG),
         (lambda root: [(root / f"file{n}").write_text("") for n in range(7)], "file0, file1"),
     ],
 )
@@ -142,7 +143,7 @@ def test_a_tag_that_is_a_link_does_not_make_a_directory_the_buildpacks(tmp_path:
     cache = tmp_path / "cache"
     cache.mkdir()
     (cache / "Documents").mkdir()
-    (cache / TAG_NAME).symlink_to(real_tag)
+    (cache / TAG).symlink_to(real_tag)
     with pytest.raises(BuildError, match="holds files bin/check did not make"):
         claim(cache, what="The cache directory", hint=USE_ANOTHER)
 

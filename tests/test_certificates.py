@@ -22,12 +22,12 @@ from smtp_ca.bundle.certificates import (
     load_certificate,
     load_pem_certificates,
     presumed_self_signed,
-    printable,
     split_pem,
     summarize,
     to_pem,
     verify_signature,
 )
+from smtp_ca.untrusted import escaped
 from support.certs import make_cert, make_intermediate, make_leaf, make_root, pem_bundle
 from support.godaddy import GODADDY_BUNDLE
 
@@ -326,8 +326,8 @@ def test_summary_text_is_made_printable(root) -> None:
     summary = summarize(hostile.cert)
     assert "\n" not in summary.subject and "\n" not in summary.name
     assert "\\n-----BEGIN" in summary.name
-    assert printable("a\tb\x1bc") == "a\\tb\\x1bc"
-    assert printable("Főtanúsítvány") == "Főtanúsítvány"
+    assert escaped("a\tb\x1bc") == "a\\tb\\x1bc"
+    assert escaped("Főtanúsítvány") == "Főtanúsítvány"
 
 
 def test_summary_json_round_trip() -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from smtp_ca.check.diagnosis import TrustStores
+from smtp_ca.check.context import TrustStores
 from smtp_ca.check.flow import check_bundle, run_check
 from smtp_ca.check.naming import Naming, command_line, config_vars
 from smtp_ca.check.smtp_session import CheckTarget

@@ -16,7 +16,7 @@ import pytest
 from cryptography import x509
 from requests.utils import requote_uri
 
-from smtp_ca.check.diagnosis import TrustStores
+from smtp_ca.check.context import TrustStores
 from support.certs import Issued, make_root, utcnow
 from support.checking import check, check_pki, text
 from support.http_server import LocalServer, Reply

@@ -10,8 +10,7 @@ import pytest
 
 from smtp_ca.errors import BuildError
 from smtp_ca.settings.ca import DEFAULT_BUNDLE_SHA256, DEFAULT_BUNDLE_URL
-from smtp_ca.settings.load import load_settings
-from smtp_ca.settings.smtp import ca_file_warnings
+from smtp_ca.settings.load import ca_file_warnings, load_settings
 from smtp_ca.settings.values import parse_debug, read_config_dir
 
 STACK = "heroku-24"

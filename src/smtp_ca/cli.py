@@ -1,9 +1,10 @@
 """Command line: turns argv into one pipeline run and every failure into a readable message.
 
-Stdlib only at import time: the third-party dependencies are installed by ``bootstrap`` and
-imported by ``build`` after that. Users never see a Python traceback: a ``BuildError`` is
-printed as an error with its hint, a usage mistake as the usage, anything else as an internal
-error that says where to report it, whose trace is shown only with SMTP_CA_DEBUG=1.
+Stdlib only at import time: the third-party dependencies are installed by
+``dependencies.install`` and imported by ``build`` after that. Users never see a Python
+traceback: a ``BuildError`` is printed as an error with its hint, a usage mistake as the usage,
+anything else as an internal error that says where to report it, whose trace is shown only
+with SMTP_CA_DEBUG=1.
 
 Everything the buildpack prints goes through one ``Log``, which redacts secrets; while a command
 runs, what libraries write with ``logging`` or ``warnings`` is sent there too, instead of to
@@ -34,7 +35,12 @@ from smtp_ca.output import Log, LogHandler, Redactor
 from smtp_ca.platforms.classic import ClassicPlatform
 from smtp_ca.platforms.cnb import CnbPlatform
 from smtp_ca.settings.load import MAX_CHECK_TIMEOUT
-from smtp_ca.settings.values import parse_debug, read_config_var, seconds_within
+from smtp_ca.settings.values import (
+    parse_debug,
+    read_config_var,
+    redact_secret_variables,
+    seconds_within,
+)
 
 REPORT_TO = "the issue tracker of heroku-buildpack-smtp-ca, with this build log"
 EXIT_USAGE = 2
@@ -255,7 +261,7 @@ def main(argv: list[str], log: Log | None = None) -> int:
         _lenient_streams()
         log = Log(Redactor())
     # On a dyno or a laptop the environment may hold the app's config vars.
-    log.redact.add_secret_variables(os.environ)
+    redact_secret_variables(log.redact, os.environ)
     arguments: argparse.Namespace | None = None
     with _everything_through(log):
         try:

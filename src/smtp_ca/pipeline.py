@@ -22,16 +22,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from smtp_ca import BUILDPACK_DIR
-from smtp_ca.cache.lock import SCRATCH_NAME, cache_lock, sweep_leftovers, wait_bound
+from smtp_ca.cache.layout import SCRATCH
+from smtp_ca.cache.lock import cache_lock, sweep_leftovers, wait_bound
 from smtp_ca.dependencies.install import ensure_dependencies
 from smtp_ca.errors import BuildError
 from smtp_ca.output import Log
 from smtp_ca.platforms import Platform
 from smtp_ca.settings.app_config import read_app_mail_settings
 from smtp_ca.settings.gemfile_lock import tailor_to_gemfile_lock
-from smtp_ca.settings.load import Settings, load_settings
-from smtp_ca.settings.smtp import SmtpServer, ca_file_warnings
-from smtp_ca.settings.values import read_config_dir
+from smtp_ca.settings.load import Settings, ca_file_warnings, load_settings
+from smtp_ca.settings.smtp import SmtpServer
+from smtp_ca.settings.values import read_config_dir, redact_secret_variables
 from smtp_ca.settings.verify_advice import app_facts
 from smtp_ca.untrusted import echoed
 
@@ -105,7 +106,7 @@ def read_settings(platform: Platform, log: Log) -> Settings:
     """The config vars, validated; secrets are registered with the log before anything can echo
     them (a password pasted into SMTP_PORT is redacted too)."""
     variables = read_config_dir(platform.config_dir, platform.config_dir_name)
-    log.redact.add_secret_variables(variables)
+    redact_secret_variables(log.redact, variables)
     settings = load_settings(variables, platform.raw_stack())
     # The app's own config may name its server, and says whose words its advice needs.
     app_mail = read_app_mail_settings(platform.app_dir)
@@ -306,7 +307,7 @@ def _mail_notices(settings: Settings, log: Log) -> None:
 def _scratch_dir(cache_dir: Path) -> Path:
     """Where the check writes its temporary files: inside this buildpack's own cache, never at
     the root of a cache other buildpacks share."""
-    scratch = cache_dir / SCRATCH_NAME
+    scratch = cache_dir / SCRATCH
     scratch.mkdir(parents=True, exist_ok=True)
     return scratch
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import jinja2
 
 from smtp_ca import BUILDPACK_DIR
-from smtp_ca.cache.lock import APP_STAGING_PREFIX
+from smtp_ca.cache.layout import APP_STAGING_PREFIX
 from smtp_ca.errors import BuildError
 from smtp_ca.platforms import RuntimeFile
 from smtp_ca.untrusted import escaped

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from smtp_ca.check.diagnosis import TrustStores
+from smtp_ca.check.context import TrustStores
 from smtp_ca.check.flow import run_check
 from smtp_ca.check.naming import CONFIG_VARS, Naming
 from smtp_ca.check.outcome import CheckOutcome

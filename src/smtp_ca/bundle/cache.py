@@ -24,9 +24,9 @@ from collections.abc import Mapping
 from contextlib import suppress
 from pathlib import Path
 
-from smtp_ca.bundle.certificates import printable
 from smtp_ca.files import write_atomically
 from smtp_ca.output import Log
+from smtp_ca.untrusted import escaped
 
 
 class CorruptCache(ValueError):
@@ -71,12 +71,12 @@ class CacheEntry:
         reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
         if untrusted:
             self._log.warn(
-                f"{self._what[0].upper()}{self._what[1:]} did not hold up: {printable(reason)}. "
+                f"{self._what[0].upper()}{self._what[1:]} did not hold up: {escaped(reason)}. "
                 "The build cannot trust it, so it makes it again from its inputs."
             )
         else:
             self._log.info(
-                f"Threw away {self._what}: it is damaged ({printable(reason)}); making it again."
+                f"Threw away {self._what}: it is damaged ({escaped(reason)}); making it again."
             )
         for path in (self.meta_path, self.data_path):
             with suppress(OSError):

@@ -19,10 +19,9 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from smtp_ca.untrusted import escaped, shown
+from smtp_ca.untrusted import shown
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -34,9 +33,6 @@ _BEGIN = re.compile(rb"^-----BEGIN ([A-Z0-9 ]+)-----$")
 _END = re.compile(rb"^-----END ([A-Z0-9 ]+)-----$")
 # "X509 CERTIFICATE" is the label older OpenSSL wrote; both hold a plain DER certificate.
 CERTIFICATE_LABELS = frozenset({"CERTIFICATE", "X509 CERTIFICATE"})
-# Debian's and Ubuntu's system store: every Heroku stack has it (heroku-24 dropped cert.pem).
-# pip trusts it while it installs the dependencies; a failed check compares the bundle with it.
-SYSTEM_STORE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 
 class CertificateError(ValueError):
@@ -140,13 +136,6 @@ class CertificateSummary:
             self_signed=flag("self_signed"),
             name=text("name"),
         )
-
-
-def printable(text: str) -> str:
-    """``text`` with control characters (newlines included) shown as escapes, not cut: for
-    text that must stay whole (a URL the build fetches, a bundle comment). What the log quotes
-    is also cut to length: ``untrusted.shown``."""
-    return escaped(text)
 
 
 def guess_format(data: bytes) -> str:

@@ -31,7 +31,6 @@ from smtp_ca.bundle.certificates import (
     guess_format,
     load_certificate,
     load_pem_certificates,
-    printable,
     signature_verifies,
     split_pem,
     summarize,
@@ -42,7 +41,7 @@ from smtp_ca.bundle.settings import CERTS_VARIABLE, PUBLIC_ROOTS_VARIABLE, URL_V
 from smtp_ca.bundle.source import Source
 from smtp_ca.bundle.store import FORMAT_VERSION, LeftOut, Merged, Part
 from smtp_ca.errors import BuildError
-from smtp_ca.untrusted import at_most
+from smtp_ca.untrusted import at_most, escaped
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -494,4 +493,4 @@ def _block(item: _Kept, origin: str) -> str:
 def _comment(text: str) -> str:
     """Text fit for a comment line of the bundle: one printable line with no run of five
     dashes, so that no PEM reader can take it for a BEGIN line."""
-    return re.sub("-{5,}", "----", printable(text))
+    return re.sub("-{5,}", "----", escaped(text))

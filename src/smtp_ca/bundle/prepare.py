@@ -8,11 +8,11 @@ SMTP_CA_BUNDLE_URL (none with ``SMTP_CA_BUNDLE_URL=none``), those of SMTP_CA_CER
 certifi's public roots (unless SMTP_CA_PUBLIC_ROOTS=false). Each certificate's ``# From:`` comment
 line names its input, which the check's "Anchored by" line reads back.
 
-This module runs the stage: what the inputs are (``bundle_settings``), reading the source and
-checking its pin (``bundle_source``), parsing each input and merging them (``bundle_merge``),
-and what the build log says about it (``bundle_report``). Getting bytes from a URL is ``fetch``,
-the cache files (atomic writes, integrity checks) are ``bundle_cache``, and the records kept in
-them (and how they read back) are ``bundle_store``. The cache under ``cache_dir/bundle`` holds
+This module runs the stage: what the inputs are (``settings``), reading the source and checking
+its pin (``source``), parsing each input and merging them (``merge``), and what the build log
+says about it (``report``). Getting bytes from a URL is ``net.http``, the cache files (atomic
+writes, integrity checks) are ``cache``, and the records kept in them (and how they read back)
+are ``store``. The cache under ``cache_dir/bundle`` holds
 two entries, each with its own SHA-256 so a damaged file is thrown away instead of trusted:
 
 * ``source.pem`` + ``source.json``: the last good read of the source, with an https:// source's
@@ -22,7 +22,7 @@ two entries, each with its own SHA-256 so a damaged file is thrown away instead 
 * ``merged.pem`` + ``merged.json``: the output and its certificate summaries, keyed by a hash of
   everything the output depends on. A warm build reads it and never loads ``cryptography``.
 
-``requests`` and ``cryptography`` are imported where they are used (``fetch``,
+``requests`` and ``cryptography`` are imported where they are used (``net.http``,
 ``certificates``), so a warm build from a file:// source, or from the merged cache, does not pay
 for them.
 """
@@ -45,11 +45,12 @@ from smtp_ca.bundle.merge import (
 from smtp_ca.bundle.report import report
 
 # BundleSettings and the bundle's limits are part of this module's API: re-exported.
-from smtp_ca.bundle.settings import CACHE_SUBDIR, BundleSettings
+from smtp_ca.bundle.settings import BundleSettings
 from smtp_ca.bundle.source import Missing, Source, check_pin, read_source
 
 # LeftOut is part of this module's API (PreparedBundle holds them): re-exported.
 from smtp_ca.bundle.store import LeftOut, MergedCache, SourceCache
+from smtp_ca.cache import layout
 from smtp_ca.output import Log
 from smtp_ca.settings.ca import refuse_empty_bundle
 
@@ -89,7 +90,7 @@ def prepare_bundle(
     """
     now = now or datetime.now(timezone.utc)
     refuse_empty_bundle(settings.url, settings.public_roots, settings.certs)
-    directory = cache_dir / CACHE_SUBDIR
+    directory = cache_dir / layout.BUNDLE
     source: Source | Missing | None = None
     source_cache = None
     if settings.url is not None:

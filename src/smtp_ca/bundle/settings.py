@@ -19,7 +19,6 @@ DEFAULT_BUNDLE_ADDS = "Go Daddy Secure Certificate Authority - G2"
 # A CA bundle is a few KiB (Go Daddy's: 4.6 KiB; all of Mozilla's roots: 230 KiB).
 MAX_BUNDLE_BYTES = 2 * 1024 * 1024
 EXPIRY_WARNING_DAYS = 90
-CACHE_SUBDIR = "bundle"
 
 
 @dataclass(frozen=True)

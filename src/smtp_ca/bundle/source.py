@@ -1,6 +1,6 @@
 """Reading the bundle's source, SMTP_CA_BUNDLE_URL, and checking its pin.
 
-An https:// source is downloaded (``fetch``), conditionally when an earlier build cached it; a
+An https:// source is downloaded (``net.http``), conditionally when an earlier build cached it; a
 file:// source is read. When the source cannot be read, the copy an earlier build cached stands
 in, its pin checked again; the default source may be left out altogether (``Missing``).
 """
@@ -208,7 +208,7 @@ def _read_file(url: str, timeout: float) -> Source:
 def _download(
     settings: BundleSettings, cached: CachedSource | None, display: str, log: Log
 ) -> fetch.Fetched:
-    """The https:// download; ``fetch.Unavailable`` when a cached copy may stand in.
+    """The https:// download; ``net.http.Unavailable`` when a cached copy may stand in.
     ``display``: the URL as the log shows it."""
     validators = None
     if cached is not None:

@@ -1,7 +1,7 @@
 """What the bundle stage keeps between builds: its last download and its last output.
 
 The records (``CachedSource``, ``Merged``) and how each is written to and read back from a
-``bundle_cache`` entry; which entry a build may use, and when, is the pipeline's call
+``bundle.cache`` entry; which entry a build may use, and when, is the pipeline's call
 (``bundle``). A record that does not read back as written is discarded, never half-trusted.
 """
 

@@ -22,28 +22,24 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from smtp_ca.bundle.settings import CACHE_SUBDIR
-from smtp_ca.dependencies.install import STAGING_PREFIX, Layout, remove
+from smtp_ca.cache.layout import (
+    APP_STAGING_PREFIX,
+    DEPENDENCIES_STAGING_PREFIX,
+    LOCK,
+    SCRATCH,
+    WRITTEN_ATOMICALLY,
+    Layout,
+)
 from smtp_ca.errors import BuildError
+from smtp_ca.files import remove
 from smtp_ca.output import Log
 
-LOCK_NAME = ".lock"
 # Heroku stops a build after 15 minutes: a build waiting longer would be stopped anyway.
 DEFAULT_WAIT_SECONDS = 600.0
 # The wait bound, in seconds, from the build's own environment (not a config var: the tests
 # and a CI runner with slow builds set it).
 WAIT_VARIABLE = "SMTP_CA_CACHE_LOCK_WAIT"
 _POLL_SECONDS = 0.1
-
-# The check's temporary directories, in the buildpack's cache directory.
-SCRATCH_NAME = "scratch"
-# wiring.commit's staging directory in the app.
-APP_STAGING_PREFIX = ".smtp-ca-staging-"
-# Where files.write_atomically leaves a .<name>.*.tmp when killed (pip_settings its copy of a
-# PIP_CONFIG_FILE, .pip-config.*.tmp, in the root), and the check's CRL download its partial
-# file. (The check's aia/, ocsp/ and crl/ are named here, not imported: their modules need the
-# dependencies, not installed yet.)
-_WRITTEN_ATOMICALLY = (".", CACHE_SUBDIR, "aia", "ocsp", "crl")
 
 
 def wait_bound(environ: Mapping[str, str]) -> float:
@@ -99,7 +95,7 @@ def cache_lock(
                 if time.monotonic() >= deadline:
                     raise BuildError(
                         f"{what} is in use by another {user.one}: it still held the lock "
-                        f"{cache_dir / LOCK_NAME} after {wait:g} s. {user.many} that share a "
+                        f"{cache_dir / LOCK} after {wait:g} s. {user.many} that share a "
                         "cache take turns on it.",
                         hint=user.hint,
                     )
@@ -112,7 +108,7 @@ def cache_lock(
 def _open_lock_file(cache_dir: Path) -> int | None:
     with suppress(OSError):
         cache_dir.mkdir(parents=True, exist_ok=True)
-    lock_file = cache_dir / LOCK_NAME
+    lock_file = cache_dir / LOCK
     for flags in (os.O_RDWR | os.O_CREAT, os.O_RDONLY):  # flock needs no write access
         with suppress(OSError):
             return os.open(lock_file, flags | os.O_CLOEXEC, 0o644)
@@ -135,11 +131,11 @@ def sweep_leftovers(cache_dir: Path, app_dir: Path) -> None:
     matters."""
     layout = Layout(cache_dir)
     leftovers: list[Path] = [*app_dir.glob(f"{APP_STAGING_PREFIX}*")]
-    for name in _WRITTEN_ATOMICALLY:
+    for name in WRITTEN_ATOMICALLY:
         leftovers += (cache_dir / name).glob(".*.tmp")
-    leftovers += layout.deps.glob(f"{STAGING_PREFIX}*")
+    leftovers += layout.deps.glob(f"{DEPENDENCIES_STAGING_PREFIX}*")
     with suppress(OSError):
-        leftovers += (cache_dir / SCRATCH_NAME).iterdir()
+        leftovers += (cache_dir / SCRATCH).iterdir()
     for leftover in leftovers:
         with suppress(OSError):
             remove(leftover)

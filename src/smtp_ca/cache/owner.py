@@ -22,14 +22,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from smtp_ca.bundle.settings import CACHE_SUBDIR
-from smtp_ca.cache.lock import LOCK_NAME, SCRATCH_NAME
-from smtp_ca.dependencies.install import Layout
+from smtp_ca.cache.layout import LOCK, OWN_NAMES, TAG
 from smtp_ca.errors import BuildError
 from smtp_ca.files import write_atomically
 from smtp_ca.untrusted import at_most, shown
 
-TAG_NAME = "CACHEDIR.TAG"
 # The first line of a CACHEDIR.TAG, as the convention fixes it.
 _SIGNATURE = "Signature: 8a477f597d28d172789f06886806bc55"
 _OWNER = "heroku-buildpack-smtp-ca"
@@ -39,23 +36,9 @@ _TAG = (
     "# what is in it. Delete the whole directory to start afresh.\n"
 )
 # files.write_atomically's temporary for the tag.
-_TAG_BEING_WRITTEN = re.compile(rf"\.{re.escape(TAG_NAME)}\..*\.tmp")
+_TAG_BEING_WRITTEN = re.compile(rf"\.{re.escape(TAG)}\..*\.tmp")
 # A tag is a few lines: reading more would only let a planted file cost memory.
 _MAX_TAG_BYTES = 4096
-
-
-def _own_names() -> frozenset[str]:
-    """Everything the buildpack makes at the top of its cache."""
-    layout = Layout(Path())
-    made = (layout.deps, layout.stack_file)
-    return frozenset(
-        {*(path.name for path in made), LOCK_NAME, CACHE_SUBDIR, SCRATCH_NAME, TAG_NAME}
-        | {"aia", "ocsp", "crl"}  # the check's, named as cache_lock names them
-        | set(Layout.LEGACY)  # what earlier versions left, removed by the next install
-    )
-
-
-OWN_NAMES = _own_names()
 
 
 def claim(directory: Path, *, what: str, hint: str) -> None:
@@ -77,7 +60,7 @@ def claim(directory: Path, *, what: str, hint: str) -> None:
     entries = [name for name in entries if not _TAG_BEING_WRITTEN.fullmatch(name)]
     foreign = [name for name in entries if name not in OWN_NAMES]
     # Every bin/check before the tag took the lock, and so left its .lock file.
-    made_before_the_tag = LOCK_NAME in entries
+    made_before_the_tag = LOCK in entries
     if entries and (foreign or not made_before_the_tag):
         listed = at_most([shown(name, 80) for name in foreign or entries], 5)
         raise BuildError(
@@ -87,13 +70,13 @@ def claim(directory: Path, *, what: str, hint: str) -> None:
             hint=hint,
         )
     try:
-        write_atomically(directory / TAG_NAME, _TAG.encode())
+        write_atomically(directory / TAG, _TAG.encode())
     except OSError:
         return  # a directory it cannot write to fails at once, named, in the next step
 
 
 def _tagged(directory: Path) -> bool:
-    tag = directory / TAG_NAME
+    tag = directory / TAG
     if tag.is_symlink() or not tag.is_file():
         return False
     with tag.open("rb") as stream:

@@ -23,7 +23,7 @@ from smtp_ca.untrusted import shown
 if TYPE_CHECKING:
     from cryptography import x509
 
-    from smtp_ca.check.diagnosis import Context
+    from smtp_ca.check.context import Context
     from smtp_ca.check.smtp_session import CheckTarget
 
 # OpenSSL's X509_V_ERR_* codes, as ssl.SSLCertVerificationError.verify_code reports them.

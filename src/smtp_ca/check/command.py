@@ -16,7 +16,7 @@ from pathlib import Path
 
 from smtp_ca.bundle.prepare import prepare_bundle
 from smtp_ca.bundle.settings import BundleSettings
-from smtp_ca.cache.lock import SCRATCH_NAME
+from smtp_ca.cache.layout import SCRATCH
 from smtp_ca.check.flow import check_bundle, run_check
 from smtp_ca.check.naming import command_line
 from smtp_ca.check.outcome import CheckOutcome, report_verified, where_of
@@ -101,7 +101,7 @@ def run_command(arguments: argparse.Namespace, cache_dir: Path, log: Log) -> int
         log,
     )
     log.step(f"Checking {where} against that bundle")
-    scratch = cache_dir / SCRATCH_NAME  # as the build's: no temporary at the cache's top
+    scratch = cache_dir / SCRATCH  # as the build's: no temporary at the cache's top
     scratch.mkdir(exist_ok=True)
     outcome = check_bundle(
         target, prepared.pem, scratch_dir=scratch, outside_mozilla=prepared.outside_mozilla

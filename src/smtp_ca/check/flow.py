@@ -42,7 +42,7 @@ from smtp_ca.check.chain import (
     short_sha256,
     verified_chain,
 )
-from smtp_ca.check.diagnosis import TrustStores
+from smtp_ca.check.context import Context, TrustStores
 from smtp_ca.check.outcome import CheckOutcome, where_of
 from smtp_ca.check.smtp_session import (
     CheckTarget,
@@ -319,5 +319,5 @@ class _Check:
                 f"({reason or error.__class__.__name__})."
             ]
 
-    def _diagnosis(self) -> diagnosis.Context:
-        return diagnosis.Context(self.target, self.bundle, self.stores, self.now)
+    def _diagnosis(self) -> Context:
+        return Context(self.target, self.bundle, self.stores, self.now)

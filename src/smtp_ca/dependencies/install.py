@@ -31,7 +31,7 @@ and the buildpack's own modules, a fresh copy on every build, are compiled as th
 So no bytecode runs that was not verified like the dependencies: nothing in the cache can plant
 a module.
 
-pip itself is the wheel vendored in the buildpack (``pip_install``); which PIP_* settings it
+pip itself is the wheel vendored in the buildpack (``pip``); which PIP_* settings it
 gets is ``pip_settings``.
 """
 
@@ -48,20 +48,22 @@ import sys
 from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path
-from typing import ClassVar
 
-from smtp_ca.bundle.certificates import SYSTEM_STORE, printable
+from smtp_ca import SYSTEM_STORE
+from smtp_ca.cache.layout import (
+    CLASSIC_CACHE_RESET_HINT,
+    DEPENDENCIES_STAGING_PREFIX,
+    MARKER_NAME,
+    Layout,
+)
 from smtp_ca.errors import BuildError
-from smtp_ca.files import write_atomically
+from smtp_ca.files import remove, write_atomically
 from smtp_ca.output import Log
+from smtp_ca.untrusted import escaped
 
-# How classic Heroku users start the build cache afresh; each platform says it its own way.
-CLASSIC_CACHE_RESET_HINT = "Clear the build cache (heroku builds:cache:purge) and build again."
-MARKER_NAME = ".smtp-ca-complete.json"
 # 2: the marker lists every file and its size; 3: and its SHA-256; 4: every file there is,
 # the bytecode compiled at install time included, and nothing else may be there.
 MARKER_FORMAT = 4
-STAGING_PREFIX = ".staging-"
 # What the install takes in the cache, bytecode included (tests/test_bootstrap.py holds the
 # lock to it), for the message when the disk is full.
 INSTALLED_MEGABYTES = 30
@@ -158,39 +160,6 @@ def ensure_dependencies(
         ) from None
 
 
-class Layout:
-    """The buildpack's directories in its cache, and those of its earlier versions."""
-
-    # What earlier versions kept here, removed when found: python3-pip extracted from the
-    # stack's apt (pip/<key>/), apt-get's state (apt/), and a bytecode cache for python3's
-    # -X pycache_prefix (pycache/), whose .pyc files Python read without checking them. Each is
-    # recognised by what those versions wrote in it, so nothing else of that name is removed.
-    LEGACY: ClassVar[dict[str, str]] = {
-        "pip": "*/" + MARKER_NAME,
-        "apt": "state",
-        "pycache": ".checked-hash",
-    }
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    @property
-    def deps(self) -> Path:
-        return self.root / "python-deps"
-
-    @property
-    def stack_file(self) -> Path:
-        return self.root / "stack"
-
-    def remove_legacy(self) -> None:
-        """Removes what earlier versions of the buildpack left (:attr:`LEGACY`): a few lstat()
-        calls when there is none."""
-        for name, sign in self.LEGACY.items():
-            directory = self.root / name
-            if directory.is_dir() and not directory.is_symlink() and any(directory.glob(sign)):
-                remove(directory)
-
-
 def _forget_other_stack(layout: Layout, stack: str) -> str | None:
     """Drops what an earlier build installed for another stack (its files may not run here).
 
@@ -261,7 +230,7 @@ def check_marker(target: Path, key: str) -> MarkerCheck:
     for name, size in found.items():
         if name not in expected:
             what = "is not a regular file" if size < 0 else "was added"
-            return MarkerCheck(problem=f"{printable(name)} {what} since the install")
+            return MarkerCheck(problem=f"{escaped(name)} {what} since the install")
     # Sizes first: a partial restore shows there, with no file read.
     if any(found.get(name) != size for name, (size, _) in expected.items()):
         return _INCOMPLETE
@@ -271,7 +240,7 @@ def check_marker(target: Path, key: str) -> MarkerCheck:
         except OSError as error:
             return MarkerCheck(problem=_unreadable(error, target))
         if actual != digest:
-            return MarkerCheck(problem=f"{printable(name)} changed since it was installed")
+            return MarkerCheck(problem=f"{escaped(name)} changed since it was installed")
     return MarkerCheck(trusted=True)
 
 
@@ -296,7 +265,7 @@ def _files_and_sizes(root: Path) -> dict[str, int]:
 
 def _unreadable(error: OSError, target: Path) -> str:
     where = Path(error.filename).relative_to(target) if error.filename else target
-    return f"{printable(str(where))} cannot be read ({error.strerror or error})"
+    return f"{escaped(str(where))} cannot be read ({error.strerror or error})"
 
 
 def _sha256(path: Path) -> str:
@@ -339,29 +308,6 @@ def compile_bytecode(staging: Path, final: Path) -> None:
             continue
 
 
-def remove(path: Path) -> None:
-    """Removes a file or a directory tree; an error is raised, never ignored, so that the build
-    names the real cause (a directory it may not change) instead of a later "File exists"."""
-    import shutil
-
-    def named(function: object, failed: str, error: object) -> None:
-        # rmtree reports a name relative to the directory it was in: the message needs the
-        # whole path. (``onexc`` since Python 3.12 passes the error, ``onerror`` exc_info.)
-        cause = error if isinstance(error, BaseException) else sys.exc_info()[1]
-        if isinstance(cause, OSError):
-            raise OSError(cause.errno, cause.strerror, failed) from None
-        if cause is not None:
-            raise cause
-
-    if path.is_dir() and not path.is_symlink():
-        if sys.version_info >= (3, 12):
-            shutil.rmtree(path, onexc=named)
-        else:
-            shutil.rmtree(path, onerror=named)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
-
-
 def _install(
     layout: Layout,
     target: Path,
@@ -380,7 +326,7 @@ def _install(
     # The pip wheel and the settings are checked before anything in the cache changes.
     pip = vendored_pip()
     started = time.monotonic()
-    staging = layout.deps / f"{STAGING_PREFIX}{key}-{os.getpid()}"
+    staging = layout.deps / f"{DEPENDENCIES_STAGING_PREFIX}{key}-{os.getpid()}"
     with pip_settings(
         os.environ,
         env_dir,

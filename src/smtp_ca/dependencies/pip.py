@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from smtp_ca import BUILDPACK_DIR
-from smtp_ca.bundle.certificates import printable
 from smtp_ca.errors import BuildError
 from smtp_ca.output import Log
+from smtp_ca.untrusted import escaped
 
 VENDOR_DIR = BUILDPACK_DIR / "vendor"
 PIN_FILE_NAME = "pip.sha256"
@@ -188,5 +188,5 @@ def run_tool(
                     raw_tail.append(line)
     finally:
         watchdog.cancel()
-    tail = [printable(log.redact(line))[:MAX_LINE_CHARACTERS] for line in raw_tail]
+    tail = [escaped(log.redact(line))[:MAX_LINE_CHARACTERS] for line in raw_tail]
     return ToolRun(None if stopped.is_set() else process.returncode, tail, no_space)

@@ -7,10 +7,10 @@ settings are how an app reaches its package index: a private index, a proxy, a c
 
 Settings that would decide where the install goes, what code runs or which files pip writes
 are not passed, wherever they come from (:data:`NOT_PASSED`): the install's own command line
-fixes the rest (``pip_install.install_command``). A PIP_CONFIG_FILE is read like a config var
+fixes the rest (``dependencies.pip.install_command``). A PIP_CONFIG_FILE is read like a config var
 (a regular file, at most 64 KiB, UTF-8), and pip gets a copy without those settings; whatever
 other config file pip reads, :data:`PINNED` values in its environment win over it. A config
-var file in ENV_DIR is read with the checks every config var gets (``config_values``): a FIFO
+var file in ENV_DIR is read with the checks every config var gets (``settings.values``): a FIFO
 or a link to /dev/zero fails the build with a message, it does not hang it or fill its memory.
 
 The URLs of the settings (index, extra index, find-links, proxy) may carry credentials: their
@@ -128,7 +128,7 @@ def pip_settings(
 
     ``config_dir`` holds the app's config vars (one file each). ``scratch`` is a directory of
     the buildpack's where pip's copy of a PIP_CONFIG_FILE is written for the block (named
-    ``.pip-config.*.tmp``, which ``cache_lock.sweep_leftovers`` removes if a build is killed).
+    ``.pip-config.*.tmp``, which ``cache.lock.sweep_leftovers`` removes if a build is killed).
     Without PIP_CERT or REQUESTS_CA_BUNDLE, pip is pointed at the system trust store: a
     TLS-intercepting proxy's CA is installed there, not in the CA bundle vendored into pip.
     Raises ``BuildError`` for a config var or config file that cannot be read as one.

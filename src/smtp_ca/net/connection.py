@@ -6,7 +6,7 @@ one for each read). A server that sends one byte of its status line or of its he
 status line and the headers itself, through ``sock.makefile("rb")``, before urllib3 or the
 fetch see a byte, so no check between reads can stop it. Here the socket itself keeps the time:
 
-* the host name lookup gets what is left (``name_lookup``: ``getaddrinfo`` takes no timeout of
+* the host name lookup gets what is left (``net.deadline``: ``getaddrinfo`` takes no timeout of
   its own), then the TCP connect to each address it found gets what is left as its timeout;
 * the TLS handshake runs with the socket's timeout set to what is left: CPython bounds the whole
   handshake call by the socket timeout, not each step of it;
@@ -37,7 +37,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import NameResolutionError, NewConnectionError, ProxyError
 from urllib3.poolmanager import ProxyManager
 
-from smtp_ca.net.lookup import resolve_within
+from smtp_ca.net.deadline import resolve_within
 from smtp_ca.untrusted import shown
 
 if TYPE_CHECKING:

@@ -3,7 +3,7 @@ file://.
 
 Every fetch has a deadline, a size cap and a redirect limit, and the first two have no default:
 each caller says how much it is prepared to wait for and to read. The deadline covers every
-byte (connect, TLS, status line, headers, body, redirects, retries): ``deadline_http`` keeps it
+byte (connect, TLS, status line, headers, body, redirects, retries): ``net.connection`` keeps it
 in the sockets under requests, and a ``file://`` source that is a pipe or device is polled
 with what is left of it.
 Nothing here knows which config var or certificate a URL came from: failures are ``FetchError``
@@ -18,12 +18,12 @@ Two entry points:
   CRL fetches, http:// or https:// (what they fetch is signed, so how it travels does not
   matter), no retries, bounded by what is left of the check's one deadline. Their URLs come
   from a certificate anyone could have written: they are fetched without credentials of any
-  kind (``http_credentials``). A CRL can be megabytes: its body goes to a ``sink`` (a file) as
+  kind (``net.credentials``). A CRL can be megabytes: its body goes to a ``sink`` (a file) as
   it arrives, never whole into memory.
 
 Both go through the proxy the environment names (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY),
 except a SOCKS proxy, which is refused in so many words before anything is sent
-(``proxy_route``): what cannot be fetched is ``Unavailable``, so a cached copy stands in.
+(``net.proxy``): what cannot be fetched is ``Unavailable``, so a cached copy stands in.
 
 ``requests`` is imported inside the functions that use it: a build from a file:// source, or
 from the bundle cache, never loads it.
@@ -310,7 +310,7 @@ def fetch_url(
 
     ``credentials``: "none" sends no ``Authorization`` and no cookies; "url" sends the user and
     password written in a URL to that URL (SMTP_CA_BUNDLE_URL). ``.netrc`` is never read
-    (``http_credentials``). The body is returned, or, with ``sink``, handed to it piece by
+    (``net.credentials``). The body is returned, or, with ``sink``, handed to it piece by
     piece as it arrives.
 
     Each failed attempt that is tried again is handed to ``on_retry``, which says so in the

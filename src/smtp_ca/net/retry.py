@@ -7,7 +7,7 @@ next), waits ``backoff_factor * 2**(n-1)`` seconds before the n-th retry, and gi
 of retrying unless, after the wait, the fetch's clock still has ``min_attempt`` seconds for
 the retry: retries use what is left of the bound, never less than an attempt's worth.
 
-Imported only by ``fetch.fetch_url``, after ``requests``: it adds nothing to what a download
+Imported only by ``net.http.fetch_url``, after ``requests``: it adds nothing to what a download
 loads already (``requests`` brings urllib3).
 """
 

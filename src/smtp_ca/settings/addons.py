@@ -1,7 +1,7 @@
 """The SMTP servers the Heroku mail add-ons name in their config vars.
 
 Most Heroku apps do not use Mastodon's SMTP_SERVER: an add-on sets config vars and the app's
-``smtp_settings`` read them. The build checks the server those vars name, each provider the
+``settings.smtp`` read them. The build checks the server those vars name, each provider the
 way its own documentation describes it (checked when this was written):
 
 * Mailgun: the add-on sets ``MAILGUN_SMTP_SERVER``, ``MAILGUN_SMTP_PORT``,
@@ -33,7 +33,7 @@ documents that port; any other port with STARTTLS. The check never logs in, so t
 keys are only redacted (config_values.SECRET_VARIABLES), never used. Postmark's add-on (2017)
 is not here: it is gone, and its SMTP host took a token from the app's own code.
 
-Stdlib only, like ``settings``.
+Stdlib only, like ``load``.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ Bounded like every input: at most ``MAX_FILES`` files of at most ``MAX_FILE_BYTE
 expressions without nested repetition. A file that cannot be read, is too large, is
 not a regular file or is not text is a warning that names it, never a failure.
 
-Stdlib only, like ``settings``.
+Stdlib only, like ``load``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The settings of the CA bundle's source: SMTP_CA_BUNDLE_URL and its pin, SMTP_CA_BUNDLE_SHA256.
 
-Stdlib only, like ``settings``.
+Stdlib only, like ``load``.
 """
 
 from __future__ import annotations

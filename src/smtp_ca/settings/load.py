@@ -7,15 +7,17 @@ Heroku does not put config vars in the environment during ``bin/compile``: each 
 in ENV_DIR whose name is the variable and whose content is the value.
 
 This module is ``Settings`` and the order things are read in; reading ENV_DIR and the value
-primitives are ``config_values``, an SMTP server's variables ``smtp_settings``, and the bundle
-source's ``ca_settings``.
+primitives are ``settings.values``, an SMTP server's variables ``settings.smtp``, and the bundle
+source's ``settings.ca``.
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, get_args
 
 from smtp_ca.errors import BuildError
@@ -35,6 +37,7 @@ from smtp_ca.settings.smtp import (
     smtp_host,
 )
 from smtp_ca.settings.values import OWN_NAMESPACE, VARIABLES, choice, flag, parse_debug, seconds
+from smtp_ca.untrusted import echoed
 
 SUPPORTED_STACKS = ("heroku-22", "heroku-24", "heroku-26")
 # Heroku's retired stacks: named so the refusal can say they are end of life, not unknown.
@@ -202,3 +205,38 @@ def load_settings(variables: Mapping[str, str], stack: str | None) -> Settings:
         verify_default=choice(variables, "SMTP_CA_VERIFY_DEFAULT", VERIFY_DEFAULTS, "peer"),
         addon_servers=tuple(addon_servers),
     )
+
+
+# SMTP_CA_FILE values that exist on no dyno of these stacks.
+_REMOVED_CA_FILES = {"/usr/lib/ssl/cert.pem": ("heroku-24", "heroku-26")}
+# Heroku builds apps in /tmp/build_<hash>; the dyno runs them at /app.
+_BUILD_PATH = re.compile(r"/tmp/build_[^/]*(/|$)")  # noqa: S108 - matched, never written
+
+
+def ca_file_warnings(settings: Settings, build_dir: Path) -> list[str]:
+    """Warnings about a user-set SMTP_CA_FILE / BULK_SMTP_CA_FILE that the dyno cannot open."""
+    warnings: list[str] = []
+    for name, value in (
+        ("SMTP_CA_FILE", settings.user_ca_file),
+        ("BULK_SMTP_CA_FILE", settings.user_bulk_ca_file),
+    ):
+        if not value:
+            continue
+        quoted = echoed(value)  # the user's words: maybe long, maybe odd
+        if value.startswith(f"{build_dir}/") or _BUILD_PATH.match(value):
+            warnings.append(
+                f"{name} is set to {quoted}, a path that exists only during the build: the app "
+                "runs at /app, where Ruby fails with SSL_CTX_load_verify_file. Unset it: "
+                f"heroku config:unset {name}"
+            )
+        elif settings.stack in _REMOVED_CA_FILES.get(value, ()):
+            warnings.append(
+                f"{name} is set to {quoted}, which {settings.stack} no longer has: use "
+                f"/etc/ssl/certs/ca-certificates.crt, or unset it: heroku config:unset {name}"
+            )
+        elif "$" in value:
+            warnings.append(
+                f"{name} is set to {quoted}: config vars are not expanded by a shell, so the app "
+                f"gets that text as it is. Unset it: heroku config:unset {name}"
+            )
+    return warnings

@@ -1,7 +1,7 @@
 """The settings of an SMTP server the app sends through, read as Mastodon reads them: the app's
 mailer (``SMTP_`` variables) and Mastodon 4.4's bulk mailer (``BULK_SMTP_``).
 
-Stdlib only, like ``settings``.
+Stdlib only, like ``load``.
 """
 
 from __future__ import annotations
@@ -11,16 +11,11 @@ import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import Literal, get_args
 from urllib.parse import urlsplit
 
 from smtp_ca.errors import BuildError
 from smtp_ca.settings.values import one_of, quoted
-from smtp_ca.untrusted import echoed
-
-if TYPE_CHECKING:
-    from smtp_ca.settings.load import Settings
 
 # net-smtp connects to port 25 when the app passes no port, and Mastodon passes SMTP_PORT as is.
 DEFAULT_SMTP_PORT = 25
@@ -33,10 +28,6 @@ STARTTLS_MODES: tuple[StartTls, ...] = get_args(StartTls)
 
 MAIN_PREFIX = "SMTP_"
 BULK_PREFIX = "BULK_SMTP_"
-# SMTP_CA_FILE values that exist on no dyno of these stacks.
-_REMOVED_CA_FILES = {"/usr/lib/ssl/cert.pem": ("heroku-24", "heroku-26")}
-# Heroku builds apps in /tmp/build_<hash>; the dyno runs them at /app.
-_BUILD_PATH = re.compile(r"/tmp/build_[^/]*(/|$)")  # noqa: S108 - matched, never written
 
 _HOSTNAME = re.compile(r"[A-Za-z0-9._-]+")
 _PORT = re.compile(r"[0-9]{1,5}")
@@ -344,32 +335,3 @@ def read_bulk_server(variables: Mapping[str, str]) -> tuple[SmtpServer | None, l
         verify_mode,
     )
     return server, notices
-
-
-def ca_file_warnings(settings: Settings, build_dir: Path) -> list[str]:
-    """Warnings about a user-set SMTP_CA_FILE / BULK_SMTP_CA_FILE that the dyno cannot open."""
-    warnings: list[str] = []
-    for name, value in (
-        ("SMTP_CA_FILE", settings.user_ca_file),
-        ("BULK_SMTP_CA_FILE", settings.user_bulk_ca_file),
-    ):
-        if not value:
-            continue
-        quoted = echoed(value)  # the user's words: maybe long, maybe odd
-        if value.startswith(f"{build_dir}/") or _BUILD_PATH.match(value):
-            warnings.append(
-                f"{name} is set to {quoted}, a path that exists only during the build: the app "
-                "runs at /app, where Ruby fails with SSL_CTX_load_verify_file. Unset it: "
-                f"heroku config:unset {name}"
-            )
-        elif settings.stack in _REMOVED_CA_FILES.get(value, ()):
-            warnings.append(
-                f"{name} is set to {quoted}, which {settings.stack} no longer has: use "
-                f"/etc/ssl/certs/ca-certificates.crt, or unset it: heroku config:unset {name}"
-            )
-        elif "$" in value:
-            warnings.append(
-                f"{name} is set to {quoted}: config vars are not expanded by a shell, so the app "
-                f"gets that text as it is. Unset it: heroku config:unset {name}"
-            )
-    return warnings

@@ -1,7 +1,7 @@
 """Reading config vars: the files of ENV_DIR (or a CNB platform's env/), and the primitives that
 turn a value into a choice, a flag or a number of seconds, with messages that name the variable.
 
-Stdlib only, like ``settings``, which reads every config var through these.
+Stdlib only, like ``load``, which reads every config var through these.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from smtp_ca.errors import BuildError
+from smtp_ca.output import Redactor
 from smtp_ca.untrusted import echoed
 
 # The Heroku mail add-ons' config vars that name their SMTP server (smtp_ca.settings.addons reads
@@ -263,3 +264,14 @@ def seconds(variables: Mapping[str, str], name: str, default: float, maximum: fl
             hint=f"Set it with: heroku config:set {name}={default:g}",
         )
     return value
+
+
+def redact_secret_variables(redact: Redactor, variables: Mapping[str, str]) -> None:
+    """Teaches ``redact`` the values of the secret config vars among ``variables`` (config
+    vars, or an environment that may hold them), and the passwords of those that are URLs."""
+    for name in SECRET_VARIABLES:
+        if variables.get(name):
+            redact.add(variables[name])
+    for name in URL_SECRET_VARIABLES:
+        if variables.get(name):
+            redact.add_url_secrets(variables[name])

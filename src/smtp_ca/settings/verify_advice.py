@@ -11,12 +11,12 @@ no verification, and the initializer leaves that choice alone.
 
 The words depend on what the app reads. Mastodon reads ``SMTP_OPENSSL_VERIFY_MODE``, so its
 advice names that config var. Any other app sets ``openssl_verify_mode`` in its own
-``smtp_settings``; telling it about a config var it never reads would send its owner to the
+``settings.smtp``; telling it about a config var it never reads would send its owner to the
 wrong place. An app reads Mastodon's variable when its production.rb, initializers or
 config/email.yml say so (smtp_ca.settings.app_config); an app whose files cannot tell (no
 production.rb) is taken to, when it sets Mastodon's SMTP_SERVER or BULK_SMTP_SERVER.
 
-Stdlib only, like ``settings``.
+Stdlib only, like ``load``.
 """
 
 from __future__ import annotations
