@@ -9,11 +9,11 @@ leaves the machine: the CA bundle comes from a local HTTPS server, the SMTP serv
 on 127.0.0.1, and the wheels come from the local wheelhouse (pip is the buildpack's own wheel).
 
 The builds run in the tests' own world (tests/support/world.py, the session fixture of the
-end-to-end tests), and the way tests/test_e2e.py runs one: a clean copy of the buildpack (made again
-before every build, at the same path, as Heroku fetches it again at a path named after its
-URL, and with new mtimes, as a git clone leaves them), a python3 without pip first on PATH,
-STACK, config vars only in ENV_DIR. The time is the wall time of the whole bin/compile
-process. Scenarios:
+end-to-end tests), and the way tests/e2e/test_compile.py runs one: a clean copy of the buildpack
+(made again before every build, at the same path, as Heroku fetches it again at a path named after
+its URL, and with new mtimes, as a git clone leaves them), a python3 without pip first on PATH,
+STACK, config vars only in ENV_DIR. The time is the wall time of the whole bin/compile process.
+Scenarios:
 
 * cold build: an empty CACHE_DIR, so the buildpack's pip wheel installs the dependencies, the
   wheels downloaded from a package index on loopback (support.simple_index, named by
@@ -38,7 +38,7 @@ process. Scenarios:
   import, with every module's bytecode at hand.
 * CNB warm build: the same warm build as a Cloud Native Buildpack, timed as the wall time of
   the CNB lifecycle's ``builder`` phase (lifecycle from .ci/prepare-lifecycle, run as
-  tests/test_cnb.py runs it, as its unprivileged user), each from the layers of the build
+  tests/e2e/test_cnb.py runs it, as its unprivileged user), each from the layers of the build
   before; with its own floor, the same modules imported by the python3 that build runs. Skipped,
   and said so, when the lifecycle is missing.
 * check alone: ``smtp_ca.check.run_check`` in this process, against the loopback STARTTLS
@@ -497,7 +497,7 @@ def warm_and_floor(w: World, cache: Path, runs: int) -> tuple[Sample, Sample, st
 
 def cnb_warm_and_floor(w: World, modules: list[str], runs: int) -> tuple[Sample, Sample, str] | str:
     """Warm builds as a Cloud Native Buildpack: the CNB lifecycle's ``builder`` phase (the
-    lifecycle .ci/prepare-lifecycle builds, run as tests/test_cnb.py runs it), each from the
+    lifecycle .ci/prepare-lifecycle builds, run as tests/e2e/test_cnb.py runs it), each from the
     layers of the build before, restored as the restorer restores them; and the floor of the
     python3 that build runs. The time is the wall time of the whole ``builder`` process; the
     ``detector`` runs before it, untimed. Returns why it was skipped when the lifecycle is

@@ -7,7 +7,7 @@ platforms that run it, ``cache`` the build cache's layout and lock, ``net`` the 
 path to the network. The rest is shared by all: the log (``output``), ``BuildError``
 (``errors``), text from outside (``untrusted``) and atomic writes (``files``). A module imports
 only from its own stage, from stages before it and from the shared modules
-(tests/test_structure.py).
+(tests/project/test_structure.py).
 """
 
 from pathlib import Path

@@ -20,7 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from support.paths import REPO
+
 SRC = REPO / "src"
 
 # What smtp_ca.__main__ does around ensure_dependencies, plus two switches for the tests:

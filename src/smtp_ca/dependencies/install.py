@@ -64,8 +64,8 @@ from smtp_ca.untrusted import escaped
 # 2: the marker lists every file and its size; 3: and its SHA-256; 4: every file there is,
 # the bytecode compiled at install time included, and nothing else may be there.
 MARKER_FORMAT = 4
-# What the install takes in the cache, bytecode included (tests/test_bootstrap.py holds the
-# lock to it), for the message when the disk is full.
+# What the install takes in the cache, bytecode included, for the message when the disk is
+# full (tests/unit/dependencies/test_install_dependencies.py holds the lock to it).
 INSTALLED_MEGABYTES = 30
 
 _INSTALL_HINT = (
