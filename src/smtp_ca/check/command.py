@@ -57,7 +57,7 @@ def parse_address(address: str) -> tuple[str, int]:
         raise BuildError(f"{address!r} has no host name.", hint="Use HOST[:PORT].")
     usual = odd_ipv4_spelling(host)
     if usual is not None:
-        # The app's Ruby would not verify what the check would: see smtp_settings.smtp_host.
+        # The app's Ruby would not verify what the check would: see settings.smtp.smtp_host.
         raise BuildError(
             f"{host!r} is the IPv4 address {usual} to this machine, but not to Ruby, which "
             "checks the server's certificate for that text as a host name: the app would fail "

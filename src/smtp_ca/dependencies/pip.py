@@ -63,7 +63,7 @@ INSTALL_OPTIONS = (
     # warning where HOME is not writable).
     "--no-cache-dir",
     # The build compiles the installed modules itself, into bytecode the marker covers
-    # (bootstrap.compile_bytecode): pip's own .pyc files depend on source mtimes.
+    # (install.compile_bytecode): pip's own .pyc files depend on source mtimes.
     "--no-compile",
     "--progress-bar=off",
 )

@@ -69,7 +69,7 @@ NOT_PASSED = frozenset(
 # Values that win over any config file pip reads, wherever it lies: the machine's /etc, a home
 # directory, or a directory XDG_CONFIG_DIRS or XDG_CONFIG_HOME names (config vars, on CNB
 # platforms). pip takes the environment over config files, and the command line over both:
-# what the command line fixes is in pip_install.INSTALL_OPTIONS. pip ignores an empty value,
+# what the command line fixes is in dependencies.pip.INSTALL_OPTIONS. pip ignores an empty value,
 # so each is a harmless one. (A config file's prefix or editable can still make the install
 # fail, which the build reports; it cannot move it or run anything.)
 PINNED = {

@@ -30,7 +30,7 @@ way its own documentation describes it (checked when this was written):
 
 A server on port 465 is checked with TLS from the first byte, as each of these providers
 documents that port; any other port with STARTTLS. The check never logs in, so the logins and
-keys are only redacted (config_values.SECRET_VARIABLES), never used. Postmark's add-on (2017)
+keys are only redacted (settings.values.SECRET_VARIABLES), never used. Postmark's add-on (2017)
 is not here: it is gone, and its SMTP host took a token from the app's own code.
 
 Stdlib only, like ``load``.
