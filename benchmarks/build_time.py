@@ -9,11 +9,11 @@ leaves the machine: the CA bundle comes from a local HTTPS server, the SMTP serv
 on 127.0.0.1, and the wheels come from the local wheelhouse (pip is the buildpack's own wheel).
 
 The builds run in the tests' own world (tests/support/world.py, the session fixture of the
-end-to-end tests), and the way tests/test_e2e.py runs one: a clean copy of the buildpack (made again
-before every build, at the same path, as Heroku fetches it again at a path named after its
-URL, and with new mtimes, as a git clone leaves them), a python3 without pip first on PATH,
-STACK, config vars only in ENV_DIR. The time is the wall time of the whole bin/compile
-process. Scenarios:
+end-to-end tests), and the way tests/e2e/test_compile.py runs one: a clean copy of the buildpack
+(made again before every build, at the same path, as Heroku fetches it again at a path named after
+its URL, and with new mtimes, as a git clone leaves them), a python3 without pip first on PATH,
+STACK, config vars only in ENV_DIR. The time is the wall time of the whole bin/compile process.
+Scenarios:
 
 * cold build: an empty CACHE_DIR, so the buildpack's pip wheel installs the dependencies, the
   wheels downloaded from a package index on loopback (support.simple_index, named by
@@ -38,7 +38,7 @@ process. Scenarios:
   import, with every module's bytecode at hand.
 * CNB warm build: the same warm build as a Cloud Native Buildpack, timed as the wall time of
   the CNB lifecycle's ``builder`` phase (lifecycle from .ci/prepare-lifecycle, run as
-  tests/test_cnb.py runs it, as its unprivileged user), each from the layers of the build
+  tests/e2e/test_cnb.py runs it, as its unprivileged user), each from the layers of the build
   before; with its own floor, the same modules imported by the python3 that build runs. Skipped,
   and said so, when the lifecycle is missing.
 * check alone: ``smtp_ca.check.run_check`` in this process, against the loopback STARTTLS
@@ -47,9 +47,9 @@ process. Scenarios:
   version, such as the main branch): warm builds of this checkout and of the baseline take
   turns, each from its own warm CACHE_DIR, against the same servers; the median of the ratios
   of each pair says what this version changes, whatever the machine was doing meanwhile.
-* warm dependency check: ``smtp_ca.bootstrap.ensure_dependencies`` on the warm cache, called
-  many times in this process; and once per fresh python3, timed from before
-  ``import smtp_ca.bootstrap`` to its return (what a build pays for it).
+* warm dependency check: ``smtp_ca.dependencies.install.ensure_dependencies`` on the warm
+  cache, called many times in this process; and once per fresh python3, timed from before
+  ``import smtp_ca.dependencies.install`` to its return (what a build pays for it).
 * silent SMTP server: a TCP listener that accepts and never greets, SMTP_CA_CHECK_TIMEOUT=1:
   the time from the "-----> Checking" line to the end of the process.
 
@@ -94,7 +94,9 @@ if TYPE_CHECKING:
     from support.world import World as TestsWorld
 
 STACK = "heroku-24"
-CACHE_NAMESPACE = "smtp-ca"  # smtp_ca.platforms.CACHE_NAMESPACE, the buildpack's part of CACHE_DIR
+CACHE_NAMESPACE = (
+    "smtp-ca"  # smtp_ca.cache.layout.CLASSIC_NAMESPACE, the buildpack's part of CACHE_DIR
+)
 WARM_TO_FLOOR_TARGET = 1.5
 DEPENDENCY_CHECK_TARGET = 0.050
 COLD_INSTALL_TARGET = 30.0
@@ -126,7 +128,7 @@ import time
 started = time.perf_counter()
 import io, sys
 from pathlib import Path
-from smtp_ca.bootstrap import ensure_dependencies
+from smtp_ca.dependencies.install import ensure_dependencies
 from smtp_ca.output import Log
 out = io.StringIO()
 log = Log(out=out, err=io.StringIO())
@@ -432,7 +434,7 @@ def floor_modules(w: World, cache: Path) -> list[str]:
 
 
 def dependency_dir(cache: Path, lock_file: Path) -> Path:
-    from smtp_ca.bootstrap import ensure_dependencies
+    from smtp_ca.dependencies.install import ensure_dependencies
     from smtp_ca.output import Log
 
     out = io.StringIO()
@@ -495,7 +497,7 @@ def warm_and_floor(w: World, cache: Path, runs: int) -> tuple[Sample, Sample, st
 
 def cnb_warm_and_floor(w: World, modules: list[str], runs: int) -> tuple[Sample, Sample, str] | str:
     """Warm builds as a Cloud Native Buildpack: the CNB lifecycle's ``builder`` phase (the
-    lifecycle .ci/prepare-lifecycle builds, run as tests/test_cnb.py runs it), each from the
+    lifecycle .ci/prepare-lifecycle builds, run as tests/e2e/test_cnb.py runs it), each from the
     layers of the build before, restored as the restorer restores them; and the floor of the
     python3 that build runs. The time is the wall time of the whole ``builder`` process; the
     ``detector`` runs before it, untimed. Returns why it was skipped when the lifecycle is
@@ -602,7 +604,8 @@ def cnb_warm_and_floor(w: World, modules: list[str], runs: int) -> tuple[Sample,
 
 
 def check_alone(w: World, cache: Path, runs: int) -> Sample:
-    from smtp_ca.check import CheckTarget, run_check
+    from smtp_ca.check.flow import run_check
+    from smtp_ca.check.smtp_session import CheckTarget
 
     bundle = w.root / "builds" / "warm-0" / ".smtp-ca" / "ca-bundle.pem"
     target = CheckTarget("localhost", w.smtp_port, timeout=10)
@@ -669,7 +672,7 @@ def paired_with_baseline(
 
 
 def dependency_checks(w: World, cache: Path, runs: int) -> tuple[Sample, Sample]:
-    from smtp_ca.bootstrap import ensure_dependencies
+    from smtp_ca.dependencies.install import ensure_dependencies
     from smtp_ca.output import Log
 
     cache = cache / CACHE_NAMESPACE  # the buildpack's own directory in CACHE_DIR

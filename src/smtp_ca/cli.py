@@ -1,9 +1,10 @@
 """Command line: turns argv into one pipeline run and every failure into a readable message.
 
-Stdlib only at import time: the third-party dependencies are installed by ``bootstrap`` and
-imported by ``build`` after that. Users never see a Python traceback: a ``BuildError`` is
-printed as an error with its hint, a usage mistake as the usage, anything else as an internal
-error that says where to report it, whose trace is shown only with SMTP_CA_DEBUG=1.
+Stdlib only at import time: the third-party dependencies are installed by
+``dependencies.install`` and imported by ``build`` after that. Users never see a Python
+traceback: a ``BuildError`` is printed as an error with its hint, a usage mistake as the usage,
+anything else as an internal error that says where to report it, whose trace is shown only
+with SMTP_CA_DEBUG=1.
 
 Everything the buildpack prints goes through one ``Log``, which redacts secrets; while a command
 runs, what libraries write with ``logging`` or ``warnings`` is sent there too, instead of to
@@ -26,15 +27,20 @@ from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
-from smtp_ca import pipeline
-from smtp_ca.cache_lock import CHECK, cache_lock, wait_bound
-from smtp_ca.cache_owner import claim
-from smtp_ca.config_values import seconds_within
+from smtp_ca import BUILDPACK_DIR, pipeline
+from smtp_ca.cache.lock import CHECK, cache_lock, wait_bound
+from smtp_ca.cache.owner import claim
 from smtp_ca.errors import BuildError
 from smtp_ca.output import Log, LogHandler, Redactor
 from smtp_ca.platforms.classic import ClassicPlatform
 from smtp_ca.platforms.cnb import CnbPlatform
-from smtp_ca.settings import MAX_CHECK_TIMEOUT, parse_debug, read_config_var
+from smtp_ca.settings.load import MAX_CHECK_TIMEOUT
+from smtp_ca.settings.values import (
+    parse_debug,
+    read_config_var,
+    redact_secret_variables,
+    seconds_within,
+)
 
 REPORT_TO = "the issue tracker of heroku-buildpack-smtp-ca, with this build log"
 EXIT_USAGE = 2
@@ -54,7 +60,7 @@ def _compile(arguments: argparse.Namespace, log: Log) -> int:
         arguments.build_dir,
         arguments.cache_dir,
         arguments.env_dir,
-        buildpack_dir=pipeline.BUILDPACK_DIR,
+        buildpack_dir=BUILDPACK_DIR,
     )
     pipeline.run(platform, log)
     return 0
@@ -91,7 +97,7 @@ def _check(arguments: argparse.Namespace, log: Log) -> int:
             config_dir=None,
             log=log,
         )
-        from smtp_ca.check import run_command  # needs the dependencies on sys.path
+        from smtp_ca.check.command import run_command  # needs the dependencies on sys.path
 
         return run_command(arguments, cache_dir, log)
 
@@ -255,7 +261,7 @@ def main(argv: list[str], log: Log | None = None) -> int:
         _lenient_streams()
         log = Log(Redactor())
     # On a dyno or a laptop the environment may hold the app's config vars.
-    log.redact.add_secret_variables(os.environ)
+    redact_secret_variables(log.redact, os.environ)
     arguments: argparse.Namespace | None = None
     with _everything_through(log):
         try:

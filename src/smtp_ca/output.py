@@ -35,11 +35,10 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import TextIO
 from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
 
-from smtp_ca.config_values import SECRET_VARIABLES, URL_SECRET_VARIABLES
 from smtp_ca.untrusted import escape_controls
 
 STEP_PREFIX = "-----> "
@@ -131,16 +130,6 @@ class Redactor:
         """Learns the secrets of ``url`` (``url_secrets``), which library errors may quote."""
         for secret in url_secrets(url):
             self.add(secret)
-
-    def add_secret_variables(self, variables: Mapping[str, str]) -> None:
-        """Learns the values of the secret config vars among ``variables`` (config vars, or an
-        environment that may hold them), and the passwords of those that are URLs."""
-        for name in SECRET_VARIABLES:
-            if variables.get(name):
-                self.add(variables[name])
-        for name in URL_SECRET_VARIABLES:
-            if variables.get(name):
-                self.add_url_secrets(variables[name])
 
     def __call__(self, text: str) -> str:
         spans = sorted(

@@ -21,29 +21,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from smtp_ca.app_mail_settings import read_app_mail_settings
-from smtp_ca.bootstrap import ensure_dependencies
-from smtp_ca.cache_lock import SCRATCH_NAME, cache_lock, sweep_leftovers, wait_bound
+from smtp_ca import BUILDPACK_DIR
+from smtp_ca.cache.layout import SCRATCH
+from smtp_ca.cache.lock import cache_lock, sweep_leftovers, wait_bound
+from smtp_ca.dependencies.install import ensure_dependencies
 from smtp_ca.errors import BuildError
-from smtp_ca.gemfile_lock import tailor_to_gemfile_lock
 from smtp_ca.output import Log
 from smtp_ca.platforms import Platform
-from smtp_ca.settings import (
-    Settings,
-    SmtpServer,
-    ca_file_warnings,
-    load_settings,
-    read_config_dir,
-)
+from smtp_ca.settings.app_config import read_app_mail_settings
+from smtp_ca.settings.gemfile_lock import tailor_to_gemfile_lock
+from smtp_ca.settings.load import Settings, ca_file_warnings, load_settings
+from smtp_ca.settings.smtp import SmtpServer
+from smtp_ca.settings.values import read_config_dir, redact_secret_variables
+from smtp_ca.settings.verify_advice import app_facts
 from smtp_ca.untrusted import echoed
-from smtp_ca.verify_advice import app_facts
 
 if TYPE_CHECKING:
-    from smtp_ca.bundle import PreparedBundle
-    from smtp_ca.check import CheckOutcome
+    from smtp_ca.bundle.prepare import PreparedBundle
+    from smtp_ca.check.outcome import CheckOutcome
     from smtp_ca.wiring import RevocationNote
 
-BUILDPACK_DIR = Path(__file__).resolve().parents[2]
 LOCK_FILE = BUILDPACK_DIR / "requirements.lock"
 
 
@@ -68,7 +65,8 @@ def _build(platform: Platform, settings: Settings, cache_named: str, log: Log) -
         log=log,
     )
     # The stages below import the dependencies that were just put on sys.path.
-    from smtp_ca.bundle import BundleSettings, prepare_bundle
+    from smtp_ca.bundle.prepare import prepare_bundle
+    from smtp_ca.bundle.settings import BundleSettings
     from smtp_ca.wiring import BUNDLE_PATH, commit, plan_wiring
 
     log.step("Preparing the SMTP CA bundle")
@@ -108,7 +106,7 @@ def read_settings(platform: Platform, log: Log) -> Settings:
     """The config vars, validated; secrets are registered with the log before anything can echo
     them (a password pasted into SMTP_PORT is redacted too)."""
     variables = read_config_dir(platform.config_dir, platform.config_dir_name)
-    log.redact.add_secret_variables(variables)
+    redact_secret_variables(log.redact, variables)
     settings = load_settings(variables, platform.raw_stack())
     # The app's own config may name its server, and says whose words its advice needs.
     app_mail = read_app_mail_settings(platform.app_dir)
@@ -241,8 +239,10 @@ def _check_server(
     """One server's step and result: whether it verified (an unencrypted one counts as
     verified under warn, and fails the build at once under strict), the PEM it needs added,
     and what its check found about revocation."""
-    from smtp_ca.check import CheckTarget, check_bundle, where_of
+    from smtp_ca.check.flow import check_bundle
     from smtp_ca.check.naming import config_vars, found
+    from smtp_ca.check.outcome import where_of
+    from smtp_ca.check.smtp_session import CheckTarget
 
     target = CheckTarget(
         host=server.host,
@@ -307,7 +307,7 @@ def _mail_notices(settings: Settings, log: Log) -> None:
 def _scratch_dir(cache_dir: Path) -> Path:
     """Where the check writes its temporary files: inside this buildpack's own cache, never at
     the root of a cache other buildpacks share."""
-    scratch = cache_dir / SCRATCH_NAME
+    scratch = cache_dir / SCRATCH
     scratch.mkdir(parents=True, exist_ok=True)
     return scratch
 
@@ -343,7 +343,7 @@ def _unencrypted(settings: Settings, server: SmtpServer, log: Log) -> None:
 
 def _report(settings: Settings, server: SmtpServer, outcome: CheckOutcome, log: Log) -> bool:
     """Says how one server's check went; returns whether it verified."""
-    from smtp_ca.check import report_verified
+    from smtp_ca.check.outcome import report_verified
 
     verify = server.variable("OPENSSL_VERIFY_MODE")
     peer, use_peer = f"{verify}=peer", f"heroku config:set {verify}=peer"

@@ -16,7 +16,7 @@ more. ``output.Log`` escapes control characters in every line it writes as a las
 (``escape_controls``); that net leaves backslashes alone, so text ``shown`` already escaped is
 not escaped twice.
 
-It lives apart from ``output`` (the log and its redaction) and from ``certificates`` because
+It lives apart from ``output`` (the log and its redaction) and from ``bundle.certificates`` because
 both use it, as do the check and the bundle's steps, and it needs nothing from any of them.
 """
 

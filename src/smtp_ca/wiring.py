@@ -21,7 +21,8 @@ from pathlib import Path
 
 import jinja2
 
-from smtp_ca.cache_lock import APP_STAGING_PREFIX
+from smtp_ca import BUILDPACK_DIR
+from smtp_ca.cache.layout import APP_STAGING_PREFIX
 from smtp_ca.errors import BuildError
 from smtp_ca.platforms import RuntimeFile
 from smtp_ca.untrusted import escaped
@@ -40,7 +41,7 @@ BUNDLE_PATH = ".smtp-ca/ca-bundle.pem"
 INITIALIZER_PATH = "config/initializers/smtp_ca.rb"
 # The check a dyno runs with the app's own Ruby: ruby .smtp-ca/check.rb (heroku-24 has no python3).
 DYNO_CHECK_PATH = ".smtp-ca/check.rb"
-TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
+TEMPLATES_DIR = BUILDPACK_DIR / "templates"
 # A plain Ruby file, copied as it is (rubocop and minitest read the same file): it finds the
 # bundle beside itself and carries its own generated-by line.
 DYNO_CHECK_SOURCE = TEMPLATES_DIR / "check.rb"

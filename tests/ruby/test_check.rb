@@ -4,7 +4,7 @@
 # redaction, how certificates and names are shown, which settings are checked, where the CA
 # file came from, what the delivery rules (templates/delivery.rb) did, the verify mode, and the
 # messages built from a failed verification. The end-to-end runs, with a booted Rails app and a
-# real SMTP server, are tests/test_dyno_check.py's.
+# real SMTP server, are tests/e2e/test_dyno_check.py's.
 #
 #   ruby tests/ruby/test_check.rb
 

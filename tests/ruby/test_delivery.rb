@@ -4,7 +4,7 @@
 # .smtp-ca/delivery.rb in the app): which settings get the bundle and peer, what is left as the
 # app wrote it, the hook that applies them at delivery, and that nothing raises into the app.
 # The end-to-end runs, with booted Rails apps of every shape and a real SMTP server, are
-# tests/test_app_shapes.py's.
+# tests/e2e/test_app_shapes.py's.
 #
 #   ruby tests/ruby/test_delivery.rb
 

@@ -1,6 +1,6 @@
 """What each Rails app shape of ``support.rails_app.APP_SHAPES`` is expected to do at delivery,
-and how the dyno check is run for it: shared by tests/test_app_shapes.py (Debian 12's Ruby),
-tests/test_eras.py (Ruby 2.7) and tests/test_cnb.py (the CNB path).
+and how the dyno check is run for it: shared by tests/e2e/test_app_shapes.py (Debian 12's Ruby),
+tests/e2e/test_eras.py (Ruby 2.7) and tests/e2e/test_cnb.py (the CNB path).
 
 Every shape sends through a loopback SMTP server whose CA is only in the bundle the build wrote
 (``bundle_config_vars``: SMTP_CA_CERTS, nothing downloaded). All deliver, verified, except

@@ -28,7 +28,12 @@ from typing import Any, Literal
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import (
+    AuthorityInformationAccessOID,
+    ExtendedKeyUsageOID,
+    NameOID,
+    ObjectIdentifier,
+)
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 KeyType = Literal["ec", "rsa"]
@@ -309,4 +314,31 @@ def _key_usage(*, cert_sign: bool, rsa_key: bool = False) -> x509.KeyUsage:
         crl_sign=cert_sign,
         encipher_only=False,
         decipher_only=False,
+    )
+
+
+def duplicate_extension_der() -> bytes:
+    """A certificate whose basicConstraints appears twice: cryptography raises
+    DuplicateExtension for it, which is not a ValueError."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Twice")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        # 2.5.29.99 encodes to as many bytes as basicConstraints' 2.5.29.19: swapped below.
+        .add_extension(
+            x509.UnrecognizedExtension(ObjectIdentifier("2.5.29.99"), b"\x30\x03\x01\x01\xff"),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.DER).replace(
+        b"\x06\x03\x55\x1d\x63", b"\x06\x03\x55\x1d\x13"
     )

@@ -19,8 +19,11 @@ from typing import Any
 
 import pytest
 
-from smtp_ca.check import CheckOutcome, CheckTarget, TrustStores, run_check
+from smtp_ca.check.context import TrustStores
+from smtp_ca.check.flow import run_check
 from smtp_ca.check.naming import CONFIG_VARS, Naming
+from smtp_ca.check.outcome import CheckOutcome
+from smtp_ca.check.smtp_session import CheckTarget
 from support.certs import Issued, make_root
 from support.pki import bundle_with_origins, issue
 

@@ -28,9 +28,9 @@ from pathlib import Path, PurePosixPath
 from types import TracebackType
 
 from support.offline_inputs import last_line, skip_or_fail
+from support.paths import REPO
 from support.slices import require
 
-REPO = Path(__file__).resolve().parents[2]
 PREPARE = REPO / ".ci" / "prepare-chroots"
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 

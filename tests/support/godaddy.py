@@ -1,7 +1,8 @@
 """The real GoDaddy bundle (gd_bundle-g2-g1.crt), kept in the project's own test fixtures.
 
 Tests never reach the internet, and never read outside the repository: a clone has no sibling
-directories. tests/test_fixtures.py checks that the file is still the one GoDaddy publishes.
+directories. tests/project/test_godaddy_fixture.py checks that the file is still the one GoDaddy
+publishes.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ machine's Python. ``normalise`` replaces each with a placeholder, so what stays
 is what the buildpack itself says, in the order it says it. ``assert_matches_golden`` compares
 that with a file under tests/golden/, or rewrites the file when ``SMTP_CA_UPDATE_GOLDEN=1``::
 
-    SMTP_CA_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_golden_logs.py
+    SMTP_CA_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/e2e/test_golden_logs.py
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import pytest
 
 GOLDEN_DIR = Path(__file__).resolve().parent.parent / "golden"
 UPDATE_VARIABLE = "SMTP_CA_UPDATE_GOLDEN"
-UPDATE_COMMAND = f"{UPDATE_VARIABLE}=1 .venv/bin/python -m pytest tests/test_golden_logs.py"
+UPDATE_COMMAND = f"{UPDATE_VARIABLE}=1 .venv/bin/python -m pytest tests/e2e/test_golden_logs.py"
 
 DETAIL = "       "
 

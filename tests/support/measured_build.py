@@ -4,8 +4,8 @@ ended, its peak memory, and whether BUILD_DIR is as it was.
 The build runs under a small Python parent that reports the peak RSS of its descendants
 (``ru_maxrss`` of its children), so neither the test process nor other tests' children count;
 a watchdog ends its whole process group if it outlives ``timeout``. Used by the tests that
-hold a build to a bound against hostile peers (tests/test_bounds_http.py,
-tests/test_bounds_egress.py)::
+hold a build to a bound against hostile peers (tests/unit/net/test_hostile_http_servers.py,
+tests/e2e/test_egress.py)::
 
     build = compile_measured(world, tmp_path, config_vars, extra_env={"HTTPS_PROXY": ...})
     assert build.peak_memory < 200 * 1024 * 1024

@@ -14,7 +14,7 @@ from typing import NoReturn
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from support.paths import REPO
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from support.offline_inputs import REPO, inputs_root, last_line, load_inputs, sk
 from support.slices import require
 
 ENABLE = "bash .ci/prepare-pack (as root; scripts/setup-dev --all runs it)"
-WHY = "tests/test_pack.py runs a real pack build with Docker"
+WHY = "tests/e2e/test_pack.py runs a real pack build with Docker"
 DOCKER = Path("/usr/bin/docker")  # Debian's client, of the daemon's own API version
 # Where the build finds the offline inputs, mounted read-only.
 MOUNT = "/smtp-ca-test-inputs"

@@ -1,10 +1,11 @@
 """A python3 without pip, like Heroku's build images, and a way to run the bootstrap with it.
 
 ``python3 -m venv --without-pip`` gives an interpreter of the same version as the tests' one
-(so the same wheels fit) that cannot ``import pip``: exactly the situation ``smtp_ca.bootstrap``
-exists for. :func:`run_bootstrap` runs :func:`smtp_ca.bootstrap.ensure_dependencies` in a
-subprocess of such an interpreter, the way ``smtp_ca.__main__`` does: catch ``BuildError``,
-print it Heroku-style, exit 1; on success put the directory first on ``sys.path`` and import.
+(so the same wheels fit) that cannot ``import pip``: exactly the situation
+``smtp_ca.dependencies.install`` exists for. :func:`run_bootstrap` runs
+:func:`smtp_ca.dependencies.install.ensure_dependencies` in a subprocess of such an
+interpreter, the way ``smtp_ca.__main__`` does: catch ``BuildError``, print it Heroku-style,
+exit 1; on success put the directory first on ``sys.path`` and import.
 
 :func:`clean_env` is the environment every such run starts from: none of this machine's pip
 settings (``PIP_*``, pip config files), no proxies, no Python path of the test runner.
@@ -19,7 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from support.paths import REPO
+
 SRC = REPO / "src"
 
 # What smtp_ca.__main__ does around ensure_dependencies, plus two switches for the tests:
@@ -32,7 +34,7 @@ from pathlib import Path
 # A site .pth file may import a package at startup (some machines preload certifi this way).
 preloaded = set(sys.modules)
 
-from smtp_ca.bootstrap import ensure_dependencies
+from smtp_ca.dependencies.install import ensure_dependencies
 from smtp_ca.errors import BuildError
 from smtp_ca.output import Log
 

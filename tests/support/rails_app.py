@@ -17,7 +17,8 @@ read from config vars of their own (``app_config_vars``: SMTP_ADDRESS, SMTP_PORT
 SMTP_PASSWORD; the Mailgun add-on's for ``"mailgun-addon"``). Their header comments say which.
 
 They run on Debian's ruby + ruby-actionmailer + ruby-railties (no Bundler, no Gemfile): Debian
-12's Rails 6.1 here, and unchanged on bullseye's Rails 6.0 and trixie's 7.2 in tests/test_eras.py.
+12's Rails 6.1 here, and unchanged on bullseye's Rails 6.0 and trixie's 7.2 in
+tests/e2e/test_eras.py.
 """
 
 from __future__ import annotations

@@ -29,7 +29,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from support.paths import REPO
+
 NOBODY = 65534
 # Debian's own python3: the test's virtualenv may live under a directory nobody cannot enter.
 SYSTEM_PYTHON = Path("/usr/bin/python3")

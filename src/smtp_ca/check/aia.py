@@ -20,11 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from smtp_ca.certificates import fingerprint_sha256, printable, readable_name, to_pem
+from smtp_ca.bundle.certificates import fingerprint_sha256, readable_name, to_pem
+from smtp_ca.cache import layout
 from smtp_ca.check.chain import Store, Trusted, access_urls, may_sign_certificates, signed_by
-from smtp_ca.deadline import Deadline
-from smtp_ca.fetch import FetchError, display_url, fetch, is_fetchable
 from smtp_ca.files import write_atomically
+from smtp_ca.net.deadline import Deadline
+from smtp_ca.net.http import FetchError, display_url, fetch, is_fetchable
+from smtp_ca.untrusted import escaped
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -134,9 +136,11 @@ def _fetch_issuer(
 ) -> Fetched | None:
     # The URL is the certificate's words: printable, or a newline in it could write lines of
     # its own into the bundle's comments (and so a certificate of its own into the bundle).
-    shown = printable(display_url(url))
+    shown = escaped(display_url(url))
     kept = (
-        cache_dir / "aia" / f"{hashlib.sha256(url.encode()).hexdigest()}.bin" if cache_dir else None
+        cache_dir / layout.AIA / f"{hashlib.sha256(url.encode()).hexdigest()}.bin"
+        if cache_dir
+        else None
     )
     if kept is not None and kept.is_file():
         found = _issuer_in(child, kept.read_bytes(), shown, [])
@@ -207,4 +211,4 @@ def _comment(text: str) -> str:
     """Text from a certificate, fit for a comment line of the bundle: one printable line with
     no run of five dashes, so that no PEM reader (some find BEGIN lines mid-line) can take a
     URL or a name for a certificate of its own."""
-    return re.sub("-{5,}", "----", printable(text))
+    return re.sub("-{5,}", "----", escaped(text))

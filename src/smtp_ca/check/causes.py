@@ -7,7 +7,7 @@ from __future__ import annotations
 import ssl
 from typing import TYPE_CHECKING
 
-from smtp_ca.certificates import fingerprint_sha256, readable_name
+from smtp_ca.bundle.certificates import fingerprint_sha256, readable_name
 from smtp_ca.check.chain import (
     day,
     describe,
@@ -23,7 +23,7 @@ from smtp_ca.untrusted import shown
 if TYPE_CHECKING:
     from cryptography import x509
 
-    from smtp_ca.check.diagnosis import Context
+    from smtp_ca.check.context import Context
     from smtp_ca.check.smtp_session import CheckTarget
 
 # OpenSSL's X509_V_ERR_* codes, as ssl.SSLCertVerificationError.verify_code reports them.

@@ -22,16 +22,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from smtp_ca.certificates import (
+from smtp_ca.bundle.certificates import (
     CertificateError,
     basic_constraints_ca,
     fingerprint_sha256,
-    printable,
     readable_name,
     signature_verifies,
     split_pem,
 )
-from smtp_ca.untrusted import at_most
+from smtp_ca.untrusted import at_most, escaped
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -140,7 +139,7 @@ class Trusted:
     def describe_origin(self) -> str:
         if self.origin is None:
             return "from the bundle"
-        return ORIGIN_DESCRIPTIONS.get(self.origin, f"from {printable(self.origin)}")
+        return ORIGIN_DESCRIPTIONS.get(self.origin, f"from {escaped(self.origin)}")
 
 
 class Store:
@@ -317,11 +316,11 @@ def host_names(cert: x509.Certificate) -> list[str]:
     except x509.ExtensionNotFound:
         alt = None
     if alt is not None:
-        names = [printable(name) for name in alt.get_values_for_type(x509.DNSName)]
+        names = [escaped(name) for name in alt.get_values_for_type(x509.DNSName)]
         names.extend(str(ip) for ip in alt.get_values_for_type(x509.IPAddress))
         return names
     common = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return [printable(str(attribute.value)) for attribute in common]
+    return [escaped(str(attribute.value)) for attribute in common]
 
 
 def access_urls(cert: x509.Certificate, method: x509.ObjectIdentifier) -> list[str]:

@@ -14,20 +14,17 @@ import argparse
 import os
 from pathlib import Path
 
-from smtp_ca.bundle import BundleSettings, prepare_bundle
-from smtp_ca.cache_lock import SCRATCH_NAME
+from smtp_ca.bundle.prepare import prepare_bundle
+from smtp_ca.bundle.settings import BundleSettings
+from smtp_ca.cache.layout import SCRATCH
 from smtp_ca.check.flow import check_bundle, run_check
 from smtp_ca.check.naming import command_line
 from smtp_ca.check.outcome import CheckOutcome, report_verified, where_of
 from smtp_ca.check.smtp_session import CheckTarget
 from smtp_ca.errors import BuildError
 from smtp_ca.output import Log
-from smtp_ca.settings import (
-    DEFAULT_SMTP_PORT,
-    SUPPORTED_STACKS,
-    load_settings,
-)
-from smtp_ca.smtp_settings import odd_ipv4_spelling
+from smtp_ca.settings.load import SUPPORTED_STACKS, load_settings
+from smtp_ca.settings.smtp import DEFAULT_SMTP_PORT, odd_ipv4_spelling
 
 # The config vars that decide which bundle a build makes; nothing else of the environment is
 # read, so an unrelated variable on a laptop cannot fail the check.
@@ -60,7 +57,7 @@ def parse_address(address: str) -> tuple[str, int]:
         raise BuildError(f"{address!r} has no host name.", hint="Use HOST[:PORT].")
     usual = odd_ipv4_spelling(host)
     if usual is not None:
-        # The app's Ruby would not verify what the check would: see smtp_settings.smtp_host.
+        # The app's Ruby would not verify what the check would: see settings.smtp.smtp_host.
         raise BuildError(
             f"{host!r} is the IPv4 address {usual} to this machine, but not to Ruby, which "
             "checks the server's certificate for that text as a host name: the app would fail "
@@ -104,7 +101,7 @@ def run_command(arguments: argparse.Namespace, cache_dir: Path, log: Log) -> int
         log,
     )
     log.step(f"Checking {where} against that bundle")
-    scratch = cache_dir / SCRATCH_NAME  # as the build's: no temporary at the cache's top
+    scratch = cache_dir / SCRATCH  # as the build's: no temporary at the cache's top
     scratch.mkdir(exist_ok=True)
     outcome = check_bundle(
         target, prepared.pem, scratch_dir=scratch, outside_mozilla=prepared.outside_mozilla

@@ -17,7 +17,7 @@ from smtp_ca.check.smtp_session import (
     legacy_probe_context,
     open_tls,
 )
-from smtp_ca.deadline import Deadline
+from smtp_ca.net.deadline import Deadline
 
 # OpenSSL's reasons for a server that speaks only TLS older than the client's minimum.
 _OLD_TLS_REASONS = {"TLSV1_ALERT_PROTOCOL_VERSION", "UNSUPPORTED_PROTOCOL"}

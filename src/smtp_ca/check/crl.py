@@ -38,11 +38,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from smtp_ca.certificates import (
+from smtp_ca.bundle.certificates import (
     CertificateError,
     basic_constraints_ca,
     fingerprint_sha256,
-    printable,
     readable_name,
     split_pem,
     verify_signature,
@@ -50,8 +49,9 @@ from smtp_ca.certificates import (
 from smtp_ca.check.answers import Answer
 from smtp_ca.check.chain import day
 from smtp_ca.check.crl_cache import KeptCrl, Verdict
-from smtp_ca.deadline import Deadline
-from smtp_ca.fetch import FetchError, display_url, fetch, is_fetchable
+from smtp_ca.net.deadline import Deadline
+from smtp_ca.net.http import FetchError, display_url, fetch, is_fetchable
+from smtp_ca.untrusted import escaped
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -140,7 +140,7 @@ def _ask_one(
     now: datetime,
     cache_dir: Path | None,
 ) -> Answer:
-    shown = printable(display_url(point.url))  # the certificate's words
+    shown = escaped(display_url(point.url))  # the certificate's words
     kept = KeptCrl(cache_dir, point.url) if cache_dir is not None else None
     cert_sha256, issuer_sha256 = fingerprint_sha256(cert), fingerprint_sha256(issuer)
     if kept is not None:
@@ -391,7 +391,7 @@ def _scope(crl: x509.CertificateRevocationList, point: _Point, cert: x509.Certif
         why = "names its distribution point relative to its issuer, which the build does not read"
     elif idp.full_name is not None and not _names(idp.full_name) & point.names:
         names = sorted(_names(idp.full_name))
-        other = printable(display_url(names[0])) if names else "a name that is not a URL"
+        other = escaped(display_url(names[0])) if names else "a name that is not a URL"
         why = f"is a partition for another distribution point ({other})"
     elif idp.only_some_reasons:
         return _Scope(

@@ -27,9 +27,9 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
+from smtp_ca.cache import layout
 from smtp_ca.files import write_atomically
 
-CACHE_SUBDIR = "crl"
 _FORMAT = 1
 # Verdicts kept per CRL: a server's certificate and the one that replaced it, with room to spare.
 _MAX_VERDICTS = 16
@@ -60,7 +60,7 @@ class KeptCrl:
 
     def __init__(self, cache_dir: Path, url: str) -> None:
         name = hashlib.sha256(url.encode()).hexdigest()
-        self.path = cache_dir / CACHE_SUBDIR / f"{name}.crl"
+        self.path = cache_dir / layout.CRL / f"{name}.crl"
         self.record_path = self.path.with_suffix(".json")
 
     def recorded(self, cert_sha256: str, issuer_sha256: str) -> Verdict | None:

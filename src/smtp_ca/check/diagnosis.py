@@ -16,12 +16,11 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import ssl
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from smtp_ca.certificates import SYSTEM_STORE, readable_name
+from smtp_ca import SYSTEM_STORE
+from smtp_ca.bundle.certificates import readable_name
 from smtp_ca.check.causes import (
     EXPIRED,
     NAME_MISMATCH_CODES,
@@ -46,43 +45,15 @@ from smtp_ca.check.chain import (
     presented_path,
     proven_self_signed,
 )
+from smtp_ca.check.context import Context, TrustStores
 from smtp_ca.check.hints import unknown_issuer_fix
-from smtp_ca.check.outcome import Cause, CheckOutcome, where_of
-from smtp_ca.check.smtp_session import CheckTarget
+from smtp_ca.check.outcome import Cause, CheckOutcome
 from smtp_ca.untrusted import shown
 
 if TYPE_CHECKING:
     from cryptography import x509
 
     from smtp_ca.check.aia import Completion
-
-
-@dataclass(frozen=True)
-class TrustStores:
-    """The stores a failed check compares the bundle with. They are never trusted by the check
-    itself; they only let the report say which setting would fix an unknown issuer, and
-    whether a chain is anchored outside Mozilla's list."""
-
-    public_roots: Path | None = None  # None: certifi's cacert.pem, when certifi is installed
-    system: Path | None = SYSTEM_STORE
-    # The SHA-256 of the bundle's certificates that Mozilla's list does not hold, when the
-    # build that made the bundle knows them (it compared them with certifi); None: the check
-    # compares the anchor with ``public_roots`` itself.
-    outside_mozilla: frozenset[str] | None = None
-
-
-@dataclass(frozen=True)
-class Context:
-    """What the diagnosis of a refused chain needs to know about the check that was refused."""
-
-    target: CheckTarget
-    bundle: Store  # the bundle the check trusted
-    stores: TrustStores
-    now: datetime
-
-    @property
-    def where(self) -> str:
-        return where_of(self.target)
 
 
 # --- a chain OpenSSL refused --------------------------------------------------------------------

@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from smtp_ca.certificates import fingerprint_sha256, readable_name, to_pem
+from smtp_ca.bundle.certificates import fingerprint_sha256, readable_name, to_pem
 from smtp_ca.check import causes, connection_failure, diagnosis
 from smtp_ca.check.chain import (
     Store,
@@ -42,7 +42,7 @@ from smtp_ca.check.chain import (
     short_sha256,
     verified_chain,
 )
-from smtp_ca.check.diagnosis import TrustStores
+from smtp_ca.check.context import Context, TrustStores
 from smtp_ca.check.outcome import CheckOutcome, where_of
 from smtp_ca.check.smtp_session import (
     CheckTarget,
@@ -53,7 +53,7 @@ from smtp_ca.check.smtp_session import (
     reading_context,
     tls_context,
 )
-from smtp_ca.deadline import Deadline
+from smtp_ca.net.deadline import Deadline
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -319,5 +319,5 @@ class _Check:
                 f"({reason or error.__class__.__name__})."
             ]
 
-    def _diagnosis(self) -> diagnosis.Context:
-        return diagnosis.Context(self.target, self.bundle, self.stores, self.now)
+    def _diagnosis(self) -> Context:
+        return Context(self.target, self.bundle, self.stores, self.now)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from smtp_ca.smtp_settings import Origin
+    from smtp_ca.settings.smtp import Origin
 
 
 @dataclass(frozen=True)

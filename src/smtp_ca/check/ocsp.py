@@ -16,12 +16,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from smtp_ca.certificates import printable, readable_name, verify_signature
+from smtp_ca.bundle.certificates import readable_name, verify_signature
+from smtp_ca.cache import layout
 from smtp_ca.check.answers import Answer
 from smtp_ca.check.chain import access_urls, day, signed_by
-from smtp_ca.deadline import Deadline
-from smtp_ca.fetch import FetchError, display_url, fetch, is_fetchable
 from smtp_ca.files import write_atomically
+from smtp_ca.net.deadline import Deadline
+from smtp_ca.net.http import FetchError, display_url, fetch, is_fetchable
+from smtp_ca.untrusted import escaped
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -60,7 +62,7 @@ def ask(
     urls = [url for url in ocsp_urls(leaf) if is_fetchable(url)]
     if not urls:
         return Answer("unchecked", None)
-    shown = printable(display_url(urls[0]))  # the certificate's words
+    shown = escaped(display_url(urls[0]))  # the certificate's words
     cached = _cache_path(cache_dir, leaf, issuer)
     if cached is not None and cached.is_file():
         answer = _interpret(cached.read_bytes(), leaf, issuer, now, shown, cached=True)
@@ -108,7 +110,7 @@ def _cache_path(
 
     der = serialization.Encoding.DER
     key = hashlib.sha256(leaf.public_bytes(der) + issuer.public_bytes(der)).hexdigest()
-    return cache_dir / "ocsp" / f"{key}.der"
+    return cache_dir / layout.OCSP / f"{key}.der"
 
 
 def _interpret(

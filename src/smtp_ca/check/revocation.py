@@ -20,10 +20,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from smtp_ca.certificates import readable_name
+from smtp_ca.bundle.certificates import readable_name
 from smtp_ca.check import crl, ocsp
 from smtp_ca.check.answers import Answer, Status
-from smtp_ca.deadline import Deadline
+from smtp_ca.net.deadline import Deadline
 
 if TYPE_CHECKING:
     from cryptography import x509

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from smtp_ca.check.naming import CONFIG_VARS, Naming
-from smtp_ca.deadline import Deadline
-from smtp_ca.name_lookup import resolve_within
+from smtp_ca.net.deadline import Deadline, resolve_within
 from smtp_ca.untrusted import shown
 
 # Waiting for the reply to QUIT costs at most this: the verdict is already in.

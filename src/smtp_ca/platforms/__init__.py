@@ -15,9 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-# The buildpack's own directory inside caches that other buildpacks share (classic CACHE_DIR).
-CACHE_NAMESPACE = "smtp-ca"
-
 
 @dataclass(frozen=True)
 class RuntimeFile:

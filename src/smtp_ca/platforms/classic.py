@@ -14,10 +14,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from smtp_ca.bootstrap import CLASSIC_CACHE_RESET_HINT
-from smtp_ca.cache_owner import refuse_link
+from smtp_ca.cache.layout import CLASSIC_CACHE_RESET_HINT, CLASSIC_NAMESPACE
+from smtp_ca.cache.owner import refuse_link
 from smtp_ca.errors import BuildError
-from smtp_ca.platforms import CACHE_NAMESPACE, RuntimeFile
+from smtp_ca.platforms import RuntimeFile
 
 PROFILE_PATH = ".profile.d/smtp-ca.sh"
 EXPORT_NAME = "export"
@@ -47,7 +47,7 @@ class ClassicPlatform:
                 f"ENV_DIR {config} is not a directory.",
                 hint="ENV_DIR must be a directory with one file per config var.",
             )
-        own_cache = Path(cache_dir).resolve() / CACHE_NAMESPACE
+        own_cache = Path(cache_dir).resolve() / CLASSIC_NAMESPACE
         # CACHE_DIR is the platform's to give; smtp-ca/ in it is the buildpack's own.
         refuse_link(own_cache, what="The buildpack's cache", hint=CLASSIC_CACHE_RESET_HINT)
         return cls(

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from smtp_ca.cache_owner import refuse_link
+from smtp_ca.cache.owner import refuse_link
 from smtp_ca.errors import BuildError
 from smtp_ca.files import write_atomically
 from smtp_ca.platforms import RuntimeFile
