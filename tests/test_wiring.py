@@ -19,6 +19,8 @@ from smtp_ca.wiring import (
     BUNDLE_PATH,
     DELIVERY_PATH,
     DELIVERY_SOURCE,
+    DYNO_CHECK_PARTS,
+    DYNO_CHECK_PARTS_DIR,
     DYNO_CHECK_PATH,
     GENERATED_MARKER,
     INITIALIZER_PATH,
@@ -139,7 +141,16 @@ def test_app_own_initializer_is_kept(tmp_path: Path) -> None:
     assert plan.kept_app_files == (INITIALIZER_PATH,)
 
 
-@pytest.mark.parametrize("path", [DELIVERY_PATH, DYNO_CHECK_PATH, PROFILE_PATH, REVOCATION_PATH])
+@pytest.mark.parametrize(
+    "path",
+    [
+        DELIVERY_PATH,
+        DYNO_CHECK_PATH,
+        f"{DYNO_CHECK_PARTS_DIR}/{DYNO_CHECK_PARTS[0].name}",
+        PROFILE_PATH,
+        REVOCATION_PATH,
+    ],
+)
 def test_the_apps_own_script_is_kept_like_its_initializer(tmp_path: Path, path: str) -> None:
     """One rule for every file the buildpack writes: the app's own one is kept and named."""
     (tmp_path / "config").mkdir()
@@ -176,6 +187,7 @@ def test_every_file_written_into_the_app_says_it_is_generated(tmp_path: Path) ->
         BUNDLE_PATH,
         DELIVERY_PATH,
         DYNO_CHECK_PATH,
+        *(f"{DYNO_CHECK_PARTS_DIR}/{part.name}" for part in DYNO_CHECK_PARTS),
         INITIALIZER_PATH,
         PROFILE_PATH,
         REVOCATION_PATH,

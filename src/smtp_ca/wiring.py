@@ -44,6 +44,9 @@ TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
 # A plain Ruby file, copied as it is (rubocop and minitest read the same file): it finds the
 # bundle beside itself and carries its own generated-by line.
 DYNO_CHECK_SOURCE = TEMPLATES_DIR / "check.rb"
+# Its parts, one file a job, which check.rb requires from beside itself: .smtp-ca/check/*.rb.
+DYNO_CHECK_PARTS_DIR = ".smtp-ca/check"
+DYNO_CHECK_PARTS = tuple(sorted((TEMPLATES_DIR / "check").glob("*.rb")))
 # What the build's check found about revocation, which the dyno check says: Ruby's OpenSSL
 # checks none when the app sends mail.
 REVOCATION_PATH = ".smtp-ca/revocation.txt"
@@ -155,9 +158,10 @@ def plan_wiring(
     checked_at: datetime | None = None,
 ) -> WiringPlan:
     """Every file the build writes: the bundle; for a Rails app the delivery rules
-    (``.smtp-ca/delivery.rb``), the dyno check (``.smtp-ca/check.rb``), what the check found
-    about revocation for it to say (``.smtp-ca/revocation.txt``, from ``revocations``), and the
-    initializer that loads the rules; and the platform's runtime files.
+    (``.smtp-ca/delivery.rb``), the dyno check (``.smtp-ca/check.rb`` and its parts in
+    ``.smtp-ca/check/``), what the check found about revocation for it to say
+    (``.smtp-ca/revocation.txt``, from ``revocations``), and the initializer that loads the
+    rules; and the platform's runtime files.
 
     One rule for every file in the app: the build rewrites a file it generated (it carries
     ``GENERATED_MARKER``) and never overwrites one of the app's own without a word. Code the app
@@ -185,6 +189,10 @@ def plan_wiring(
     if (app_dir / "config").is_dir():
         files.append(PlannedFile(DELIVERY_PATH, DELIVERY_SOURCE.read_bytes()))
         files.append(PlannedFile(DYNO_CHECK_PATH, DYNO_CHECK_SOURCE.read_bytes(), 0o755))
+        files.extend(
+            PlannedFile(f"{DYNO_CHECK_PARTS_DIR}/{part.name}", part.read_bytes())
+            for part in DYNO_CHECK_PARTS
+        )
         when = checked_at or datetime.now(timezone.utc)
         files.append(PlannedFile(REVOCATION_PATH, render_revocation(revocations, when)))
         text = render("initializer.rb.j2", delivery_path=DELIVERY_PATH)
