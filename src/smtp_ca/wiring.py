@@ -45,6 +45,9 @@ TEMPLATES_DIR = BUILDPACK_DIR / "templates"
 # A plain Ruby file, copied as it is (rubocop and minitest read the same file): it finds the
 # bundle beside itself and carries its own generated-by line.
 DYNO_CHECK_SOURCE = TEMPLATES_DIR / "check.rb"
+# Its parts, one file a job, which check.rb requires from beside itself: .smtp-ca/check/*.rb.
+DYNO_CHECK_PARTS_DIR = ".smtp-ca/check"
+DYNO_CHECK_PARTS = tuple(sorted((TEMPLATES_DIR / "check").glob("*.rb")))
 # What the build's check found about revocation, which the dyno check says: Ruby's OpenSSL
 # checks none when the app sends mail.
 REVOCATION_PATH = ".smtp-ca/revocation.txt"
@@ -156,9 +159,10 @@ def plan_wiring(
     checked_at: datetime | None = None,
 ) -> WiringPlan:
     """Every file the build writes: the bundle; for a Rails app the delivery rules
-    (``.smtp-ca/delivery.rb``), the dyno check (``.smtp-ca/check.rb``), what the check found
-    about revocation for it to say (``.smtp-ca/revocation.txt``, from ``revocations``), and the
-    initializer that loads the rules; and the platform's runtime files.
+    (``.smtp-ca/delivery.rb``), the dyno check (``.smtp-ca/check.rb`` and its parts in
+    ``.smtp-ca/check/``), what the check found about revocation for it to say
+    (``.smtp-ca/revocation.txt``, from ``revocations``), and the initializer that loads the
+    rules; and the platform's runtime files.
 
     One rule for every file in the app: the build rewrites a file it generated (it carries
     ``GENERATED_MARKER``) and never overwrites one of the app's own without a word. Code the app
@@ -186,6 +190,10 @@ def plan_wiring(
     if (app_dir / "config").is_dir():
         files.append(PlannedFile(DELIVERY_PATH, DELIVERY_SOURCE.read_bytes()))
         files.append(PlannedFile(DYNO_CHECK_PATH, DYNO_CHECK_SOURCE.read_bytes(), 0o755))
+        files.extend(
+            PlannedFile(f"{DYNO_CHECK_PARTS_DIR}/{part.name}", part.read_bytes())
+            for part in DYNO_CHECK_PARTS
+        )
         when = checked_at or datetime.now(timezone.utc)
         files.append(PlannedFile(REVOCATION_PATH, render_revocation(revocations, when)))
         text = render("initializer.rb.j2", delivery_path=DELIVERY_PATH)
@@ -205,6 +213,24 @@ def _apps_own(app_dir: Path, planned: PlannedFile) -> bool:
     directory there is not a file to keep: ``commit`` refuses to write through or over it."""
     path = app_dir / planned.relative_path
     return path.is_file() and not path.is_symlink() and not is_generated(path)
+
+
+def written_lines(plan: WiringPlan) -> list[str]:
+    """What the build log says the plan wrote: a line a file, but one for the dyno check and
+    its parts, which are one program."""
+    prefix = f"{DYNO_CHECK_PARTS_DIR}/"
+    parts = [
+        f.relative_path.removeprefix(prefix)
+        for f in plan.files
+        if f.relative_path.startswith(prefix)
+    ]
+    lines = []
+    for planned in plan.files:
+        if planned.relative_path == DYNO_CHECK_PATH and parts:
+            lines.append(f"Wrote {DYNO_CHECK_PATH} and its parts in {prefix} ({', '.join(parts)})")
+        elif not planned.relative_path.startswith(prefix):
+            lines.append(f"Wrote {planned.relative_path}")
+    return lines
 
 
 def _checked_target(root: Path, relative_path: str) -> Path:

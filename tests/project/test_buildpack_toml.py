@@ -42,6 +42,7 @@ NEEDED = [
     "src/smtp_ca/__main__.py",
     "src/smtp_ca/settings.py",
     "templates/check.rb",
+    "templates/check/report.rb",
     "templates/delivery.rb",
     "templates/initializer.rb.j2",
     "templates/profile.sh.j2",

@@ -263,30 +263,6 @@ class TestNames < Minitest::Test
   def test_day_is_in_utc
     assert_equal '2031-05-03 07:00 UTC', Names.day(Time.new(2031, 5, 3, 9, 0, 0, '+02:00'))
   end
-
-  def test_self_issued_and_host_names
-    assert Names.self_issued?(@root)
-    refute Names.self_issued?(@leaf)
-    assert_equal ['mail.example.com', '127.0.0.1'], Names.host_names(@leaf)
-    odd = Certs.make('/CN=x', key: Certs.key, san: "DNS:a\e[2J.example.com")
-    assert_equal ['a\\x1b[2J.example.com'], Names.host_names(odd)
-    assert_equal ['Example Root CA'], Names.host_names(@root) # no subjectAltName: the CN
-  end
-
-  def test_short_sha256_is_the_first_and_last_eight_hex_digits
-    digest = OpenSSL::Digest::SHA256.hexdigest(@leaf.to_der)
-    assert_equal "#{digest[0, 8]}…#{digest[-8, 8]}", Names.short_sha256(@leaf)
-  end
-
-  def test_pem_certificates_reads_each_block_and_marks_a_broken_one
-    Dir.mktmpdir do |dir|
-      path = File.join(dir, 'bundle.pem')
-      broken = "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n"
-      File.write(path, "# comment\n#{@root.to_pem}#{broken}#{@leaf.to_pem}")
-      read = Names.pem_certificates(path)
-      assert_equal([@root.to_der, nil, @leaf.to_der], read.map { |cert| cert&.to_der })
-    end
-  end
 end
 
 # Text from outside, by the build's rule (smtp_ca.untrusted): the same escapes and lengths.
@@ -307,14 +283,6 @@ class TestText < Minitest::Test
     assert_equal '\\x1b\\x1b… (8 more characters)', Text.shown("\e" * 10, 8)
     assert_equal "#{'y' * 300}… (1 more character)", Text.shown('y' * 301)
     assert_equal 'y' * 300, Text.shown('y' * 300)
-  end
-
-  def test_lists_are_cut_with_a_count
-    items = (0...25).map { |number| "finding #{number}" }
-    assert_equal items[0, 10], Text.at_most(items[0, 10])
-    assert_equal items[0, 10] + ['… 15 more'], Text.at_most(items)
-    assert_equal items[0, 2] + ['  … 21 more'] + items[-2..],
-                 Text.at_most(items, 4, last: 2, indent: '  ')
   end
 
   def test_a_reply_is_quoted_as_its_code_and_its_lines_text
@@ -900,7 +868,8 @@ class TestDiagnosis < Minitest::Test
   end
 end
 
-# Why verification failed, from what OpenSSL reported and the chain it saw.
+# Why verification failed: what the dyno alone knows (the file the app trusts, who named it),
+# and the build's explanation pointed at for the rest.
 class TestCertificateDiagnosis < Minitest::Test
   include CheckTestHelpers
 
@@ -910,6 +879,8 @@ class TestCertificateDiagnosis < Minitest::Test
     @int_key = Certs.key
     @int = Certs.make('/CN=Provider Intermediate', key: @int_key, issuer: @root,
                                                    issuer_key: @root_key, authority: true)
+    @leaf = Certs.make('/CN=mail.example.com', key: Certs.key, issuer: @int,
+                                               issuer_key: @int_key)
     @app = Dir.mktmpdir
   end
 
@@ -917,84 +888,59 @@ class TestCertificateDiagnosis < Minitest::Test
     FileUtils.remove_entry(@app)
   end
 
-  def leaf(**options)
-    Certs.make('/CN=mail.example.com', key: Certs.key, issuer: @int, issuer_key: @int_key,
-                                       san: 'DNS:mail.example.com,DNS:*.example.com', **options)
+  # What tls_failure makes of OpenSSL's code and message, with the chain it had built.
+  def diagnose(code, message, chain, used = context)
+    trust = SmtpCaDynoCheck::Trust.new(used, source, @app)
+    diagnosis = SmtpCaDynoCheck::Diagnosis.new(session(trust: trust), @app)
+    diagnosis.tls_failure(OpenSSL::SSL::SSLError.new('certificate verify failed'),
+                          FakeProbe.new(nil, chain, { code: code, message: message }))
   end
 
-  # What verify_failure makes of OpenSSL's code and message, with the chain it had built.
-  def diagnose(code, message, chain, host: 'smtp.example.com', **failure)
-    trust = SmtpCaDynoCheck::Trust.new(context, source, @app)
-    diagnosis = SmtpCaDynoCheck::CertificateDiagnosis.new(session(trust: trust, host: host))
-    diagnosis.verify_failure({ code: code, message: message, depth: 0, cert: nil, **failure },
-                             FakeProbe.new(nil, chain))
-  end
-
-  def test_a_leaf_without_its_intermediate_names_the_missing_issuer
-    failure = diagnose(20, 'unable to get local issuer certificate', [leaf])
+  def test_no_anchor_names_the_file_the_app_trusts_and_the_fix_for_it
+    failure = diagnose(20, 'unable to get local issuer certificate', [@leaf])
     assert_equal 'smtp.example.com:587 (STARTTLS): certificate verify failed: no certificate in ' \
                  "OpenSSL's default store anchors the server's chain (unable to get local issuer " \
                  'certificate).', failure.message
-    assert_equal ['The chain the server sent ends at mail.example.com, issued by Provider ' \
-                  "Intermediate: OpenSSL's default store holds no Provider Intermediate.",
-                  'The server sent only its own certificate: it may be missing its ' \
-                  'intermediate certificate.',
-                  'The server presented:'], failure.details[0, 3]
+    assert_equal 'The server presented:', failure.details.first
+    with_env('SMTP_CA_FILE' => File.join(@app, 'own.pem')) do
+      File.write(File.join(@app, 'own.pem'), @root.to_pem)
+      own = diagnose(19, 'self-signed certificate in certificate chain', [@leaf, @int, @root],
+                     context(ca_file: File.join(@app, 'own.pem')))
+      assert_match(/ no certificate in .*own.pem or OpenSSL's default store anchors /, own.message)
+      assert_equal 'It comes from the config var SMTP_CA_FILE, not the bundle the build wrote ' \
+                   '(.smtp-ca/ca-bundle.pem).', own.details.first
+      assert_match(/; or add the CA certificate Provider Root CA to .*own.pem\.\z/, own.hint)
+    end
   end
 
-  def test_a_chain_ending_at_a_root_the_store_lacks
-    failure = diagnose(19, 'self-signed certificate in certificate chain', [leaf, @int, @root])
-    assert_equal "The server's chain ends at the root Provider Root CA, which OpenSSL's default " \
-                 'store does not hold.', failure.details.first
-  end
-
-  def test_a_name_mismatch_suggests_a_name_the_certificate_holds
-    failure = diagnose(62, 'hostname mismatch', [leaf], host: '127.0.0.1')
-    assert_equal 'The certificate holds: mail.example.com, *.example.com.', failure.details.first
-    assert_match(/SMTP_SERVER is an IP address/, failure.details.last)
-    assert_match(/: heroku config:set SMTP_SERVER=mail.example.com\z/, failure.hint)
-  end
-
-  def test_a_long_list_of_names_is_cut_as_the_build_cuts_it
-    names = (0...60).map { |number| "name-#{number}.example.com" }
-    many = Certs.make('/CN=many', key: Certs.key, issuer: @int, issuer_key: @int_key,
-                                  san: names.map { |name| "DNS:#{name}" }.join(','))
-    failure = diagnose(62, 'hostname mismatch', [many])
-    held = names.join(', ')
-    assert_equal "The certificate holds: #{held[0, 300]}… (#{held.length - 300} more " \
-                 'characters).', failure.details.first
-  end
-
-  def test_an_expired_server_certificate_is_the_providers_to_renew
-    expired = leaf(not_before: Time.utc(2020, 1, 1), not_after: Time.utc(2021, 1, 1))
-    failure = diagnose(10, 'certificate has expired', [expired, @int])
-    assert_equal "smtp.example.com:587 (STARTTLS): the server's certificate, mail.example.com, " \
-                 'expired on 2021-01-01 00:00 UTC (certificate has expired).', failure.message
-    assert_match(/\AOnly the mail provider can fix this/, failure.hint)
-  end
-
-  def test_an_expired_anchor_is_named_as_the_stores
-    old_root = Certs.make('/CN=Old Root', key: Certs.key, authority: true,
-                                          not_before: Time.utc(2000, 1, 1),
-                                          not_after: Time.utc(2010, 1, 1))
-    failure = diagnose(10, 'certificate has expired', [leaf, @int], depth: 2, cert: old_root)
-    assert_match(/: the anchor in OpenSSL's default store, Old Root, expired on 2010-01-01/,
+  def test_old_net_smtp_without_a_ca_file_trusts_nothing
+    failure = diagnose(20, 'unable to get local issuer certificate', [@leaf],
+                       context(default_store: false))
+    assert_match(/: certificate verify failed: the app trusts no certificate at all: /,
                  failure.message)
   end
 
-  def test_a_self_signed_server_certificate
-    key = Certs.key
-    own = Certs.make('/CN=mail.example.com', key: key)
-    failure = diagnose(18, 'self-signed certificate', [own])
-    assert_match(/the server presents a self-signed certificate, mail.example.com/,
-                 failure.message)
-    assert_match(/; SHA-256 \h{8}…\h{8}\. No CA vouches for it\.\z/, failure.details.first)
+  def test_other_causes_point_at_the_builds_explanation
+    { 10 => 'certificate has expired', 62 => 'hostname mismatch',
+      18 => 'self-signed certificate' }.each do |code, message|
+      failure = diagnose(code, message, [@leaf, @int])
+      assert_equal 'smtp.example.com:587 (STARTTLS): certificate verify failed ' \
+                   "(#{message}, OpenSSL code #{code}).", failure.message
+      assert_equal 'The server presented:', failure.details.first
+      assert_equal "The build's check explains the certificate's cause: see the build log, or " \
+                   'run bin/check HOST:PORT from a checkout of this buildpack.', failure.hint
+    end
   end
 
-  def test_any_other_code_is_named_with_its_number
-    failure = diagnose(50, 'application verification failure', [leaf])
-    assert_equal 'smtp.example.com:587 (STARTTLS): certificate verify failed (application ' \
-                 'verification failure, OpenSSL code 50).', failure.message
+  def test_an_older_net_smtps_host_name_mismatch_too
+    trust = SmtpCaDynoCheck::Trust.new(context, source, @app)
+    diagnosis = SmtpCaDynoCheck::Diagnosis.new(session(trust: trust), @app)
+    error = OpenSSL::SSL::SSLError.new('hostname "smtp.example.com" does not match the server ' \
+                                       'certificate')
+    failure = diagnosis.tls_failure(error, FakeProbe.new(nil, nil, nil))
+    assert_equal 'smtp.example.com:587 (STARTTLS): certificate verify failed (hostname ' \
+                 '"smtp.example.com" does not match the server certificate).', failure.message
+    assert_match(/\AThe build's check explains/, failure.hint)
   end
 end
 

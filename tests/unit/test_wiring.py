@@ -19,6 +19,8 @@ from smtp_ca.wiring import (
     BUNDLE_PATH,
     DELIVERY_PATH,
     DELIVERY_SOURCE,
+    DYNO_CHECK_PARTS,
+    DYNO_CHECK_PARTS_DIR,
     DYNO_CHECK_PATH,
     GENERATED_MARKER,
     INITIALIZER_PATH,
@@ -29,6 +31,7 @@ from smtp_ca.wiring import (
     is_generated,
     plan_wiring,
     render_revocation,
+    written_lines,
 )
 from support.rails_app import require_ruby_rails
 from support.unprivileged import give_to_nobody, sandbox
@@ -139,7 +142,16 @@ def test_app_own_initializer_is_kept(tmp_path: Path) -> None:
     assert plan.kept_app_files == (INITIALIZER_PATH,)
 
 
-@pytest.mark.parametrize("path", [DELIVERY_PATH, DYNO_CHECK_PATH, PROFILE_PATH, REVOCATION_PATH])
+@pytest.mark.parametrize(
+    "path",
+    [
+        DELIVERY_PATH,
+        DYNO_CHECK_PATH,
+        f"{DYNO_CHECK_PARTS_DIR}/{DYNO_CHECK_PARTS[0].name}",
+        PROFILE_PATH,
+        REVOCATION_PATH,
+    ],
+)
 def test_the_apps_own_script_is_kept_like_its_initializer(tmp_path: Path, path: str) -> None:
     """One rule for every file the buildpack writes: the app's own one is kept and named."""
     (tmp_path / "config").mkdir()
@@ -176,6 +188,7 @@ def test_every_file_written_into_the_app_says_it_is_generated(tmp_path: Path) ->
         BUNDLE_PATH,
         DELIVERY_PATH,
         DYNO_CHECK_PATH,
+        *(f"{DYNO_CHECK_PARTS_DIR}/{part.name}" for part in DYNO_CHECK_PARTS),
         INITIALIZER_PATH,
         PROFILE_PATH,
         REVOCATION_PATH,
@@ -487,3 +500,19 @@ def test_the_revocation_file_holds_one_line_per_finding_for_the_dyno_check(tmp_p
 def test_an_app_without_config_gets_no_revocation_file(tmp_path: Path) -> None:
     plan = _plan(tmp_path, PEM)
     assert REVOCATION_PATH not in [planned.relative_path for planned in plan.files]
+
+
+def test_the_log_names_each_file_written_and_the_dyno_check_with_its_parts_once(
+    tmp_path: Path,
+) -> None:
+    app = tmp_path / "app"
+    (app / "config").mkdir(parents=True)  # a Rails app: the dyno check is written
+    plan = _plan(app)
+    lines = written_lines(plan)
+    parts = ", ".join(part.name for part in DYNO_CHECK_PARTS)
+    assert f"Wrote {DYNO_CHECK_PATH} and its parts in {DYNO_CHECK_PARTS_DIR}/ ({parts})" in lines
+    assert not [line for line in lines if line.startswith(f"Wrote {DYNO_CHECK_PARTS_DIR}/")]
+    # Every other file has its line, in the plan's order.
+    others = [f for f in plan.files if not f.relative_path.startswith(DYNO_CHECK_PARTS_DIR)]
+    assert len(lines) == len(others)
+    assert f"Wrote {BUNDLE_PATH}" == lines[0]
