@@ -513,6 +513,6 @@ def test_the_log_names_each_file_written_and_the_dyno_check_with_its_parts_once(
     assert f"Wrote {DYNO_CHECK_PATH} and its parts in {DYNO_CHECK_PARTS_DIR}/ ({parts})" in lines
     assert not [line for line in lines if line.startswith(f"Wrote {DYNO_CHECK_PARTS_DIR}/")]
     # Every other file has its line, in the plan's order.
-    others = [f for f in plan.files if not f.relative_path.startswith(DYNO_CHECK_PARTS_DIR)]
+    others = [f for f in plan.files if not f.relative_path.startswith(f"{DYNO_CHECK_PARTS_DIR}/")]
     assert len(lines) == len(others)
     assert f"Wrote {BUNDLE_PATH}" == lines[0]
