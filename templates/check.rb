@@ -61,6 +61,10 @@ module SmtpCaDynoCheck
       source.var(name)
     end
 
+    def assignment(name, value)
+      source.assignment(name, value)
+    end
+
     # Where the app sets its verify mode: Mastodon in a config var, other apps in the settings.
     def verify_setting
       source.mastodon ? var('SMTP_OPENSSL_VERIFY_MODE') : 'openssl_verify_mode'
@@ -70,7 +74,7 @@ module SmtpCaDynoCheck
   # A session's facts by their names, by hand: Forwardable is a gem, and one loaded before the
   # app boots can clash with the version in the app's Gemfile.lock.
   module SessionFacts
-    %i[where var host port implicit starttls timeout rules verify_setting].each do |name|
+    %i[where var assignment host port implicit starttls timeout rules verify_setting].each do |name|
       define_method(name) { |*arguments| @session.public_send(name, *arguments) }
     end
 

@@ -8,11 +8,28 @@ module SmtpCaDynoCheck
   module App
     module_function
 
+    # Mastodon's config vars and the settings keys they become (config/initializers/smtp.rb).
+    SETTING_KEYS = { 'SMTP_SERVER' => 'address', 'SMTP_PORT' => 'port', 'SMTP_TLS' => 'tls',
+                     'SMTP_ENABLE_STARTTLS' => 'enable_starttls',
+                     'SMTP_ENABLE_STARTTLS_AUTO' => 'enable_starttls_auto',
+                     'SMTP_CA_FILE' => 'ca_file' }.freeze
+    OPTIONS = { 'SMTP_SERVER' => '--address', 'SMTP_PORT' => '--port' }.freeze
+
     # The settings checked, the prefix of the config vars behind them, and whether the app
     # reads Mastodon's (whose advice then names them).
     Source = Struct.new(:label, :settings, :prefix, :mastodon) do
+      # How advice names one of the server's settings: Mastodon's config var, the key other
+      # apps write in their settings, or the option the check was given.
       def var(name)
-        "#{prefix}#{name}"
+        return "#{prefix}#{name}" if mastodon
+        return OPTIONS[name] if OPTIONS.key?(name) && label.include?(' with --address')
+
+        "the :#{SETTING_KEYS.fetch(name)} setting"
+      end
+
+      # The same, given a value: SMTP_TLS=true for Mastodon, tls: true in other apps' settings.
+      def assignment(name, value)
+        mastodon ? "#{var(name)}=#{value}" : "#{SETTING_KEYS.fetch(name)}: #{value}"
       end
 
       # These settings with another server, as a mailer's delivery_method_options give it.
@@ -74,6 +91,13 @@ module SmtpCaDynoCheck
   # server and those do (an app that sends with the mail gem alone).
   module MainSettings
     module_function
+
+    # Mastodon's config vars and the settings keys they become (config/initializers/smtp.rb).
+    SETTING_KEYS = { 'SMTP_SERVER' => 'address', 'SMTP_PORT' => 'port', 'SMTP_TLS' => 'tls',
+                     'SMTP_ENABLE_STARTTLS' => 'enable_starttls',
+                     'SMTP_ENABLE_STARTTLS_AUTO' => 'enable_starttls_auto',
+                     'SMTP_CA_FILE' => 'ca_file' }.freeze
+    OPTIONS = { 'SMTP_SERVER' => '--address', 'SMTP_PORT' => '--port' }.freeze
 
     # With --address (address_given), ActionMailer's even when they name no server.
     def source(address_given)

@@ -57,13 +57,18 @@ module SmtpCaDynoCheck
       host = @values[:address].to_s
       if host.empty?
         raise Failure.new("not checked: the app's smtp_settings have no :address.",
-                          hint: 'Set the mail server: heroku config:set ' \
-                                "#{@source.var('SMTP_SERVER')}=<host>")
+                          hint: "Set the mail server: #{server_fix}")
       end
       implicit = (smtp.respond_to?(:tls?) && smtp.tls?) || false
       context = session_context(smtp, implicit)
       Session.new(@source, Trust.new(context, @source, @app_root, rules), context, host, smtp.port,
                   implicit, smtp.respond_to?(:starttls?) ? smtp.starttls? : :auto, @timeout, rules)
+    end
+
+    def server_fix
+      return "heroku config:set #{@source.var('SMTP_SERVER')}=<host>" if @source.mastodon
+
+      "give the settings an :address, or check a mailer's own server with --address HOST."
     end
 
     # The context net-smtp will hand to OpenSSL: net-smtp 0.2+ keeps one per mode, older net/smtp
@@ -312,7 +317,7 @@ module SmtpCaDynoCheck
       Failure.new("#{where}: the server does not offer STARTTLS, so mail would go unencrypted " \
                   'and nothing can be verified.',
                   hint: "#{check_server.chomp('.')} (587 is the usual STARTTLS port); for TLS " \
-                        "from the first byte (port 465) set #{var('SMTP_TLS')}=true.")
+                        "from the first byte (port 465) set #{assignment('SMTP_TLS', 'true')}.")
     end
 
     def timeout_failure(stage)
@@ -322,7 +327,7 @@ module SmtpCaDynoCheck
                "#{var('SMTP_SERVER')} for a typo, or raise --timeout."
       elsif stage == 'waiting for the SMTP greeting' && !implicit
         hint = 'A server that says nothing after the connection may expect TLS from the first ' \
-               "byte (port 465 usually does): set #{var('SMTP_TLS')}=true. Otherwise " \
+               "byte (port 465 usually does): set #{assignment('SMTP_TLS', 'true')}. Otherwise " \
                "#{hint[0].downcase}#{hint[1..]}"
       end
       Failure.new("#{where}: no answer within #{format('%g', timeout)} s (#{stage}).", hint: hint)
@@ -407,10 +412,10 @@ module SmtpCaDynoCheck
 
     def tls_mode_hint
       port = var('SMTP_PORT')
-      tls = var('SMTP_TLS')
-      return "Check #{port}: TLS from the first byte (#{tls}=true) is usually port 465." if implicit
+      tls = assignment('SMTP_TLS', 'true')
+      return "Check #{port}: TLS from the first byte (#{tls}) is usually port 465." if implicit
 
-      "Check #{port} and #{tls}: port 465 usually wants #{tls}=true."
+      "Check #{port} and #{var('SMTP_TLS')}: port 465 usually wants #{tls}."
     end
   end
 

@@ -65,8 +65,8 @@ module CheckTestHelpers
     found
   end
 
-  def session(trust: nil, host: 'smtp.example.com', port: 587, implicit: false, prefix: '')
-    SmtpCaDynoCheck::Session.new(source(prefix), trust, nil, host, port, implicit, :auto, 10.0)
+  def session(trust: nil, host: 'smtp.example.com', port: 587, implicit: false, from: source)
+    SmtpCaDynoCheck::Session.new(from, trust, nil, host, port, implicit, :auto, 10.0)
   end
 
   # A context as net-smtp 0.2+ makes it: the default store, plus the ca_file given.
@@ -418,7 +418,7 @@ class TestSession < Minitest::Test
   end
 
   def test_config_var_names_follow_the_settings_prefix
-    assert_equal 'BULK_SMTP_SERVER', session(prefix: 'BULK_').var('SMTP_SERVER')
+    assert_equal 'BULK_SMTP_SERVER', session(from: source('BULK_')).var('SMTP_SERVER')
   end
 end
 
@@ -843,6 +843,29 @@ class TestDiagnosis < Minitest::Test
                  'thousands of names, or a chain of hundreds of certificates.', failure.message
     assert_match(/\AOnly the mail provider can fix this/, failure.hint)
     refute_match(/port 465/, failure.hint)
+  end
+
+  def test_an_app_that_is_not_mastodon_hears_of_its_settings_not_of_mastodons_variables
+    other_app = source(mastodon: false)
+    trust = SmtpCaDynoCheck::Trust.new(context, other_app, @app)
+    other = SmtpCaDynoCheck::Diagnosis.new(session(trust: trust, from: other_app), @app)
+    assert_equal 'Check the :address setting for a typo.',
+                 other.connection_failure(SocketError.new('nope'), 'connecting').hint
+    assert_equal 'Check the :port setting and the :tls setting: port 465 usually wants tls: true.',
+                 other.connection_failure(EOFError.new('eof'), 'during the TLS handshake').hint
+    hints = [other.timeout_failure('waiting for the SMTP greeting').hint, other.no_starttls.hint,
+             other.reply_past_cap(SmtpCaDynoCheck::ReplyPastCap.new('x')).hint]
+    assert_match(/set tls: true\. Otherwise check the :address setting and the :port setting/,
+                 hints[0])
+    hints.each { |hint| refute_match(/SMTP_/, hint) }
+  end
+
+  def test_a_server_given_with_address_is_named_by_the_options
+    given = source(mastodon: false).with_server('mx.example.com', 2525)
+    assert_equal '--address', given.var('SMTP_SERVER')
+    assert_equal '--port', given.var('SMTP_PORT')
+    assert_equal 'the :tls setting', given.var('SMTP_TLS')
+    assert_equal 'SMTP_TLS=true', source.assignment('SMTP_TLS', 'true')
   end
 
   def test_a_refused_connection_and_a_name_that_does_not_resolve
