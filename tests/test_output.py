@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
 from smtp_ca.output import Log, Redactor, url_secrets
+
+SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 def test_heroku_prefixes_and_streams() -> None:
@@ -151,3 +156,30 @@ def test_a_redactor_taught_a_url_hides_its_token_wherever_it_appears() -> None:
     assert (
         redactor("GET /b.pem?auth=TOKEN-0123456789 failed") == "GET /b.pem?auth=[REDACTED] failed"
     )
+
+
+def test_a_megabyte_line_is_redacted_in_linear_time() -> None:
+    """The URL-credential rule once scanned a run of letters from each of its starts: a
+    megabyte line with no ``://`` took about twenty minutes. Run in a child with a generous
+    timeout, so that a regression fails instead of hanging the suite."""
+    child = (
+        "import io, sys, time\n"
+        "from smtp_ca.output import Log, Redactor\n"
+        "texts = ['a' * 1_000_000, 'a1' * 500_000, ('scheme' * 12 + '://user') * 14_000,\n"
+        "         'x://' + 'b' * 1_000_000, 'https://u:' + 'p' * 1_000_000 + '@h']\n"
+        "log = Log(Redactor(['hunter2-password']), out=io.StringIO(), err=io.StringIO())\n"
+        "started = time.process_time()\n"
+        "for text in texts:\n"
+        "    log.error(text + ' hunter2-password')\n"
+        "print(time.process_time() - started)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", child],
+        env={"PYTHONPATH": str(SRC)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    # A few seconds of CPU at most where the quadratic search needed thousands.
+    assert float(done.stdout) < 30, done.stdout

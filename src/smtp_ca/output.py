@@ -53,7 +53,11 @@ MIN_REDACTED_ANYWHERE = 8
 MIN_SECRET_QUERY_VALUE = 8
 
 # user:password@ in any URL, whatever the scheme: requests and urllib put whole URLs in errors.
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+# The scheme's length is bounded: an unbounded ``[...]*`` before ``://`` would make the search
+# quadratic in a long run of letters (every start rescans to its end), and a megabyte line from
+# a server must not stall the build. A longer scheme still matches by its last characters, so
+# the credentials after it are redacted all the same.
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]{0,63}://)[^/@\s]+@")
 _WORD_CHARACTER = re.compile(r"\w")
 
 
