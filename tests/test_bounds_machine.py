@@ -9,7 +9,6 @@ run bin/compile as tests/test_e2e.py does, from one cold dependency cache (the s
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +19,7 @@ from smtp_ca.bundle import BundleSettings, prepare_bundle
 from smtp_ca.output import Log
 from support.certs import make_root
 from support.godaddy import GODADDY_BUNDLE, GODADDY_SHA256
+from support.wrapped_log import LogBuffer
 
 
 def _bundle_settings() -> BundleSettings:
@@ -29,7 +29,7 @@ def _bundle_settings() -> BundleSettings:
 
 
 def _prepare(cache: Path) -> tuple[bytes, str, str]:
-    out, err = io.StringIO(), io.StringIO()
+    out, err = LogBuffer(), LogBuffer()
     prepared = prepare_bundle(_bundle_settings(), cache, Log(out=out, err=err))
     return prepared.pem, out.getvalue(), err.getvalue()
 

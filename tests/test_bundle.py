@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -37,6 +36,7 @@ from smtp_ca.settings import DEFAULT_BUNDLE_SHA256
 from support.certs import Issued, make_cert, make_intermediate, make_leaf, make_root, pem_bundle
 from support.godaddy import GODADDY_BUNDLE
 from support.http_server import LocalServer, Reply
+from support.wrapped_log import LogBuffer
 
 GODADDY_PATH = GODADDY_BUNDLE
 GODADDY = GODADDY_PATH.read_bytes()
@@ -70,8 +70,8 @@ class Captured:
     """A Log writing to strings, for asserting on what the user would read."""
 
     def __init__(self) -> None:
-        self.out = io.StringIO()
-        self.err = io.StringIO()
+        self.out = LogBuffer()
+        self.err = LogBuffer()
         self.log = Log(out=self.out, err=self.err)
 
     @property

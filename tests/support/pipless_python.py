@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from support.wrapped_log import unwrap
+
 REPO = Path(__file__).resolve().parents[2]
 SRC = REPO / "src"
 
@@ -77,13 +79,28 @@ print(f"DEPS={deps}")
 
 @dataclass(frozen=True)
 class BootstrapRun:
+    """The bootstrap's exit status and log: ``stdout``, ``stderr`` and ``output`` with the
+    log's wrapped lines joined back (support.wrapped_log), ``raw_*`` as printed."""
+
     returncode: int
-    stdout: str
-    stderr: str
+    raw_stdout: str
+    raw_stderr: str
+
+    @property
+    def stdout(self) -> str:
+        return unwrap(self.raw_stdout)
+
+    @property
+    def stderr(self) -> str:
+        return unwrap(self.raw_stderr)
 
     @property
     def output(self) -> str:
         return self.stdout + self.stderr
+
+    @property
+    def raw_output(self) -> str:
+        return self.raw_stdout + self.raw_stderr
 
     @property
     def deps_dir(self) -> Path:
