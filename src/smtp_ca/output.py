@@ -3,6 +3,16 @@
 Steps go to stdout as ``-----> step``, details indented seven spaces; warnings and errors go
 to stderr with the `` !     `` prefix, which Heroku's build UI highlights.
 
+A line longer than ``WIDTH`` columns, prefix included, is wrapped at spaces, as Heroku's own
+buildpacks wrap their messages (``wrap``): each continuation line has the same prefix (and, under
+an indented or numbered list item, the item's indentation), no word, URL or path is broken (one
+longer than the width stands whole on a line of its own), and the spaces where a line was broken
+stay at its end. A line the log writes otherwise never ends in a space, so that trailing space
+marks a soft break, as in email's format=flowed (RFC 3676): whoever needs the logical lines back
+(the tests) joins each line that ends in a space with the next one, minus its prefix and
+indentation. Redaction comes first, on the whole message: a secret is gone before any line is
+broken, so no break can split one into halves the redactor would not recognise.
+
 Everything the buildpack shows goes through ``Log``, and ``Log`` redacts every line: our own
 messages, the text of exceptions raised by libraries, the output of pip and apt-get, a traceback
 shown with SMTP_CA_DEBUG=1, and (through ``LogHandler``) what libraries write with ``logging`` or
@@ -51,8 +61,15 @@ MIN_REDACTED_ANYWHERE = 8
 # everywhere in the log would hide more than it protects.
 MIN_SECRET_QUERY_VALUE = 8
 
+# Lines are wrapped to this many columns, prefix included.
+WIDTH = 80
+
 # user:password@ in any URL, whatever the scheme: requests and urllib put whole URLs in errors.
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+# The scheme's length is bounded: an unbounded ``[...]*`` before ``://`` would make the search
+# quadratic in a long run of letters (every start rescans to its end), and a megabyte line from
+# a server must not stall the build. A longer scheme still matches by its last characters, so
+# the credentials after it are redacted all the same.
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]{0,63}://)[^/@\s]+@")
 _WORD_CHARACTER = re.compile(r"\w")
 
 
@@ -152,6 +169,44 @@ class Redactor:
         return _URL_CREDENTIALS.sub(rf"\g<scheme>{REDACTED}@", text)
 
 
+# What a continuation line repeats under the prefix: the line's own indentation and, for a list
+# item ("  1. ", "- "), its marker's width, so the item's text stays aligned.
+_HANGING_INDENT = re.compile(r" *(?:(?:\d{1,3}[.)]|[-*•]) +(?=\S))?")
+# A word and the spaces after it: lines are broken only in a run of spaces.
+_WORD = re.compile(r"[^ ]+ *")
+
+
+def wrap(prefix: str, line: str, width: int = WIDTH, continued: str | None = None) -> list[str]:
+    """``prefix`` + ``line`` as the physical lines the log writes: broken at spaces into lines of
+    at most ``width`` columns, the spaces of each break kept at the end of the line before it
+    (the soft-break mark, see the module's docstring); every continuation line starts with
+    ``continued`` (by default ``prefix``: a step's title goes on under the detail indent, as
+    Heroku's do) and ``line``'s hanging indent. A word longer than what a line holds stands on a
+    line of its own, whole. A line that fits, and a line with no prefix (``Log.verbatim``), is
+    returned as it is. ``line`` must not end in a space (``Log`` strips lines)."""
+    if not prefix or len(prefix) + len(line) <= width:
+        return [prefix + line]
+    indent = len(line) - len(line.lstrip(" "))
+    marker = _HANGING_INDENT.match(line)
+    hanging = (prefix if continued is None else continued) + " " * (
+        marker.end() if marker else indent
+    )
+    lines: list[str] = []
+    current = prefix + line[:indent]
+    holds_a_word = False
+    for match in _WORD.finditer(line, indent):
+        word = match.group()
+        # The line must hold the word and the spaces after it, which stay at its end if the
+        # line breaks there (none after the last word: ``line`` ends in no space).
+        if holds_a_word and len(current) + len(word) > width:
+            lines.append(current)
+            current = hanging
+        current += word
+        holds_a_word = True
+    lines.append(current)
+    return lines
+
+
 class Log:
     """The build log. Every line passes through the redactor, then through the safety net
     for text from outside (``untrusted.escape_controls``)."""
@@ -166,15 +221,20 @@ class Log:
         self._out = out or sys.stdout
         self._err = err or sys.stderr
 
-    def _write(self, stream: TextIO, prefix: str, message: str) -> None:
+    def _write(
+        self, stream: TextIO, prefix: str, message: str, continued: str | None = None
+    ) -> None:
         # Text from outside is escaped and cut where it is quoted (``untrusted.shown``); the
         # safety net catches what a message forgot: no control character reaches the terminal.
+        # Redacted first, whole: then cut into lines, escaped, and wrapped (``wrap``).
         for line in self.redact(message).splitlines() or [""]:
-            stream.write(f"{prefix}{escape_controls(line)}".rstrip() + "\n")
+            for physical in wrap(prefix, escape_controls(line).rstrip(), continued=continued):
+                stream.write(physical.rstrip() if physical == prefix else physical)
+                stream.write("\n")
         stream.flush()
 
     def step(self, message: str) -> None:
-        self._write(self._out, STEP_PREFIX, message)
+        self._write(self._out, STEP_PREFIX, message, continued=DETAIL_PREFIX)
 
     def info(self, message: str) -> None:
         self._write(self._out, DETAIL_PREFIX, message)

@@ -32,6 +32,7 @@ from support.http_server import LocalServer, Reply
 from support.offline_inputs import skip_or_fail
 from support.slices import require
 from support.world import World, godaddy_vars
+from support.wrapped_log import unwrap
 
 pytestmark = pytest.mark.e2e
 
@@ -120,8 +121,8 @@ def compile_app(
     seconds = time.monotonic() - started
     return Build(
         process.returncode,
-        stdout,
-        stderr,
+        unwrap(stdout),
+        unwrap(stderr),
         seconds,
         int(peak_file.read_text()) * 1024 if peak_file.exists() else -1,
         snapshot(build_dir) == before,

@@ -38,6 +38,7 @@ from support.offline_inputs import REPO
 from support.pki import issue, server_context
 from support.smtp_server import SMTPTestServer, free_port
 from support.world import World
+from support.wrapped_log import LoggedProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -114,10 +115,9 @@ def assert_no_secret(output: str) -> None:
     assert "Traceback" not in output
 
 
-def run_bin_check(
-    world: World, where: Path, *arguments: str, **extra_env: str
-) -> subprocess.CompletedProcess[str]:
-    """bin/check as a user runs it, with the world's python3 and a copy of its warm cache."""
+def run_bin_check(world: World, where: Path, *arguments: str, **extra_env: str) -> LoggedProcess:
+    """bin/check as a user runs it, with the world's python3 and a copy of its warm cache; its
+    output with the log's wrapped lines joined back (support.wrapped_log)."""
     cache = where / "check-cache"
     shutil.copytree(world.warm_cache / "smtp-ca", cache, symlinks=True)
     env = {
@@ -126,7 +126,7 @@ def run_bin_check(
         "SMTP_CA_CACHE_DIR": str(cache),
         **extra_env,
     }
-    return subprocess.run(
+    completed = subprocess.run(
         [str(REPO / "bin" / "check"), *arguments],
         env=env,
         capture_output=True,
@@ -135,6 +135,7 @@ def run_bin_check(
         stdin=subprocess.DEVNULL,
         check=False,
     )
+    return LoggedProcess(completed)
 
 
 # --- no credentials with a certificate's URLs ---------------------------------------------------

@@ -2,7 +2,8 @@
 
 Each test runs bin/compile as Heroku does (support.world) against real loopback servers, merges
 stdout and stderr in the order they were written (as Heroku's build log shows them), normalises
-what changes between runs (support.golden) and compares the result with a file in tests/golden/.
+what changes between runs (support.golden) and compares the result with a file in tests/golden/,
+which shows the log wrapped as it prints (lines of at most 80 columns, see smtp_ca.output).
 A change to what users read then shows up in review as a diff of those files. After an intended
 change, rewrite them and read the diff:
 
@@ -25,7 +26,7 @@ import pytest
 from support.bundle_vars import pinned_bundle_vars
 from support.certs import Issued, make_root
 from support.crl import make_crl
-from support.golden import assert_matches_golden, normalise
+from support.golden import GOLDEN_DIR, assert_matches_golden, normalise
 from support.heroku import BuildResult, snapshot
 from support.http_server import LocalServer
 from support.ocsp_responder import OcspResponder
@@ -35,6 +36,7 @@ from support.rails_app import make_rails_app, smtp_config_vars
 from support.scratch import fixture_dir
 from support.smtp_server import SMTPTestServer
 from support.world import World
+from support.wrapped_log import too_wide
 
 pytestmark = pytest.mark.e2e
 
@@ -90,10 +92,11 @@ def provider() -> Iterator[Provider]:
 
 
 def _log(build: BuildResult, where: Path, world: World) -> str:
-    assert PASSWORD not in build.output
+    assert PASSWORD not in build.raw_output
     assert "Traceback" not in build.output
+    assert not too_wide(build.raw_stdout), build.raw_stdout
     return normalise(
-        build.stdout,
+        build.raw_stdout,
         [
             (where, "<TMP>"),
             (world.warm_cache.parent, "<WORLD>"),
@@ -185,3 +188,12 @@ def test_bad_config_var(world: World, provider: Provider, tmp_path: Path) -> Non
     assert build.returncode == 1, build.output
     assert snapshot(build_dir) == before
     assert_matches_golden("bad-config-var.log", _log(build, tmp_path, world))
+
+
+@pytest.mark.parametrize("name", sorted(path.name for path in GOLDEN_DIR.glob("*.log")))
+def test_golden_files_show_the_log_wrapped_as_it_prints(name: str) -> None:
+    """Each file holds the log's wrapped form: no line wider than the log writes, and the
+    logical lines wrapped again as the log wraps them give the file back."""
+    text = (GOLDEN_DIR / name).read_text(encoding="utf-8")
+    assert not too_wide(text)
+    assert normalise(text) == text

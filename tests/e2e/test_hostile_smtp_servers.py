@@ -14,7 +14,6 @@ process nor other tests' children count.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import subprocess
 import sys
@@ -42,6 +41,7 @@ from support.hostile_smtp import (
 from support.pki import issue, server_context
 from support.slices import E2E, require
 from support.smtp_server import SMTPTestServer
+from support.wrapped_log import LogBuffer, unwrap
 
 CHECK_TIMEOUT = 5.0
 # Beyond the check's own bound: Python's start, the bundle step, the report.
@@ -148,8 +148,8 @@ def _build(tmp_path: Path, bundle: bytes, port: int, timeout: float = 60, **conf
     measured = json.loads(report.read_text())
     return Build(
         measured["status"],
-        completed.stdout,
-        completed.stderr,
+        unwrap(completed.stdout),
+        unwrap(completed.stderr),
         seconds,
         measured["peak_kib"],
         before,
@@ -363,7 +363,7 @@ def test_lists_of_findings_are_cut_with_a_count() -> None:
 
 
 def test_the_log_escapes_control_characters_without_escaping_twice() -> None:
-    out, err = io.StringIO(), io.StringIO()
+    out, err = LogBuffer(), LogBuffer()
     log = Log(out=out, err=err)
     log.info("raw \x1b[31mred\x07 and\ttab")
     log.warn("already " + shown("a\x1bb") + " escaped, a \\path\\ stays")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import io
 import os
 import signal
 import stat
@@ -42,6 +41,7 @@ from smtp_ca.wiring import BUNDLE_PATH, INITIALIZER_PATH
 from support.bundle_vars import pinned_bundle_vars
 from support.http_server import LocalServer
 from support.unprivileged import Sandbox, give_to_nobody, pinned_imports, sandbox
+from support.wrapped_log import LogBuffer, unwrap
 
 PASSWORD = "SG.s3cret-Passw0rd-never-printed"
 LOGIN = "apikey"
@@ -98,7 +98,7 @@ class Rig:
             (self.env_dir / name).write_text(value)
 
     def compile(self, build_dir: Path | None = None, cache_dir: Path | None = None) -> Result:
-        out, err = io.StringIO(), io.StringIO()
+        out, err = LogBuffer(), LogBuffer()
         log = Log(Redactor(), out=out, err=err)
         env_dir = self.argv_env_dir or self.env_dir
         build_dir, cache_dir = build_dir or self.build_dir, cache_dir or self.cache_dir
@@ -108,7 +108,7 @@ class Rig:
             child = self.box.python(
                 UNPRIVILEGED_BUILD, str(self.box.packages), str(self.buildpack_dir), *argv
             )
-            return Result(child.returncode, child.stdout, child.stderr)
+            return Result(child.returncode, unwrap(child.stdout), unwrap(child.stderr))
         status = cli.main(argv, log=log)
         return Result(status, out.getvalue(), err.getvalue())
 
@@ -1087,7 +1087,7 @@ def test_the_same_app_compiled_twice_gives_byte_identical_files(rig: Rig) -> Non
 
 
 def test_usage_mistakes_are_reported_through_the_log() -> None:
-    out, err = io.StringIO(), io.StringIO()
+    out, err = LogBuffer(), LogBuffer()
     status = cli.main(["compile"], log=Log(out=out, err=err))
     assert status == 2
     assert err.getvalue().startswith(" !     the following arguments are required: build_dir")
@@ -1097,7 +1097,7 @@ def test_usage_mistakes_are_reported_through_the_log() -> None:
 
 def test_invalid_debug_flag_in_the_environment_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SMTP_CA_DEBUG", "on please")
-    err = io.StringIO()
+    err = LogBuffer()
     status = cli.main(["compile", "/nonexistent", "/nonexistent"], log=Log(err=err))
     assert status == 1
     assert "SMTP_CA_DEBUG is 'on please', which is not one of" in err.getvalue()

@@ -5,7 +5,6 @@ real local servers; bin/compile end to end is in test_aia_and_revocation.py."""
 
 from __future__ import annotations
 
-import io
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from support.http_server import LocalServer
 from support.ocsp_responder import OcspResponder
 from support.pki import issue, server_context
 from support.smtp_server import SMTPTestServer, free_port
+from support.wrapped_log import LogBuffer
 
 BUNDLE = ".smtp-ca/ca-bundle.pem"
 
@@ -60,8 +60,8 @@ class Run:
         self.buildpack_dir = tmp_path / "buildpack"
         self.buildpack_dir.mkdir()
         self.bundle_source = root.write(tmp_path / "provider-bundle.pem")
-        self.out = io.StringIO()
-        self.err = io.StringIO()
+        self.out = LogBuffer()
+        self.err = LogBuffer()
 
     def __call__(self, port: int, **config_vars: str) -> None:
         variables = {

@@ -12,7 +12,6 @@ test_server_discovery_builds.py.
 
 from __future__ import annotations
 
-import io
 import os
 import socket
 import sys
@@ -44,6 +43,7 @@ from smtp_ca.settings.values import VARIABLES, read_config_dir
 from support.silent_server import SilentServer
 from support.smtp_server import SMTPTestServer, free_port
 from support.unprivileged import give_to_nobody, sandbox
+from support.wrapped_log import LogBuffer
 
 STACK = "heroku-24"
 
@@ -633,8 +633,8 @@ class Build:
         self.buildpack = tmp_path / "buildpack"
         self.buildpack.mkdir()
         self.ca = ca
-        self.out = io.StringIO()
-        self.err = io.StringIO()
+        self.out = LogBuffer()
+        self.err = LogBuffer()
 
     def __call__(self, **config_vars: str) -> None:
         variables = {
@@ -892,7 +892,7 @@ def test_a_closed_port_is_named_where_it_was_found(build: Build) -> None:
         f" !     Check the port in {INITIALIZER}: SendGrid and most providers take 587"
         in build.err.getvalue()
     )
-    build.err = io.StringIO()
+    build.err = LogBuffer()
     build(MAILGUN_SMTP_SERVER="localhost", MAILGUN_SMTP_PORT=str(closed))
     assert (
         " !     Check MAILGUN_SMTP_PORT: SendGrid and most providers take 587"
@@ -1088,7 +1088,7 @@ def test_a_cnb_build_reads_the_add_ons_variables_from_the_platform_dir(
         "CNB_TARGET_DISTRO_NAME": "ubuntu",
         "CNB_TARGET_DISTRO_VERSION": "24.04",
     }
-    out, err = io.StringIO(), io.StringIO()
+    out, err = LogBuffer(), LogBuffer()
     pipeline.run(CnbPlatform.from_environment(environ, app), Log(out=out, err=err))
     assert checked(server.port, "MAILGUN_SMTP_SERVER") in out.getvalue()
     assert verified(server.port) in out.getvalue()

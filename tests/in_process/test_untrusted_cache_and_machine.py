@@ -9,7 +9,6 @@ run bin/compile as tests/e2e/test_compile.py does, from one cold dependency cach
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +20,7 @@ from smtp_ca.bundle.settings import BundleSettings
 from smtp_ca.output import Log
 from support.certs import make_root
 from support.godaddy import GODADDY_BUNDLE, GODADDY_SHA256
+from support.wrapped_log import LogBuffer
 
 
 def _bundle_settings() -> BundleSettings:
@@ -30,7 +30,7 @@ def _bundle_settings() -> BundleSettings:
 
 
 def _prepare(cache: Path) -> tuple[bytes, str, str]:
-    out, err = io.StringIO(), io.StringIO()
+    out, err = LogBuffer(), LogBuffer()
     prepared = prepare_bundle(_bundle_settings(), cache, Log(out=out, err=err))
     return prepared.pem, out.getvalue(), err.getvalue()
 

@@ -46,6 +46,7 @@ import pytest
 from support.heroku import clean_buildpack_copy
 from support.offline_inputs import REPO, inputs_root, skip_or_fail
 from support.slices import require
+from support.wrapped_log import unwrap
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -415,6 +416,12 @@ class BuildRun:
 
     @property
     def output(self) -> str:
+        """Everything the phases printed, the log's wrapped lines joined back
+        (support.wrapped_log)."""
+        return unwrap(self.raw_output)
+
+    @property
+    def raw_output(self) -> str:
         parts = [self.detect.stdout, self.detect.stderr]
         if self.build is not None:
             parts += [self.build.stdout, self.build.stderr]
@@ -422,7 +429,12 @@ class BuildRun:
 
     @property
     def build_output(self) -> str:
-        """What the builder printed: the buildpacks' stdout and stderr, both on its stdout."""
+        """What the builder printed: the buildpacks' stdout and stderr, both on its stdout;
+        the log's wrapped lines joined back."""
+        return unwrap(self.raw_build_output)
+
+    @property
+    def raw_build_output(self) -> str:
         assert self.build is not None, self.output
         return self.build.stdout + self.build.stderr
 

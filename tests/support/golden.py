@@ -4,7 +4,10 @@ A build log holds values that change on every run (ports, temporary paths, durat
 certificate (dates, serials, fingerprints, random test CA names) or with a pinned dependency
 (certifi's version and its number of roots), and the output of pip, whose lines depend on the
 machine's Python. ``normalise`` replaces each with a placeholder, so what stays
-is what the buildpack itself says, in the order it says it. ``assert_matches_golden`` compares
+is what the buildpack itself says, in the order it says it. The log's wrapped lines are joined
+back first (support.wrapped_log) and wrapped again once the placeholders are in (``wrap``, as
+the log wraps), so a golden file shows the log's wrapped form, and a port, path or duration of
+another length does not move its breaks. ``assert_matches_golden`` compares
 that with a file under tests/golden/, or rewrites the file when ``SMTP_CA_UPDATE_GOLDEN=1``::
 
     SMTP_CA_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/e2e/test_golden_logs.py
@@ -19,6 +22,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
+
+from smtp_ca.output import ALERT_PREFIX, DETAIL_PREFIX, STEP_PREFIX, wrap
+from support.wrapped_log import unwrap
 
 GOLDEN_DIR = Path(__file__).resolve().parent.parent / "golden"
 UPDATE_VARIABLE = "SMTP_CA_UPDATE_GOLDEN"
@@ -77,7 +83,7 @@ def normalise(log: str, paths: Iterable[tuple[Path | str, str]] = ()) -> str:
     ``paths`` maps directories (a test's tmp_path, the repository) to placeholders such as
     ``<TMP>``; the longest is replaced first, so a path inside another keeps its own name.
     """
-    text = log
+    text = unwrap(log)
     for path, placeholder in sorted(paths, key=lambda item: len(str(item[0])), reverse=True):
         for form in dict.fromkeys((str(path), os.path.realpath(path))):
             text = text.replace(form, placeholder)
@@ -86,8 +92,17 @@ def normalise(log: str, paths: Iterable[tuple[Path | str, str]] = ()) -> str:
     for line in lines:
         for pattern, replacement in _SUBSTITUTIONS:
             line = pattern.sub(replacement, line)
-        normalised.append(line.rstrip())
+        normalised.extend(_wrapped(line.rstrip()))
     return "\n".join(normalised) + "\n"
+
+
+def _wrapped(line: str) -> list[str]:
+    """A logical line of the log as the log wraps it, by its prefix; a line with none (not
+    the log's) as it is."""
+    for prefix in (STEP_PREFIX, ALERT_PREFIX, DETAIL_PREFIX):
+        if line.startswith(prefix):
+            return wrap(prefix, line[len(prefix) :])
+    return [line]
 
 
 def _collapse_tool_output(lines: list[str]) -> list[str]:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from support.offline_inputs import REPO, Inputs
 from support.slices import E2E, require
+from support.wrapped_log import unwrap
 
 # What a build needs; everything else (tests, scripts, docs) is left out of the copy, as the
 # buildpack registry leaves it out of its tarball.
@@ -40,14 +41,29 @@ def clean_buildpack_copy(destination: Path, *, source: Path | None = None) -> Pa
 
 @dataclass(frozen=True)
 class BuildResult:
+    """A build's exit status and log: ``stdout``, ``stderr`` and ``output`` with the log's
+    wrapped lines joined back (support.wrapped_log), ``raw_*`` as the build printed them."""
+
     returncode: int
-    stdout: str
-    stderr: str
+    raw_stdout: str
+    raw_stderr: str
     build_dir: Path
+
+    @property
+    def stdout(self) -> str:
+        return unwrap(self.raw_stdout)
+
+    @property
+    def stderr(self) -> str:
+        return unwrap(self.raw_stderr)
 
     @property
     def output(self) -> str:
         return self.stdout + self.stderr
+
+    @property
+    def raw_output(self) -> str:
+        return self.raw_stdout + self.raw_stderr
 
 
 def build_environment(python_bin: Path, inputs: Inputs, home: Path, **extra: str) -> dict[str, str]:

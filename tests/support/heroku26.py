@@ -11,7 +11,6 @@ one::
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from support.bundle_vars import pinned_bundle_vars
 from support.chroots import SYSTEM_PATH, ChrootSession
 from support.heroku import build_environment, clean_buildpack_copy, write_env_dir
 from support.offline_inputs import Inputs
+from support.wrapped_log import LoggedProcess
 
 WHEELHOUSE = "/opt/smtp-ca-tests/wheelhouse"
 
@@ -40,10 +40,10 @@ class Heroku26Build:
         self.session.write(f"/opt/smtp-ca-tests/{name}", body)
         return pinned_bundle_vars(f"file:///opt/smtp-ca-tests/{name}", body)
 
-    def compile(
-        self, name: str, config_vars: Mapping[str, str]
-    ) -> subprocess.CompletedProcess[str]:
-        """bin/compile with STACK=heroku-26: the app at /builds/<name>/build_0123abcd."""
+    def compile(self, name: str, config_vars: Mapping[str, str]) -> LoggedProcess:
+        """bin/compile with STACK=heroku-26: the app at /builds/<name>/build_0123abcd. Its
+        ``stdout`` and ``stderr`` with the log's wrapped lines joined back, ``raw_stdout`` and
+        ``raw_stderr`` as printed (support.wrapped_log)."""
         base = f"/builds/{name}"
         write_env_dir(self.session.path(f"{base}/env"), config_vars)
         self.session.path(f"{base}/build_0123abcd/config").mkdir(parents=True)
@@ -58,7 +58,7 @@ class Heroku26Build:
             PATH=SYSTEM_PATH,
         )
         command = ["/buildpack/bin/compile", f"{base}/build_0123abcd", "/cache", f"{base}/env"]
-        return self.session.run(command, env=env, timeout=600)
+        return LoggedProcess(self.session.run(command, env=env, timeout=600))
 
     def app(self, name: str) -> Path:
         """The host path of a build's app directory."""

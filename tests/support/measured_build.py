@@ -26,6 +26,7 @@ from pathlib import Path
 
 from support.heroku import clean_buildpack_copy, snapshot, write_env_dir
 from support.world import World
+from support.wrapped_log import unwrap
 
 # The build's parent: runs bin/compile, then writes the peak RSS of its descendants (KiB).
 MEASURED = """\
@@ -40,16 +41,34 @@ sys.exit(status)
 @dataclass(frozen=True)
 class Build:
     returncode: int
-    lines: list[tuple[float, str]]  # stdout lines, with time.monotonic() when each arrived
-    stderr: str
+    # stdout lines as printed (wrapped), with time.monotonic() when each arrived
+    lines: list[tuple[float, str]]
+    raw_stderr: str
     ended: float
     peak_memory: int  # bytes
     app_unchanged: bool
     export_written: bool
 
     @property
+    def raw_stdout(self) -> str:
+        return "".join(f"{line}\n" for _, line in self.lines)
+
+    @property
+    def stdout(self) -> str:
+        """stdout with the log's wrapped lines joined back (support.wrapped_log)."""
+        return unwrap(self.raw_stdout)
+
+    @property
+    def stderr(self) -> str:
+        return unwrap(self.raw_stderr)
+
+    @property
     def output(self) -> str:
-        return "".join(f"{line}\n" for _, line in self.lines) + self.stderr
+        return self.stdout + self.stderr
+
+    @property
+    def raw_output(self) -> str:
+        return self.raw_stdout + self.raw_stderr
 
     def arrived(self, prefix: str) -> float:
         for moment, line in self.lines:

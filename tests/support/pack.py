@@ -33,6 +33,7 @@ from support.cnb import buildpack_descriptor, make_reachable, open_scratch
 from support.heroku import clean_buildpack_copy
 from support.offline_inputs import REPO, inputs_root, last_line, load_inputs, skip_or_fail
 from support.slices import require
+from support.wrapped_log import unwrap
 
 ENABLE = "bash .ci/prepare-pack (as root; scripts/setup-dev --all runs it)"
 WHY = "tests/e2e/test_pack.py runs a real pack build with Docker"
@@ -271,11 +272,17 @@ def make_builder(tools: PackTools, scratch: Path, *, with_buildpack: bool = True
 
 @dataclass
 class PackRun:
-    """One ``pack build``: its exit status and output (stdout and stderr together)."""
+    """One ``pack build``: its exit status and output (stdout and stderr together), the log's
+    wrapped lines joined back in ``output`` (support.wrapped_log), as printed in
+    ``raw_output``."""
 
     image: str
     returncode: int
-    output: str
+    raw_output: str
+
+    @property
+    def output(self) -> str:
+        return unwrap(self.raw_output)
 
 
 @dataclass

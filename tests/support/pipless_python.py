@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from support.paths import REPO
+from support.wrapped_log import unwrap
 
 SRC = REPO / "src"
 
@@ -79,13 +80,28 @@ print(f"DEPS={deps}")
 
 @dataclass(frozen=True)
 class BootstrapRun:
+    """The bootstrap's exit status and log: ``stdout``, ``stderr`` and ``output`` with the
+    log's wrapped lines joined back (support.wrapped_log), ``raw_*`` as printed."""
+
     returncode: int
-    stdout: str
-    stderr: str
+    raw_stdout: str
+    raw_stderr: str
+
+    @property
+    def stdout(self) -> str:
+        return unwrap(self.raw_stdout)
+
+    @property
+    def stderr(self) -> str:
+        return unwrap(self.raw_stderr)
 
     @property
     def output(self) -> str:
         return self.stdout + self.stderr
+
+    @property
+    def raw_output(self) -> str:
+        return self.raw_stdout + self.raw_stderr
 
     @property
     def deps_dir(self) -> Path:

@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 import threading
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
-from smtp_ca.output import Log, Redactor, url_secrets
+from smtp_ca.output import (
+    ALERT_PREFIX,
+    DETAIL_PREFIX,
+    STEP_PREFIX,
+    WIDTH,
+    Log,
+    Redactor,
+    url_secrets,
+    wrap,
+)
+from support.paths import SOURCE
+from support.wrapped_log import LogBuffer, too_wide, unwrap
+
+SRC = SOURCE
 
 
 def test_heroku_prefixes_and_streams() -> None:
@@ -85,7 +102,7 @@ def test_library_logging_and_warnings_go_through_the_log() -> None:
 
     from smtp_ca.output import LogHandler
 
-    out = io.StringIO()
+    out = LogBuffer()
     log = Log(Redactor(["tok3n-0123456789"]), out=out, err=io.StringIO())
     logger = logging.getLogger("test.library")
     handler = LogHandler(log)
@@ -151,3 +168,220 @@ def test_a_redactor_taught_a_url_hides_its_token_wherever_it_appears() -> None:
     assert (
         redactor("GET /b.pem?auth=TOKEN-0123456789 failed") == "GET /b.pem?auth=[REDACTED] failed"
     )
+
+
+# --- wrapping (smtp_ca.output's docstring) ----------------------------------------------------
+
+# The hint of tests/golden/strict-check-fails.log, once a single 347-character line.
+HINT = (
+    "Ask the mail provider for its CA bundle (the one that holds smtp-ca Golden Stranger Root "
+    "CA), point SMTP_CA_BUNDLE_URL at it and set SMTP_CA_BUNDLE_SHA256 (sha256sum FILE); or, "
+    'for a private CA, put its certificate in SMTP_CA_CERTS (heroku config:set SMTP_CA_CERTS="'
+    '$(cat ca.pem)"). Or ask the provider to send its intermediate certificate.'
+)
+
+
+def _logged(*messages: str, redactor: Redactor | None = None) -> tuple[str, str]:
+    """What ``Log`` prints for each message as an error and as a detail: (stderr, stdout)."""
+    out, err = io.StringIO(), io.StringIO()
+    log = Log(redactor, out=out, err=err)
+    for message in messages:
+        log.error(message)
+        log.info(message)
+    return err.getvalue(), out.getvalue()
+
+
+def test_a_long_error_wraps_at_words_within_80_columns_under_its_prefix() -> None:
+    err, out = _logged(HINT)
+    assert err.splitlines() == [
+        " !     Ask the mail provider for its CA bundle (the one that holds smtp-ca ",
+        " !     Golden Stranger Root CA), point SMTP_CA_BUNDLE_URL at it and set ",
+        " !     SMTP_CA_BUNDLE_SHA256 (sha256sum FILE); or, for a private CA, put its ",
+        ' !     certificate in SMTP_CA_CERTS (heroku config:set SMTP_CA_CERTS="$(cat ',
+        ' !     ca.pem)"). Or ask the provider to send its intermediate certificate.',
+    ]
+    assert all(line.startswith(DETAIL_PREFIX) for line in out.splitlines())
+    for printed in (err, out):
+        assert max(map(len, printed.splitlines())) <= WIDTH
+        assert unwrap(printed).splitlines()[0].endswith(HINT)
+
+
+def test_steps_warnings_and_short_lines() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    log = Log(out=out, err=err)
+    log.step("Checking " + "smtp.example.com:587 " * 5 + "(STARTTLS)")
+    log.warn("short")
+    log.info("x" * (WIDTH - len(DETAIL_PREFIX)))  # exactly 80 columns: not wrapped
+    assert out.getvalue().splitlines() == [
+        "-----> Checking smtp.example.com:587 smtp.example.com:587 smtp.example.com:587 ",
+        # A step's title goes on under the detail indent, as Heroku's buildpacks wrap theirs.
+        "       smtp.example.com:587 smtp.example.com:587 (STARTTLS)",
+        DETAIL_PREFIX + "x" * (WIDTH - len(DETAIL_PREFIX)),
+    ]
+    assert err.getvalue() == " !     Warning: short\n"
+
+
+def test_words_urls_and_paths_are_never_split() -> None:
+    url = "https://smtp-ca.example/" + "very-long-path/" * 8 + "bundle.pem"
+    path = "/tmp/build_0123abcd/" + "deep/" * 20 + "ca-bundle.pem"
+    message = f"Could not download {url} (HTTP 500); the copy at {path} is kept as it is."
+    err, _ = _logged(message)
+    lines = err.splitlines()
+    assert " !     Could not download " in lines
+    assert f" !     {url} " in lines  # longer than a line: whole, on a line of its own
+    assert f" !     {path} " in lines
+    assert err.split() == [word for line in lines for word in [*line.split()]]
+    assert [word for word in err.split() if word != "!"] == message.split()
+    assert not too_wide(err)
+
+
+def test_list_items_keep_their_indentation_on_continuation_lines() -> None:
+    err, out = _logged(
+        "  1. localhost, issued by smtp-ca Golden Stranger Root CA, valid until 2031-01-01 "
+        "00:00:00 UTC, which is a long time from now",
+        "    - a nested item of a list, long enough that it has to be wrapped once or twice",
+    )
+    assert err.splitlines() == [
+        " !       1. localhost, issued by smtp-ca Golden Stranger Root CA, valid until ",
+        " !          2031-01-01 00:00:00 UTC, which is a long time from now",
+        " !         - a nested item of a list, long enough that it has to be wrapped ",
+        " !           once or twice",
+    ]
+    assert (
+        out.splitlines()[1]
+        == DETAIL_PREFIX + "     2031-01-01 00:00:00 UTC, which is a long time from now"
+    )
+
+
+def test_verbatim_text_is_never_wrapped() -> None:
+    out = io.StringIO()
+    line = "MIIB" + "A" * 200
+    Log(out=out).verbatim(f"-----BEGIN CERTIFICATE-----\n{line}\n-----END CERTIFICATE-----")
+    assert out.getvalue().splitlines()[1] == line
+
+
+def test_a_line_ends_in_a_space_exactly_where_it_was_wrapped() -> None:
+    """The soft-break mark: the spaces of a break stay at the end of the line before it;
+    every other line the log writes is stripped."""
+    err, _ = _logged("word  " * 30 + "end  ", "trailing   ", "", "  ")
+    lines = err.splitlines()
+    assert lines[0] == " !     " + "word  " * 12
+    assert [line.endswith(" ") for line in lines] == [True, True, False, False, False, False]
+    assert unwrap(err).splitlines() == [
+        " !     " + "word  " * 30 + "end",
+        " !     trailing",
+        " !",
+        " !",
+    ]
+
+
+# A secret that would straddle column 80: a wrap done first would split it into halves that
+# the redactor does not know (a password with spaces in it is broken at its spaces).
+STRADDLING = "zebra quartz umbrella violin"
+PADDING = "x" * (WIDTH - len(ALERT_PREFIX) - 10 - len("auth failed: "))
+
+
+@pytest.mark.parametrize(
+    "secret, message",
+    [
+        (STRADDLING, f"auth failed: {PADDING} {STRADDLING} for apikey"),
+        ("hunter2-password-is-long", f"auth failed: {PADDING} hunter2-password-is-long!"),
+        ("pass%20word%40x", f"auth failed: {PADDING[12:]} https://bob:pass%20word%40x@ca.test/b"),
+    ],
+)
+def test_secrets_are_redacted_before_any_line_is_wrapped(secret: str, message: str) -> None:
+    start = len(ALERT_PREFIX) + message.index(secret)
+    assert start < WIDTH < start + len(secret)  # across the 80th column
+    err, out = _logged(message, redactor=Redactor([secret, "apikey"]))
+    for printed in (err, out):
+        for piece in (*secret.split(), secret[:12], secret[-12:], "bob:"):
+            assert piece not in printed, printed
+        assert "[REDACTED]" in printed
+        assert max(map(len, printed.splitlines())) <= WIDTH
+    assert unwrap(err).splitlines() == [ALERT_PREFIX + Redactor([secret, "apikey"])(message)]
+
+
+def test_a_url_credential_across_the_80th_column_is_redacted_without_knowing_it() -> None:
+    """No secret configured: the URL rule alone finds the password, in the whole line, and the
+    URL then moves whole to a line of its own."""
+    message = "fetch failed: " + "y" * 38 + " https://deploy:s3cret-token@ca.test/b.pem"
+    assert len(ALERT_PREFIX) + message.index("s3cret") < WIDTH < len(ALERT_PREFIX) + len(message)
+    err, _ = _logged(message)
+    assert "s3cret" not in err and "deploy" not in err
+    assert " !     https://[REDACTED]@ca.test/b.pem\n" in err
+
+
+# Text as a log line holds it: no line break, no trailing space (``Log`` strips lines).
+_LINE = (
+    st.lists(
+        st.sampled_from([*"ab c  1.-*•!>\té", "-----> ", " !     ", "https://h/x", "  2. "]),
+        max_size=120,
+    )
+    .map("".join)
+    .map(str.rstrip)
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    prefix=st.sampled_from([STEP_PREFIX, DETAIL_PREFIX, ALERT_PREFIX]),
+    line=_LINE,
+    width=st.integers(20, 100),
+)
+@example(prefix=ALERT_PREFIX, line="  1. " + "word " * 30 + "end", width=WIDTH)
+@example(prefix=DETAIL_PREFIX, line="! ! " * 40 + "!", width=WIDTH)
+@example(prefix=STEP_PREFIX, line="-----> " * 20 + "x", width=WIDTH)
+def test_unwrap_is_the_inverse_of_wrap(prefix: str, line: str, width: int) -> None:
+    continued = DETAIL_PREFIX if prefix == STEP_PREFIX else prefix  # as Log.step wraps
+    wrapped = wrap(prefix, line, width, continued=continued)
+    assert unwrap("\n".join(wrapped)) == prefix + line
+    assert wrapped[0].startswith(prefix)
+    assert all(physical.startswith(continued) for physical in wrapped[1:])
+    assert not too_wide("\n".join(wrapped), width)
+    # Only a prefix and spaces added: every word of the line whole, in order.
+    assert [word for p in wrapped for word in p[len(prefix) :].split()] == line.split()
+    assert len(prefix) == len(continued)  # so the slice above drops either
+
+
+def test_unwrap_joins_nothing_but_wrapped_lines() -> None:
+    log = (
+        "-----> Checking\n       The server presented:\n         1. localhost\n"
+        " !     Its SHA-256 is abc. To pin it:\n !     heroku config:set X=abc\n"
+    )
+    assert unwrap(log) == log
+    err, out = _logged("a " * 60 + "b", "two\nlines")
+    assert unwrap(err + out).splitlines() == [
+        " !     " + "a " * 60 + "b",
+        " !     two",
+        " !     lines",
+        "       " + "a " * 60 + "b",
+        "       two",
+        "       lines",
+    ]
+
+
+def test_a_megabyte_line_is_redacted_in_linear_time() -> None:
+    """The URL-credential rule once scanned a run of letters from each of its starts: a
+    megabyte line with no ``://`` took about twenty minutes. Run in a child with a generous
+    timeout, so that a regression fails instead of hanging the suite."""
+    child = (
+        "import io, sys, time\n"
+        "from smtp_ca.output import Log, Redactor\n"
+        "texts = ['a' * 1_000_000, 'a1' * 500_000, ('scheme' * 12 + '://user') * 14_000,\n"
+        "         'x://' + 'b' * 1_000_000, 'https://u:' + 'p' * 1_000_000 + '@h']\n"
+        "log = Log(Redactor(['hunter2-password']), out=io.StringIO(), err=io.StringIO())\n"
+        "started = time.process_time()\n"
+        "for text in texts:\n"
+        "    log.error(text + ' hunter2-password')\n"
+        "print(time.process_time() - started)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", child],
+        env={"PYTHONPATH": str(SRC)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    # A few seconds of CPU at most where the quadratic search needed thousands.
+    assert float(done.stdout) < 30, done.stdout

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -35,6 +34,7 @@ from support.certs import Issued, make_cert, make_intermediate, make_leaf, make_
 from support.godaddy import GODADDY_BUNDLE
 from support.http_server import LocalServer, Reply
 from support.paths import SOURCE
+from support.wrapped_log import LogBuffer
 
 GODADDY_PATH = GODADDY_BUNDLE
 GODADDY = GODADDY_PATH.read_bytes()
@@ -68,8 +68,8 @@ class Captured:
     """A Log writing to strings, for asserting on what the user would read."""
 
     def __init__(self) -> None:
-        self.out = io.StringIO()
-        self.err = io.StringIO()
+        self.out = LogBuffer()
+        self.err = LogBuffer()
         self.log = Log(out=self.out, err=self.err)
 
     @property

@@ -25,6 +25,7 @@ from support.heroku import clean_buildpack_copy, compile_app, snapshot, write_en
 from support.offline_inputs import REPO
 from support.smtp_server import free_port
 from support.world import World, godaddy_vars
+from support.wrapped_log import unwrap
 
 SIGNATURE = "Signature: 8a477f597d28d172789f06886806bc55"
 USE_ANOTHER = "Set SMTP_CA_CACHE_DIR to a new or empty directory, which bin/check makes its own."
@@ -68,7 +69,7 @@ def test_bin_check_refuses_a_directory_of_the_users_and_touches_nothing_in_it(
         check=False,
     )
     assert completed.returncode == 1, completed.stdout + completed.stderr
-    assert completed.stderr.splitlines() == [
+    assert unwrap(completed.stderr).splitlines() == [
         f" !     The cache directory {cache} holds files bin/check did not make (notes.txt). "
         "bin/check removes and replaces what is in its cache, so it keeps it in a directory "
         "of its own, and leaves this one as it is.",
@@ -219,7 +220,7 @@ def test_bin_build_refuses_a_cache_layer_that_is_a_link(world: World, tmp_path: 
         check=False,
     )
     assert result.returncode == 1, result.stdout + result.stderr
-    assert result.stderr.splitlines()[0] == (
+    assert unwrap(result.stderr).splitlines()[0] == (
         f" !     The cache layer {layers / 'cache'} is a symbolic link (to {target}). The build "
         "keeps its cache in a directory of its own, and does not follow a link out of it: what "
         "it removes and writes there would land where the link points."

@@ -32,6 +32,7 @@ from support.pki import issue, server_context
 from support.scratch import fixture_dir
 from support.silent_server import SilentServer
 from support.smtp_server import SMTPTestServer, free_port
+from support.wrapped_log import LogBuffer, unwrap
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ def _run(env: dict[str, str], *arguments: str) -> Result:
         stdin=subprocess.DEVNULL,
         check=False,
     )
-    return Result(completed.returncode, completed.stdout, completed.stderr)
+    return Result(completed.returncode, unwrap(completed.stdout), unwrap(completed.stderr))
 
 
 class BinCheck(Protocol):
@@ -451,7 +452,6 @@ def test_offline_with_the_default_bundle_it_checks_against_public_roots(
     """The default bundle's host cannot be reached and nothing was cached (a new user,
     offline): bin/check goes on with certifi's roots, says what they lack, and checks.
     In-process, so that the default URL can point at a closed local port."""
-    import io
 
     from smtp_ca import cli, pipeline
     from smtp_ca.net import http as fetch
@@ -473,7 +473,7 @@ def test_offline_with_the_default_bundle_it_checks_against_public_roots(
         if name.startswith(("SMTP_CA_BUNDLE", "SMTP_CA_PUBLIC", "SMTP_CA_FETCH")):
             monkeypatch.delenv(name)
     leaf = issue("localhost", intermediate, hostnames=("localhost",))
-    out, err = io.StringIO(), io.StringIO()
+    out, err = LogBuffer(), LogBuffer()
     with SMTPTestServer(mode="starttls", ssl_context=server_context(leaf, intermediate)) as server:
         status = cli.main(["check", f"localhost:{server.port}"], Log(Redactor(), out, err))
 

@@ -45,6 +45,7 @@ from support.pipless_python import (
 )
 from support.scratch import fixture_dir
 from support.unprivileged import sandbox
+from support.wrapped_log import unwrap
 
 LOCK = REPO / "requirements.lock"
 STACK = "heroku-22"
@@ -942,7 +943,7 @@ def test_an_unreadable_cache_it_cannot_rebuild_is_named_with_the_real_cause() ->
         assert "Traceback" not in output
         assert (
             "cannot be trusted: requests/__init__.py cannot be read (Permission denied)"
-            in completed.stderr
+            in unwrap(completed.stderr)
         ), output
         assert (
             f"ERROR Could not install the buildpack's Python dependencies into the build cache "

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import io
 import shutil
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from support.paths import GEMFILE_LOCKS
 from support.rails_app import FIXTURE_ROOT, make_rails_app, smtp_config_vars
 from support.unprivileged import give_to_nobody, sandbox
 from support.world import World, godaddy_vars
+from support.wrapped_log import LogBuffer
 
 LOCKS = GEMFILE_LOCKS
 ARGUMENT_ERROR = 'ArgumentError: Unrecognized :enable_starttls_auto value "true"'
@@ -92,7 +92,7 @@ def test_a_huge_version_is_cut_like_any_outside_text(
     (tmp_path / "Gemfile.lock").write_text(
         f"GEM\n  specs:\n    mail (2.8.1)\n\nRUBY VERSION\n   ruby {version}\n"
     )
-    out, err = io.StringIO(), io.StringIO()
+    out, err = LogBuffer(), LogBuffer()
     settings = settings_for({"SMTP_SERVER": "smtp.example.com"})
     tailored = tailor_to_gemfile_lock(settings, {}, tmp_path, Log(out=out, err=err))
     assert out.getvalue().splitlines() == [

@@ -9,7 +9,6 @@ the build in-process on apps of their own making.
 
 from __future__ import annotations
 
-import io
 import shutil
 import sys
 from pathlib import Path
@@ -28,6 +27,7 @@ from smtp_ca.settings.verify_advice import BULK_UNSET_NOTICE, AppFacts, app_fact
 from support.paths import GEMFILE_LOCKS
 from support.rails_app import make_rails_app
 from support.smtp_server import SMTPTestServer
+from support.wrapped_log import LogBuffer
 
 LOCKS = GEMFILE_LOCKS
 OLD = LockedGems("2.7.1", None, "2.7.4")  # Ruby 2.7.4's net/smtp: verifies nothing by default
@@ -242,7 +242,7 @@ class Build:
             (env_dir / name).write_text(value)
         buildpack = self.root / "buildpack"
         buildpack.mkdir(exist_ok=True)
-        out, err = io.StringIO(), io.StringIO()
+        out, err = LogBuffer(), LogBuffer()
         platform = ClassicPlatform(app, self.root / "cache", env_dir, buildpack)
         pipeline.run(platform, Log(out=out, err=err))
         return out.getvalue() + err.getvalue()
