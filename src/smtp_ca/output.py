@@ -172,8 +172,10 @@ class Redactor:
 # What a continuation line repeats under the prefix: the line's own indentation and, for a list
 # item ("  1. ", "- "), its marker's width, so the item's text stays aligned.
 _HANGING_INDENT = re.compile(r" *(?:(?:\d{1,3}[.)]|[-*•]) +(?=\S))?")
-# A word and the spaces after it: lines are broken only in a run of spaces.
-_WORD = re.compile(r"[^ ]+ *")
+# A word and the spaces after it: lines are broken only in a run of spaces, and never inside
+# double quotes, so a shell argument the user copies (SMTP_CA_CERTS="$(cat ca.pem)") stays on
+# one line. A quote with no closing one is a character like any other.
+_WORD = re.compile(r'(?:[^ "]|"[^"]*"|")+ *')
 
 
 def wrap(prefix: str, line: str, width: int = WIDTH, continued: str | None = None) -> list[str]:

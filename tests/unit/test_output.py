@@ -197,8 +197,9 @@ def test_a_long_error_wraps_at_words_within_80_columns_under_its_prefix() -> Non
         " !     Ask the mail provider for its CA bundle (the one that holds smtp-ca ",
         " !     Golden Stranger Root CA), point SMTP_CA_BUNDLE_URL at it and set ",
         " !     SMTP_CA_BUNDLE_SHA256 (sha256sum FILE); or, for a private CA, put its ",
-        ' !     certificate in SMTP_CA_CERTS (heroku config:set SMTP_CA_CERTS="$(cat ',
-        ' !     ca.pem)"). Or ask the provider to send its intermediate certificate.',
+        " !     certificate in SMTP_CA_CERTS (heroku config:set ",
+        ' !     SMTP_CA_CERTS="$(cat ca.pem)"). Or ask the provider to send its ',
+        " !     intermediate certificate.",
     ]
     assert all(line.startswith(DETAIL_PREFIX) for line in out.splitlines())
     for printed in (err, out):
@@ -385,3 +386,18 @@ def test_a_megabyte_line_is_redacted_in_linear_time() -> None:
     )
     # A few seconds of CPU at most where the quadratic search needed thousands.
     assert float(done.stdout) < 30, done.stdout
+
+
+def test_a_quoted_shell_argument_is_never_broken() -> None:
+    command = 'heroku config:set SMTP_CA_CERTS="$(cat ca.pem)"'
+    for lead in range(40, 80):
+        lines = wrap(ALERT_PREFIX, "x" * (lead - len(ALERT_PREFIX)) + " " + command)
+        assert any('"$(cat ca.pem)"' in line for line in lines), lines
+        assert (
+            unwrap("\n".join(lines))
+            == ALERT_PREFIX + "x" * (lead - len(ALERT_PREFIX)) + " " + command
+        )
+    # An unclosed quote is only a character: nothing is lost, and lines still break.
+    lone = 'say "' + "word " * 30 + "end"
+    assert unwrap("\n".join(wrap(ALERT_PREFIX, lone))) == ALERT_PREFIX + lone
+    assert len(wrap(ALERT_PREFIX, lone)) > 1
