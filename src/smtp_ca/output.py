@@ -172,10 +172,11 @@ class Redactor:
 # What a continuation line repeats under the prefix: the line's own indentation and, for a list
 # item ("  1. ", "- "), its marker's width, so the item's text stays aligned.
 _HANGING_INDENT = re.compile(r" *(?:(?:\d{1,3}[.)]|[-*•]) +(?=\S))?")
-# A word and the spaces after it: lines are broken only in a run of spaces, and never inside
-# double quotes, so a shell argument the user copies (SMTP_CA_CERTS="$(cat ca.pem)") stays on
-# one line. A quote with no closing one is a character like any other.
-_WORD = re.compile(r'(?:[^ "]|"[^"]*"|")+ *')
+# A word and the spaces after it: lines are broken only in a run of spaces, never inside double
+# quotes, and never in a Heroku CLI command with its first argument, so what the user copies
+# (heroku config:set SMTP_CA_CERTS="$(cat ca.pem)") stays on one line. A quote with no closing
+# one is a character like any other.
+WORD = re.compile(r'(?:heroku [^ ]+ )?(?:[^ "]|"[^"]*"|")+ *')
 
 
 def wrap(prefix: str, line: str, width: int = WIDTH, continued: str | None = None) -> list[str]:
@@ -196,7 +197,7 @@ def wrap(prefix: str, line: str, width: int = WIDTH, continued: str | None = Non
     lines: list[str] = []
     current = prefix + line[:indent]
     holds_a_word = False
-    for match in _WORD.finditer(line, indent):
+    for match in WORD.finditer(line, indent):
         word = match.group()
         # The line must hold the word and the spaces after it, which stay at its end if the
         # line breaks there (none after the last word: ``line`` ends in no space).

@@ -21,7 +21,7 @@ import io
 import re
 import subprocess
 
-from smtp_ca.output import WIDTH
+from smtp_ca.output import WIDTH, WORD
 
 # What a continuation line starts with before its text: a prefix, then its hanging indent.
 # The alert prefix is " !" and spaces, the detail prefix only spaces.
@@ -77,7 +77,8 @@ def too_wide(text: str, width: int = WIDTH) -> list[str]:
     wide = []
     for line in text.splitlines():
         head = _CONTINUATION_HEAD.match(line)
-        words = line[head.end() if head else 0 :].split(" ")
-        if len(line) > width and len([word for word in words if word]) > 1:
+        # What the log never breaks (a quoted argument, a heroku command) counts as one word.
+        words = WORD.findall(line[head.end() if head else 0 :])
+        if len(line) > width and len(words) > 1:
             wide.append(line)
     return wide

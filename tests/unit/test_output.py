@@ -388,6 +388,19 @@ def test_a_megabyte_line_is_redacted_in_linear_time() -> None:
     assert float(done.stdout) < 30, done.stdout
 
 
+def test_a_heroku_command_and_its_argument_stay_on_one_line() -> None:
+    for command in (
+        "heroku config:set SMTP_CA_BUNDLE_SHA256=" + "ab" * 32,
+        "heroku config:unset X",
+    ):
+        for lead in range(30, 80):
+            line = "y" * (lead - len(ALERT_PREFIX)) + " then " + command + " and build again."
+            lines = wrap(ALERT_PREFIX, line)
+            assert any(command in physical for physical in lines), lines
+            assert unwrap("\n".join(lines)) == ALERT_PREFIX + line
+            assert not too_wide("\n".join(lines))
+
+
 def test_a_quoted_shell_argument_is_never_broken() -> None:
     command = 'heroku config:set SMTP_CA_CERTS="$(cat ca.pem)"'
     for lead in range(40, 80):
