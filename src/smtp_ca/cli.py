@@ -36,6 +36,7 @@ from smtp_ca.platforms.classic import ClassicPlatform
 from smtp_ca.platforms.cnb import CnbPlatform
 from smtp_ca.settings.load import MAX_CHECK_TIMEOUT
 from smtp_ca.settings.values import (
+    MIN_SECONDS,
     parse_debug,
     read_config_var,
     redact_secret_variables,
@@ -107,7 +108,7 @@ def _timeout(text: str) -> float:
     value = seconds_within(text, MAX_CHECK_TIMEOUT)
     if value is None:
         raise argparse.ArgumentTypeError(
-            f"must be a number of seconds above 0 and at most {MAX_CHECK_TIMEOUT:g}, "
+            f"must be a number of seconds from {MIN_SECONDS:g} to {MAX_CHECK_TIMEOUT:g}, "
             "in digits (such as 10 or 2.5)"
         )
     return value

@@ -513,7 +513,7 @@ def _timeout(value: str, name: str = "SMTP_CA_CHECK_TIMEOUT") -> Case:
     return Case(
         f"{name.lower()}-{value}",
         _set(**{name: value}),
-        f"{name} is {value!r}; it must be a number of seconds above 0 and at most 120",
+        f"{name} is {value!r}; it must be a number of seconds from 0.001 to 120",
     )
 
 

@@ -244,12 +244,17 @@ def parse_debug(raw: str | None) -> bool:
     )
 
 
+# The shortest bound a setting may give, a millisecond, as the dyno check's --timeout takes: a
+# shorter one could not even connect, and messages would print it as 1e-07 s.
+MIN_SECONDS = 0.001
+
+
 def seconds_within(text: str, maximum: float) -> float | None:
-    """``text`` as a number of seconds above 0 and at most ``maximum``, or None. Plain ASCII
+    """``text`` as a number of seconds from ``MIN_SECONDS`` to ``maximum``, or None. Plain ASCII
     decimal digits only: float() would also take "1_0", "1e-300", "inf" and other scripts'
     digits ("٣")."""
     value = float(text) if _SECONDS.fullmatch(text) else float("nan")
-    return value if 0 < value <= maximum else None
+    return value if MIN_SECONDS <= value <= maximum else None
 
 
 def seconds(variables: Mapping[str, str], name: str, default: float, maximum: float) -> float:
@@ -259,7 +264,7 @@ def seconds(variables: Mapping[str, str], name: str, default: float, maximum: fl
     value = seconds_within(raw, maximum)
     if value is None:
         raise BuildError(
-            f"{name} is {quoted(raw)}; it must be a number of seconds above 0 and at most "
+            f"{name} is {quoted(raw)}; it must be a number of seconds from {MIN_SECONDS:g} to "
             f"{maximum:g}.",
             hint=f"Set it with: heroku config:set {name}={default:g}",
         )

@@ -316,7 +316,9 @@ def test_without_arguments_it_prints_its_usage_and_exits_2(bin_check: BinCheck) 
 
 # Python's float() takes all of these but "0" and "121": a timeout is plain ASCII decimal
 # seconds within the bound, as SMTP_CA_CHECK_TIMEOUT is.
-@pytest.mark.parametrize("value", ["0", "121", "\u0663", "1e-300", "1e1", "inf", "1_0", " 5"])
+@pytest.mark.parametrize(
+    "value", ["0", "0.0009", "121", "\u0663", "1e-300", "1e1", "inf", "1_0", " 5"]
+)
 def test_a_usage_mistake_is_named_above_the_usage(
     bin_check: BinCheck, environment: dict[str, str], value: str
 ) -> None:
@@ -325,8 +327,8 @@ def test_a_usage_mistake_is_named_above_the_usage(
     result = bin_check(address, "--ca-file", bundle, "--timeout", value)
     assert result.returncode == 2, result.output
     assert result.stderr.splitlines() == [
-        " !     argument --timeout: must be a number of seconds above 0 and at most 120, in "
-        "digits (such as 10 or 2.5)",
+        " !     argument --timeout: must be a number of seconds from 0.001 to 120, in digits "
+        "(such as 10 or 2.5)",
         *USAGE,
     ]
     assert result.stdout == ""
