@@ -11,20 +11,21 @@ module SmtpCaDynoCheck
     # Mastodon's config vars and the settings keys they become (config/initializers/smtp.rb).
     SETTING_KEYS = { 'SMTP_SERVER' => 'address', 'SMTP_PORT' => 'port', 'SMTP_TLS' => 'tls',
                      'SMTP_ENABLE_STARTTLS' => 'enable_starttls',
-                     'SMTP_ENABLE_STARTTLS_AUTO' => 'enable_starttls_auto',
-                     'SMTP_CA_FILE' => 'ca_file' }.freeze
+                     'SMTP_ENABLE_STARTTLS_AUTO' => 'enable_starttls_auto' }.freeze
     OPTIONS = { 'SMTP_SERVER' => '--address', 'SMTP_PORT' => '--port' }.freeze
 
     # The settings checked, the prefix of the config vars behind them, and whether the app
     # reads Mastodon's (whose advice then names them).
     Source = Struct.new(:label, :settings, :prefix, :mastodon) do
       # How advice names one of the server's settings: Mastodon's config var, the key other
-      # apps write in their settings, or the option the check was given.
+      # apps write in their settings, or the option the check was given. The buildpack's own
+      # variables (SMTP_CA_FILE: every app's dynos get it) keep their names.
       def var(name)
-        return "#{prefix}#{name}" if mastodon
+        key = SETTING_KEYS[name]
+        return "#{prefix}#{name}" if mastodon || key.nil?
         return OPTIONS[name] if OPTIONS.key?(name) && label.include?(' with --address')
 
-        "the :#{SETTING_KEYS.fetch(name)} setting"
+        "the :#{key} setting"
       end
 
       # The same, given a value: SMTP_TLS=true for Mastodon, tls: true in other apps' settings.
@@ -95,8 +96,7 @@ module SmtpCaDynoCheck
     # Mastodon's config vars and the settings keys they become (config/initializers/smtp.rb).
     SETTING_KEYS = { 'SMTP_SERVER' => 'address', 'SMTP_PORT' => 'port', 'SMTP_TLS' => 'tls',
                      'SMTP_ENABLE_STARTTLS' => 'enable_starttls',
-                     'SMTP_ENABLE_STARTTLS_AUTO' => 'enable_starttls_auto',
-                     'SMTP_CA_FILE' => 'ca_file' }.freeze
+                     'SMTP_ENABLE_STARTTLS_AUTO' => 'enable_starttls_auto' }.freeze
     OPTIONS = { 'SMTP_SERVER' => '--address', 'SMTP_PORT' => '--port' }.freeze
 
     # With --address (address_given), ActionMailer's even when they name no server.

@@ -483,6 +483,20 @@ class TestTrust < Minitest::Test
     end
   end
 
+  def test_an_app_that_is_not_mastodon_gets_smtp_ca_file_too
+    other_app = source(mastodon: false)
+    assert_equal 'SMTP_CA_FILE', other_app.var('SMTP_CA_FILE')
+    with_env('SMTP_CA_FILE' => '/nowhere/ca.pem') do
+      found = SmtpCaDynoCheck::Trust.new(context, other_app, @app)
+      assert_equal 'SMTP_CA_FILE is set to /nowhere/ca.pem, which does not exist on this dyno.',
+                   found.unused_config_var
+    end
+    with_env('SMTP_CA_FILE' => @own) do
+      assert_equal :config_var, SmtpCaDynoCheck::Trust.new(context(ca_file: @own), other_app,
+                                                           @app).origin
+    end
+  end
+
   def test_old_net_smtp_has_no_default_store
     refute trust(context(default_store: false)).default_store
     assert trust(nil).default_store # net-smtp makes its own context: the default store
