@@ -12,7 +12,6 @@ only from its own stage, from stages before it and from the shared modules
 
 from pathlib import Path
 
-BUILDPACK_NAME = "SMTP CA"
 # The buildpack's checkout: src/smtp_ca/ is two levels below it; bin/, templates/ and vendor/
 # sit beside src/.
 BUILDPACK_DIR = Path(__file__).resolve().parents[2]

@@ -196,16 +196,15 @@ def wrap(prefix: str, line: str, width: int = WIDTH, continued: str | None = Non
     )
     lines: list[str] = []
     current = prefix + line[:indent]
-    holds_a_word = False
     for match in WORD.finditer(line, indent):
         word = match.group()
         # The line must hold the word and the spaces after it, which stay at its end if the
-        # line breaks there (none after the last word: ``line`` ends in no space).
-        if holds_a_word and len(current) + len(word) > width:
+        # line breaks there (none after the last word: ``line`` ends in no space). The first
+        # word goes on the first line, however long.
+        if match.start() > indent and len(current) + len(word) > width:
             lines.append(current)
             current = hanging
         current += word
-        holds_a_word = True
     lines.append(current)
     return lines
 

@@ -122,7 +122,9 @@ def read_settings(platform: Platform, log: Log) -> Settings:
         notices=settings.notices + app_mail.notices,
     )
     # The app's Gemfile.lock names its mail, net-smtp and Ruby: the warnings become exact.
-    return tailor_to_gemfile_lock(settings, variables, platform.app_dir, log, app)
+    return tailor_to_gemfile_lock(
+        settings, variables, platform.app_dir, log, app, production_rb=app_mail.production_rb
+    )
 
 
 def load_dependencies(

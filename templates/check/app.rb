@@ -14,16 +14,16 @@ module SmtpCaDynoCheck
                      'SMTP_ENABLE_STARTTLS_AUTO' => 'enable_starttls_auto' }.freeze
     OPTIONS = { 'SMTP_SERVER' => '--address', 'SMTP_PORT' => '--port' }.freeze
 
-    # The settings checked, the prefix of the config vars behind them, and whether the app
-    # reads Mastodon's (whose advice then names them).
-    Source = Struct.new(:label, :settings, :prefix, :mastodon) do
+    # The settings checked, the prefix of the config vars behind them, whether the app reads
+    # Mastodon's (whose advice then names them), and whether the server came from --address.
+    Source = Struct.new(:label, :settings, :prefix, :mastodon, :given) do
       # How advice names one of the server's settings: Mastodon's config var, the key other
       # apps write in their settings, or the option the check was given. The buildpack's own
       # variables (SMTP_CA_FILE: every app's dynos get it) keep their names.
       def var(name)
         key = SETTING_KEYS[name]
         return "#{prefix}#{name}" if mastodon || key.nil?
-        return OPTIONS[name] if OPTIONS.key?(name) && label.include?(' with --address')
+        return OPTIONS[name] if given && OPTIONS.key?(name)
 
         "the :#{key} setting"
       end
@@ -37,7 +37,8 @@ module SmtpCaDynoCheck
       def with_server(host, port)
         shown = port ? "--address #{host} --port #{port}" : "--address #{host}"
         Source.new("#{label} with #{shown}",
-                   settings.merge(address: host, port: port || settings[:port]), prefix, mastodon)
+                   settings.merge(address: host, port: port || settings[:port]), prefix, mastodon,
+                   true)
       end
     end
 
@@ -92,12 +93,6 @@ module SmtpCaDynoCheck
   # server and those do (an app that sends with the mail gem alone).
   module MainSettings
     module_function
-
-    # Mastodon's config vars and the settings keys they become (config/initializers/smtp.rb).
-    SETTING_KEYS = { 'SMTP_SERVER' => 'address', 'SMTP_PORT' => 'port', 'SMTP_TLS' => 'tls',
-                     'SMTP_ENABLE_STARTTLS' => 'enable_starttls',
-                     'SMTP_ENABLE_STARTTLS_AUTO' => 'enable_starttls_auto' }.freeze
-    OPTIONS = { 'SMTP_SERVER' => '--address', 'SMTP_PORT' => '--port' }.freeze
 
     # With --address (address_given), ActionMailer's even when they name no server.
     def source(address_given)

@@ -140,6 +140,9 @@ class AppMailSettings:
     reads_mastodon_verify_mode: bool | None = None
     """Whether the app's config reads SMTP_OPENSSL_VERIFY_MODE; None when it has neither
     production.rb nor config/email.yml, so its files cannot tell."""
+    production_rb: str | None = None
+    """The text of production.rb as read here (None when the app has none, or it was skipped):
+    the Gemfile.lock step's advice looks at it too, without reading it again."""
 
 
 class _NotLiteral:
@@ -255,10 +258,13 @@ def read_app_mail_settings(app_dir: Path) -> AppMailSettings:
     reader = _Reader(app_dir)
     blocks: list[_Block] = []
     mastodon: bool | None = None
+    production_rb = None
     for relative in [PRODUCTION_RB, *_initializers(app_dir, reader.notices)]:
         text = reader.read(relative)
         if text is None:
             continue
+        if relative == PRODUCTION_RB:
+            production_rb = text
         if MASTODON_VERIFY_VARIABLE in text:
             mastodon = True
         blocks += _blocks(relative, text)
@@ -275,6 +281,7 @@ def read_app_mail_settings(app_dir: Path) -> AppMailSettings:
         names_verify_mode=any("openssl_verify_mode" in block.named for block in blocks),
         verify_none_files=tuple(dict.fromkeys(none_files)),
         reads_mastodon_verify_mode=mastodon,
+        production_rb=production_rb,
     )
 
 

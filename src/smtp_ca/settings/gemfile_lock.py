@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from smtp_ca.output import Log
+from smtp_ca.settings.app_config import PRODUCTION_RB
 from smtp_ca.settings.load import Settings
 from smtp_ca.settings.verify_advice import (
     MASTODON_WITHOUT_INITIALIZER,
@@ -39,7 +40,6 @@ from smtp_ca.settings.verify_advice import (
 from smtp_ca.untrusted import shown
 
 LOCK_NAME = "Gemfile.lock"
-PRODUCTION_RB = "config/environments/production.rb"
 # Real lock files are tens of kilobytes; anything this large is not one.
 MAX_BYTES = 2 * 1024 * 1024
 # How much of a version the log quotes: "2.8.1", "0.3.1", "3.3.6"; rc and platform suffixes.
@@ -166,15 +166,12 @@ def tailor_to_gemfile_lock(
     app_dir: Path,
     log: Log,
     app: AppFacts = MASTODON_WITHOUT_INITIALIZER,
+    production_rb: str | None = None,
 ) -> Settings:
-    """Reads the app's Gemfile.lock and production.rb, logs what they say, and returns the
-    settings with exact notices. Logs nothing for an app without a Gemfile.lock."""
+    """Reads the app's Gemfile.lock, logs what it says with ``production_rb`` (the text of the
+    app's production.rb, as ``app_config`` read it), and returns the settings with exact
+    notices. Logs nothing for an app without a Gemfile.lock."""
     lock = read_gemfile_lock(app_dir)
-    production_rb = (
-        _read_text(app_dir / PRODUCTION_RB)
-        if lock is not None and _needs_production_rb(lock, variables)
-        else None
-    )
     advice = advise(settings, variables, lock, production_rb, app)
     if lock is not None:
         log.step(f"Reading the app's {LOCK_NAME}")
@@ -208,19 +205,6 @@ def _net_smtp(lock: LockedGems) -> tuple[str, bool] | None:
     if lock.ruby is not None:
         return f"Ruby {lock.ruby}'s net/smtp", _version(lock.ruby) >= _VERIFYING_RUBY
     return None
-
-
-def _needs_production_rb(lock: LockedGems | str, variables: Mapping[str, str]) -> bool:
-    """Whether the advice can use production.rb: only mail 2.8+ rejects the strings that
-    Mastodon 1.x-3.x passes, and only when those config vars are set."""
-    return (
-        isinstance(lock, LockedGems)
-        and lock.mail is not None
-        and _version(lock.mail) >= _STRICT_MAIL
-        and any(
-            variables.get(name) is not None for name in ("SMTP_ENABLE_STARTTLS_AUTO", "SMTP_TLS")
-        )
-    )
 
 
 def _strict_mail_notices(
@@ -265,13 +249,3 @@ def _version(text: str) -> tuple[int, ...]:
     """The leading numbers of a gem version ('2.8.0.rc1' -> (2, 8, 0)); () when there are none."""
     match = _NUMBERS.match(text)
     return tuple(int(part) for part in match[0].split(".")) if match else ()
-
-
-def _read_text(path: Path) -> str | None:
-    try:
-        if not path.is_file():
-            return None
-        with path.open("rb") as stream:
-            return stream.read(MAX_BYTES).decode("utf-8", errors="replace")
-    except OSError:
-        return None

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from smtp_ca.cache.layout import MARKER_NAME, Layout
+from smtp_ca.cache.layout import CLASSIC_NAMESPACE, DEPENDENCIES, MARKER_NAME, Layout
 from smtp_ca.dependencies import install as bootstrap
 from smtp_ca.dependencies import pip as pip_install
 from smtp_ca.dependencies import pip_settings as pip_settings_module
@@ -113,7 +113,13 @@ def copy_cache(cold: ColdInstall, tmp_path: Path) -> Path:
 
 
 def python_deps(cache: Path) -> Path:
-    return cache / "smtp-ca" / "python-deps"
+    return cache / CLASSIC_NAMESPACE / DEPENDENCIES
+
+
+def installed_copy(cold: ColdInstall, tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of the cold install's cache, and the installed dependencies' directory in it."""
+    cache = copy_cache(cold, tmp_path)
+    return cache, python_deps(cache) / cold.run.deps_dir.name
 
 
 def assert_clean_failure(run: BootstrapRun) -> None:
@@ -231,8 +237,7 @@ def test_incomplete_cache_is_removed_and_rebuilt(
     base_env: dict[str, str],
     tmp_path: Path,
 ) -> None:
-    cache = copy_cache(cold, tmp_path)
-    deps = python_deps(cache) / cold.run.deps_dir.name
+    cache, deps = installed_copy(cold, tmp_path)
     damage(deps)
     run = run_bootstrap(pipless, cache_dir=cache, stack=STACK, lock_file=LOCK, env=base_env)
     assert run.returncode == 0, run.output
@@ -296,8 +301,8 @@ def test_missing_wheels_are_a_clear_build_error(
     base_env: dict[str, str],
     tmp_path: Path,
 ) -> None:
-    cache = copy_cache(cold, tmp_path)
-    _remove_marker(python_deps(cache) / cold.run.deps_dir.name)
+    cache, deps = installed_copy(cold, tmp_path)
+    _remove_marker(deps)
     (tmp_path / "no-wheels").mkdir()
     env = dict(base_env, PIP_FIND_LINKS=str(tmp_path / "no-wheels"))
     run = run_bootstrap(pipless, cache_dir=cache, stack=STACK, lock_file=LOCK, env=env)
@@ -312,8 +317,8 @@ def test_index_credentials_from_config_vars_are_never_printed(
     base_env: dict[str, str],
     tmp_path: Path,
 ) -> None:
-    cache = copy_cache(cold, tmp_path)
-    _remove_marker(python_deps(cache) / cold.run.deps_dir.name)
+    cache, deps = installed_copy(cold, tmp_path)
+    _remove_marker(deps)
     env_dir = tmp_path / "env"
     env_dir.mkdir()
     index = unreachable_url().replace("http://", "http://builder:s3cr3t-pass@") + "/simple"
@@ -361,8 +366,7 @@ def test_damaged_bytecode_of_a_dependency_is_reinstalled_with_a_warning(
 ) -> None:
     """A same-size damaged .pyc would fail every later build with a SystemError if it ran: the
     marker's SHA-256 catches it, and the install is made again."""
-    cache = copy_cache(cold, tmp_path)
-    deps = python_deps(cache) / cold.run.deps_dir.name
+    cache, deps = installed_copy(cold, tmp_path)
     name = f"jinja2/__pycache__/__init__.{sys.implementation.cache_tag}.pyc"
     compiled = deps / name
     original = compiled.read_bytes()
@@ -388,8 +392,7 @@ def test_a_module_planted_beside_the_dependencies_is_never_imported(
 ) -> None:
     """The dependencies come first on sys.path: a planted ssl.py there would shadow the
     standard library's. Every file there must be one the install made."""
-    cache = copy_cache(cold, tmp_path)
-    deps = python_deps(cache) / cold.run.deps_dir.name
+    cache, deps = installed_copy(cold, tmp_path)
     ran = tmp_path / "planted-ran"
     (deps / "ssl.py").write_text(f"open({str(ran)!r}, 'w').close()\nraise ImportError\n")
     run = run_bootstrap(pipless, cache_dir=cache, stack=STACK, lock_file=LOCK, env=base_env)
@@ -896,8 +899,7 @@ def test_a_module_changed_with_its_size_kept_is_reinstalled_with_a_warning(
     base_env: dict[str, str],
     tmp_path: Path,
 ) -> None:
-    cache = copy_cache(cold, tmp_path)
-    deps = python_deps(cache) / cold.run.deps_dir.name
+    cache, deps = installed_copy(cold, tmp_path)
     module = deps / "cryptography" / "__init__.py"
     original = module.read_bytes()
     module.write_bytes(b"(" * len(original))  # same size: a SyntaxError on import

@@ -20,6 +20,7 @@ import pytest
 import trustme
 
 from smtp_ca.net import http as fetch
+from smtp_ca.net.deadline import Deadline
 from smtp_ca.net.retry import RetryNote
 from smtp_ca.output import Redactor
 from support.connect_proxy import ConnectProxy
@@ -27,19 +28,6 @@ from support.hostile_http import HostileServer
 from support.http_server import LocalServer, Reply
 from support.silent_server import SilentServer
 from support.smtp_server import free_port
-
-
-class Budget:
-    """A deadline as the check has one (smtp_ca.net.deadline.Deadline's interface)."""
-
-    def __init__(self, seconds: float) -> None:
-        self._end = time.monotonic() + seconds
-
-    def remaining(self) -> float:
-        left = self._end - time.monotonic()
-        if left <= 0:
-            raise TimeoutError
-        return left
 
 
 @pytest.fixture(autouse=True)
@@ -93,13 +81,13 @@ def test_a_shared_deadline_cuts_a_dripping_body_short(http: LocalServer) -> None
     http.script("/drip", Reply(body=b"x" * 50, action="drip", delay=0.2, chunk_size=1))
     started = time.monotonic()
     with pytest.raises(fetch.Unavailable, match="no whole answer within the 1 s"):
-        fetch.fetch(http.url("/drip"), Budget(1.0), max_bytes=1000)
+        fetch.fetch(http.url("/drip"), Deadline(1.0), max_bytes=1000)
     assert time.monotonic() - started < 3
 
 
 def test_the_aia_entry_point(http: LocalServer) -> None:
     http.serve("/ca.cer", b"\x30\x82DER")
-    assert fetch.fetch(http.url("/ca.cer"), Budget(5), max_bytes=100) == b"\x30\x82DER"
+    assert fetch.fetch(http.url("/ca.cer"), Deadline(5), max_bytes=100) == b"\x30\x82DER"
     assert http.requests_for("/ca.cer")[0].headers["accept"] == "*/*"
     assert fetch.is_fetchable("http://x.test/ca.cer")
     assert not fetch.is_fetchable("ldap://x.test/cn=ca")
@@ -111,13 +99,13 @@ def test_the_aia_entry_point_never_waits_past_the_deadline(http: LocalServer) ->
     http.script("/hang", Reply(action="hang", delay=5))
     started = time.monotonic()
     with pytest.raises(fetch.Unavailable):
-        fetch.fetch(http.url("/hang"), Budget(0.5), max_bytes=100)
+        fetch.fetch(http.url("/hang"), Deadline(0.5), max_bytes=100)
     assert time.monotonic() - started < 2
-    expired = Budget(0)
+    expired = Deadline(0)
     with pytest.raises(fetch.Unavailable, match="no time was left"):
         fetch.fetch(http.url("/hang"), expired, max_bytes=100)
     with pytest.raises(fetch.InvalidUrl):
-        fetch.fetch("ldap://x.test/cn=ca", Budget(5), max_bytes=100)
+        fetch.fetch("ldap://x.test/cn=ca", Deadline(5), max_bytes=100)
 
 
 class _PostHandler(http_server.BaseHTTPRequestHandler):
@@ -143,7 +131,7 @@ def test_a_body_is_posted_as_ocsp_requests_are() -> None:
         url = f"http://127.0.0.1:{server.server_address[1]}/ocsp"
         data = fetch.fetch(
             url,
-            Budget(5),
+            Deadline(5),
             max_bytes=100,
             body=b"request",
             content_type="application/ocsp-request",
@@ -471,8 +459,8 @@ def test_a_certificates_url_is_fetched_without_netrc_url_credentials_or_cookies(
     )
     http.serve("/ca.der", b"DER")
     url = http.url("/ca.crt").replace("http://", "http://cert-user:cert-pass@")
-    assert fetch.fetch(url, Budget(3), max_bytes=100) == b"DER"
-    assert fetch.fetch(http.url("/ca.crt"), Budget(3), max_bytes=100) == b"DER"
+    assert fetch.fetch(url, Deadline(3), max_bytes=100) == b"DER"
+    assert fetch.fetch(http.url("/ca.crt"), Deadline(3), max_bytes=100) == b"DER"
     assert [request.path for request in http.requests] == ["/ca.crt", "/ca.der"] * 2
     assert _credential_headers(http) == [{}] * 4
 
@@ -526,7 +514,7 @@ def test_a_socks_proxy_is_refused_before_anything_is_sent(
     monkeypatch.setenv("NO_PROXY", "")
     started = time.monotonic()
     with pytest.raises(fetch.Unavailable) as error:
-        fetch.fetch(http.url("/ca.crt").replace("http:", "https:"), Budget(3), max_bytes=100)
+        fetch.fetch(http.url("/ca.crt").replace("http:", "https:"), Deadline(3), max_bytes=100)
     assert time.monotonic() - started < 1
     assert error.value.reason == (
         f"{variable} names a SOCKS proxy ({shown}), and SOCKS proxies are not supported: set "
